@@ -1,0 +1,100 @@
+//! Command-line interface. Every proxy flag has an `LLMTAP_*` env var; clap merges the two
+//! (the flag wins), and `config::load` lays the result over the YAML file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, Provider};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmtap",
+    version,
+    about = "OpenAI-compatible reverse proxy that emits OpenTelemetry gen_ai traces and metrics",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy in front of the built-in scripted upstream, printing spans to the console.
+    Demo {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+        /// Address of the built-in scripted upstream.
+        #[arg(long, env = "LLMTAP_DEMO_UPSTREAM_LISTEN", default_value = "127.0.0.1:0")]
+        upstream_listen: String,
+    },
+    /// Run only the scripted OpenAI-compatible upstream (for examples, tests, docker-compose).
+    MockUpstream {
+        #[arg(long, env = "LLMTAP_MOCK_LISTEN", default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// Directory of SSE files the `replay` scenario may stream.
+        #[arg(long, env = "LLMTAP_MOCK_FIXTURES")]
+        fixtures: Option<PathBuf>,
+    },
+    /// Exit 0 when the `/healthz` endpoint at URL answers 200 (for container health checks).
+    Healthcheck {
+        #[arg(long, env = "LLMTAP_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
+}
+
+/// Flags of the proxy itself. `None` means "not given": the file or the default applies.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ProxyArgs {
+    /// YAML configuration file.
+    #[arg(long, env = "LLMTAP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "LLMTAP_LISTEN")]
+    pub listen: Option<String>,
+    /// Upstream base URL, e.g. https://api.openai.com/v1 (replaces the file's upstreams).
+    #[arg(long, env = "LLMTAP_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Provider of the upstream [default: openai].
+    #[arg(long, env = "LLMTAP_PROVIDER", value_enum)]
+    pub provider: Option<Provider>,
+    /// Name of an env var holding a key that replaces the client's credential (gateway mode).
+    #[arg(long, env = "LLMTAP_UPSTREAM_API_KEY_ENV")]
+    pub upstream_api_key_env: Option<String>,
+    /// Also serve Prometheus `/metrics` on this address.
+    #[arg(long, env = "LLMTAP_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Largest request body accepted, in bytes [default: 33554432].
+    #[arg(long, env = "LLMTAP_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
+    #[arg(long, env = "LLMTAP_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<f64>,
+    /// Upstream connect timeout in seconds [default: 10].
+    #[arg(long, env = "LLMTAP_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<f64>,
+    /// Seconds to wait for the upstream's response headers [default: 600].
+    #[arg(long, env = "LLMTAP_FIRST_BYTE_TIMEOUT")]
+    pub first_byte_timeout: Option<f64>,
+    /// Longest silence between two response chunks, in seconds [default: 300].
+    #[arg(long, env = "LLMTAP_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<f64>,
+    /// Inject stream_options.include_usage into streamed requests [default: true].
+    #[arg(long, env = "LLMTAP_INJECT_USAGE")]
+    pub inject_usage: Option<bool>,
+    /// Log format [default: text].
+    #[arg(long, env = "LLMTAP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Extra PEM CA bundle to trust for HTTPS upstreams.
+    #[arg(long, env = "LLMTAP_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Export prompt and completion text (off by default).
+    #[arg(long, env = "LLMTAP_CAPTURE_CONTENT")]
+    pub capture_content: Option<bool>,
+    /// Distinct model names kept as metric attribute values before others become `other` [default: 100].
+    #[arg(long, env = "LLMTAP_MAX_MODELS")]
+    pub max_models: Option<usize>,
+}

@@ -1,0 +1,754 @@
+//! The one `Config` llmtap runs with, and how it is assembled.
+//!
+//! Precedence is defaults < YAML file < `LLMTAP_*` environment < command-line flags. Clap
+//! already merges env and flags (a flag wins over its env var), so the file is loaded first
+//! and every value clap produced is laid over it. Everything is validated here, once, so the
+//! rest of the code can trust the values.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::ProxyArgs;
+
+/// What kind of server an upstream is. Drives `gen_ai.provider.name` and the credential header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Openai,
+    Azure,
+    Vllm,
+    Ollama,
+    OpenaiCompatible,
+}
+
+impl Provider {
+    /// The `gen_ai.provider.name` value (well-known values from semconv, custom ones otherwise).
+    pub fn semconv_name(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Azure => "azure.ai.openai",
+            Provider::Vllm => "vllm",
+            Provider::Ollama => "ollama",
+            Provider::OpenaiCompatible => "openai_compatible",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Per-upstream timeouts, in seconds in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Until the response headers arrive. Reasoning models think for minutes, so the default
+    /// is generous.
+    pub first_byte: Duration,
+    /// Longest silence between two body chunks.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(600),
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// USD per million tokens for one model pattern.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Model name or glob (`*`, `?`).
+    pub model: String,
+    pub input: f64,
+    /// Price of cached input tokens; defaults to the input price when absent.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    pub output: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Base URL without a trailing slash; `/v1/<rest>` is forwarded to `<base_url>/<rest>`.
+    pub base_url: String,
+    pub provider: Provider,
+    /// Name of the env var holding the key that replaces the client's credential.
+    pub api_key_env: Option<String>,
+    /// The key itself, read from `api_key_env` at load. Never logged (see `Debug` below).
+    pub api_key: Option<Secret>,
+    /// Inject `stream_options.include_usage` into streamed requests that lack it.
+    pub inject_usage: bool,
+    pub timeouts: Timeouts,
+    /// Price overrides for this upstream; `None` means the global table applies.
+    pub prices: Option<Vec<Price>>,
+}
+
+/// A credential. Its `Debug` never shows the value, so it cannot leak through a log line.
+#[derive(Clone, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Model name or glob.
+    pub model: String,
+    pub upstream: String,
+}
+
+/// A redaction rule applied to captured content before export.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactRule {
+    pub pattern: String,
+    pub replacement: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Export prompts/completions/tool arguments (opt-in). `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` wins when set.
+    pub capture_content: bool,
+    /// Captured content is cut to this many characters per attribute.
+    pub content_max_chars: usize,
+    pub redact: Vec<RedactRule>,
+    /// Baggage keys copied onto spans as `llmtap.baggage.<key>`... unless they are already attribute names.
+    pub baggage_attributes: Vec<String>,
+    /// Request headers copied onto spans as `llmtap.request.header.<name>`.
+    pub header_attributes: Vec<String>,
+    /// Header whose value becomes `gen_ai.conversation.id`.
+    pub conversation_id_header: Option<String>,
+    /// How long a requested tool call waits for its result before its span is emitted anyway.
+    pub tool_call_ttl: Duration,
+    /// Most pending tool calls remembered at once.
+    pub max_pending_tool_calls: usize,
+    /// Requests slower than this are always kept by the sampler.
+    pub slow_request: Duration,
+    /// Finished requests waiting for the telemetry worker; beyond this they are dropped and counted.
+    pub queue_size: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            capture_content: false,
+            content_max_chars: 16 * 1024,
+            redact: default_redactions(),
+            baggage_attributes: Vec::new(),
+            header_attributes: Vec::new(),
+            conversation_id_header: None,
+            tool_call_ttl: Duration::from_secs(600),
+            max_pending_tool_calls: 10_000,
+            slow_request: Duration::from_secs(10),
+            queue_size: 8192,
+        }
+    }
+}
+
+/// Emails, OpenAI-style keys and bearer tokens: what most often leaks into prompts.
+pub fn default_redactions() -> Vec<RedactRule> {
+    [
+        (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "[REDACTED_EMAIL]"),
+        (r"sk-[A-Za-z0-9_-]{8,}", "[REDACTED_KEY]"),
+        (r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}", "Bearer [REDACTED]"),
+        (
+            r#"(?i)("?api[_-]?key"?\s*[:=]\s*"?)[^"\s,}]+"#,
+            "${1}[REDACTED]",
+        ),
+    ]
+    .into_iter()
+    .map(|(p, r)| RedactRule {
+        pattern: p.to_string(),
+        replacement: r.to_string(),
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Distinct model names allowed as metric attribute values before new ones become `other`.
+    pub max_models: usize,
+    /// Baggage keys that become metric attributes (opt-in, capped like models).
+    pub baggage_attributes: Vec<String>,
+    /// Request headers that become metric attributes (opt-in, capped like models).
+    pub header_attributes: Vec<String>,
+    /// Distinct values per opt-in attribute before new ones become `other`.
+    pub max_attribute_values: usize,
+    /// Serve `/metrics` on the listen port.
+    pub prometheus: bool,
+    pub prices: Vec<Price>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_models: 100,
+            baggage_attributes: Vec::new(),
+            header_attributes: Vec::new(),
+            max_attribute_values: 100,
+            prometheus: true,
+            prices: crate::telemetry::cost::default_prices(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Serve `/metrics` on a separate address as well.
+    pub metrics_listen: Option<SocketAddr>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub default_upstream: String,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
+    pub ca_file: Option<PathBuf>,
+    pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
+}
+
+impl Config {
+    /// A config with one upstream, as `--upstream URL` gives.
+    pub fn with_upstream(base_url: &str, provider: Provider) -> Config {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            metrics_listen: None,
+            upstreams: vec![UpstreamConfig {
+                name: "default".into(),
+                base_url: base_url.trim_end_matches('/').to_string(),
+                provider,
+                api_key_env: None,
+                api_key: None,
+                inject_usage: true,
+                timeouts: Timeouts::default(),
+                prices: None,
+            }],
+            routes: Vec::new(),
+            default_upstream: "default".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            ca_file: None,
+            telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// A configuration problem, rendered as one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+// ---- the YAML file -------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    metrics_listen: Option<String>,
+    upstreams: Option<Vec<FileUpstream>>,
+    routes: Option<Vec<FileRoute>>,
+    default_upstream: Option<String>,
+    max_body_bytes: Option<usize>,
+    shutdown_timeout_secs: Option<f64>,
+    log_format: Option<LogFormat>,
+    ca_file: Option<PathBuf>,
+    telemetry: Option<FileTelemetry>,
+    metrics: Option<FileMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    name: String,
+    base_url: String,
+    provider: Option<Provider>,
+    api_key_env: Option<String>,
+    inject_usage: Option<bool>,
+    timeouts: Option<FileTimeouts>,
+    prices: Option<Vec<Price>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    connect_secs: Option<f64>,
+    first_byte_secs: Option<f64>,
+    idle_secs: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    model: String,
+    upstream: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTelemetry {
+    capture_content: Option<bool>,
+    content_max_chars: Option<usize>,
+    redact: Option<Vec<RedactRule>>,
+    /// Keep the built-in redaction rules in front of `redact` (default true).
+    default_redactions: Option<bool>,
+    baggage_attributes: Option<Vec<String>>,
+    header_attributes: Option<Vec<String>>,
+    conversation_id_header: Option<String>,
+    tool_call_ttl_secs: Option<f64>,
+    max_pending_tool_calls: Option<usize>,
+    slow_request_secs: Option<f64>,
+    queue_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    max_models: Option<usize>,
+    baggage_attributes: Option<Vec<String>>,
+    header_attributes: Option<Vec<String>>,
+    max_attribute_values: Option<usize>,
+    prometheus: Option<bool>,
+    prices: Option<Vec<Price>>,
+    /// Keep the shipped OpenAI price table under `prices` (default true).
+    default_prices: Option<bool>,
+}
+
+/// The environment as a lookup, so tests can pass a map instead of mutating the process env.
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+fn secs(key: &str, v: f64) -> Result<Duration, ConfigError> {
+    if v.is_finite() && v >= 0.0 && v < 1e9 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(err(format!(
+            "{key}: must be a non-negative number of seconds, got {v}"
+        )))
+    }
+}
+
+fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
+        .map_err(|_| err(format!("{key}: not a socket address (host:port): {v:?}")))
+}
+
+/// Builds the config from the parsed flags (which already include `LLMTAP_*` env values).
+pub fn load(args: &ProxyArgs, env: &dyn Env) -> Result<Config, ConfigError> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let mut cfg = from_file(file, env)?;
+    apply_args(&mut cfg, args, env)?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(format!("config file {}: {e}", path.display())))?;
+    parse_yaml(&text).map_err(|e| err(format!("config file {}: {}", path.display(), e.0)))
+}
+
+fn parse_yaml(text: &str) -> Result<FileConfig, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_norway::from_str(text).map_err(|e| {
+        // One line: serde_norway already names the key path (`upstreams[0]: unknown field ...`).
+        err(e.to_string().replace('\n', " "))
+    })
+}
+
+/// Loads only the YAML text; used by tests of shipped configs.
+pub fn load_yaml(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    let cfg = from_file(parse_yaml(text)?, env)?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
+    let mut cfg = Config::with_upstream("https://api.openai.com/v1", Provider::Openai);
+    if let Some(v) = &file.listen {
+        cfg.listen = addr("listen", v)?;
+    }
+    if let Some(v) = &file.metrics_listen {
+        cfg.metrics_listen = Some(addr("metrics_listen", v)?);
+    }
+    if let Some(ups) = file.upstreams {
+        cfg.upstreams = ups
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| upstream_from_file(i, u, env))
+            .collect::<Result<_, _>>()?;
+        cfg.default_upstream = cfg
+            .upstreams
+            .first()
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+    }
+    if let Some(routes) = file.routes {
+        cfg.routes = routes
+            .into_iter()
+            .map(|r| RouteConfig {
+                model: r.model,
+                upstream: r.upstream,
+            })
+            .collect();
+    }
+    if let Some(d) = file.default_upstream {
+        cfg.default_upstream = d;
+    }
+    if let Some(v) = file.max_body_bytes {
+        cfg.max_body_bytes = v;
+    }
+    if let Some(v) = file.shutdown_timeout_secs {
+        cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
+    }
+    if let Some(v) = file.log_format {
+        cfg.log_format = v;
+    }
+    cfg.ca_file = file.ca_file;
+    if let Some(t) = file.telemetry {
+        let d = &mut cfg.telemetry;
+        if let Some(v) = t.capture_content {
+            d.capture_content = v;
+        }
+        if let Some(v) = t.content_max_chars {
+            d.content_max_chars = v;
+        }
+        let mut rules = if t.default_redactions.unwrap_or(true) {
+            default_redactions()
+        } else {
+            Vec::new()
+        };
+        rules.extend(t.redact.unwrap_or_default());
+        d.redact = rules;
+        if let Some(v) = t.baggage_attributes {
+            d.baggage_attributes = v;
+        }
+        if let Some(v) = t.header_attributes {
+            d.header_attributes = v.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        d.conversation_id_header = t.conversation_id_header.map(|h| h.to_ascii_lowercase());
+        if let Some(v) = t.tool_call_ttl_secs {
+            d.tool_call_ttl = secs("telemetry.tool_call_ttl_secs", v)?;
+        }
+        if let Some(v) = t.max_pending_tool_calls {
+            d.max_pending_tool_calls = v;
+        }
+        if let Some(v) = t.slow_request_secs {
+            d.slow_request = secs("telemetry.slow_request_secs", v)?;
+        }
+        if let Some(v) = t.queue_size {
+            d.queue_size = v;
+        }
+    }
+    if let Some(m) = file.metrics {
+        let d = &mut cfg.metrics;
+        if let Some(v) = m.max_models {
+            d.max_models = v;
+        }
+        if let Some(v) = m.baggage_attributes {
+            d.baggage_attributes = v;
+        }
+        if let Some(v) = m.header_attributes {
+            d.header_attributes = v.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        if let Some(v) = m.max_attribute_values {
+            d.max_attribute_values = v;
+        }
+        if let Some(v) = m.prometheus {
+            d.prometheus = v;
+        }
+        // User prices come first so they win over the shipped table (first match wins).
+        let mut prices = m.prices.unwrap_or_default();
+        if m.default_prices.unwrap_or(true) {
+            prices.extend(crate::telemetry::cost::default_prices());
+        }
+        d.prices = prices;
+    }
+    Ok(cfg)
+}
+
+fn upstream_from_file(
+    i: usize,
+    u: FileUpstream,
+    env: &dyn Env,
+) -> Result<UpstreamConfig, ConfigError> {
+    let key = |k: &str| format!("upstreams[{i}].{k}");
+    let mut timeouts = Timeouts::default();
+    if let Some(t) = u.timeouts {
+        if let Some(v) = t.connect_secs {
+            timeouts.connect = secs(&key("timeouts.connect_secs"), v)?;
+        }
+        if let Some(v) = t.first_byte_secs {
+            timeouts.first_byte = secs(&key("timeouts.first_byte_secs"), v)?;
+        }
+        if let Some(v) = t.idle_secs {
+            timeouts.idle = secs(&key("timeouts.idle_secs"), v)?;
+        }
+    }
+    let api_key = resolve_key(&key("api_key_env"), u.api_key_env.as_deref(), env)?;
+    Ok(UpstreamConfig {
+        name: u.name,
+        base_url: u.base_url.trim_end_matches('/').to_string(),
+        provider: u.provider.unwrap_or(Provider::OpenaiCompatible),
+        api_key_env: u.api_key_env,
+        api_key,
+        inject_usage: u.inject_usage.unwrap_or(true),
+        timeouts,
+        prices: u.prices,
+    })
+}
+
+fn resolve_key(
+    key: &str,
+    var: Option<&str>,
+    env: &dyn Env,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(var) = var else { return Ok(None) };
+    if var.starts_with("sk-") || var.contains(char::is_whitespace) {
+        // A literal key pasted where the variable name goes: refuse rather than use it,
+        // because keys must never live in the file.
+        return Err(err(format!(
+            "{key}: must name an environment variable, not contain the key itself"
+        )));
+    }
+    match env.get(var) {
+        Some(v) => Ok(Some(Secret(v))),
+        None => Err(err(format!(
+            "{key}: environment variable {var} is not set"
+        ))),
+    }
+}
+
+fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), ConfigError> {
+    if let Some(v) = &a.listen {
+        cfg.listen = addr("--listen/LLMTAP_LISTEN", v)?;
+    }
+    if let Some(v) = &a.metrics_listen {
+        cfg.metrics_listen = Some(addr("--metrics-listen/LLMTAP_METRICS_LISTEN", v)?);
+    }
+    if let Some(url) = &a.upstream {
+        // The simple case replaces whatever the file said about upstreams and routes.
+        let mut one = Config::with_upstream(url, a.provider.unwrap_or(Provider::Openai));
+        cfg.upstreams = std::mem::take(&mut one.upstreams);
+        cfg.routes.clear();
+        cfg.default_upstream = "default".into();
+    } else if let Some(p) = a.provider {
+        for u in &mut cfg.upstreams {
+            u.provider = p;
+        }
+    }
+    if let Some(var) = &a.upstream_api_key_env {
+        let k = resolve_key("--upstream-api-key-env", Some(var), env)?;
+        for u in &mut cfg.upstreams {
+            u.api_key_env = Some(var.clone());
+            u.api_key = k.clone();
+        }
+    }
+    for u in &mut cfg.upstreams {
+        if let Some(v) = a.connect_timeout {
+            u.timeouts.connect = secs("--connect-timeout", v)?;
+        }
+        if let Some(v) = a.first_byte_timeout {
+            u.timeouts.first_byte = secs("--first-byte-timeout", v)?;
+        }
+        if let Some(v) = a.idle_timeout {
+            u.timeouts.idle = secs("--idle-timeout", v)?;
+        }
+        if let Some(v) = a.inject_usage {
+            u.inject_usage = v;
+        }
+    }
+    if let Some(v) = a.max_body_bytes {
+        cfg.max_body_bytes = v;
+    }
+    if let Some(v) = a.shutdown_timeout {
+        cfg.shutdown_timeout = secs("--shutdown-timeout", v)?;
+    }
+    if let Some(v) = a.log_format {
+        cfg.log_format = v;
+    }
+    if let Some(v) = &a.ca_file {
+        cfg.ca_file = Some(v.clone());
+    }
+    if let Some(v) = a.capture_content {
+        cfg.telemetry.capture_content = v;
+    }
+    if let Some(v) = a.max_models {
+        cfg.metrics.max_models = v;
+    }
+    Ok(())
+}
+
+fn validate(cfg: &Config) -> Result<(), ConfigError> {
+    if cfg.upstreams.is_empty() {
+        return Err(err("upstreams: at least one upstream is required"));
+    }
+    for (i, u) in cfg.upstreams.iter().enumerate() {
+        let url = reqwest::Url::parse(&u.base_url)
+            .map_err(|e| err(format!("upstreams[{i}].base_url: {e}: {:?}", u.base_url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(err(format!(
+                "upstreams[{i}].base_url: must be an http(s) URL with a host: {:?}",
+                u.base_url
+            )));
+        }
+        if cfg.upstreams[..i].iter().any(|o| o.name == u.name) {
+            return Err(err(format!(
+                "upstreams[{i}].name: duplicate upstream name {:?}",
+                u.name
+            )));
+        }
+    }
+    for (i, r) in cfg.routes.iter().enumerate() {
+        if cfg.upstream(&r.upstream).is_none() {
+            return Err(err(format!(
+                "routes[{i}].upstream: no upstream named {:?}",
+                r.upstream
+            )));
+        }
+    }
+    if cfg.upstream(&cfg.default_upstream).is_none() {
+        return Err(err(format!(
+            "default_upstream: no upstream named {:?}",
+            cfg.default_upstream
+        )));
+    }
+    if cfg.max_body_bytes == 0 {
+        return Err(err("max_body_bytes: must be greater than 0"));
+    }
+    for (i, r) in cfg.telemetry.redact.iter().enumerate() {
+        regex::Regex::new(&r.pattern)
+            .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
+    }
+    let prices = cfg.metrics.prices.iter().chain(
+        cfg.upstreams
+            .iter()
+            .flat_map(|u| u.prices.iter().flatten()),
+    );
+    for p in prices {
+        let bad = |v: f64| !v.is_finite() || v < 0.0;
+        if bad(p.input) || bad(p.output) || p.cached_input.is_some_and(bad) {
+            return Err(err(format!(
+                "prices[{}]: prices must be non-negative numbers",
+                p.model
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let e = load_yaml("upstreams:\n  - name: a\n    base_url: http://x\n    colour: red\n", &env(&[]))
+            .unwrap_err();
+        assert!(e.0.contains("colour"), "{e}");
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn api_key_comes_from_named_env_var_and_never_prints() {
+        let cfg = load_yaml(
+            "upstreams:\n  - name: a\n    base_url: http://x/v1\n    api_key_env: MY_KEY\n",
+            &env(&[("MY_KEY", "sk-secret-value")]),
+        )
+        .unwrap();
+        let u = &cfg.upstreams[0];
+        assert_eq!(u.api_key.as_ref().unwrap().expose(), "sk-secret-value");
+        assert!(!format!("{cfg:?}").contains("sk-secret-value"));
+    }
+
+    #[test]
+    fn literal_key_in_file_is_refused() {
+        let e = load_yaml(
+            "upstreams:\n  - name: a\n    base_url: http://x\n    api_key_env: sk-abc123\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("api_key_env"), "{e}");
+    }
+
+    #[test]
+    fn route_to_unknown_upstream_is_refused() {
+        let e = load_yaml(
+            "upstreams:\n  - name: a\n    base_url: http://x\nroutes:\n  - model: gpt*\n    upstream: b\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("routes[0].upstream"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_refused() {
+        let e = load_yaml("shutdown_timeout_secs: -3\n", &env(&[])).unwrap_err();
+        assert!(e.0.contains("shutdown_timeout_secs"), "{e}");
+    }
+}

@@ -1,0 +1,76 @@
+//! Errors the proxy itself produces, each answered in OpenAI's error shape
+//! (`{"error":{"message","type","param","code"}}`) so SDKs raise their usual exceptions.
+//! Errors from the upstream are never rewritten: they pass through as the upstream sent them.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BadRequestBody(String),
+    #[error("upstream {upstream} is unreachable: {detail}")]
+    UpstreamUnreachable { upstream: String, detail: String },
+    #[error("upstream {upstream} did not answer within {secs:.0} s")]
+    UpstreamTimeout { upstream: String, secs: f64 },
+    #[error("llmtap is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// OpenAI's `error.type` / `error.code`, and the span's `error.type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NotFound(_) => "not_found",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::BadRequestBody(_) => "invalid_request_body",
+            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            ProxyError::UpstreamTimeout { .. } => "timeout",
+            ProxyError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NotFound(_)
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BadRequestBody(_) => "invalid_request_error",
+            _ => "proxy_error",
+        }
+    }
+}
+
+/// The JSON body of an OpenAI-shaped error.
+pub fn error_body(message: &str, kind: &str, code: &str) -> String {
+    serde_json::json!({
+        "error": { "message": message, "type": kind, "param": null, "code": code }
+    })
+    .to_string()
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let body = error_body(&self.to_string(), self.kind(), self.code());
+        let mut resp = (self.status(), body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}

@@ -1,0 +1,119 @@
+//! llmtap: an auto-instrumenting, OpenAI-compatible reverse proxy. Every LLM call through it
+//! becomes an OpenTelemetry gen_ai span and metrics, without touching the application.
+//!
+//! `app()` builds the whole service as an axum `Router`, so tests start the real thing
+//! in-process; `serve()` adds the listener, graceful shutdown and the telemetry flush.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod inbound;
+pub mod mock;
+pub mod request;
+pub mod route;
+pub mod stream;
+pub mod telemetry;
+pub mod upstream;
+
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use inbound::AppState;
+pub use telemetry::Telemetry;
+
+/// The proxy as a router: health, readiness, `/metrics` and everything under `/v1` and `/openai`.
+pub fn app(state: Arc<AppState>) -> Router {
+    inbound::router(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, gives
+/// in-flight requests (streams included) up to the configured shutdown timeout, and flushes
+/// telemetry. Returns when everything is done.
+pub async fn serve(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.shutdown_timeout;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signalled = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.ready.store(false, Ordering::Release);
+            let _ = stop_tx.send(true);
+        }
+    };
+    tokio::spawn(signalled);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let metrics_task = metrics_listener.map(|l| {
+        let router = inbound::metrics_router(state.clone());
+        let rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, router)
+                .with_graceful_shutdown(wait_stop(rx))
+                .await;
+        })
+    });
+
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(wait_stop(stop_rx.clone()))
+        .into_future();
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = wait_stop(stop_rx.clone()) => {
+            // Stopped accepting; in-flight requests get the grace period, then are cut.
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight requests still running at the shutdown timeout; closing them");
+                    // Cut what is left; each relay ends its record with error.type=shutdown.
+                    let _ = state.abort.send(true);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
+                    Ok(())
+                }
+            }
+        }
+    };
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    // Give records dropped by the cut a moment to reach the worker, then flush.
+    tokio::task::yield_now().await;
+    state.telemetry.shutdown(Duration::from_secs(10)).await;
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,167 @@
+//! The `llmtap` binary: parse flags and env, build the config, run. Nothing else lives here.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use llmtap::cli::{Cli, Command, ProxyArgs};
+use llmtap::config::{self, Env, LogFormat, ProcessEnv};
+use llmtap::mock::{MockConfig, MockUpstream};
+use llmtap::{AppState, Telemetry};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("llmtap: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            None => run_proxy(&cli.proxy, &ProcessEnv, None).await,
+            Some(Command::Demo {
+                proxy,
+                upstream_listen,
+            }) => run_demo(&proxy, &upstream_listen).await,
+            Some(Command::MockUpstream { listen, fixtures }) => {
+                init_logs(LogFormat::Text);
+                run_mock(&listen, fixtures).await
+            }
+            Some(Command::Healthcheck { url }) => healthcheck(&url).await,
+        }
+    })
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Config errors: one line on stderr, exit status 2.
+fn config_failure(msg: &str) -> ExitCode {
+    eprintln!("llmtap: {msg}");
+    ExitCode::from(2)
+}
+
+async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> ExitCode {
+    let config = match config::load(args, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return config_failure(&e.0),
+    };
+    init_logs(config.log_format);
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => return config_failure(&format!("listen {}: {e}", config.listen)),
+    };
+    let metrics_listener = match config.metrics_listen {
+        Some(a) => match TcpListener::bind(a).await {
+            Ok(l) => Some(l),
+            Err(e) => return config_failure(&format!("metrics_listen {a}: {e}")),
+        },
+        None => None,
+    };
+    let telemetry = Telemetry::start(&config, env);
+    let upstreams: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| format!("{}={} ({:?})", u.name, u.base_url, u.provider))
+        .collect();
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(listen = %addr, upstreams = %upstreams.join(", "), "llmtap listening");
+    tracing::info!("{}", telemetry.settings().describe());
+    let state = match AppState::new(config, telemetry) {
+        Ok(s) => s,
+        Err(e) => return config_failure(&e),
+    };
+    if let Some(b) = banner {
+        println!("{}", b.replace("{addr}", &addr));
+    }
+    match llmtap::serve(listener, metrics_listener, state, llmtap::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
+    let listener = match TcpListener::bind(upstream_listen).await {
+        Ok(l) => l,
+        Err(e) => return config_failure(&format!("demo upstream {upstream_listen}: {e}")),
+    };
+    let upstream_addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return config_failure(&e.to_string()),
+    };
+    let mock = MockUpstream::new(MockConfig { fixtures_dir: None });
+    tokio::spawn(mock.serve(listener, std::future::pending()));
+
+    let mut args = args.clone();
+    args.upstream = Some(format!("http://{upstream_addr}/v1"));
+    // Spans go to the console unless the user pointed OTLP somewhere.
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    let otlp_set = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|k| env.contains_key(*k));
+    if !otlp_set {
+        env.entry("OTEL_TRACES_EXPORTER".into())
+            .or_insert_with(|| "console".into());
+        env.entry("OTEL_METRICS_EXPORTER".into())
+            .or_insert_with(|| "none".into());
+    }
+    let banner = format!(
+        "llmtap demo: proxy on http://{{addr}}/v1 in front of a scripted upstream at http://{upstream_addr}/v1\n\
+         Try it (no API key needed):\n  \
+         curl -s http://{{addr}}/v1/chat/completions -H 'content-type: application/json' \\\n    \
+         -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n  \
+         export OPENAI_BASE_URL=http://{{addr}}/v1 OPENAI_API_KEY=sk-demo   # then run any OpenAI SDK app\n\
+         Models named mock-error-429, mock-slow, mock-cut, ... trigger scripted failures. \
+         Spans are printed below as JSON; Prometheus metrics at http://{{addr}}/metrics"
+    );
+    run_proxy(&args, &env, Some(banner)).await
+}
+
+async fn run_mock(listen: &str, fixtures: Option<std::path::PathBuf>) -> ExitCode {
+    let listener = match TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => return config_failure(&format!("listen {listen}: {e}")),
+    };
+    tracing::info!(listen = %listen, "scripted OpenAI-compatible upstream listening");
+    let mock = MockUpstream::new(MockConfig {
+        fixtures_dir: fixtures,
+    });
+    match mock.serve(listener, llmtap::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llmtap mock-upstream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    llmtap::upstream::install_crypto_provider();
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,313 @@
+//! What an inference request body tells us (model, parameters, prompt shape, tool results),
+//! and the one rewrite llmtap makes to it: `stream_options.include_usage` for usage on streams.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::route::Operation;
+
+/// Facts read from a request body. Content is kept only when capture is on.
+#[derive(Debug, Default, Clone)]
+pub struct RequestInfo {
+    pub model: Option<String>,
+    pub stream: Option<bool>,
+    pub include_usage: Option<bool>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub seed: Option<i64>,
+    pub stop: Vec<String>,
+    pub choice_count: Option<i64>,
+    /// Characters of all message content (or prompt/input text).
+    pub prompt_chars: u64,
+    pub message_count: u64,
+    /// SHA-256 (hex) of the canonical JSON of the messages/prompt/input.
+    pub prompt_hash: Option<String>,
+    /// `role: tool` messages: (tool_call_id, result text).
+    pub tool_results: Vec<(String, String)>,
+    /// Semconv-shaped content, filled only when capture is on.
+    pub content: Option<RequestContent>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RequestContent {
+    pub input_messages: Option<String>,
+    pub system_instructions: Option<String>,
+    pub tool_definitions: Option<String>,
+}
+
+/// Parses the body. `None` when it is not a JSON object: it is forwarded untouched anyway.
+pub fn parse(body: &[u8], op: Operation, capture: bool) -> Option<(RequestInfo, Map<String, Value>)> {
+    let Value::Object(obj) = serde_json::from_slice::<Value>(body).ok()? else {
+        return None;
+    };
+    let mut info = RequestInfo {
+        model: obj.get("model").and_then(Value::as_str).map(str::to_owned),
+        stream: obj.get("stream").and_then(Value::as_bool),
+        include_usage: obj
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool),
+        temperature: obj.get("temperature").and_then(Value::as_f64),
+        top_p: obj.get("top_p").and_then(Value::as_f64),
+        max_tokens: obj
+            .get("max_completion_tokens")
+            .or_else(|| obj.get("max_tokens"))
+            .and_then(Value::as_i64),
+        frequency_penalty: obj.get("frequency_penalty").and_then(Value::as_f64),
+        presence_penalty: obj.get("presence_penalty").and_then(Value::as_f64),
+        seed: obj.get("seed").and_then(Value::as_i64),
+        choice_count: obj.get("n").and_then(Value::as_i64),
+        ..Default::default()
+    };
+    match obj.get("stop") {
+        Some(Value::String(s)) => info.stop = vec![s.clone()],
+        Some(Value::Array(a)) => {
+            info.stop = a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }
+        _ => {}
+    }
+    let prompt_key = match op {
+        Operation::Chat => "messages",
+        Operation::TextCompletion => "prompt",
+        Operation::Embeddings => "input",
+    };
+    if let Some(prompt) = obj.get(prompt_key) {
+        // serde_json's map is ordered by key, so re-serializing gives a canonical form:
+        // the same prompt hashes the same whatever the client's key order or spacing.
+        let canonical = serde_json::to_vec(prompt).unwrap_or_default();
+        info.prompt_hash = Some(hex(&Sha256::digest(&canonical)));
+        match prompt {
+            Value::Array(items) if op == Operation::Chat => {
+                info.message_count = items.len() as u64;
+                for m in items {
+                    let text_len = content_text(m.get("content")).chars().count() as u64;
+                    info.prompt_chars += text_len;
+                    if m.get("role").and_then(Value::as_str) == Some("tool") {
+                        if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
+                            info.tool_results
+                                .push((id.to_owned(), content_text(m.get("content"))));
+                        }
+                    }
+                }
+            }
+            Value::String(s) => {
+                info.message_count = 1;
+                info.prompt_chars = s.chars().count() as u64;
+            }
+            Value::Array(items) => {
+                info.message_count = items.len() as u64;
+                info.prompt_chars = items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.chars().count() as u64)
+                    .sum();
+            }
+            _ => {}
+        }
+    }
+    if capture {
+        info.content = Some(capture_content(op, &obj));
+    }
+    Some((info, obj))
+}
+
+/// Text of a message's `content`: a string, or the text parts of an array of parts.
+pub fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Converts the request into the semconv message shapes (`role` + `parts`).
+fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
+    let mut out = RequestContent::default();
+    match op {
+        Operation::Chat => {
+            let mut system = Vec::new();
+            let mut input = Vec::new();
+            for m in obj.get("messages").and_then(Value::as_array).into_iter().flatten() {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+                let text = content_text(m.get("content"));
+                if role == "system" || role == "developer" {
+                    system.push(serde_json::json!({"type": "text", "content": text}));
+                    continue;
+                }
+                let mut parts = Vec::new();
+                if role == "tool" {
+                    parts.push(serde_json::json!({
+                        "type": "tool_call_response",
+                        "id": m.get("tool_call_id"),
+                        "response": text,
+                    }));
+                } else if !text.is_empty() {
+                    parts.push(serde_json::json!({"type": "text", "content": text}));
+                }
+                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                    let f = call.get("function");
+                    parts.push(serde_json::json!({
+                        "type": "tool_call",
+                        "id": call.get("id"),
+                        "name": f.and_then(|f| f.get("name")),
+                        "arguments": f.and_then(|f| f.get("arguments")),
+                    }));
+                }
+                input.push(serde_json::json!({"role": role, "parts": parts}));
+            }
+            out.input_messages = Some(Value::Array(input).to_string());
+            if !system.is_empty() {
+                out.system_instructions = Some(Value::Array(system).to_string());
+            }
+            if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+                let defs: Vec<Value> = tools
+                    .iter()
+                    .map(|t| {
+                        let f = t.get("function");
+                        serde_json::json!({
+                            "type": t.get("type").and_then(Value::as_str).unwrap_or("function"),
+                            "name": f.and_then(|f| f.get("name")),
+                            "description": f.and_then(|f| f.get("description")),
+                            "parameters": f.and_then(|f| f.get("parameters")),
+                        })
+                    })
+                    .collect();
+                out.tool_definitions = Some(Value::Array(defs).to_string());
+            }
+        }
+        Operation::TextCompletion | Operation::Embeddings => {
+            let key = if op == Operation::Embeddings { "input" } else { "prompt" };
+            let texts: Vec<Value> = match obj.get(key) {
+                Some(Value::String(s)) => vec![Value::String(s.clone())],
+                Some(Value::Array(a)) => a.clone(),
+                _ => Vec::new(),
+            };
+            let parts: Vec<Value> = texts
+                .into_iter()
+                .map(|t| serde_json::json!({"type": "text", "content": t}))
+                .collect();
+            out.input_messages =
+                Some(serde_json::json!([{"role": "user", "parts": parts}]).to_string());
+        }
+    }
+    out
+}
+
+/// Returns the body to send upstream with `stream_options.include_usage: true`, or `None`
+/// when no rewrite is needed (not streaming, or the client already asked for usage).
+///
+/// When the client sent no `stream_options`, the member is spliced in right after the opening
+/// brace so every other byte of the client's body is kept as sent.
+pub fn inject_include_usage(body: &[u8], obj: &Map<String, Value>) -> Option<Vec<u8>> {
+    if obj.get("stream").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    match obj.get("stream_options") {
+        None | Some(Value::Null) if !obj.contains_key("stream_options") => {
+            let brace = body.iter().position(|&b| b == b'{')?;
+            let mut out = Vec::with_capacity(body.len() + 40);
+            out.extend_from_slice(&body[..=brace]);
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+            if !obj.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(&body[brace + 1..]);
+            Some(out)
+        }
+        Some(Value::Object(o)) if o.get("include_usage").and_then(Value::as_bool) == Some(true) => {
+            None
+        }
+        _ => {
+            // Rare: stream_options present without include_usage (or null). Re-serialize.
+            let mut obj = obj.clone();
+            let opts = obj
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(Map::new());
+            }
+            if let Value::Object(o) = opts {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+            serde_json::to_vec(&obj).ok()
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(body: &[u8]) -> Map<String, Value> {
+        parse(body, Operation::Chat, false).unwrap().1
+    }
+
+    #[test]
+    fn injection_splices_and_keeps_the_rest() {
+        let body = br#"{"model":"m","stream":true,"messages":[]}"#;
+        let out = inject_include_usage(body, &obj(body)).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn no_injection_when_not_streaming_or_already_asked() {
+        let b = br#"{"model":"m","messages":[]}"#;
+        assert!(inject_include_usage(b, &obj(b)).is_none());
+        let b = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        assert!(inject_include_usage(b, &obj(b)).is_none());
+        let b = br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#;
+        let out = inject_include_usage(b, &obj(b)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn prompt_facts() {
+        let b = br#"{"model":"gpt","temperature":0.5,"max_tokens":7,"stop":"x","messages":[
+            {"role":"system","content":"be nice"},
+            {"role":"user","content":[{"type":"text","text":"hi there"}]},
+            {"role":"tool","tool_call_id":"call_1","content":"42"}]}"#;
+        let (info, _) = parse(b, Operation::Chat, true).unwrap();
+        assert_eq!(info.model.as_deref(), Some("gpt"));
+        assert_eq!(info.message_count, 3);
+        assert_eq!(info.prompt_chars, 7 + 8 + 2);
+        assert_eq!(info.max_tokens, Some(7));
+        assert_eq!(info.stop, vec!["x".to_string()]);
+        assert_eq!(info.tool_results, vec![("call_1".into(), "42".into())]);
+        assert_eq!(info.prompt_hash.as_ref().unwrap().len(), 64);
+        let c = info.content.unwrap();
+        assert!(c.system_instructions.unwrap().contains("be nice"));
+        assert!(c.input_messages.unwrap().contains("tool_call_response"));
+        // Same messages with different spacing/key order hash the same.
+        let b2 = br#"{"messages":[{"content":"be nice","role":"system"},{"role":"user","content":[{"text":"hi there","type":"text"}]},{"tool_call_id":"call_1","role":"tool","content":"42"}],"model":"other"}"#;
+        let (info2, _) = parse(b2, Operation::Chat, false).unwrap();
+        assert_eq!(info2.prompt_hash, parse(b, Operation::Chat, false).unwrap().0.prompt_hash);
+    }
+
+    #[test]
+    fn non_json_is_none() {
+        assert!(parse(b"not json", Operation::Chat, false).is_none());
+        assert!(parse(b"[1,2]", Operation::Chat, false).is_none());
+    }
+}

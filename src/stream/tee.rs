@@ -1,0 +1,126 @@
+//! The response relay: upstream bytes go to the client the moment they are read, while the
+//! `RequestRecord` watches each chunk. The relay also enforces the idle timeout and ends the
+//! record exactly once: at the end of the body, on an upstream error, or (through the record's
+//! `Drop`) when the client goes away and hyper drops this stream.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+
+use super::strip::UsageStripper;
+use crate::telemetry::record::RequestRecord;
+
+/// Why the relay cut the client's stream. Yielding an error makes hyper abort the response
+/// (no terminating chunk), so the client sees a cut stream, never a fake clean end.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("upstream stream failed: {0}")]
+    Upstream(String),
+    #[error("upstream was idle for {0:?}")]
+    Idle(Duration),
+    #[error("llmtap shut down before the stream ended")]
+    Shutdown,
+}
+
+type AbortSignal = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+pub struct Relay<S> {
+    upstream: S,
+    record: RequestRecord,
+    stripper: Option<UsageStripper>,
+    idle: Duration,
+    sleep: Pin<Box<Sleep>>,
+    abort: AbortSignal,
+    done: bool,
+}
+
+impl<S> Relay<S> {
+    pub fn new(
+        upstream: S,
+        record: RequestRecord,
+        stripper: Option<UsageStripper>,
+        idle: Duration,
+        mut abort: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let abort = Box::pin(async move {
+            let _ = abort.wait_for(|v| *v).await;
+        });
+        Relay {
+            abort,
+            upstream,
+            record,
+            stripper,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            done: false,
+        }
+    }
+}
+
+impl<S> Stream for Relay<S>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    type Item = Result<Bytes, RelayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    let deadline = Instant::now() + this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                    this.record.observe(&bytes);
+                    let out = match &mut this.stripper {
+                        Some(s) => s.process(&bytes),
+                        None => bytes,
+                    };
+                    if out.is_empty() {
+                        continue;
+                    }
+                    this.record.bytes_out += out.len() as u64;
+                    return Poll::Ready(Some(Ok(out)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    this.record.fail("stream_truncated");
+                    this.record.finish();
+                    return Poll::Ready(Some(Err(RelayError::Upstream(e.to_string()))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let rest = this.stripper.as_mut().map(|s| s.finish()).unwrap_or_default();
+                    this.record.bytes_out += rest.len() as u64;
+                    this.record.finish();
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(rest)));
+                }
+                Poll::Pending => {
+                    if this.abort.as_mut().poll(cx).is_ready() {
+                        this.done = true;
+                        this.record.fail("shutdown");
+                        this.record.finish();
+                        return Poll::Ready(Some(Err(RelayError::Shutdown)));
+                    }
+                    if this.sleep.as_mut().poll(cx).is_ready() {
+                        this.done = true;
+                        this.record.fail("timeout");
+                        this.record.finish();
+                        return Poll::Ready(Some(Err(RelayError::Idle(this.idle))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}

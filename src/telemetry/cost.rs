@@ -1,0 +1,96 @@
+//! Estimated cost in USD from a price table (USD per million tokens, by model glob).
+//! Cost is only ever computed from a known price: no price, no number.
+
+use crate::config::Price;
+use crate::route::glob_match;
+use crate::stream::openai::Usage;
+
+/// Shipped list prices for common OpenAI models, USD per 1M tokens, as published on
+/// 2026-11-01. Override or extend them under `metrics.prices` in the config file.
+pub fn default_prices() -> Vec<Price> {
+    let p = |model: &str, input: f64, cached: f64, output: f64| Price {
+        model: model.to_string(),
+        input,
+        cached_input: Some(cached),
+        output,
+    };
+    vec![
+        p("gpt-4o-mini*", 0.15, 0.075, 0.60),
+        p("gpt-4o*", 2.50, 1.25, 10.00),
+        p("gpt-4.1-nano*", 0.10, 0.025, 0.40),
+        p("gpt-4.1-mini*", 0.40, 0.10, 1.60),
+        p("gpt-4.1*", 2.00, 0.50, 8.00),
+        p("gpt-5-nano*", 0.05, 0.005, 0.40),
+        p("gpt-5-mini*", 0.25, 0.025, 2.00),
+        p("gpt-5*", 1.25, 0.125, 10.00),
+        p("o4-mini*", 1.10, 0.275, 4.40),
+        p("o3-mini*", 1.10, 0.55, 4.40),
+        p("o3*", 2.00, 0.50, 8.00),
+        p("text-embedding-3-small*", 0.02, 0.02, 0.0),
+        p("text-embedding-3-large*", 0.13, 0.13, 0.0),
+        p("text-embedding-ada-002*", 0.10, 0.10, 0.0),
+    ]
+}
+
+/// Cost split by token type, USD.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Cost {
+    pub input: f64,
+    pub output: f64,
+}
+
+/// First matching price: the response model (the real version) first, then the request model.
+pub fn find_price<'p>(
+    prices: &'p [Price],
+    response_model: Option<&str>,
+    request_model: Option<&str>,
+) -> Option<&'p Price> {
+    [response_model, request_model]
+        .into_iter()
+        .flatten()
+        .find_map(|m| prices.iter().find(|p| glob_match(&p.model, m)))
+}
+
+/// Cached input tokens are billed at the cached price; reasoning tokens are already part of
+/// the output count, so they are billed as output.
+pub fn compute(price: &Price, usage: &Usage) -> Cost {
+    let input = usage.input_tokens.unwrap_or(0) as f64;
+    let cached = (usage.cache_read_input_tokens.unwrap_or(0) as f64).min(input);
+    let output = usage.output_tokens.unwrap_or(0) as f64;
+    let cached_price = price.cached_input.unwrap_or(price.input);
+    Cost {
+        input: ((input - cached) * price.input + cached * cached_price) / 1e6,
+        output: output * price.output / 1e6,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed() {
+        let prices = default_prices();
+        let p = find_price(&prices, Some("gpt-4o-mini-2024-07-18"), Some("gpt-4o-mini")).unwrap();
+        assert_eq!(p.model, "gpt-4o-mini*");
+        // 1000 input of which 400 cached, 500 output (incl. reasoning):
+        // input = 600 * 0.15/1e6 + 400 * 0.075/1e6 = 0.00009 + 0.00003 = 0.00012
+        // output = 500 * 0.60/1e6 = 0.0003
+        let c = compute(
+            p,
+            &Usage {
+                input_tokens: Some(1000),
+                output_tokens: Some(500),
+                cache_read_input_tokens: Some(400),
+                reasoning_output_tokens: Some(100),
+            },
+        );
+        assert!((c.input - 0.00012).abs() < 1e-12, "{c:?}");
+        assert!((c.output - 0.0003).abs() < 1e-12, "{c:?}");
+    }
+
+    #[test]
+    fn unknown_model_has_no_price() {
+        assert!(find_price(&default_prices(), Some("llama-3-70b"), None).is_none());
+    }
+}

@@ -1,0 +1,240 @@
+//! Exporters for spans and metrics, configured explicitly from `Settings` (OTLP over gRPC,
+//! HTTP/protobuf or HTTP/JSON; console), and the span batcher: spans are queued in memory
+//! (bounded), sent in batches off the request path, and counted when they must be dropped.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::Temporality as SdkTemporality;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+
+use super::settings::{OtlpTarget, Protocol, Settings, Temporality};
+
+fn protocol(p: Protocol) -> opentelemetry_otlp::Protocol {
+    match p {
+        Protocol::Grpc => opentelemetry_otlp::Protocol::Grpc,
+        Protocol::HttpProtobuf => opentelemetry_otlp::Protocol::HttpBinary,
+        Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+    }
+}
+
+fn header_map(t: &OtlpTarget) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in &t.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    h
+}
+
+pub fn otlp_span_exporter(
+    t: &OtlpTarget,
+    resource: &Resource,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let mut e = match t.protocol {
+        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(t.endpoint.clone())
+            .with_timeout(t.timeout)
+            .with_metadata(tonic_metadata(t))
+            .build(),
+        p => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(protocol(p))
+            .with_endpoint(t.endpoint.clone())
+            .with_timeout(t.timeout)
+            .with_headers(t.headers.clone())
+            .build(),
+    }
+    .map_err(|e| e.to_string())?;
+    e.set_resource(resource);
+    Ok(e)
+}
+
+fn tonic_metadata(t: &OtlpTarget) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(header_map(t))
+}
+
+pub fn otlp_metric_exporter(
+    t: &OtlpTarget,
+    temporality: Temporality,
+) -> Result<opentelemetry_otlp::MetricExporter, String> {
+    let temporality = sdk_temporality(temporality);
+    match t.protocol {
+        Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(t.endpoint.clone())
+            .with_timeout(t.timeout)
+            .with_metadata(tonic_metadata(t))
+            .with_temporality(temporality)
+            .build(),
+        p => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(protocol(p))
+            .with_endpoint(t.endpoint.clone())
+            .with_timeout(t.timeout)
+            .with_headers(t.headers.clone())
+            .with_temporality(temporality)
+            .build(),
+    }
+    .map_err(|e| e.to_string())
+}
+
+pub fn sdk_temporality(t: Temporality) -> SdkTemporality {
+    match t {
+        Temporality::Cumulative => SdkTemporality::Cumulative,
+        Temporality::Delta => SdkTemporality::Delta,
+        Temporality::LowMemory => SdkTemporality::LowMemory,
+    }
+}
+
+/// Where finished spans go.
+pub enum SpanSink {
+    Otlp(opentelemetry_otlp::SpanExporter),
+    Console,
+}
+
+impl SpanSink {
+    async fn export(&self, batch: Vec<SpanData>) -> Result<(), String> {
+        match self {
+            SpanSink::Otlp(e) => e.export(batch).await.map_err(|e| e.to_string()),
+            SpanSink::Console => {
+                for s in &batch {
+                    println!("{}", super::console::span_json(s));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Where collected metrics go on each interval.
+pub enum MetricSink {
+    Otlp(opentelemetry_otlp::MetricExporter),
+    Console,
+}
+
+impl MetricSink {
+    pub async fn export(&self, rm: &ResourceMetrics) -> Result<(), String> {
+        match self {
+            MetricSink::Otlp(e) => e.export(rm).await.map_err(|e| e.to_string()),
+            MetricSink::Console => {
+                print!("{}", super::prometheus::render(rm));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Bounded span queue with batched, concurrent-limited export. Owned by the telemetry worker.
+pub struct SpanBatcher {
+    sinks: Vec<Arc<SpanSink>>,
+    queue: Vec<SpanData>,
+    max_queue: usize,
+    max_batch: usize,
+    delay: Duration,
+    timeout: Duration,
+    last_flush: Instant,
+    in_flight: Arc<AtomicUsize>,
+    /// Spans dropped (queue full or export failed); read and reset by the worker for the metric.
+    pub dropped: Arc<AtomicUsize>,
+}
+
+/// At most this many exports run at once; beyond it spans wait in the queue.
+const MAX_IN_FLIGHT: usize = 2;
+
+impl SpanBatcher {
+    pub fn new(settings: &Settings, sinks: Vec<SpanSink>) -> SpanBatcher {
+        SpanBatcher {
+            sinks: sinks.into_iter().map(Arc::new).collect(),
+            queue: Vec::new(),
+            max_queue: settings.batch_max_queue,
+            max_batch: settings.batch_max_export.min(settings.batch_max_queue),
+            delay: settings.batch_delay,
+            timeout: settings
+                .traces_otlp
+                .as_ref()
+                .map(|t| t.timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            last_flush: Instant::now(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            dropped: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+
+    pub fn push(&mut self, span: SpanData) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        if self.queue.len() >= self.max_queue {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queue.push(span);
+        if self.queue.len() >= self.max_batch {
+            self.flush();
+        }
+    }
+
+    /// Called on every worker tick: exports when the schedule delay has passed.
+    pub fn tick(&mut self) {
+        if !self.queue.is_empty() && self.last_flush.elapsed() >= self.delay {
+            self.flush();
+        }
+    }
+
+    /// Starts exports for what is queued, as far as the in-flight limit allows.
+    pub fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        while !self.queue.is_empty() && self.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT {
+            let n = self.queue.len().min(self.max_batch);
+            let batch: Vec<SpanData> = self.queue.drain(..n).collect();
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            let sinks = self.sinks.clone();
+            let in_flight = self.in_flight.clone();
+            let dropped = self.dropped.clone();
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                for sink in &sinks {
+                    let len = batch.len();
+                    let res = tokio::time::timeout(timeout, sink.export(batch.clone())).await;
+                    if !matches!(res, Ok(Ok(()))) {
+                        dropped.fetch_add(len, Ordering::Relaxed);
+                        tracing::debug!(spans = len, "span export failed");
+                    }
+                }
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+
+    /// Exports everything queued and waits (bounded) for in-flight exports to finish.
+    pub async fn drain(&mut self, deadline: Instant) {
+        loop {
+            self.flush();
+            if self.queue.is_empty() && self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let left = self.queue.len();
+                self.dropped.fetch_add(left, Ordering::Relaxed);
+                self.queue.clear();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Telemetry: the handle the request path uses (cheap: a gauge update and a `try_send`), and
+//! the worker task that turns finished requests into spans and metrics and exports them.
+//!
+//! Nothing here is global: every `Telemetry` owns its providers and exporters, so tests can
+//! run several proxies in one process, each exporting to its own receiver.
+
+pub mod console;
+pub mod content;
+pub mod cost;
+pub mod export;
+pub mod metrics;
+pub mod prometheus;
+pub mod propagation;
+pub mod record;
+pub mod semconv;
+pub mod settings;
+pub mod spans;
+pub mod tools;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::TraceId;
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::Resource;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, Env};
+use content::Redactor;
+use export::{MetricSink, SpanBatcher, SpanSink};
+use metrics::{Instruments, SharedReader};
+use propagation::{Propagation, TraceParent};
+use record::FinishedRequest;
+use settings::Settings;
+use spans::SpanContextInfo;
+use tools::{PendingCall, PendingToolCalls};
+
+enum Msg {
+    Finished(Box<FinishedRequest>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    settings: Settings,
+    propagation: Propagation,
+    instruments: Option<Arc<Instruments>>,
+    prometheus: Option<SharedReader>,
+    capture_content: bool,
+    // Kept so the provider (and its readers) live as long as the handle.
+    _meter_provider: Option<SdkMeterProvider>,
+}
+
+impl Telemetry {
+    /// Builds exporters from the config and `OTEL_*` settings and spawns the worker on the
+    /// current tokio runtime. Never fails for an unreachable collector: export errors are
+    /// counted later, at export time.
+    pub fn start(config: &Config, env: &dyn Env) -> Telemetry {
+        let settings = Settings::from_env(env);
+        let capture_content = settings
+            .capture_content
+            .unwrap_or(config.telemetry.capture_content);
+        let resource = resource(&settings);
+        let propagation = Propagation::from_env(settings.propagators.as_deref());
+        let (tx, rx) = mpsc::channel(config.telemetry.queue_size.max(1));
+
+        let mut span_sinks = Vec::new();
+        let mut metric_sinks = Vec::new();
+        let mut meter_provider = None;
+        let mut instruments = None;
+        let mut prometheus = None;
+        let mut otlp_reader = None;
+        if !settings.sdk_disabled {
+            if let Some(t) = &settings.traces_otlp {
+                match export::otlp_span_exporter(t, &resource) {
+                    Ok(e) => span_sinks.push(SpanSink::Otlp(e)),
+                    Err(e) => tracing::warn!(error = %e, "OTLP span exporter not started"),
+                }
+            }
+            if settings.traces_console {
+                span_sinks.push(SpanSink::Console);
+            }
+            if let Some(t) = &settings.metrics_otlp {
+                match export::otlp_metric_exporter(t, settings.temporality) {
+                    Ok(e) => metric_sinks.push(MetricSink::Otlp(e)),
+                    Err(e) => tracing::warn!(error = %e, "OTLP metric exporter not started"),
+                }
+            }
+            if settings.metrics_console {
+                metric_sinks.push(MetricSink::Console);
+            }
+            let push = (!metric_sinks.is_empty())
+                .then(|| export::sdk_temporality(settings.temporality));
+            let prom = config.metrics.prometheus || settings.metrics_prometheus;
+            let (provider, otlp_r, prom_r) = metrics::provider(resource.clone(), push, prom);
+            instruments = Some(Arc::new(Instruments::new(&provider, config)));
+            meter_provider = Some(provider);
+            prometheus = prom_r;
+            otlp_reader = otlp_r;
+        }
+        let redactor = capture_content.then(|| {
+            Redactor::new(&config.telemetry.redact, config.telemetry.content_max_chars)
+        });
+        let worker = Worker {
+            rx,
+            batcher: SpanBatcher::new(&settings, span_sinks),
+            metric_sinks: Arc::new(metric_sinks),
+            otlp_reader,
+            instruments: instruments.clone(),
+            tools: PendingToolCalls::new(
+                config.telemetry.tool_call_ttl,
+                config.telemetry.max_pending_tool_calls,
+            ),
+            scope: InstrumentationScope::builder("llmtap")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+            redactor,
+            value_limit: settings.attribute_value_limit,
+            sample_ratio: settings.sample_ratio,
+            parent_based: settings.parent_based,
+            slow: config.telemetry.slow_request,
+            metric_interval: settings.metric_interval,
+            metric_timeout: settings
+                .metrics_otlp
+                .as_ref()
+                .map(|t| t.timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            ids: Propagation::from_env(Some("none")),
+        };
+        tokio::spawn(worker.run());
+        Telemetry {
+            inner: Arc::new(Inner {
+                tx,
+                settings,
+                propagation,
+                instruments,
+                prometheus,
+                capture_content,
+                _meter_provider: meter_provider,
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn propagation(&self) -> &Propagation {
+        &self.inner.propagation
+    }
+
+    pub fn capture_content(&self) -> bool {
+        self.inner.capture_content
+    }
+
+    /// The head sampling decision, sent upstream in `traceparent`.
+    pub fn head_sampled(&self, trace: &TraceParent) -> bool {
+        let s = &self.inner.settings;
+        if s.sdk_disabled {
+            return false;
+        }
+        match &trace.parent {
+            Some(p) if s.parent_based => p.is_sampled(),
+            _ => ratio_hit(trace.trace_id, s.sample_ratio),
+        }
+    }
+
+    pub(crate) fn request_started(&self) {
+        if let Some(i) = &self.inner.instruments {
+            i.active.add(1, &[]);
+        }
+    }
+
+    pub(crate) fn request_ended(&self) {
+        if let Some(i) = &self.inner.instruments {
+            i.active.add(-1, &[]);
+        }
+    }
+
+    /// Hands a finished request to the worker without waiting. A full queue drops it (counted).
+    pub(crate) fn submit(&self, f: FinishedRequest) {
+        match self.inner.tx.try_send(Msg::Finished(Box::new(f))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(i) = &self.inner.instruments {
+                    i.record_dropped("requests", 1);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// The Prometheus scrape body, or `None` when the endpoint is off.
+    pub fn prometheus_text(&self) -> Option<String> {
+        let rm = self.inner.prometheus.as_ref()?.collect()?;
+        Some(prometheus::render(&rm))
+    }
+
+    /// Drains the queue, emits pending tool calls, exports what is left (bounded by `timeout`).
+    pub async fn shutdown(&self, timeout: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Msg::Shutdown(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(timeout + Duration::from_secs(1), rx).await;
+        }
+    }
+}
+
+/// The trace-id ratio rule of the OTel `TraceIdRatioBased` sampler, on the low 64 bits.
+fn ratio_hit(trace_id: TraceId, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio <= 0.0 {
+        return false;
+    }
+    let bytes = trace_id.to_bytes();
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&bytes[8..]);
+    let x = u64::from_be_bytes(low) >> 1;
+    (x as f64) < ratio * (1u64 << 63) as f64
+}
+
+fn resource(s: &Settings) -> Resource {
+    let mut attrs: Vec<KeyValue> = s
+        .resource_attributes
+        .iter()
+        .filter(|(k, _)| k != "service.name")
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attrs.push(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    Resource::builder_empty()
+        .with_service_name(s.service_name.clone())
+        .with_attributes(attrs)
+        .with_attributes([
+            KeyValue::new("telemetry.sdk.name", "opentelemetry"),
+            KeyValue::new("telemetry.sdk.language", "rust"),
+        ])
+        .build()
+}
+
+struct Worker {
+    rx: mpsc::Receiver<Msg>,
+    batcher: SpanBatcher,
+    metric_sinks: Arc<Vec<MetricSink>>,
+    otlp_reader: Option<SharedReader>,
+    instruments: Option<Arc<Instruments>>,
+    tools: PendingToolCalls,
+    scope: InstrumentationScope,
+    redactor: Option<Redactor>,
+    value_limit: Option<usize>,
+    sample_ratio: f64,
+    parent_based: bool,
+    slow: Duration,
+    metric_interval: Duration,
+    metric_timeout: Duration,
+    ids: Propagation,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut metric_tick = tokio::time::interval(self.metric_interval);
+        metric_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        metric_tick.tick().await; // the first tick fires at once; skip it
+        loop {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(Msg::Finished(f)) => self.handle(*f),
+                    Some(Msg::Shutdown(ack)) => {
+                        self.shutdown().await;
+                        let _ = ack.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    for call in self.tools.expire(now) {
+                        self.emit_tool(&call, SystemTime::now(), None, false);
+                    }
+                    self.batcher.tick();
+                    self.report_dropped();
+                }
+                _ = metric_tick.tick() => self.export_metrics(false).await,
+            }
+        }
+    }
+
+    fn span_cx(&self) -> SpanContextInfo<'_> {
+        SpanContextInfo {
+            scope: &self.scope,
+            redactor: self.redactor.as_ref(),
+            value_limit: self.value_limit,
+        }
+    }
+
+    fn handle(&mut self, f: FinishedRequest) {
+        log_access(&f);
+        if f.operation.is_none() {
+            return;
+        }
+        if let Some(i) = &self.instruments {
+            i.record(&f);
+        }
+        // Tool results in this request close the calls a previous response asked for.
+        if let Some(req) = &f.request {
+            for (id, result) in &req.tool_results {
+                if let Some(call) = self.tools.take(id) {
+                    let res = self.redactor.is_some().then_some(result.as_str());
+                    self.emit_tool(&call, f.started_at, res, true);
+                }
+            }
+        }
+        let keep = self.keep(&f);
+        if keep && self.batcher.is_enabled() {
+            if let Some(span) = spans::inference_span(&f, &self.span_cx()) {
+                self.batcher.push(span);
+            }
+        }
+        // Calls this response asks for start waiting for their results now.
+        let requested_at = spans::response_end(&f);
+        for c in &f.response.tool_calls {
+            if c.id.is_empty() {
+                continue;
+            }
+            let call = PendingCall {
+                call_id: c.id.clone(),
+                name: c.name.clone(),
+                kind: if c.kind.is_empty() { "function".into() } else { c.kind.clone() },
+                trace_id: f.trace.trace_id,
+                trace_state: f
+                    .trace
+                    .parent
+                    .as_ref()
+                    .map(|p| p.trace_state().clone())
+                    .unwrap_or_default(),
+                parent_span_id: f.trace.span_id,
+                keep,
+                requested_at,
+                requested: f.ended,
+                request_model: spans::request_model(&f).map(str::to_owned),
+                arguments: self.redactor.as_ref().map(|r| r.apply(&c.arguments)),
+            };
+            if let Some(i) = &self.instruments {
+                i.tool_requested(&call);
+            }
+            for old in self.tools.insert(call) {
+                self.emit_tool(&old, SystemTime::now(), None, false);
+            }
+        }
+    }
+
+    /// Tail sampling with the outcome known: errors and slow requests always; otherwise the
+    /// caller's decision (parent-based) or the trace-id ratio.
+    fn keep(&self, f: &FinishedRequest) -> bool {
+        if f.error.is_some() || f.ended.saturating_duration_since(f.started) >= self.slow {
+            return true;
+        }
+        match &f.trace.parent {
+            Some(p) if self.parent_based => p.is_sampled(),
+            _ => ratio_hit(f.trace.trace_id, self.sample_ratio),
+        }
+    }
+
+    fn emit_tool(&mut self, call: &PendingCall, end: SystemTime, result: Option<&str>, received: bool) {
+        if let Some(i) = &self.instruments {
+            i.tool_finished(call, spans::tool_duration(call, end).as_secs_f64());
+        }
+        if call.keep && self.batcher.is_enabled() {
+            let span = spans::tool_span(call, end, result, received, self.ids.new_span_id(), &self.span_cx());
+            self.batcher.push(span);
+        }
+    }
+
+    fn report_dropped(&self) {
+        let n = self.batcher.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            if let Some(i) = &self.instruments {
+                i.record_dropped("spans", n as u64);
+            }
+        }
+    }
+
+    async fn export_metrics(&self, wait: bool) {
+        if self.metric_sinks.is_empty() {
+            return;
+        }
+        let Some(rm) = self.otlp_reader.as_ref().and_then(|r| r.collect()) else {
+            return;
+        };
+        let sinks = self.metric_sinks.clone();
+        let instruments = self.instruments.clone();
+        let timeout = self.metric_timeout;
+        let job = async move {
+            for s in sinks.iter() {
+                if !matches!(tokio::time::timeout(timeout, s.export(&rm)).await, Ok(Ok(()))) {
+                    let points: usize = rm
+                        .scope_metrics()
+                        .map(|sm| sm.metrics().count())
+                        .sum();
+                    if let Some(i) = &instruments {
+                        i.record_dropped("metrics", points as u64);
+                    }
+                }
+            }
+        };
+        if wait {
+            job.await
+        } else {
+            // Off the worker, so a slow collector never delays span building.
+            tokio::spawn(job);
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Finished(f) = msg {
+                self.handle(*f);
+            }
+        }
+        let now = SystemTime::now();
+        for call in self.tools.drain() {
+            self.emit_tool(&call, now, None, false);
+        }
+        self.batcher.drain(Instant::now() + Duration::from_secs(5)).await;
+        self.report_dropped();
+        self.export_metrics(true).await;
+    }
+}
+
+fn log_access(f: &FinishedRequest) {
+    let duration_ms = f.ended.saturating_duration_since(f.started).as_secs_f64() * 1e3;
+    tracing::info!(
+        target: "llmtap::access",
+        method = %f.method,
+        path = %f.path,
+        status = f.status.unwrap_or(0),
+        model = spans::request_model(f).unwrap_or("-"),
+        upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+        duration_ms = format_args!("{duration_ms:.1}"),
+        bytes_out = f.bytes_out,
+        error = f.error.as_deref().unwrap_or("-"),
+        "request"
+    );
+}

@@ -1,0 +1,265 @@
+//! `RequestRecord`: everything llmtap learns about one proxied request, from arrival to the
+//! last byte. The stream tee feeds it; it is finished exactly once — by the relay at the end
+//! of the body, by an error path, or by `Drop` when the client goes away — and then handed to
+//! the telemetry worker, which builds spans and metrics off the request path.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::config::Provider;
+use crate::request::RequestInfo;
+use crate::route::Operation;
+use crate::stream::decode::Decoder;
+use crate::stream::openai::{summarize_json_body, ResponseSummary, StreamAccumulator};
+
+use super::propagation::TraceParent;
+use super::Telemetry;
+
+/// Largest non-streamed response body kept for parsing; larger ones are relayed unparsed.
+const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+
+/// The upstream a request went to, as the spans and metrics name it.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    pub name: String,
+    pub provider: Provider,
+    pub address: String,
+    pub port: u16,
+}
+
+/// How the response body is watched.
+enum Observer {
+    None,
+    Sse(Box<StreamAccumulator>),
+    Json(Vec<u8>),
+    /// Parsing stopped (undecodable encoding, oversize body): telemetry only, never the relay.
+    Failed,
+}
+
+pub struct RequestRecord {
+    telemetry: Telemetry,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub method: String,
+    pub path: String,
+    pub upstream: Option<Arc<UpstreamInfo>>,
+    pub operation: Option<Operation>,
+    pub request: Option<RequestInfo>,
+    pub trace: TraceParent,
+    /// Span attributes from configured baggage keys and headers.
+    pub extra_attributes: Vec<(String, String)>,
+    /// Metric attributes from configured baggage keys and headers (bounded later).
+    pub metric_attributes: Vec<(String, String)>,
+    pub prompt_template: Option<String>,
+    pub conversation_id: Option<String>,
+    pub status: Option<u16>,
+    /// `error.type` once something failed.
+    pub error: Option<String>,
+    pub usage_injected: bool,
+    pub streaming: bool,
+    decoder: Option<Decoder>,
+    observer: Observer,
+    pub first_chunk_at: Option<Instant>,
+    pub bytes_out: u64,
+    finished: bool,
+}
+
+/// A finished record, owned by the telemetry worker.
+pub struct FinishedRequest {
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub ended: Instant,
+    pub ended_at: SystemTime,
+    pub method: String,
+    pub path: String,
+    pub upstream: Option<Arc<UpstreamInfo>>,
+    pub operation: Option<Operation>,
+    pub request: Option<RequestInfo>,
+    pub trace: TraceParent,
+    pub extra_attributes: Vec<(String, String)>,
+    pub metric_attributes: Vec<(String, String)>,
+    pub prompt_template: Option<String>,
+    pub conversation_id: Option<String>,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub usage_injected: bool,
+    pub streaming: bool,
+    pub response: ResponseSummary,
+    pub first_chunk_at: Option<Instant>,
+    pub bytes_out: u64,
+}
+
+impl RequestRecord {
+    pub fn new(telemetry: Telemetry, method: &str, path: &str) -> RequestRecord {
+        telemetry.request_started();
+        RequestRecord {
+            telemetry,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            method: method.to_string(),
+            path: path.to_string(),
+            upstream: None,
+            operation: None,
+            request: None,
+            trace: TraceParent::default(),
+            extra_attributes: Vec::new(),
+            metric_attributes: Vec::new(),
+            prompt_template: None,
+            conversation_id: None,
+            status: None,
+            error: None,
+            usage_injected: false,
+            streaming: false,
+            decoder: None,
+            observer: Observer::None,
+            first_chunk_at: None,
+            bytes_out: 0,
+            finished: false,
+        }
+    }
+
+    /// Called when the upstream's response headers arrive: decides how the body is watched.
+    pub fn response_started(&mut self, status: u16, content_type: &str, content_encoding: &str) {
+        self.status = Some(status);
+        self.streaming = content_type.starts_with("text/event-stream");
+        if self.operation.is_none() {
+            return;
+        }
+        match Decoder::for_encoding(content_encoding) {
+            None => {}
+            Some(Ok(d)) => self.decoder = Some(d),
+            Some(Err(())) => {
+                self.observer = Observer::Failed;
+                return;
+            }
+        }
+        self.observer = if self.streaming && (200..300).contains(&status) {
+            Observer::Sse(Box::default())
+        } else {
+            Observer::Json(Vec::new())
+        };
+    }
+
+    /// Watches a copy of bytes on their way to the client. Never fails the relay.
+    pub fn observe(&mut self, bytes: &[u8]) {
+        if matches!(self.observer, Observer::None | Observer::Failed) {
+            return;
+        }
+        let decoded;
+        let bytes = match &mut self.decoder {
+            None => bytes,
+            Some(d) => match d.write(bytes) {
+                Ok(out) => {
+                    decoded = out;
+                    &decoded[..]
+                }
+                Err(_) => {
+                    self.observer = Observer::Failed;
+                    return;
+                }
+            },
+        };
+        match &mut self.observer {
+            Observer::Sse(acc) => {
+                if acc.feed(bytes).first_content && self.first_chunk_at.is_none() {
+                    self.first_chunk_at = Some(Instant::now());
+                }
+            }
+            Observer::Json(buf) => {
+                if buf.len() + bytes.len() > MAX_JSON_BODY {
+                    self.observer = Observer::Failed;
+                } else {
+                    buf.extend_from_slice(bytes);
+                }
+            }
+            Observer::None | Observer::Failed => {}
+        }
+    }
+
+    /// Records a failure; the first one wins (a timeout is not overwritten by the disconnect it causes).
+    pub fn fail(&mut self, error_type: &str) {
+        if self.error.is_none() {
+            self.error = Some(error_type.to_string());
+        }
+    }
+
+    /// Ends the record. Later calls (and the `Drop`) do nothing.
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.telemetry.request_ended();
+        let response = match std::mem::replace(&mut self.observer, Observer::None) {
+            Observer::Sse(acc) => acc.finish(),
+            Observer::Json(buf) if !buf.is_empty() => summarize_json_body(&buf),
+            _ => ResponseSummary::default(),
+        };
+        if self.error.is_none() {
+            let watched_stream = self.streaming && self.operation.is_some();
+            self.error = classify_outcome(self.status, watched_stream, &response);
+        }
+        let f = FinishedRequest {
+            started: self.started,
+            started_at: self.started_at,
+            ended: Instant::now(),
+            ended_at: SystemTime::now(),
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            upstream: self.upstream.take(),
+            operation: self.operation,
+            request: self.request.take(),
+            trace: std::mem::take(&mut self.trace),
+            extra_attributes: std::mem::take(&mut self.extra_attributes),
+            metric_attributes: std::mem::take(&mut self.metric_attributes),
+            prompt_template: self.prompt_template.take(),
+            conversation_id: self.conversation_id.take(),
+            status: self.status,
+            error: self.error.take(),
+            usage_injected: self.usage_injected,
+            streaming: self.streaming,
+            response,
+            first_chunk_at: self.first_chunk_at,
+            bytes_out: self.bytes_out,
+        };
+        self.telemetry.submit(f);
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropped before the relay finished: the client went away (or the server is
+            // going down and cancelled the request, which the client also sees as gone).
+            self.fail("client_disconnected");
+            self.finish();
+        }
+    }
+}
+
+/// `error.type` for a request that completed without a transport failure: the upstream's
+/// error code (or HTTP status), a mid-stream error event, or a stream that stopped short.
+fn classify_outcome(status: Option<u16>, streaming: bool, r: &ResponseSummary) -> Option<String> {
+    let status = status?;
+    if status >= 400 {
+        let code = r
+            .error
+            .as_ref()
+            .and_then(|e| e.code.clone().or_else(|| e.kind.clone()))
+            .filter(|c| !c.is_empty());
+        return Some(code.unwrap_or_else(|| status.to_string()));
+    }
+    if let Some(e) = &r.error {
+        return Some(
+            e.code
+                .clone()
+                .or_else(|| e.kind.clone())
+                .unwrap_or_else(|| "stream_error".into()),
+        );
+    }
+    let no_finish = r.finish_reasons.iter().all(Option::is_none);
+    if streaming && !r.parse_failed && !r.saw_done && no_finish {
+        return Some("stream_truncated".into());
+    }
+    None
+}

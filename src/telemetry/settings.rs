@@ -1,0 +1,281 @@
+//! The standard `OTEL_*` environment variables, read through `config::Env` so tests pass a map.
+//! The Rust SDK reads some of these itself and not others; llmtap reads them all here and
+//! configures the exporters explicitly, so behaviour matches other OTel SDKs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::config::Env;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+    HttpJson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporality {
+    Cumulative,
+    Delta,
+    LowMemory,
+}
+
+/// Where one signal goes over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpTarget {
+    pub protocol: Protocol,
+    /// Full URL: for HTTP it already ends in `/v1/traces` or `/v1/metrics`.
+    pub endpoint: String,
+    pub headers: HashMap<String, String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub sdk_disabled: bool,
+    pub service_name: String,
+    pub resource_attributes: Vec<(String, String)>,
+    pub traces_otlp: Option<OtlpTarget>,
+    pub traces_console: bool,
+    pub metrics_otlp: Option<OtlpTarget>,
+    pub metrics_console: bool,
+    /// `prometheus` named in `OTEL_METRICS_EXPORTER` (the `/metrics` endpoint is on by config anyway).
+    pub metrics_prometheus: bool,
+    pub metric_interval: Duration,
+    pub temporality: Temporality,
+    pub propagators: Option<String>,
+    /// Ratio of successful, unsampled-by-caller requests kept (errors and slow ones always are).
+    pub sample_ratio: f64,
+    /// Follow the caller's sampled flag (parentbased_* samplers).
+    pub parent_based: bool,
+    pub batch_max_queue: usize,
+    pub batch_max_export: usize,
+    pub batch_delay: Duration,
+    pub attribute_value_limit: Option<usize>,
+    /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, when set.
+    pub capture_content: Option<bool>,
+}
+
+fn parse_headers(s: &str) -> HashMap<String, String> {
+    s.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((pct_decode(k.trim()), pct_decode(v.trim())))
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+fn pct_decode(s: &str) -> String {
+    let hexval = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hexval(b[i + 1]), hexval(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+}
+
+impl Settings {
+    pub fn from_env(env: &dyn Env) -> Settings {
+        let get = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| truthy(&v));
+        let mut resource_attributes: Vec<(String, String)> = get("OTEL_RESOURCE_ATTRIBUTES")
+            .map(|s| parse_headers(&s).into_iter().collect())
+            .unwrap_or_default();
+        resource_attributes.sort();
+        let service_name = get("OTEL_SERVICE_NAME")
+            .or_else(|| {
+                resource_attributes
+                    .iter()
+                    .find(|(k, _)| k == "service.name")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_else(|| "llmtap".into());
+
+        let exporters = |var: &str| -> Vec<String> {
+            get(var)
+                .unwrap_or_else(|| "otlp".into())
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect()
+        };
+        let traces = exporters("OTEL_TRACES_EXPORTER");
+        let metrics = exporters("OTEL_METRICS_EXPORTER");
+        let target = |signal: &str| -> OtlpTarget {
+            let up = signal.to_ascii_uppercase();
+            let protocol = match get(&format!("OTEL_EXPORTER_OTLP_{up}_PROTOCOL"))
+                .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+                .as_deref()
+            {
+                Some("grpc") => Protocol::Grpc,
+                Some("http/json") => Protocol::HttpJson,
+                _ => Protocol::HttpProtobuf,
+            };
+            let endpoint = match get(&format!("OTEL_EXPORTER_OTLP_{up}_ENDPOINT")) {
+                // A signal-specific endpoint is used as given.
+                Some(e) => e,
+                None => {
+                    let base = get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| {
+                        match protocol {
+                            Protocol::Grpc => "http://localhost:4317".into(),
+                            _ => "http://localhost:4318".into(),
+                        }
+                    });
+                    match protocol {
+                        Protocol::Grpc => base,
+                        _ => format!("{}/v1/{signal}", base.trim_end_matches('/')),
+                    }
+                }
+            };
+            let mut headers = get("OTEL_EXPORTER_OTLP_HEADERS")
+                .map(|h| parse_headers(&h))
+                .unwrap_or_default();
+            if let Some(h) = get(&format!("OTEL_EXPORTER_OTLP_{up}_HEADERS")) {
+                headers.extend(parse_headers(&h));
+            }
+            let timeout = get(&format!("OTEL_EXPORTER_OTLP_{up}_TIMEOUT"))
+                .or_else(|| get("OTEL_EXPORTER_OTLP_TIMEOUT"))
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(10));
+            OtlpTarget {
+                protocol,
+                endpoint,
+                headers,
+                timeout,
+            }
+        };
+        let traces_otlp = traces.iter().any(|e| e == "otlp").then(|| target("traces"));
+        let metrics_otlp = metrics.iter().any(|e| e == "otlp").then(|| target("metrics"));
+
+        let sampler = get("OTEL_TRACES_SAMPLER").unwrap_or_else(|| "parentbased_always_on".into());
+        let arg = get("OTEL_TRACES_SAMPLER_ARG").and_then(|v| v.parse::<f64>().ok());
+        let (sample_ratio, parent_based) = match sampler.as_str() {
+            "always_on" => (1.0, false),
+            "always_off" => (0.0, false),
+            "traceidratio" => (arg.unwrap_or(1.0), false),
+            "parentbased_always_off" => (0.0, true),
+            "parentbased_traceidratio" => (arg.unwrap_or(1.0), true),
+            // parentbased_always_on and anything unknown: keep everything, follow the caller.
+            _ => (arg.unwrap_or(1.0), true),
+        };
+        let temporality = match get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("delta") => Temporality::Delta,
+            Some("lowmemory") => Temporality::LowMemory,
+            _ => Temporality::Cumulative,
+        };
+        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+        Settings {
+            sdk_disabled,
+            service_name,
+            resource_attributes,
+            traces_otlp,
+            traces_console: traces.iter().any(|e| e == "console"),
+            metrics_otlp,
+            metrics_console: metrics.iter().any(|e| e == "console"),
+            metrics_prometheus: metrics.iter().any(|e| e == "prometheus"),
+            metric_interval: Duration::from_millis(num("OTEL_METRIC_EXPORT_INTERVAL").unwrap_or(60_000).max(100)),
+            temporality,
+            propagators: get("OTEL_PROPAGATORS"),
+            sample_ratio: sample_ratio.clamp(0.0, 1.0),
+            parent_based,
+            batch_max_queue: num("OTEL_BSP_MAX_QUEUE_SIZE").unwrap_or(2048).max(1) as usize,
+            batch_max_export: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").unwrap_or(512).max(1) as usize,
+            batch_delay: Duration::from_millis(num("OTEL_BSP_SCHEDULE_DELAY").unwrap_or(5000)),
+            attribute_value_limit: num("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+                .or_else(|| num("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"))
+                .map(|v| v as usize),
+            capture_content: get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT").map(|v| {
+                let v = v.to_ascii_uppercase();
+                v == "TRUE" || v == "1" || v == "SPAN_ONLY" || v == "SPAN_AND_EVENT"
+            }),
+        }
+    }
+
+    /// One line for the start-up log: where telemetry goes.
+    pub fn describe(&self) -> String {
+        if self.sdk_disabled {
+            return "telemetry disabled (OTEL_SDK_DISABLED)".into();
+        }
+        let t = |o: &Option<OtlpTarget>, console: bool| {
+            let mut v = Vec::new();
+            if let Some(o) = o {
+                v.push(format!("otlp {:?} {}", o.protocol, o.endpoint));
+            }
+            if console {
+                v.push("console".into());
+            }
+            if v.is_empty() {
+                "none".into()
+            } else {
+                v.join(" + ")
+            }
+        };
+        format!(
+            "traces -> {}; metrics -> {} every {:?}",
+            t(&self.traces_otlp, self.traces_console),
+            t(&self.metrics_otlp, self.metrics_console),
+            self.metric_interval
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_sdk_conventions() {
+        let s = Settings::from_env(&env(&[]));
+        let t = s.traces_otlp.unwrap();
+        assert_eq!(t.protocol, Protocol::HttpProtobuf);
+        assert_eq!(t.endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(s.service_name, "llmtap");
+        assert_eq!(s.sample_ratio, 1.0);
+    }
+
+    #[test]
+    fn endpoints_protocols_headers() {
+        let s = Settings::from_env(&env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db,tenant=t"),
+            ("OTEL_TRACES_EXPORTER", "otlp,console"),
+            ("OTEL_METRICS_EXPORTER", "prometheus"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.05"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=gw,deployment.environment=prod"),
+        ]));
+        let t = s.traces_otlp.as_ref().unwrap();
+        assert_eq!(t.endpoint, "http://c:4318/v1/traces");
+        assert_eq!(t.headers.get("x-api-key").unwrap(), "a=b");
+        assert!(s.traces_console);
+        assert!(s.metrics_otlp.is_none());
+        assert!(s.metrics_prometheus);
+        assert_eq!(s.sample_ratio, 0.05);
+        assert_eq!(s.service_name, "gw");
+    }
+}

@@ -1,0 +1,354 @@
+//! Builds the exported spans from a finished request, after the fact, with explicit ids and
+//! timestamps. Building at the end lets the sampler see the outcome (error, latency).
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+
+use super::content::Redactor;
+use super::record::FinishedRequest;
+use super::semconv as sc;
+use super::tools::PendingCall;
+use crate::stream::openai::Usage;
+
+/// What span building needs besides the request.
+pub struct SpanContextInfo<'a> {
+    pub scope: &'a InstrumentationScope,
+    /// Captured content, when on; `None` means content capture is off.
+    pub redactor: Option<&'a Redactor>,
+    pub value_limit: Option<usize>,
+}
+
+/// Usage as recorded: the upstream's when it sent one, else an estimate from text seen
+/// (4 characters per token, the rule of thumb for English with OpenAI tokenizers), flagged.
+pub fn effective_usage(f: &FinishedRequest) -> (Option<Usage>, bool) {
+    if let Some(u) = &f.response.usage {
+        return (Some(u.clone()), false);
+    }
+    let op_ok = f.operation.is_some() && f.status.is_some_and(|s| (200..300).contains(&s));
+    if !op_ok {
+        return (None, false);
+    }
+    let prompt_chars = f.request.as_ref().map(|r| r.prompt_chars).unwrap_or(0);
+    let output_chars = f.response.output_chars
+        + f.response
+            .tool_calls
+            .iter()
+            .map(|t| (t.name.len() + t.arguments.len()) as u64)
+            .sum::<u64>();
+    if prompt_chars == 0 && output_chars == 0 {
+        return (None, false);
+    }
+    let est = |c: u64| c.div_ceil(4);
+    let output = matches!(f.operation, Some(crate::route::Operation::Embeddings))
+        .then_some(None)
+        .unwrap_or(Some(est(output_chars)));
+    (
+        Some(Usage {
+            input_tokens: Some(est(prompt_chars)),
+            output_tokens: output,
+            cache_read_input_tokens: None,
+            reasoning_output_tokens: None,
+        }),
+        true,
+    )
+}
+
+/// Wall-clock end: start plus the monotonic duration, so clock steps cannot make it negative.
+pub fn end_time(f: &FinishedRequest) -> SystemTime {
+    f.started_at + f.ended.saturating_duration_since(f.started)
+}
+
+fn wall(at: SystemTime, started: Instant, t: Instant) -> SystemTime {
+    at + t.saturating_duration_since(started)
+}
+
+pub fn request_model(f: &FinishedRequest) -> Option<&str> {
+    f.request.as_ref().and_then(|r| r.model.as_deref())
+}
+
+/// The gen_ai inference span, or `None` for requests that are not inference calls.
+pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<SpanData> {
+    let op = f.operation?;
+    let model = request_model(f);
+    let name = match model {
+        Some(m) => format!("{} {m}", op.name()),
+        None => op.name().to_string(),
+    };
+    let mut a: Vec<KeyValue> = Vec::with_capacity(40);
+    let s = |v: &str| Value::String(StringValue::from(v.to_string()));
+    a.push(KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name()));
+    a.push(KeyValue::new(sc::OPENAI_API_TYPE, op.api_type()));
+    if let Some(u) = &f.upstream {
+        a.push(KeyValue::new(sc::GEN_AI_PROVIDER_NAME, u.provider.semconv_name()));
+        a.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
+        a.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
+        a.push(KeyValue::new(sc::LLMTAP_UPSTREAM, u.name.clone()));
+    }
+    if let Some(m) = model {
+        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.to_string()));
+    }
+    if let Some(r) = &f.request {
+        let mut f64_attr = |k: &'static str, v: Option<f64>| {
+            if let Some(v) = v {
+                a.push(KeyValue::new(k, v));
+            }
+        };
+        f64_attr(sc::GEN_AI_REQUEST_TEMPERATURE, r.temperature);
+        f64_attr(sc::GEN_AI_REQUEST_TOP_P, r.top_p);
+        f64_attr(sc::GEN_AI_REQUEST_FREQUENCY_PENALTY, r.frequency_penalty);
+        f64_attr(sc::GEN_AI_REQUEST_PRESENCE_PENALTY, r.presence_penalty);
+        if let Some(v) = r.max_tokens {
+            a.push(KeyValue::new(sc::GEN_AI_REQUEST_MAX_TOKENS, v));
+        }
+        if let Some(v) = r.seed {
+            a.push(KeyValue::new(sc::GEN_AI_REQUEST_SEED, v));
+        }
+        if let Some(v) = r.choice_count {
+            a.push(KeyValue::new(sc::GEN_AI_REQUEST_CHOICE_COUNT, v));
+        }
+        if let Some(v) = r.stream {
+            a.push(KeyValue::new(sc::GEN_AI_REQUEST_STREAM, v));
+        }
+        if !r.stop.is_empty() {
+            a.push(KeyValue::new(
+                sc::GEN_AI_REQUEST_STOP_SEQUENCES,
+                Value::Array(Array::String(
+                    r.stop.iter().map(|x| StringValue::from(x.clone())).collect(),
+                )),
+            ));
+        }
+        a.push(KeyValue::new(sc::LLMTAP_PROMPT_LENGTH, r.prompt_chars as i64));
+        a.push(KeyValue::new(sc::LLMTAP_PROMPT_MESSAGES, r.message_count as i64));
+        if let Some(h) = &r.prompt_hash {
+            a.push(KeyValue::new(sc::LLMTAP_PROMPT_HASH, h.clone()));
+        }
+        if let (Some(red), Some(c)) = (cx.redactor, &r.content) {
+            for (k, v) in [
+                (sc::GEN_AI_INPUT_MESSAGES, &c.input_messages),
+                (sc::GEN_AI_SYSTEM_INSTRUCTIONS, &c.system_instructions),
+                (sc::GEN_AI_TOOL_DEFINITIONS, &c.tool_definitions),
+            ] {
+                if let Some(v) = v {
+                    a.push(KeyValue::new(k, red.apply(v)));
+                }
+            }
+        }
+    }
+    if let Some(t) = &f.prompt_template {
+        a.push(KeyValue::new(sc::LLMTAP_PROMPT_TEMPLATE, t.clone()));
+    }
+    if let Some(c) = &f.conversation_id {
+        a.push(KeyValue::new(sc::GEN_AI_CONVERSATION_ID, c.clone()));
+    }
+    let r = &f.response;
+    if let Some(v) = &r.id {
+        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_ID, s(v)));
+    }
+    if let Some(v) = &r.model {
+        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, s(v)));
+    }
+    if !r.finish_reasons.is_empty() {
+        let reasons: Vec<StringValue> = r
+            .finish_reasons
+            .iter()
+            .map(|x| StringValue::from(x.clone().unwrap_or_default()))
+            .collect();
+        a.push(KeyValue::new(
+            sc::GEN_AI_RESPONSE_FINISH_REASONS,
+            Value::Array(Array::String(reasons)),
+        ));
+    }
+    if let Some(v) = &r.system_fingerprint {
+        a.push(KeyValue::new(sc::OPENAI_RESPONSE_SYSTEM_FINGERPRINT, s(v)));
+    }
+    if let Some(v) = &r.service_tier {
+        a.push(KeyValue::new(sc::OPENAI_RESPONSE_SERVICE_TIER, s(v)));
+    }
+    if f.streaming {
+        a.push(KeyValue::new(sc::LLMTAP_CHUNK_COUNT, r.chunk_count as i64));
+        if let Some(t) = f.first_chunk_at {
+            a.push(KeyValue::new(
+                sc::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+                t.saturating_duration_since(f.started).as_secs_f64(),
+            ));
+        }
+    }
+    let (usage, estimated) = effective_usage(f);
+    if let Some(u) = usage {
+        let mut int = |k: &'static str, v: Option<u64>| {
+            if let Some(v) = v {
+                a.push(KeyValue::new(k, v as i64));
+            }
+        };
+        int(sc::GEN_AI_USAGE_INPUT_TOKENS, u.input_tokens);
+        int(sc::GEN_AI_USAGE_OUTPUT_TOKENS, u.output_tokens);
+        int(sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, u.cache_read_input_tokens);
+        int(sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, u.reasoning_output_tokens);
+        if estimated {
+            a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
+        }
+    }
+    if f.usage_injected {
+        a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTED, true));
+    }
+    if let Some(red) = cx.redactor {
+        if let Some(out) = output_messages(f) {
+            a.push(KeyValue::new(sc::GEN_AI_OUTPUT_MESSAGES, red.apply(&out)));
+        }
+    }
+    if let Some(st) = f.status {
+        a.push(KeyValue::new(sc::HTTP_RESPONSE_STATUS_CODE, st as i64));
+    }
+    for (k, v) in &f.extra_attributes {
+        a.push(KeyValue::new(k.clone(), v.clone()));
+    }
+    let status = match &f.error {
+        Some(e) => {
+            a.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+            let msg = r
+                .error
+                .as_ref()
+                .and_then(|x| x.message.clone())
+                .unwrap_or_else(|| e.clone());
+            Status::error(msg)
+        }
+        None => Status::Unset,
+    };
+    limit_values(&mut a, cx.value_limit);
+    let (parent_span_id, parent_remote, state) = match &f.trace.parent {
+        Some(p) => (p.span_id(), true, p.trace_state().clone()),
+        None => (SpanId::INVALID, false, TraceState::default()),
+    };
+    Some(SpanData {
+        span_context: SpanContext::new(
+            f.trace.trace_id,
+            f.trace.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            state,
+        ),
+        parent_span_id,
+        parent_span_is_remote: parent_remote,
+        span_kind: SpanKind::Client,
+        name: Cow::Owned(name),
+        start_time: f.started_at,
+        end_time: end_time(f),
+        attributes: a,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: cx.scope.clone(),
+    })
+}
+
+/// `gen_ai.output.messages` in the semconv shape, reassembled from the stream.
+fn output_messages(f: &FinishedRequest) -> Option<String> {
+    let r = &f.response;
+    if r.output_text.is_empty() && r.tool_calls.is_empty() {
+        return None;
+    }
+    let n = r.output_text.len().max(r.finish_reasons.len()).max(1);
+    let msgs: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let mut parts = Vec::new();
+            if let Some(t) = r.output_text.get(i).filter(|t| !t.is_empty()) {
+                parts.push(serde_json::json!({"type": "text", "content": t}));
+            }
+            if i == 0 {
+                for c in &r.tool_calls {
+                    let args: serde_json::Value = serde_json::from_str(&c.arguments)
+                        .unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()));
+                    parts.push(serde_json::json!({
+                        "type": "tool_call", "id": c.id, "name": c.name, "arguments": args
+                    }));
+                }
+            }
+            serde_json::json!({
+                "role": "assistant",
+                "parts": parts,
+                "finish_reason": r.finish_reasons.get(i).cloned().flatten(),
+            })
+        })
+        .collect();
+    Some(serde_json::Value::Array(msgs).to_string())
+}
+
+/// The `execute_tool` span for one call: from the response that asked for it to the request
+/// that carried its result (or to expiry/shutdown when the result never came).
+pub fn tool_span(
+    call: &PendingCall,
+    end: SystemTime,
+    result: Option<&str>,
+    received: bool,
+    span_id: SpanId,
+    cx: &SpanContextInfo<'_>,
+) -> SpanData {
+    let mut a = vec![
+        KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"),
+        KeyValue::new(sc::GEN_AI_TOOL_NAME, call.name.clone()),
+        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, call.call_id.clone()),
+        KeyValue::new(sc::GEN_AI_TOOL_TYPE, call.kind.clone()),
+        KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
+    ];
+    if let Some(m) = &call.request_model {
+        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.clone()));
+    }
+    if let Some(red) = cx.redactor {
+        if let Some(args) = &call.arguments {
+            a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_ARGUMENTS, args.clone()));
+        }
+        if let Some(res) = result {
+            a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_RESULT, red.apply(res)));
+        }
+    }
+    limit_values(&mut a, cx.value_limit);
+    SpanData {
+        span_context: SpanContext::new(
+            call.trace_id,
+            span_id,
+            TraceFlags::SAMPLED,
+            false,
+            call.trace_state.clone(),
+        ),
+        parent_span_id: call.parent_span_id,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Internal,
+        name: Cow::Owned(format!("execute_tool {}", call.name)),
+        start_time: call.requested_at,
+        end_time: end.max(call.requested_at),
+        attributes: a,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: cx.scope.clone(),
+    }
+}
+
+/// Duration of a tool call as the metric records it.
+pub fn tool_duration(call: &PendingCall, end: SystemTime) -> Duration {
+    end.duration_since(call.requested_at).unwrap_or_default()
+}
+
+/// Wall-clock time at which the response that requested tool calls ended.
+pub fn response_end(f: &FinishedRequest) -> SystemTime {
+    wall(f.started_at, f.started, f.ended)
+}
+
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`: string values cut to the limit.
+fn limit_values(attrs: &mut [KeyValue], limit: Option<usize>) {
+    let Some(limit) = limit else { return };
+    for kv in attrs {
+        if let Value::String(s) = &kv.value {
+            if s.as_str().chars().count() > limit {
+                let cut: String = s.as_str().chars().take(limit).collect();
+                kv.value = Value::String(cut.into());
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! HTTP clients for the upstreams (one pooled client per upstream, since the connect timeout
+//! is per client), and the header rules of a transparent proxy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{Config, Provider, UpstreamConfig};
+use crate::telemetry::record::UpstreamInfo;
+
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    pub client: reqwest::Client,
+    pub info: Arc<UpstreamInfo>,
+}
+
+pub struct Upstreams {
+    by_name: HashMap<String, Arc<Upstream>>,
+}
+
+/// Installs rustls' ring provider once per process (reqwest is built without a default one).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Upstreams {
+    pub fn new(config: &Config) -> Result<Upstreams, String> {
+        install_crypto_provider();
+        let extra_roots = match &config.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        let mut by_name = HashMap::new();
+        for u in &config.upstreams {
+            let client = reqwest::Client::builder()
+                .connect_timeout(u.timeouts.connect)
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                // The proxy forwards what the client sent; it never follows redirects itself.
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .tls_certs_merge(extra_roots.iter().cloned())
+                .build()
+                .map_err(|e| format!("upstream {}: {e}", u.name))?;
+            let url = reqwest::Url::parse(&u.base_url).map_err(|e| e.to_string())?;
+            let info = UpstreamInfo {
+                name: u.name.clone(),
+                provider: u.provider,
+                address: url.host_str().unwrap_or_default().to_string(),
+                port: url.port_or_known_default().unwrap_or(0),
+            };
+            by_name.insert(
+                u.name.clone(),
+                Arc::new(Upstream {
+                    config: u.clone(),
+                    client,
+                    info: Arc::new(info),
+                }),
+            );
+        }
+        Ok(Upstreams { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.by_name.get(name)
+    }
+}
+
+/// Headers a proxy must not forward (RFC 9110 §7.6.1), plus those the client library sets.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Header names listed in `Connection` are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// Header llmtap reads and does not forward: the app's prompt template name.
+pub const PROMPT_TEMPLATE_HEADER: &str = "x-llmtap-prompt-template";
+
+/// The request headers sent upstream: the client's, minus hop-by-hop headers, `Host` (set
+/// from the upstream URL) and `Content-Length` (recomputed), with the client's credential
+/// replaced when the upstream has its own key.
+pub fn request_headers(inbound: &HeaderMap, upstream: &UpstreamConfig) -> HeaderMap {
+    let listed = connection_listed(inbound);
+    let mut out = HeaderMap::with_capacity(inbound.len());
+    for (name, value) in inbound {
+        if is_hop_by_hop(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name.as_str() == PROMPT_TEMPLATE_HEADER
+            || listed.iter().any(|l| l == name.as_str())
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Some(key) = &upstream.api_key {
+        out.remove(header::AUTHORIZATION);
+        out.remove("api-key");
+        let set = match upstream.provider {
+            Provider::Azure => HeaderValue::from_str(key.expose())
+                .map(|v| (HeaderName::from_static("api-key"), v)),
+            _ => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map(|v| (header::AUTHORIZATION, v)),
+        };
+        if let Ok((name, mut value)) = set {
+            value.set_sensitive(true);
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+/// The response headers sent to the client: the upstream's, minus hop-by-hop headers.
+/// `Content-Length` is kept: the body is relayed unchanged (except when llmtap strips its own
+/// injected usage chunk, where the caller removes it).
+pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(upstream);
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if is_hop_by_hop(name) || listed.iter().any(|l| l == name.as_str()) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Secret};
+
+    #[test]
+    fn header_rules() {
+        let mut cfg = Config::with_upstream("http://u/v1", Provider::Openai);
+        let mut h = HeaderMap::new();
+        h.insert("host", "proxy:8080".parse().unwrap());
+        h.insert("connection", "keep-alive, x-hop".parse().unwrap());
+        h.insert("x-hop", "1".parse().unwrap());
+        h.insert("authorization", "Bearer client".parse().unwrap());
+        h.insert("x-llmtap-prompt-template", "summarize".parse().unwrap());
+        h.insert("openai-organization", "org".parse().unwrap());
+        let out = request_headers(&h, &cfg.upstreams[0]);
+        assert!(out.get("host").is_none());
+        assert!(out.get("x-hop").is_none());
+        assert!(out.get("x-llmtap-prompt-template").is_none());
+        assert_eq!(out.get("authorization").unwrap(), "Bearer client");
+        assert_eq!(out.get("openai-organization").unwrap(), "org");
+
+        cfg.upstreams[0].api_key = Some(test_secret("sk-gw"));
+        let out = request_headers(&h, &cfg.upstreams[0]);
+        assert_eq!(out.get("authorization").unwrap(), "Bearer sk-gw");
+        cfg.upstreams[0].provider = Provider::Azure;
+        let out = request_headers(&h, &cfg.upstreams[0]);
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out.get("api-key").unwrap(), "sk-gw");
+    }
+
+    fn test_secret(s: &str) -> Secret {
+        let env: std::collections::HashMap<String, String> =
+            [("K".to_string(), s.to_string())].into_iter().collect();
+        crate::config::load_yaml(
+            "upstreams:\n  - name: a\n    base_url: http://x\n    api_key_env: K\n",
+            &env,
+        )
+        .unwrap()
+        .upstreams[0]
+            .api_key
+            .clone()
+            .unwrap()
+    }
+}

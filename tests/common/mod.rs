@@ -1,0 +1,228 @@
+//! Test harness: the scripted upstream, llmtap itself (in-process, the real `app()` and
+//! `serve()`), an OTLP receiver, and the official Python SDK, all on 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod otlp;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmtap::config::{load_yaml, Config};
+use llmtap::mock::{MockConfig, MockUpstream};
+use llmtap::{AppState, Telemetry};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use otlp::OtlpReceiver;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn provider_fixtures() -> PathBuf {
+    repo().join("../shared/fixtures/providers")
+}
+
+pub struct Upstream {
+    pub mock: MockUpstream,
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+pub async fn start_upstream() -> Upstream {
+    start_upstream_with(provider_fixtures()).await
+}
+
+/// A scripted upstream whose `replay` scenario reads from `fixtures`.
+pub async fn start_upstream_with(fixtures: PathBuf) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mock = MockUpstream::new(MockConfig {
+        fixtures_dir: Some(fixtures),
+    });
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(mock.clone().serve(listener, async move {
+        let _ = rx.await;
+    }));
+    Upstream {
+        mock,
+        base: format!("http://{addr}"),
+        stop: Some(tx),
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub struct Proxy {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Options for an in-process proxy.
+#[derive(Default)]
+pub struct ProxyOpts {
+    /// YAML config; `{upstream}` is replaced by the scripted upstream's base URL.
+    pub yaml: Option<String>,
+    /// Environment as llmtap sees it (OTEL_* etc.).
+    pub env: Vec<(String, String)>,
+    pub tweak: Option<Box<dyn FnOnce(&mut Config)>>,
+}
+
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Telemetry env that exports quickly to `rx` over `protocol`.
+pub fn otlp_env(rx: &OtlpReceiver, protocol: &str) -> Vec<(String, String)> {
+    let endpoint = if protocol == "grpc" {
+        rx.grpc_endpoint.clone()
+    } else {
+        rx.http_endpoint.clone()
+    };
+    env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+    ])
+}
+
+/// Telemetry off entirely (for proxy-only tests).
+pub fn no_telemetry() -> Vec<(String, String)> {
+    env(&[
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ])
+}
+
+pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
+    let envmap: HashMap<String, String> = opts.env.into_iter().collect();
+    let mut config = match opts.yaml {
+        Some(y) => load_yaml(&y.replace("{upstream}", upstream_base), &envmap)
+            .unwrap_or_else(|e| panic!("test config: {e}")),
+        None => Config::with_upstream(&format!("{upstream_base}/v1"), llmtap::config::Provider::Openai),
+    };
+    config.shutdown_timeout = Duration::from_secs(5);
+    if let Some(t) = opts.tweak {
+        t(&mut config);
+    }
+    let telemetry = Telemetry::start(&config, &envmap);
+    let state = AppState::new(config, telemetry).expect("app state");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let st = state.clone();
+    let done = tokio::spawn(async move {
+        let _ = llmtap::serve(listener, None, st, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    Proxy {
+        url: format!("http://{addr}"),
+        addr,
+        state,
+        stop: Some(tx),
+        done: Some(done),
+    }
+}
+
+impl Proxy {
+    /// Graceful stop: drains, flushes telemetry, and waits for it (bounded).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(d) = self.done.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), d).await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    llmtap::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The Python interpreter of the test venv, or `None` (and a note) when it is not set up.
+/// Under `tests/run` (LLMTAP_REQUIRE_SDK=1) a missing venv is a failure, not a skip.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var("LLMTAP_TEST_PYTHON") {
+        Ok(p) if PathBuf::from(&p).exists() => Some(PathBuf::from(p)),
+        _ => {
+            if std::env::var("LLMTAP_REQUIRE_SDK").is_ok() {
+                panic!("LLMTAP_TEST_PYTHON is not set up; run tests via tests/run");
+            }
+            eprintln!("skipping SDK test: run via tests/run to set up the Python venv");
+            None
+        }
+    }
+}
+
+/// Runs `tests/sdk/<script>` with the SDK pointed at the proxy; returns its stdout as JSON.
+pub async fn run_sdk(script: &str, base_url: &str, extra_env: &[(&str, &str)]) -> Option<serde_json::Value> {
+    let py = python()?;
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(repo().join("tests/sdk").join(script))
+        .env("OPENAI_BASE_URL", format!("{base_url}/v1"))
+        .env("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        .env("NO_PROXY", "127.0.0.1")
+        .kill_on_drop(true);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("SDK script timed out")
+        .expect("SDK script did not start");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    Some(serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("{script} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}")
+    }))
+}
+
+/// Waits (bounded) until `cond` holds, polling.
+pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
