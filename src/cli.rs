@@ -26,9 +26,13 @@ pub enum Command {
     /// Run the proxy in front of the built-in scripted upstream, printing spans to the console.
     Demo {
         #[command(flatten)]
-        proxy: ProxyArgs,
+        proxy: Box<ProxyArgs>,
         /// Address of the built-in scripted upstream.
-        #[arg(long, env = "LLMTAP_DEMO_UPSTREAM_LISTEN", default_value = "127.0.0.1:0")]
+        #[arg(
+            long,
+            env = "LLMTAP_DEMO_UPSTREAM_LISTEN",
+            default_value = "127.0.0.1:0"
+        )]
         upstream_listen: String,
     },
     /// Run only the scripted OpenAI-compatible upstream (for examples, tests, docker-compose).
@@ -41,7 +45,11 @@ pub enum Command {
     },
     /// Exit 0 when the `/healthz` endpoint at URL answers 200 (for container health checks).
     Healthcheck {
-        #[arg(long, env = "LLMTAP_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/healthz")]
+        #[arg(
+            long,
+            env = "LLMTAP_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
         url: String,
     },
 }

@@ -170,7 +170,10 @@ impl Default for TelemetryConfig {
 /// Emails, OpenAI-style keys and bearer tokens: what most often leaks into prompts.
 pub fn default_redactions() -> Vec<RedactRule> {
     [
-        (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "[REDACTED_EMAIL]"),
+        (
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+            "[REDACTED_EMAIL]",
+        ),
         (r"sk-[A-Za-z0-9_-]{8,}", "[REDACTED_KEY]"),
         (r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}", "Bearer [REDACTED]"),
         (
@@ -368,7 +371,7 @@ impl Env for HashMap<String, String> {
 }
 
 fn secs(key: &str, v: f64) -> Result<Duration, ConfigError> {
-    if v.is_finite() && v >= 0.0 && v < 1e9 {
+    if (0.0..1e9).contains(&v) {
         Ok(Duration::from_secs_f64(v))
     } else {
         Err(err(format!(
@@ -552,11 +555,7 @@ fn upstream_from_file(
     })
 }
 
-fn resolve_key(
-    key: &str,
-    var: Option<&str>,
-    env: &dyn Env,
-) -> Result<Option<Secret>, ConfigError> {
+fn resolve_key(key: &str, var: Option<&str>, env: &dyn Env) -> Result<Option<Secret>, ConfigError> {
     let Some(var) = var else { return Ok(None) };
     if var.starts_with("sk-") || var.contains(char::is_whitespace) {
         // A literal key pasted where the variable name goes: refuse rather than use it,
@@ -567,9 +566,7 @@ fn resolve_key(
     }
     match env.get(var) {
         Some(v) => Ok(Some(Secret(v))),
-        None => Err(err(format!(
-            "{key}: environment variable {var} is not set"
-        ))),
+        None => Err(err(format!("{key}: environment variable {var} is not set"))),
     }
 }
 
@@ -674,11 +671,11 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
         regex::Regex::new(&r.pattern)
             .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
     }
-    let prices = cfg.metrics.prices.iter().chain(
-        cfg.upstreams
-            .iter()
-            .flat_map(|u| u.prices.iter().flatten()),
-    );
+    let prices = cfg
+        .metrics
+        .prices
+        .iter()
+        .chain(cfg.upstreams.iter().flat_map(|u| u.prices.iter().flatten()));
     for p in prices {
         let bad = |v: f64| !v.is_finite() || v < 0.0;
         if bad(p.input) || bad(p.output) || p.cached_input.is_some_and(bad) {
@@ -692,7 +689,10 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -708,8 +708,11 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_key() {
-        let e = load_yaml("upstreams:\n  - name: a\n    base_url: http://x\n    colour: red\n", &env(&[]))
-            .unwrap_err();
+        let e = load_yaml(
+            "upstreams:\n  - name: a\n    base_url: http://x\n    colour: red\n",
+            &env(&[]),
+        )
+        .unwrap_err();
         assert!(e.0.contains("colour"), "{e}");
         assert!(!e.0.contains('\n'));
     }

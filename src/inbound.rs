@@ -209,7 +209,9 @@ async fn forward(
         annotate(s, &parts.headers, record);
         if !s.telemetry.settings().sdk_disabled {
             let sampled = s.telemetry.head_sampled(&record.trace);
-            s.telemetry.propagation().inject(&record.trace, sampled, &mut headers);
+            s.telemetry
+                .propagation()
+                .inject(&record.trace, sampled, &mut headers);
         }
     }
 

@@ -12,7 +12,10 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("llmtap: cannot start the runtime: {e}");
@@ -76,7 +79,10 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         .iter()
         .map(|u| format!("{}={} ({:?})", u.name, u.base_url, u.provider))
         .collect();
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(listen = %addr, upstreams = %upstreams.join(", "), "llmtap listening");
     tracing::info!("{}", telemetry.settings().describe());
     let state = match AppState::new(config, telemetry) {
@@ -111,9 +117,12 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
     args.upstream = Some(format!("http://{upstream_addr}/v1"));
     // Spans go to the console unless the user pointed OTLP somewhere.
     let mut env: HashMap<String, String> = std::env::vars().collect();
-    let otlp_set = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|k| env.contains_key(*k));
+    let otlp_set = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| env.contains_key(*k));
     if !otlp_set {
         env.entry("OTEL_TRACES_EXPORTER".into())
             .or_insert_with(|| "console".into());

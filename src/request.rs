@@ -39,7 +39,11 @@ pub struct RequestContent {
 }
 
 /// Parses the body. `None` when it is not a JSON object: it is forwarded untouched anyway.
-pub fn parse(body: &[u8], op: Operation, capture: bool) -> Option<(RequestInfo, Map<String, Value>)> {
+pub fn parse(
+    body: &[u8],
+    op: Operation,
+    capture: bool,
+) -> Option<(RequestInfo, Map<String, Value>)> {
     let Value::Object(obj) = serde_json::from_slice::<Value>(body).ok()? else {
         return None;
     };
@@ -65,7 +69,11 @@ pub fn parse(body: &[u8], op: Operation, capture: bool) -> Option<(RequestInfo, 
     match obj.get("stop") {
         Some(Value::String(s)) => info.stop = vec![s.clone()],
         Some(Value::Array(a)) => {
-            info.stop = a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            info.stop = a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
         }
         _ => {}
     }
@@ -134,7 +142,12 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
         Operation::Chat => {
             let mut system = Vec::new();
             let mut input = Vec::new();
-            for m in obj.get("messages").and_then(Value::as_array).into_iter().flatten() {
+            for m in obj
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
                 let text = content_text(m.get("content"));
                 if role == "system" || role == "developer" {
@@ -151,7 +164,12 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                 } else if !text.is_empty() {
                     parts.push(serde_json::json!({"type": "text", "content": text}));
                 }
-                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let f = call.get("function");
                     parts.push(serde_json::json!({
                         "type": "tool_call",
@@ -183,7 +201,11 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
             }
         }
         Operation::TextCompletion | Operation::Embeddings => {
-            let key = if op == Operation::Embeddings { "input" } else { "prompt" };
+            let key = if op == Operation::Embeddings {
+                "input"
+            } else {
+                "prompt"
+            };
             let texts: Vec<Value> = match obj.get(key) {
                 Some(Value::String(s)) => vec![Value::String(s.clone())],
                 Some(Value::Array(a)) => a.clone(),
@@ -302,7 +324,10 @@ mod tests {
         // Same messages with different spacing/key order hash the same.
         let b2 = br#"{"messages":[{"content":"be nice","role":"system"},{"role":"user","content":[{"text":"hi there","type":"text"}]},{"tool_call_id":"call_1","role":"tool","content":"42"}],"model":"other"}"#;
         let (info2, _) = parse(b2, Operation::Chat, false).unwrap();
-        assert_eq!(info2.prompt_hash, parse(b, Operation::Chat, false).unwrap().0.prompt_hash);
+        assert_eq!(
+            info2.prompt_hash,
+            parse(b, Operation::Chat, false).unwrap().0.prompt_hash
+        );
     }
 
     #[test]

@@ -141,12 +141,11 @@ mod tests {
         assert_eq!(t.operation, Some(Operation::Chat));
         let t = target("/v1/models", &Method::GET).unwrap();
         assert_eq!(t.operation, None);
-        let t = target(
-            "/openai/deployments/my-gpt/chat/completions",
-            &Method::POST,
-        )
-        .unwrap();
-        assert_eq!(t.upstream_path, "/openai/deployments/my-gpt/chat/completions");
+        let t = target("/openai/deployments/my-gpt/chat/completions", &Method::POST).unwrap();
+        assert_eq!(
+            t.upstream_path,
+            "/openai/deployments/my-gpt/chat/completions"
+        );
         assert_eq!(t.deployment.as_deref(), Some("my-gpt"));
         assert_eq!(t.operation, Some(Operation::Chat));
         assert!(target("/v2/x", &Method::GET).is_none());

@@ -29,8 +29,8 @@ impl Upstreams {
         install_crypto_provider();
         let extra_roots = match &config.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                let pem =
+                    std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
                 reqwest::Certificate::from_pem_bundle(&pem)
                     .map_err(|e| format!("ca_file {}: {e}", path.display()))?
             }
@@ -124,8 +124,9 @@ pub fn request_headers(inbound: &HeaderMap, upstream: &UpstreamConfig) -> Header
         out.remove(header::AUTHORIZATION);
         out.remove("api-key");
         let set = match upstream.provider {
-            Provider::Azure => HeaderValue::from_str(key.expose())
-                .map(|v| (HeaderName::from_static("api-key"), v)),
+            Provider::Azure => {
+                HeaderValue::from_str(key.expose()).map(|v| (HeaderName::from_static("api-key"), v))
+            }
             _ => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map(|v| (header::AUTHORIZATION, v)),
         };

@@ -30,10 +30,26 @@ async fn non_streamed_chat_is_identical_to_direct() {
     let (up, proxy) = plain_proxy().await;
     let c = client();
     let body = chat("gpt-4o-mini", false);
-    let direct = c.post(format!("{}/v1/chat/completions", up.base)).json(&body).send().await.unwrap();
-    let via = c.post(format!("{}/v1/chat/completions", proxy.url)).json(&body).send().await.unwrap();
+    let direct = c
+        .post(format!("{}/v1/chat/completions", up.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let via = c
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(direct.status(), via.status());
-    for h in ["content-type", "x-request-id", "openai-processing-ms", "x-ratelimit-limit-requests", "x-ratelimit-remaining-tokens"] {
+    for h in [
+        "content-type",
+        "x-request-id",
+        "openai-processing-ms",
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-tokens",
+    ] {
         assert_eq!(direct.headers().get(h), via.headers().get(h), "header {h}");
         assert!(via.headers().get(h).is_some(), "header {h} missing");
     }
@@ -49,11 +65,28 @@ async fn streamed_chat_is_byte_identical_and_usage_injection_is_invisible() {
         json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true},
                "messages": [{"role": "user", "content": "Say hello"}]}),
     ] {
-        let direct = c.post(format!("{}/v1/chat/completions", up.base)).json(&body).send().await.unwrap();
-        let via = c.post(format!("{}/v1/chat/completions", proxy.url)).json(&body).send().await.unwrap();
-        assert_eq!(via.headers().get("content-type"), direct.headers().get("content-type"));
+        let direct = c
+            .post(format!("{}/v1/chat/completions", up.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let via = c
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            via.headers().get("content-type"),
+            direct.headers().get("content-type")
+        );
         let (d, v) = (direct.bytes().await.unwrap(), via.bytes().await.unwrap());
-        assert_eq!(String::from_utf8_lossy(&d), String::from_utf8_lossy(&v), "body {body}");
+        assert_eq!(
+            String::from_utf8_lossy(&d),
+            String::from_utf8_lossy(&v),
+            "body {body}"
+        );
         assert!(v.ends_with(b"data: [DONE]\n\n"));
     }
     // The upstream did receive the injected option for the request that lacked it.
@@ -86,7 +119,10 @@ async fn first_chunk_arrives_before_the_upstream_sleeps_end() {
     // 4 content chunks 300 ms apart: the whole stream takes >= 900 ms; the first chunk must
     // not wait for that (it arrives before the first 300 ms sleep ends).
     assert!(total >= Duration::from_millis(900), "total {total:?}");
-    assert!(first_at < Duration::from_millis(300), "first chunk after {first_at:?}");
+    assert!(
+        first_at < Duration::from_millis(300),
+        "first chunk after {first_at:?}"
+    );
 }
 
 #[tokio::test]
@@ -120,8 +156,19 @@ async fn replayed_fixtures_with_odd_splits_come_out_byte_identical() {
     // Our own fixtures (CRLF framing, keep-alive comments, multi-line data, CR-only + BOM),
     // in 3-byte pieces, through a proxy that injects usage (so the stripper runs over them).
     let ours = start_upstream_with(repo().join("tests/fixtures")).await;
-    let proxy2 = start_proxy(&ours.base, ProxyOpts { env: no_telemetry(), ..Default::default() }).await;
-    for file in ["openai-chat-crlf-keepalive.sse", "sse-crlf-keepalive.sse", "sse-cr-bom.sse"] {
+    let proxy2 = start_proxy(
+        &ours.base,
+        ProxyOpts {
+            env: no_telemetry(),
+            ..Default::default()
+        },
+    )
+    .await;
+    for file in [
+        "openai-chat-crlf-keepalive.sse",
+        "sse-crlf-keepalive.sse",
+        "sse-cr-bom.sse",
+    ] {
         let expected = std::fs::read(repo().join("tests/fixtures").join(file)).unwrap();
         let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
         let got = c
@@ -145,7 +192,14 @@ async fn replayed_fixtures_with_odd_splits_come_out_byte_identical() {
 async fn other_paths_methods_and_queries_are_forwarded() {
     let (up, proxy) = plain_proxy().await;
     let c = client();
-    let models: Value = c.get(format!("{}/v1/models", proxy.url)).send().await.unwrap().json().await.unwrap();
+    let models: Value = c
+        .get(format!("{}/v1/models", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(models["object"], "list");
     let r = c
         .post(format!("{}/v1/files/abc?purpose=batch&x=1", proxy.url))
@@ -162,10 +216,16 @@ async fn other_paths_methods_and_queries_are_forwarded() {
     assert_eq!(echo["query"], "purpose=batch&x=1");
     assert_eq!(echo["body"], "raw,body");
     let headers = echo["headers"].to_string().to_lowercase();
-    assert!(!headers.contains("secret-hop"), "hop-by-hop header forwarded: {headers}");
+    assert!(
+        !headers.contains("secret-hop"),
+        "hop-by-hop header forwarded: {headers}"
+    );
     assert!(headers.contains("bearer sk-client"));
     let host = up.base.trim_start_matches("http://");
-    assert!(headers.contains(&format!("\"{host}\"")), "Host must be the upstream's: {headers}");
+    assert!(
+        headers.contains(&format!("\"{host}\"")),
+        "Host must be the upstream's: {headers}"
+    );
 }
 
 #[tokio::test]
@@ -187,12 +247,34 @@ async fn malformed_body_is_forwarded_and_the_upstream_decides() {
 async fn upstream_errors_pass_through_unchanged() {
     let (up, proxy) = plain_proxy().await;
     let c = client();
-    for model in ["mock-error-429", "mock-error-400", "mock-error-401", "mock-error-500"] {
-        let d = c.post(format!("{}/v1/chat/completions", up.base)).json(&chat(model, false)).send().await.unwrap();
-        let v = c.post(format!("{}/v1/chat/completions", proxy.url)).json(&chat(model, false)).send().await.unwrap();
+    for model in [
+        "mock-error-429",
+        "mock-error-400",
+        "mock-error-401",
+        "mock-error-500",
+    ] {
+        let d = c
+            .post(format!("{}/v1/chat/completions", up.base))
+            .json(&chat(model, false))
+            .send()
+            .await
+            .unwrap();
+        let v = c
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&chat(model, false))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(d.status(), v.status(), "{model}");
-        assert_eq!(d.headers().get("retry-after"), v.headers().get("retry-after"));
-        assert_eq!(d.bytes().await.unwrap(), v.bytes().await.unwrap(), "{model}");
+        assert_eq!(
+            d.headers().get("retry-after"),
+            v.headers().get("retry-after")
+        );
+        assert_eq!(
+            d.bytes().await.unwrap(),
+            v.bytes().await.unwrap(),
+            "{model}"
+        );
     }
 }
 
@@ -201,7 +283,12 @@ async fn error_of(r: reqwest::Response) -> (u16, Value) {
     let ct = r.headers().get("content-type").cloned();
     let v: Value = r.json().await.unwrap();
     assert_eq!(ct.unwrap(), "application/json");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
     assert!(v["error"]["type"].is_string(), "{v}");
     (status, v)
 }
@@ -213,13 +300,33 @@ async fn proxy_errors_are_in_openai_shape() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    let proxy = start_proxy(&format!("http://{dead_addr}"), ProxyOpts { env: no_telemetry(), ..Default::default() }).await;
-    let (s, v) = error_of(c.post(format!("{}/v1/chat/completions", proxy.url)).json(&chat("m", false)).send().await.unwrap()).await;
+    let proxy = start_proxy(
+        &format!("http://{dead_addr}"),
+        ProxyOpts {
+            env: no_telemetry(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (s, v) = error_of(
+        c.post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&chat("m", false))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 502);
     assert_eq!(v["error"]["code"], "upstream_unreachable");
 
     // Outside /v1: 404.
-    let (s, _) = error_of(c.get(format!("{}/v2/models", proxy.url)).send().await.unwrap()).await;
+    let (s, _) = error_of(
+        c.get(format!("{}/v2/models", proxy.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 404);
 
     // Over the body limit: 413, both with a Content-Length and with a chunked body.
@@ -234,13 +341,27 @@ async fn proxy_errors_are_in_openai_shape() {
     )
     .await;
     let big = "x".repeat(4096);
-    let (s, v) = error_of(c.post(format!("{}/v1/chat/completions", proxy.url)).body(big.clone()).send().await.unwrap()).await;
+    let (s, v) = error_of(
+        c.post(format!("{}/v1/chat/completions", proxy.url))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 413);
     assert_eq!(v["error"]["code"], "request_too_large");
     let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter(
         (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 512]))),
     ));
-    let (s, _) = error_of(c.post(format!("{}/v1/chat/completions", proxy.url)).body(chunked).send().await.unwrap()).await;
+    let (s, _) = error_of(
+        c.post(format!("{}/v1/chat/completions", proxy.url))
+            .body(chunked)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 413);
 }
 
@@ -251,7 +372,9 @@ async fn slow_upstream_headers_give_504() {
         &up.base,
         ProxyOpts {
             env: no_telemetry(),
-            tweak: Some(Box::new(|c| c.upstreams[0].timeouts.first_byte = Duration::from_millis(300))),
+            tweak: Some(Box::new(|c| {
+                c.upstreams[0].timeouts.first_byte = Duration::from_millis(300)
+            })),
             ..Default::default()
         },
     )
@@ -289,12 +412,19 @@ async fn idle_upstream_cuts_the_client_stream() {
         &up.base,
         ProxyOpts {
             env: no_telemetry(),
-            tweak: Some(Box::new(|c| c.upstreams[0].timeouts.idle = Duration::from_millis(300))),
+            tweak: Some(Box::new(|c| {
+                c.upstreams[0].timeouts.idle = Duration::from_millis(300)
+            })),
             ..Default::default()
         },
     )
     .await;
-    let r = client().post(format!("{}/v1/chat/completions", proxy.url)).json(&chat("mock-idle", true)).send().await.unwrap();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&chat("mock-idle", true))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (body, clean) = drain(r).await;
     assert!(!clean, "an idle-timed-out stream must not end cleanly");
@@ -304,7 +434,12 @@ async fn idle_upstream_cuts_the_client_stream() {
 #[tokio::test]
 async fn upstream_cut_mid_stream_is_cut_for_the_client() {
     let (_up, proxy) = plain_proxy().await;
-    let r = client().post(format!("{}/v1/chat/completions", proxy.url)).json(&chat("mock-cut", true)).send().await.unwrap();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&chat("mock-cut", true))
+        .send()
+        .await
+        .unwrap();
     let (body, clean) = drain(r).await;
     assert!(!clean, "cut stream ended cleanly");
     let text = String::from_utf8_lossy(&body);
@@ -327,9 +462,15 @@ async fn client_going_away_drops_the_upstream_request_at_once() {
     let _ = s.next().await.unwrap().unwrap();
     drop(s);
     let mock = up.mock.clone();
-    eventually("upstream sees the stream cancelled", Duration::from_secs(3), || {
-        mock.events().iter().any(|e| format!("{e:?}").contains("Cancelled"))
-    })
+    eventually(
+        "upstream sees the stream cancelled",
+        Duration::from_secs(3),
+        || {
+            mock.events()
+                .iter()
+                .any(|e| format!("{e:?}").contains("Cancelled"))
+        },
+    )
     .await;
 }
 
@@ -352,8 +493,19 @@ routes:
 default_upstream: gw
 "#;
     let mut e = no_telemetry();
-    e.extend(env(&[("GW_KEY", "sk-gateway-key"), ("AZ_KEY", "azure-key-123")]));
-    let proxy = start_proxy(&up.base, ProxyOpts { yaml: Some(yaml.into()), env: e, ..Default::default() }).await;
+    e.extend(env(&[
+        ("GW_KEY", "sk-gateway-key"),
+        ("AZ_KEY", "azure-key-123"),
+    ]));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml.into()),
+            env: e,
+            ..Default::default()
+        },
+    )
+    .await;
     let c = client();
     let r = c
         .post(format!("{}/v1/chat/completions", proxy.url))
@@ -368,7 +520,10 @@ default_upstream: gw
     assert!(!echo.contains("sk-client-key"), "{echo}");
 
     let r = c
-        .post(format!("{}/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21", proxy.url))
+        .post(format!(
+            "{}/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21",
+            proxy.url
+        ))
         .header("api-key", "client-azure-key")
         .json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
         .send()
@@ -378,9 +533,16 @@ default_upstream: gw
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     let last = up.mock.requests().last().cloned().unwrap();
-    assert_eq!(last.path, "/openai/deployments/my-deployment/chat/completions");
+    assert_eq!(
+        last.path,
+        "/openai/deployments/my-deployment/chat/completions"
+    );
     assert_eq!(last.query.as_deref(), Some("api-version=2024-10-21"));
-    let key = last.headers.iter().find(|(k, _)| k == "api-key").map(|(_, v)| v.clone());
+    let key = last
+        .headers
+        .iter()
+        .find(|(k, _)| k == "api-key")
+        .map(|(_, v)| v.clone());
     assert_eq!(key.as_deref(), Some("azure-key-123"));
 }
 
@@ -388,7 +550,21 @@ default_upstream: gw
 async fn health_and_readiness_answer_without_traffic_upstream() {
     let (up, proxy) = plain_proxy().await;
     let c = client();
-    assert_eq!(c.get(format!("{}/healthz", proxy.url)).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(format!("{}/readyz", proxy.url)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/healthz", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{}/readyz", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert!(up.mock.requests().is_empty());
 }

@@ -68,7 +68,9 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(br#"{"usage":{"prompt_tokens":3}}"#).unwrap();
         let z = enc.finish().unwrap();
-        let Some(Ok(mut d)) = Decoder::for_encoding("gzip") else { panic!() };
+        let Some(Ok(mut d)) = Decoder::for_encoding("gzip") else {
+            panic!()
+        };
         let mut out = Vec::new();
         for piece in z.chunks(5) {
             out.extend(d.write(piece).unwrap());
@@ -79,7 +81,9 @@ mod tests {
     #[test]
     fn zstd_and_unknown() {
         let z = zstd::encode_all(&b"hello zstd"[..], 3).unwrap();
-        let Some(Ok(mut d)) = Decoder::for_encoding("zstd") else { panic!() };
+        let Some(Ok(mut d)) = Decoder::for_encoding("zstd") else {
+            panic!()
+        };
         assert_eq!(d.write(&z).unwrap(), b"hello zstd");
         assert!(matches!(Decoder::for_encoding("compress"), Some(Err(()))));
         assert!(Decoder::for_encoding("identity").is_none());

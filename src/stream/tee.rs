@@ -97,7 +97,11 @@ where
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    let rest = this.stripper.as_mut().map(|s| s.finish()).unwrap_or_default();
+                    let rest = this
+                        .stripper
+                        .as_mut()
+                        .map(|s| s.finish())
+                        .unwrap_or_default();
                     this.record.bytes_out += rest.len() as u64;
                     this.record.finish();
                     if rest.is_empty() {

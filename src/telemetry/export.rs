@@ -99,7 +99,7 @@ pub fn sdk_temporality(t: Temporality) -> SdkTemporality {
 
 /// Where finished spans go.
 pub enum SpanSink {
-    Otlp(opentelemetry_otlp::SpanExporter),
+    Otlp(Box<opentelemetry_otlp::SpanExporter>),
     Console,
 }
 
@@ -119,7 +119,7 @@ impl SpanSink {
 
 /// Where collected metrics go on each interval.
 pub enum MetricSink {
-    Otlp(opentelemetry_otlp::MetricExporter),
+    Otlp(Box<opentelemetry_otlp::MetricExporter>),
     Console,
 }
 

@@ -30,7 +30,9 @@ pub struct SharedReader(Arc<ManualReader>);
 impl SharedReader {
     pub fn new(temporality: Temporality) -> Self {
         SharedReader(Arc::new(
-            ManualReader::builder().with_temporality(temporality).build(),
+            ManualReader::builder()
+                .with_temporality(temporality)
+                .build(),
         ))
     }
 
@@ -243,7 +245,10 @@ impl Instruments {
         let resp_model = self.model(f.response.model.as_deref());
         let mut base = vec![KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name())];
         if let Some(u) = &f.upstream {
-            base.push(KeyValue::new(sc::GEN_AI_PROVIDER_NAME, u.provider.semconv_name()));
+            base.push(KeyValue::new(
+                sc::GEN_AI_PROVIDER_NAME,
+                u.provider.semconv_name(),
+            ));
             base.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
         }
         if !req_model.is_empty() {
@@ -267,12 +272,15 @@ impl Instruments {
 
         if f.streaming && f.error.is_none() {
             if let Some(first) = f.first_chunk_at {
-                self.ttfc
-                    .record(first.saturating_duration_since(f.started).as_secs_f64(), &base);
+                self.ttfc.record(
+                    first.saturating_duration_since(f.started).as_secs_f64(),
+                    &base,
+                );
                 let chunks = f.response.chunk_count;
                 if chunks > 1 {
                     let after_first = f.ended.saturating_duration_since(first).as_secs_f64();
-                    self.per_chunk.record(after_first / (chunks - 1) as f64, &base);
+                    self.per_chunk
+                        .record(after_first / (chunks - 1) as f64, &base);
                 }
             }
         }
@@ -300,7 +308,10 @@ impl Instruments {
                 let c = cost::compute(price, &usage);
                 let mut cost_attrs = vec![];
                 if let Some(u) = &f.upstream {
-                    cost_attrs.push(KeyValue::new(sc::GEN_AI_PROVIDER_NAME, u.provider.semconv_name()));
+                    cost_attrs.push(KeyValue::new(
+                        sc::GEN_AI_PROVIDER_NAME,
+                        u.provider.semconv_name(),
+                    ));
                 }
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, resp_model.clone()));
@@ -334,7 +345,10 @@ impl Instruments {
         // Tool names come from the application's tool definitions: bounded too.
         vec![
             KeyValue::new(sc::GEN_AI_TOOL_NAME, self.tools.value(&call.name)),
-            KeyValue::new(sc::GEN_AI_REQUEST_MODEL, self.model(call.request_model.as_deref())),
+            KeyValue::new(
+                sc::GEN_AI_REQUEST_MODEL,
+                self.model(call.request_model.as_deref()),
+            ),
         ]
     }
 

@@ -80,7 +80,7 @@ impl Telemetry {
         if !settings.sdk_disabled {
             if let Some(t) = &settings.traces_otlp {
                 match export::otlp_span_exporter(t, &resource) {
-                    Ok(e) => span_sinks.push(SpanSink::Otlp(e)),
+                    Ok(e) => span_sinks.push(SpanSink::Otlp(Box::new(e))),
                     Err(e) => tracing::warn!(error = %e, "OTLP span exporter not started"),
                 }
             }
@@ -89,15 +89,15 @@ impl Telemetry {
             }
             if let Some(t) = &settings.metrics_otlp {
                 match export::otlp_metric_exporter(t, settings.temporality) {
-                    Ok(e) => metric_sinks.push(MetricSink::Otlp(e)),
+                    Ok(e) => metric_sinks.push(MetricSink::Otlp(Box::new(e))),
                     Err(e) => tracing::warn!(error = %e, "OTLP metric exporter not started"),
                 }
             }
             if settings.metrics_console {
                 metric_sinks.push(MetricSink::Console);
             }
-            let push = (!metric_sinks.is_empty())
-                .then(|| export::sdk_temporality(settings.temporality));
+            let push =
+                (!metric_sinks.is_empty()).then(|| export::sdk_temporality(settings.temporality));
             let prom = config.metrics.prometheus || settings.metrics_prometheus;
             let (provider, otlp_r, prom_r) = metrics::provider(resource.clone(), push, prom);
             instruments = Some(Arc::new(Instruments::new(&provider, config)));
@@ -105,9 +105,8 @@ impl Telemetry {
             prometheus = prom_r;
             otlp_reader = otlp_r;
         }
-        let redactor = capture_content.then(|| {
-            Redactor::new(&config.telemetry.redact, config.telemetry.content_max_chars)
-        });
+        let redactor = capture_content
+            .then(|| Redactor::new(&config.telemetry.redact, config.telemetry.content_max_chars));
         let worker = Worker {
             rx,
             batcher: SpanBatcher::new(&settings, span_sinks),
@@ -337,7 +336,11 @@ impl Worker {
             let call = PendingCall {
                 call_id: c.id.clone(),
                 name: c.name.clone(),
-                kind: if c.kind.is_empty() { "function".into() } else { c.kind.clone() },
+                kind: if c.kind.is_empty() {
+                    "function".into()
+                } else {
+                    c.kind.clone()
+                },
                 trace_id: f.trace.trace_id,
                 trace_state: f
                     .trace
@@ -373,12 +376,25 @@ impl Worker {
         }
     }
 
-    fn emit_tool(&mut self, call: &PendingCall, end: SystemTime, result: Option<&str>, received: bool) {
+    fn emit_tool(
+        &mut self,
+        call: &PendingCall,
+        end: SystemTime,
+        result: Option<&str>,
+        received: bool,
+    ) {
         if let Some(i) = &self.instruments {
             i.tool_finished(call, spans::tool_duration(call, end).as_secs_f64());
         }
         if call.keep && self.batcher.is_enabled() {
-            let span = spans::tool_span(call, end, result, received, self.ids.new_span_id(), &self.span_cx());
+            let span = spans::tool_span(
+                call,
+                end,
+                result,
+                received,
+                self.ids.new_span_id(),
+                &self.span_cx(),
+            );
             self.batcher.push(span);
         }
     }
@@ -404,11 +420,11 @@ impl Worker {
         let timeout = self.metric_timeout;
         let job = async move {
             for s in sinks.iter() {
-                if !matches!(tokio::time::timeout(timeout, s.export(&rm)).await, Ok(Ok(()))) {
-                    let points: usize = rm
-                        .scope_metrics()
-                        .map(|sm| sm.metrics().count())
-                        .sum();
+                if !matches!(
+                    tokio::time::timeout(timeout, s.export(&rm)).await,
+                    Ok(Ok(()))
+                ) {
+                    let points: usize = rm.scope_metrics().map(|sm| sm.metrics().count()).sum();
                     if let Some(i) = &instruments {
                         i.record_dropped("metrics", points as u64);
                     }
@@ -434,7 +450,9 @@ impl Worker {
         for call in self.tools.drain() {
             self.emit_tool(&call, now, None, false);
         }
-        self.batcher.drain(Instant::now() + Duration::from_secs(5)).await;
+        self.batcher
+            .drain(Instant::now() + Duration::from_secs(5))
+            .await;
         self.report_dropped();
         self.export_metrics(true).await;
     }

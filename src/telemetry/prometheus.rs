@@ -32,7 +32,13 @@ pub fn metric_name(name: &str, unit: &str) -> String {
 fn sanitize(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -41,12 +47,20 @@ fn sanitize(s: &str) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, extra: Option<(&str, String)>) -> String {
     let mut parts: Vec<String> = attrs
-        .map(|kv| format!("{}=\"{}\"", sanitize(kv.key.as_str()), escape(&kv.value.as_str())))
+        .map(|kv| {
+            format!(
+                "{}=\"{}\"",
+                sanitize(kv.key.as_str()),
+                escape(&kv.value.as_str())
+            )
+        })
         .collect();
     parts.sort();
     if let Some((k, v)) = extra {
@@ -61,7 +75,11 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, extra: Option<(&str, St
 
 fn num(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -98,13 +116,23 @@ fn write_data<T: AsF64>(out: &mut String, m: &Metric, data: &MetricData<T>) {
             };
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for p in s.data_points() {
-                let _ = writeln!(out, "{name}{} {}", labels(p.attributes(), None), num(p.value().f()));
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    labels(p.attributes(), None),
+                    num(p.value().f())
+                );
             }
         }
         MetricData::Gauge(g) => {
             let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} gauge");
             for p in g.data_points() {
-                let _ = writeln!(out, "{base}{} {}", labels(p.attributes(), None), num(p.value().f()));
+                let _ = writeln!(
+                    out,
+                    "{base}{} {}",
+                    labels(p.attributes(), None),
+                    num(p.value().f())
+                );
             }
         }
         MetricData::Histogram(h) => {
@@ -152,7 +180,10 @@ mod tests {
             metric_name("gen_ai.client.operation.duration", "s"),
             "gen_ai_client_operation_duration_seconds"
         );
-        assert_eq!(metric_name("gen_ai.client.token.usage", "{token}"), "gen_ai_client_token_usage");
+        assert_eq!(
+            metric_name("gen_ai.client.token.usage", "{token}"),
+            "gen_ai_client_token_usage"
+        );
         assert_eq!(metric_name("llmtap.cost", "USD"), "llmtap_cost_USD");
     }
 }

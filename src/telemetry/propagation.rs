@@ -4,7 +4,7 @@
 
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry::Context;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -53,7 +53,10 @@ impl Propagation {
                 "tracecontext" => list.push(Box::new(TraceContextPropagator::new())),
                 "baggage" => list.push(Box::new(BaggagePropagator::new())),
                 "none" | "" => {}
-                other => tracing::warn!(propagator = other, "unsupported OTEL_PROPAGATORS entry ignored"),
+                other => tracing::warn!(
+                    propagator = other,
+                    "unsupported OTEL_PROPAGATORS entry ignored"
+                ),
             }
         }
         Propagation {
@@ -96,7 +99,7 @@ impl Propagation {
             .parent
             .as_ref()
             .map(|p| p.trace_state().clone())
-            .unwrap_or_else(TraceState::default);
+            .unwrap_or_default();
         let sc = SpanContext::new(trace.trace_id, trace.span_id, flags, false, state);
         let cx = Context::new().with_remote_span_context(sc);
         // Only the trace context is rewritten: the caller's baggage header is forwarded as sent.
@@ -118,7 +121,9 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(
             "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
         );
         h.insert("baggage", "tenant=acme,user.id=u1".parse().unwrap());
         let t = p.extract(&h);

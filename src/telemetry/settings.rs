@@ -87,12 +87,19 @@ fn pct_decode(s: &str) -> String {
 }
 
 fn truthy(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on"
+    )
 }
 
 impl Settings {
     pub fn from_env(env: &dyn Env) -> Settings {
-        let get = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| truthy(&v));
         let mut resource_attributes: Vec<(String, String)> = get("OTEL_RESOURCE_ATTRIBUTES")
             .map(|s| parse_headers(&s).into_iter().collect())
@@ -130,12 +137,11 @@ impl Settings {
                 // A signal-specific endpoint is used as given.
                 Some(e) => e,
                 None => {
-                    let base = get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| {
-                        match protocol {
+                    let base =
+                        get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| match protocol {
                             Protocol::Grpc => "http://localhost:4317".into(),
                             _ => "http://localhost:4318".into(),
-                        }
-                    });
+                        });
                     match protocol {
                         Protocol::Grpc => base,
                         _ => format!("{}/v1/{signal}", base.trim_end_matches('/')),
@@ -161,7 +167,10 @@ impl Settings {
             }
         };
         let traces_otlp = traces.iter().any(|e| e == "otlp").then(|| target("traces"));
-        let metrics_otlp = metrics.iter().any(|e| e == "otlp").then(|| target("metrics"));
+        let metrics_otlp = metrics
+            .iter()
+            .any(|e| e == "otlp")
+            .then(|| target("metrics"));
 
         let sampler = get("OTEL_TRACES_SAMPLER").unwrap_or_else(|| "parentbased_always_on".into());
         let arg = get("OTEL_TRACES_SAMPLER_ARG").and_then(|v| v.parse::<f64>().ok());
@@ -192,7 +201,11 @@ impl Settings {
             metrics_otlp,
             metrics_console: metrics.iter().any(|e| e == "console"),
             metrics_prometheus: metrics.iter().any(|e| e == "prometheus"),
-            metric_interval: Duration::from_millis(num("OTEL_METRIC_EXPORT_INTERVAL").unwrap_or(60_000).max(100)),
+            metric_interval: Duration::from_millis(
+                num("OTEL_METRIC_EXPORT_INTERVAL")
+                    .unwrap_or(60_000)
+                    .max(100),
+            ),
             temporality,
             propagators: get("OTEL_PROPAGATORS"),
             sample_ratio: sample_ratio.clamp(0.0, 1.0),
@@ -243,7 +256,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -267,7 +283,10 @@ mod tests {
             ("OTEL_METRICS_EXPORTER", "prometheus"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.05"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=gw,deployment.environment=prod"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=gw,deployment.environment=prod",
+            ),
         ]));
         let t = s.traces_otlp.as_ref().unwrap();
         assert_eq!(t.endpoint, "http://c:4318/v1/traces");

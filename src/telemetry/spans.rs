@@ -83,7 +83,10 @@ pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<S
     a.push(KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name()));
     a.push(KeyValue::new(sc::OPENAI_API_TYPE, op.api_type()));
     if let Some(u) = &f.upstream {
-        a.push(KeyValue::new(sc::GEN_AI_PROVIDER_NAME, u.provider.semconv_name()));
+        a.push(KeyValue::new(
+            sc::GEN_AI_PROVIDER_NAME,
+            u.provider.semconv_name(),
+        ));
         a.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
         a.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
         a.push(KeyValue::new(sc::LLMTAP_UPSTREAM, u.name.clone()));
@@ -117,12 +120,21 @@ pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<S
             a.push(KeyValue::new(
                 sc::GEN_AI_REQUEST_STOP_SEQUENCES,
                 Value::Array(Array::String(
-                    r.stop.iter().map(|x| StringValue::from(x.clone())).collect(),
+                    r.stop
+                        .iter()
+                        .map(|x| StringValue::from(x.clone()))
+                        .collect(),
                 )),
             ));
         }
-        a.push(KeyValue::new(sc::LLMTAP_PROMPT_LENGTH, r.prompt_chars as i64));
-        a.push(KeyValue::new(sc::LLMTAP_PROMPT_MESSAGES, r.message_count as i64));
+        a.push(KeyValue::new(
+            sc::LLMTAP_PROMPT_LENGTH,
+            r.prompt_chars as i64,
+        ));
+        a.push(KeyValue::new(
+            sc::LLMTAP_PROMPT_MESSAGES,
+            r.message_count as i64,
+        ));
         if let Some(h) = &r.prompt_hash {
             a.push(KeyValue::new(sc::LLMTAP_PROMPT_HASH, h.clone()));
         }
@@ -186,8 +198,14 @@ pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<S
         };
         int(sc::GEN_AI_USAGE_INPUT_TOKENS, u.input_tokens);
         int(sc::GEN_AI_USAGE_OUTPUT_TOKENS, u.output_tokens);
-        int(sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, u.cache_read_input_tokens);
-        int(sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, u.reasoning_output_tokens);
+        int(
+            sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+            u.cache_read_input_tokens,
+        );
+        int(
+            sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+            u.reasoning_output_tokens,
+        );
         if estimated {
             a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
         }

@@ -69,6 +69,9 @@ pub struct Proxy {
     done: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A change to the config after it is loaded.
+pub type Tweak = Box<dyn FnOnce(&mut Config)>;
+
 /// Options for an in-process proxy.
 #[derive(Default)]
 pub struct ProxyOpts {
@@ -76,7 +79,7 @@ pub struct ProxyOpts {
     pub yaml: Option<String>,
     /// Environment as llmtap sees it (OTEL_* etc.).
     pub env: Vec<(String, String)>,
-    pub tweak: Option<Box<dyn FnOnce(&mut Config)>>,
+    pub tweak: Option<Tweak>,
 }
 
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -114,7 +117,10 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     let mut config = match opts.yaml {
         Some(y) => load_yaml(&y.replace("{upstream}", upstream_base), &envmap)
             .unwrap_or_else(|e| panic!("test config: {e}")),
-        None => Config::with_upstream(&format!("{upstream_base}/v1"), llmtap::config::Provider::Openai),
+        None => Config::with_upstream(
+            &format!("{upstream_base}/v1"),
+            llmtap::config::Provider::Openai,
+        ),
     };
     config.shutdown_timeout = Duration::from_secs(5);
     if let Some(t) = opts.tweak {
@@ -186,7 +192,11 @@ pub fn python() -> Option<PathBuf> {
 }
 
 /// Runs `tests/sdk/<script>` with the SDK pointed at the proxy; returns its stdout as JSON.
-pub async fn run_sdk(script: &str, base_url: &str, extra_env: &[(&str, &str)]) -> Option<serde_json::Value> {
+pub async fn run_sdk(
+    script: &str,
+    base_url: &str,
+    extra_env: &[(&str, &str)],
+) -> Option<serde_json::Value> {
     let py = python()?;
     let mut cmd = tokio::process::Command::new(py);
     cmd.arg(repo().join("tests/sdk").join(script))
@@ -208,9 +218,11 @@ pub async fn run_sdk(script: &str, base_url: &str, extra_env: &[(&str, &str)]) -
         "{script} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    Some(serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("{script} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}")
-    }))
+    Some(
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!("{script} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}")
+        }),
+    )
 }
 
 /// Waits (bounded) until `cond` holds, polling.
