@@ -134,7 +134,12 @@ fn relay(
     if stripper.is_some() {
         out_headers.remove(header::CONTENT_LENGTH);
     }
-    let relay = Relay::new(resp.bytes_stream().boxed(), record, stripper, idle, abort);
+    let length = match stripper {
+        None => resp.content_length(),
+        Some(_) => None,
+    };
+    let relay =
+        Relay::new(resp.bytes_stream().boxed(), record, stripper, idle, abort).with_length(length);
     let mut response = Response::new(Body::from_stream(relay));
     *response.status_mut() = status;
     *response.headers_mut() = out_headers;

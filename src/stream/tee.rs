@@ -36,6 +36,9 @@ pub struct Relay<S> {
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     abort: AbortSignal,
+    /// Bytes still due when the upstream declared a length: once all are relayed the response
+    /// is complete, even if hyper never polls this stream again to see its end.
+    remaining: Option<u64>,
     done: bool,
 }
 
@@ -52,6 +55,7 @@ impl<S> Relay<S> {
         });
         Relay {
             abort,
+            remaining: None,
             upstream,
             record,
             stripper,
@@ -59,6 +63,14 @@ impl<S> Relay<S> {
             sleep: Box::pin(tokio::time::sleep(idle)),
             done: false,
         }
+    }
+}
+
+impl<S> Relay<S> {
+    /// The upstream's `content-length`, when the body is relayed unchanged.
+    pub fn with_length(mut self, len: Option<u64>) -> Self {
+        self.remaining = len;
+        self
     }
 }
 
@@ -87,6 +99,13 @@ where
                         continue;
                     }
                     this.record.bytes_out += out.len() as u64;
+                    if let Some(r) = &mut this.remaining {
+                        *r = r.saturating_sub(out.len() as u64);
+                        if *r == 0 {
+                            this.done = true;
+                            this.record.finish();
+                        }
+                    }
                     return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(Some(Err(e))) => {

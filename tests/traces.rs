@@ -1,0 +1,551 @@
+//! gen_ai spans as exported over OTLP to a receiver in the test, driven by the official
+//! Python SDK and by plain HTTP. Assertions read only what was exported.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::otlp::{spans_json, SpanView};
+use common::*;
+use serde_json::{json, Value};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn by_name<'a>(spans: &'a [SpanView], name: &str) -> Vec<&'a SpanView> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+async fn setup(
+    protocol: &str,
+    yaml: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (Upstream, OtlpReceiver, Proxy) {
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let mut e = otlp_env(&rx, protocol);
+    e.extend(env(extra));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: yaml.map(str::to_owned),
+            env: e,
+            ..Default::default()
+        },
+    )
+    .await;
+    (up, rx, proxy)
+}
+
+const BAGGAGE_YAML: &str = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+    provider: openai
+telemetry:
+  baggage_attributes: [tenant, user.id]
+"#;
+
+#[tokio::test]
+async fn sdk_calls_become_gen_ai_spans_in_the_callers_trace() {
+    let (up, rx, proxy) = setup("http/protobuf", Some(BAGGAGE_YAML), &[]).await;
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
+    let Some(sdk) = run_sdk(
+        "e2e.py",
+        &proxy.url,
+        &[
+            ("E2E_TRACEPARENT", &traceparent),
+            ("E2E_BAGGAGE", "tenant=acme,user.id=u-42,secret=x"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let spans = rx
+        .wait_for_spans(|s| s.len() >= 5, Duration::from_secs(10))
+        .await;
+    let dump = spans_json(&spans);
+    assert_eq!(
+        spans.len(),
+        5,
+        "plain, stream, stream+usage, embeddings, 429 — models.list has no span:\n{dump}"
+    );
+
+    for s in &spans {
+        assert_eq!(s.kind, "client", "{dump}");
+        assert_eq!(
+            s.trace_id, TRACE_ID,
+            "span must continue the caller's trace"
+        );
+        assert_eq!(s.parent_span_id, PARENT_SPAN);
+        assert_eq!(s.str_attr("gen_ai.provider.name"), Some("openai"));
+        assert_eq!(s.str_attr("server.address"), Some("127.0.0.1"));
+        assert!(s.int_attr("server.port").is_some());
+        assert_eq!(s.str_attr("tenant"), Some("acme"));
+        assert_eq!(s.str_attr("user.id"), Some("u-42"));
+        assert!(
+            s.attr("secret").is_none(),
+            "unconfigured baggage key exported"
+        );
+        assert_eq!(
+            s.resource_attr("service.name").and_then(|v| v.as_str()),
+            Some("llmtap")
+        );
+    }
+    // Default export holds no message text and no credential.
+    for needle in [
+        "bob@example.com",
+        "Say hello",
+        "sk-test-not-a-real-key",
+        "Bearer",
+    ] {
+        assert!(
+            !dump.contains(needle),
+            "{needle:?} exported by default:\n{dump}"
+        );
+    }
+
+    let chats = by_name(&spans, "chat gpt-4o-mini");
+    assert_eq!(chats.len(), 3, "{dump}");
+    let plain = chats
+        .iter()
+        .find(|s| s.bool_attr("gen_ai.request.stream").is_none())
+        .unwrap();
+    let sdk_plain = &sdk["plain"];
+    assert_eq!(plain.str_attr("gen_ai.operation.name"), Some("chat"));
+    assert_eq!(plain.str_attr("gen_ai.request.model"), Some("gpt-4o-mini"));
+    assert_eq!(
+        plain.str_attr("gen_ai.response.model"),
+        sdk_plain["model"].as_str()
+    );
+    assert_ne!(
+        plain.str_attr("gen_ai.response.model"),
+        Some("gpt-4o-mini"),
+        "version drift visible"
+    );
+    assert_eq!(
+        plain.str_attr("gen_ai.response.id"),
+        sdk_plain["id"].as_str()
+    );
+    assert_eq!(plain.f64_attr("gen_ai.request.temperature"), Some(0.2));
+    assert_eq!(plain.int_attr("gen_ai.request.max_tokens"), Some(50));
+    assert_eq!(
+        plain.str_array_attr("gen_ai.response.finish_reasons"),
+        Some(vec!["stop".to_string()])
+    );
+    assert_eq!(
+        plain.int_attr("gen_ai.usage.input_tokens"),
+        sdk_plain["usage"]["prompt_tokens"].as_i64()
+    );
+    assert_eq!(
+        plain.int_attr("gen_ai.usage.output_tokens"),
+        sdk_plain["usage"]["completion_tokens"].as_i64()
+    );
+    assert_eq!(
+        plain.int_attr("gen_ai.usage.cache_read.input_tokens"),
+        Some(0)
+    );
+    assert_eq!(
+        plain.str_attr("openai.response.system_fingerprint"),
+        Some("fp_mock")
+    );
+    assert_eq!(plain.int_attr("llmtap.prompt.messages"), Some(1));
+    assert_eq!(plain.int_attr("llmtap.prompt.length"), Some(42));
+    assert_eq!(plain.str_attr("llmtap.prompt.hash").map(str::len), Some(64));
+    assert_eq!(plain.status_code, "unset");
+
+    // The stream the client did not ask usage for: the SDK never saw the injected chunk,
+    // and the span has usage all the same.
+    let s = &sdk["stream_no_usage"];
+    assert_eq!(s["empty_choices"], 0, "{s}");
+    assert_eq!(s["usage_seen"], 0, "{s}");
+    let injected = chats
+        .iter()
+        .find(|s| s.bool_attr("llmtap.usage.injected") == Some(true))
+        .unwrap_or_else(|| panic!("no injected span:\n{dump}"));
+    assert!(injected
+        .int_attr("gen_ai.usage.input_tokens")
+        .is_some_and(|n| n > 0));
+    assert!(injected
+        .int_attr("gen_ai.usage.output_tokens")
+        .is_some_and(|n| n > 0));
+    assert!(injected.bool_attr("llmtap.usage.estimated").is_none());
+    // 1 role chunk + 10 content chunks + 1 finish chunk + 1 usage chunk, [DONE] excluded.
+    assert_eq!(injected.int_attr("llmtap.response.chunk_count"), Some(13));
+    let ttfc = injected
+        .f64_attr("gen_ai.response.time_to_first_chunk")
+        .unwrap();
+    assert!(
+        ttfc > 0.0 && ttfc <= injected.duration_secs(),
+        "ttfc {ttfc}"
+    );
+
+    let asked = chats
+        .iter()
+        .find(|s| {
+            s.bool_attr("gen_ai.request.stream") == Some(true)
+                && s.bool_attr("llmtap.usage.injected").is_none()
+        })
+        .unwrap();
+    assert_eq!(
+        asked.int_attr("gen_ai.usage.output_tokens"),
+        sdk["stream_usage"]["usage"]["completion_tokens"].as_i64()
+    );
+
+    let emb = by_name(&spans, "embeddings text-embedding-3-small");
+    assert_eq!(emb.len(), 1, "{dump}");
+    assert_eq!(
+        emb[0].int_attr("gen_ai.usage.input_tokens"),
+        sdk["embeddings"]["usage"]["prompt_tokens"].as_i64()
+    );
+
+    let limited = by_name(&spans, "chat mock-error-429");
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].status_code, "error");
+    assert_eq!(
+        limited[0].str_attr("error.type"),
+        Some("rate_limit_exceeded")
+    );
+    assert_eq!(sdk["rate_limit"]["raised"], "RateLimitError");
+    assert!(sdk["rate_limit"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Rate limit reached"));
+
+    // The upstream got a traceparent of this trace whose parent is the inference span.
+    let reqs = up.mock.requests();
+    let chat_req = reqs
+        .iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    let tp = chat_req
+        .headers
+        .iter()
+        .find(|(k, _)| k == "traceparent")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts[1], TRACE_ID);
+    assert!(
+        spans.iter().any(|s| s.span_id == parts[2]),
+        "upstream parent {tp} is not one of our spans"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_get_execute_tool_spans_covering_the_apps_work() {
+    let (_up, rx, proxy) = setup("grpc", None, &[]).await;
+    let Some(sdk) = run_sdk("tools.py", &proxy.url, &[("TOOL_SLEEP", "0.4")]).await else {
+        return;
+    };
+    assert_eq!(sdk["arguments_json"], true, "{sdk}");
+    assert_eq!(sdk["finish"], "tool_calls");
+    let spans = rx
+        .wait_for_spans(
+            |s| {
+                s.iter()
+                    .filter(|s| s.name.starts_with("execute_tool"))
+                    .count()
+                    >= 2
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    let dump = spans_json(&spans);
+    let chats = by_name(&spans, "chat gpt-4o-mini");
+    assert_eq!(chats.len(), 2, "{dump}");
+    let first = chats.iter().min_by_key(|s| s.start_unix_nanos).unwrap();
+    let second = chats.iter().max_by_key(|s| s.start_unix_nanos).unwrap();
+    assert_eq!(
+        first.str_array_attr("gen_ai.response.finish_reasons"),
+        Some(vec!["tool_calls".to_string()])
+    );
+    let tools: Vec<&SpanView> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("execute_tool "))
+        .collect();
+    assert_eq!(tools.len(), 2, "{dump}");
+    let calls = sdk["calls"].as_array().unwrap();
+    for call in calls {
+        let id = call["id"].as_str().unwrap();
+        let t = tools
+            .iter()
+            .find(|t| t.str_attr("gen_ai.tool.call.id") == Some(id))
+            .unwrap_or_else(|| panic!("no tool span for {id}:\n{dump}"));
+        assert_eq!(
+            t.name,
+            format!("execute_tool {}", call["name"].as_str().unwrap())
+        );
+        assert_eq!(t.kind, "internal");
+        assert_eq!(t.str_attr("gen_ai.operation.name"), Some("execute_tool"));
+        assert_eq!(t.str_attr("gen_ai.tool.type"), Some("function"));
+        assert_eq!(t.bool_attr("llmtap.tool.result_received"), Some(true));
+        assert_eq!(
+            t.parent_span_id, first.span_id,
+            "tool span's parent is the chat that requested it"
+        );
+        assert_eq!(t.trace_id, first.trace_id);
+        assert!(
+            t.duration_secs() >= 0.4,
+            "tool span {} s shorter than the app's sleep",
+            t.duration_secs()
+        );
+        assert!(t.start_unix_nanos >= first.end_unix_nanos);
+        assert!(t.end_unix_nanos <= second.start_unix_nanos);
+        // Arguments are content: not exported by default.
+        assert!(t.attr("gen_ai.tool.call.arguments").is_none());
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn failures_end_the_span_once_with_the_right_error() {
+    let (_up, rx, proxy) = setup("http/json", None, &[]).await;
+    let Some(sdk) = run_sdk("failures.py", &proxy.url, &[]).await else {
+        return;
+    };
+    assert!(
+        sdk["cut"]["error"].is_string(),
+        "SDK must see the cut stream as an error: {sdk}"
+    );
+    let spans = rx
+        .wait_for_spans(|s| s.len() >= 2, Duration::from_secs(10))
+        .await;
+    let dump = spans_json(&spans);
+    let cut = by_name(&spans, "chat mock-cut");
+    assert_eq!(cut.len(), 1, "{dump}");
+    assert_eq!(cut[0].status_code, "error");
+    assert_eq!(cut[0].str_attr("error.type"), Some("stream_truncated"));
+    // Partial usage is estimated from the text seen rather than recorded as nothing.
+    assert_eq!(cut[0].bool_attr("llmtap.usage.estimated"), Some(true));
+    assert!(cut[0]
+        .int_attr("gen_ai.usage.output_tokens")
+        .is_some_and(|n| n > 0));
+    let gone = by_name(&spans, "chat mock-slow");
+    assert_eq!(gone.len(), 1, "{dump}");
+    assert_eq!(gone[0].status_code, "error");
+    assert_eq!(gone[0].str_attr("error.type"), Some("client_disconnected"));
+    // Nothing else shows up later (ended exactly once).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.spans().len(), 2, "{}", spans_json(&rx.spans()));
+    proxy.stop().await;
+}
+
+async fn post(url: &str, body: Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+/// Status of a request whose body is read to the end (a client that reads only the status
+/// and drops the body has gone away, and its span says so).
+async fn status_of(url: &str, body: Value, headers: &[(&str, &str)]) -> u16 {
+    let r = post(url, body, headers).await;
+    let status = r.status().as_u16();
+    let _ = r.bytes().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn content_capture_is_opt_in_redacted_and_truncated() {
+    let yaml = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+telemetry:
+  content_max_chars: 200
+"#;
+    let (_up, rx, proxy) = setup(
+        "http/protobuf",
+        Some(yaml),
+        &[("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")],
+    )
+    .await;
+    let long = "z".repeat(500);
+    let body = json!({"model": "gpt-4o", "stream": true, "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": format!("mail alice@example.org, key sk-abcdefghijklmnop. {long}")}
+    ]});
+    let text = post(
+        &proxy.url,
+        body,
+        &[("x-llmtap-prompt-template", "greeting-v2")],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(text.contains("[DONE]"));
+    let spans = rx
+        .wait_for_spans(|s| !s.is_empty(), Duration::from_secs(10))
+        .await;
+    let s = &spans[0];
+    let input = s
+        .str_attr("gen_ai.input.messages")
+        .expect("input messages captured");
+    assert!(input.contains("[REDACTED_EMAIL]"), "{input}");
+    assert!(
+        !input.contains("alice@example.org") && !input.contains("sk-abcdefghijklmnop"),
+        "{input}"
+    );
+    assert!(
+        input.ends_with("…[truncated]") && input.chars().count() <= 200 + 12,
+        "{input}"
+    );
+    let system = s.str_attr("gen_ai.system_instructions").unwrap();
+    assert!(system.contains("You are terse."), "{system}");
+    let output: Value =
+        serde_json::from_str(s.str_attr("gen_ai.output.messages").unwrap()).unwrap();
+    assert_eq!(output[0]["role"], "assistant");
+    assert!(
+        output[0]["parts"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello!"),
+        "{output}"
+    );
+    assert_eq!(output[0]["finish_reason"], "stop");
+    assert_eq!(s.str_attr("llmtap.prompt.template"), Some("greeting-v2"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_collector_never_fails_or_slows_requests() {
+    let up = start_upstream().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let endpoint = format!("http://{dead_addr}");
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+            ]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        let r = post(&proxy.url, json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}), &[]).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+    // Not a latency assertion: a generous bound that only a blocked request path would break
+    // (export attempts to the dead endpoint retry for seconds).
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Lost spans are counted.
+    let c = client();
+    let mut dropped = 0.0;
+    for _ in 0..100 {
+        let text = c
+            .get(format!("{}/metrics", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        dropped = text
+            .lines()
+            .filter(|l| l.starts_with("llmtap_telemetry_dropped_total{signal=\"spans\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if dropped >= 20.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dropped >= 20.0, "dropped spans counted: {dropped}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn sampling_keeps_errors_and_follows_the_caller() {
+    let (_up, rx, proxy) = setup(
+        "http/protobuf",
+        None,
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    )
+    .await;
+    let ok = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..5 {
+        assert_eq!(status_of(&proxy.url, ok.clone(), &[]).await, 200);
+    }
+    let err = json!({"model": "mock-error-500", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(status_of(&proxy.url, err, &[]).await, 500);
+    let sampled_parent = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
+    assert_eq!(
+        status_of(&proxy.url, ok.clone(), &[("traceparent", &sampled_parent)]).await,
+        200
+    );
+    proxy.stop().await;
+    let spans = rx.spans();
+    let dump = spans_json(&spans);
+    assert_eq!(
+        spans.len(),
+        2,
+        "only the error and the caller-sampled success:\n{dump}"
+    );
+    assert!(
+        spans.iter().any(|s| s.str_attr("error.type") == Some("500")
+            || s.str_attr("error.type") == Some("server_error")),
+        "{dump}"
+    );
+    assert!(spans.iter().any(|s| s.trace_id == TRACE_ID));
+}
+
+#[tokio::test]
+async fn shutdown_flushes_queued_spans_and_compressed_bodies_are_read() {
+    let (_up, rx, proxy) = setup(
+        "http/protobuf",
+        None,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "600000")],
+    )
+    .await;
+    let r = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .header("accept-encoding", "gzip")
+        .json(&json!({"model": "mock-gzip", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("content-encoding").unwrap(), "gzip");
+    let raw = r.bytes().await.unwrap();
+    assert_eq!(&raw[..2], &[0x1f, 0x8b], "relayed compressed");
+    // Nothing exported yet (the schedule delay is ten minutes)...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.spans().is_empty());
+    // ...until shutdown flushes.
+    proxy.stop().await;
+    let spans = rx.spans();
+    assert_eq!(spans.len(), 1);
+    assert!(
+        spans[0].int_attr("gen_ai.usage.output_tokens").is_some(),
+        "{}",
+        spans_json(&spans)
+    );
+    assert_eq!(
+        spans[0]
+            .str_attr("gen_ai.response.id")
+            .map(|s| s.starts_with("chatcmpl-")),
+        Some(true)
+    );
+}
