@@ -1,0 +1,285 @@
+//! The real binary: configuration errors, shipped configs, demo mode, health check, and
+//! SIGTERM draining in-flight streams, flushing telemetry and exiting 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_llmtap");
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn assert_one_line_exit_2(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_errors_are_one_line_and_exit_2() {
+    let dir = std::env::temp_dir().join(format!("llmtap-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "listen: 127.0.0.1:0\nupstreams:\n  - name: a\n    base_url: http://x/v1\n    colour: blue\n").unwrap();
+    let out = run(&["--config", bad.to_str().unwrap()], &[]);
+    assert_one_line_exit_2(&out, "colour");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
+
+    let out = run(&[], &[("LLMTAP_CONFIG", bad.to_str().unwrap())]);
+    assert_one_line_exit_2(&out, "colour");
+
+    let out = run(&["--listen", "not-an-address"], &[]);
+    assert_one_line_exit_2(&out, "--listen");
+
+    let out = run(&["--upstream", "ftp://x"], &[]);
+    assert_one_line_exit_2(&out, "base_url");
+
+    let out = run(&["--shutdown-timeout", "soon"], &[]);
+    assert_one_line_exit_2(&out, "shutdown-timeout");
+
+    let missing_key = dir.join("key.yaml");
+    std::fs::write(&missing_key, "upstreams:\n  - name: a\n    base_url: http://x/v1\n    api_key_env: LLMTAP_TEST_UNSET_KEY\n").unwrap();
+    let out = run(&["--config", missing_key.to_str().unwrap()], &[]);
+    assert_one_line_exit_2(&out, "LLMTAP_TEST_UNSET_KEY");
+}
+
+#[test]
+fn shipped_configs_load() {
+    let envmap: std::collections::HashMap<String, String> = [
+        ("OPENAI_API_KEY", "sk-x"),
+        ("AZURE_OPENAI_API_KEY", "az-x"),
+        ("VLLM_API_KEY", "v-x"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut files = vec![repo().join("config/llmtap.yaml")];
+    for dir in ["examples/upstreams", "config"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("llmtap") || dir == "examples/upstreams" {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    assert!(files.len() >= 2);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let cfg = llmtap::config::load_yaml(&text, &envmap)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(!cfg.upstreams.is_empty());
+    }
+    // The full example sets what it documents.
+    let cfg = llmtap::config::load_yaml(
+        &std::fs::read_to_string(repo().join("config/llmtap.yaml")).unwrap(),
+        &envmap,
+    )
+    .unwrap();
+    assert_eq!(cfg.upstreams.len(), 2);
+    assert_eq!(cfg.routes.len(), 2);
+    assert_eq!(
+        cfg.telemetry.baggage_attributes,
+        vec!["user.id", "session.id", "tenant"]
+    );
+    assert_eq!(cfg.metrics.prices[0].model, "gpt-4o-mini*");
+}
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_healthy(url: &str) {
+    let c = client();
+    for _ in 0..200 {
+        if let Ok(r) = c.get(format!("{url}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} never became healthy");
+}
+
+#[tokio::test]
+async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &format!("{}/v1", up.base),
+        ])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.grpc_endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    wait_healthy(&url).await;
+
+    // A stream of 6 chunks 200 ms apart is in flight when SIGTERM arrives.
+    let resp = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("x-mock-chunk-delay-ms", "200")
+        .header("x-mock-chunks", "6")
+        .json(&json!({"model": "mock-slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let pid = proc.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    // The in-flight stream still completes after the signal.
+    let mut rest = first.to_vec();
+    while let Some(c) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+    {
+        rest.extend_from_slice(&c.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
+
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = proc.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("llmtap did not exit after SIGTERM");
+    let mut stderr = String::new();
+    if let Some(mut e) = proc.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // The span queued behind a ten-minute schedule delay was flushed on the way out.
+    let spans = rx.spans();
+    assert_eq!(spans.len(), 1, "{stderr}");
+    assert_eq!(spans[0].name, "chat mock-slow");
+    assert!(
+        spans[0].attr("error.type").is_none(),
+        "{:?}",
+        spans[0].to_json()
+    );
+    assert!(!rx.metrics().is_empty(), "final metric export on shutdown");
+}
+
+#[tokio::test]
+async fn demo_serves_without_an_api_key_and_prints_spans() {
+    let child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    let stdout = proc.0.stdout.take().unwrap();
+    let (tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut proxy_url = None;
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv()).await
+    {
+        if let Some(rest) = line.strip_prefix("llmtap demo: proxy on ") {
+            proxy_url = rest
+                .split_whitespace()
+                .next()
+                .map(|s| s.trim_end_matches("/v1").to_string());
+            break;
+        }
+    }
+    let url = proxy_url.expect("demo banner with the proxy address");
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    let mut span = None;
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv()).await
+    {
+        if line.starts_with('{') && line.contains("\"chat gpt-4o-mini\"") {
+            span = Some(line);
+            break;
+        }
+    }
+    let span: serde_json::Value =
+        serde_json::from_str(&span.expect("span printed to the console")).unwrap();
+    assert_eq!(span["attributes"]["gen_ai.operation.name"], "chat");
+    assert!(
+        span["attributes"]["gen_ai.usage.output_tokens"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+
+    // The health check subcommand (used by the container HEALTHCHECK) agrees.
+    let ok = run(&["healthcheck", "--url", &format!("{url}/healthz")], &[]);
+    assert!(ok.status.success());
+    let bad = run(&["healthcheck", "--url", "http://127.0.0.1:9/healthz"], &[]);
+    assert!(!bad.status.success());
+}
