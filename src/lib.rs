@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -66,6 +67,11 @@ pub async fn serve(
         })
     });
 
+    // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm and the client's
+    // delayed ACK hold each chunk back by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(wait_stop(stop_rx.clone()))
         .into_future();

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    llmtap::upstream::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

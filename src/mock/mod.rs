@@ -156,6 +156,10 @@ impl MockUpstream {
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let app = self.router_with(stopped);
+        // Like real API front ends (and nginx), write small stream chunks without Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

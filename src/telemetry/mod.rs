@@ -63,6 +63,8 @@ impl Telemetry {
     /// current tokio runtime. Never fails for an unreachable collector: export errors are
     /// counted later, at export time.
     pub fn start(config: &Config, env: &dyn Env) -> Telemetry {
+        // The OTLP/HTTP exporter builds a reqwest client, which needs the TLS provider.
+        crate::upstream::install_crypto_provider();
         let settings = Settings::from_env(env);
         let capture_content = settings
             .capture_content
