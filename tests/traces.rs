@@ -173,6 +173,10 @@ async fn sdk_calls_become_gen_ai_spans_in_the_callers_trace() {
     assert!(injected.bool_attr("llmtap.usage.estimated").is_none());
     // 1 role chunk + 10 content chunks + 1 finish chunk + 1 usage chunk, [DONE] excluded.
     assert_eq!(injected.int_attr("llmtap.response.chunk_count"), Some(13));
+    println!(
+        "--- a streamed request's exported span ---\n{}",
+        serde_json::to_string_pretty(&injected.to_json()).unwrap()
+    );
     let ttfc = injected
         .f64_attr("gen_ai.response.time_to_first_chunk")
         .unwrap();
