@@ -126,6 +126,10 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     if let Some(t) = opts.tweak {
         t(&mut config);
     }
+    let metrics_listener = match config.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await.unwrap()),
+        None => None,
+    };
     let telemetry = Telemetry::start(&config, &envmap);
     let state = AppState::new(config, telemetry).expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -133,7 +137,7 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     let (tx, rx) = oneshot::channel::<()>();
     let st = state.clone();
     let done = tokio::spawn(async move {
-        let _ = llmtap::serve(listener, None, st, async move {
+        let _ = llmtap::serve(listener, metrics_listener, st, async move {
             let _ = rx.await;
         })
         .await;
