@@ -169,43 +169,45 @@ async fn forward(
         return Err(ProxyError::BodyTooLarge { limit });
     }
 
-    let mut inject = false;
-    let mut model = None;
-    let out_body = match target.operation {
-        None => OutBody::Streamed(body),
+    // Inference calls are read whole: the model routes them and the body feeds the span.
+    // Everything else streams through untouched.
+    let (mut out_body, parsed) = match target.operation {
+        None => (OutBody::Streamed(body), None),
         Some(op) => {
             let bytes = read_limited(body, limit).await?;
-            let capture = s.telemetry.capture_content();
-            let mut rewritten = None;
-            if let Some((mut info, obj)) = request::parse(&bytes, op, capture) {
-                if info.model.is_none() {
-                    info.model = target.deployment.clone();
-                }
-                model = info.model.clone();
-                let upstream = route::upstream_for(&s.config, model.as_deref());
-                let wants = info.include_usage == Some(true);
-                if upstream.inject_usage && op != Operation::Embeddings && !wants {
-                    rewritten = request::inject_include_usage(&bytes, &obj);
-                    inject = rewritten.is_some();
-                }
-                record.request = Some(info);
-            } else if let Some(d) = &target.deployment {
-                // Not a JSON object: forwarded untouched, the upstream decides.
-                model = Some(d.clone());
-                record.request = Some(request::RequestInfo {
-                    model: Some(d.clone()),
-                    ..Default::default()
-                });
-            }
-            OutBody::Whole(rewritten.map(Bytes::from).unwrap_or(bytes))
+            let parsed = request::parse(&bytes, op, s.telemetry.capture_content());
+            (OutBody::Whole(bytes), parsed)
         }
     };
-
-    let upstream_cfg = route::upstream_for(&s.config, model.as_deref());
+    let (mut info, obj) = match parsed {
+        Some((i, o)) => (Some(i), Some(o)),
+        None => (None, None),
+    };
+    if target.deployment.is_some() && info.as_ref().is_none_or(|i| i.model.is_none()) {
+        // Azure names the model in the path; a non-JSON body still gets it on the span.
+        info.get_or_insert_with(Default::default).model = target.deployment.clone();
+    }
+    let model = info.as_ref().and_then(|i| i.model.as_deref());
+    let upstream_cfg = route::upstream_for(&s.config, model);
     let upstream = s
         .upstreams
         .get(&upstream_cfg.name)
         .ok_or_else(|| ProxyError::NotFound(upstream_cfg.name.clone()))?;
+
+    let mut inject = false;
+    if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op)) =
+        (&out_body, &obj, &info, target.operation)
+    {
+        // A body that is not a JSON object (`obj` is None) is never rewritten.
+        let wants = i.include_usage == Some(true);
+        if upstream.config.inject_usage && op != Operation::Embeddings && !wants {
+            if let Some(rewritten) = request::inject_include_usage(bytes, obj) {
+                inject = true;
+                out_body = OutBody::Whole(Bytes::from(rewritten));
+            }
+        }
+    }
+    record.request = info;
     record.upstream = Some(upstream.info.clone());
     record.usage_injected = inject;
 
