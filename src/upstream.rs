@@ -45,7 +45,7 @@ impl Upstreams {
                 .tcp_nodelay(true)
                 // The proxy forwards what the client sent; it never follows redirects itself.
                 .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
+                // HTTP(S)_PROXY and NO_PROXY from the environment apply (egress gateways).
                 .tls_certs_merge(extra_roots.iter().cloned())
                 .build()
                 .map_err(|e| format!("upstream {}: {e}", u.name))?;

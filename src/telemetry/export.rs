@@ -49,6 +49,7 @@ pub fn otlp_span_exporter(
             .build(),
         p => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(http_client(t)?)
             .with_protocol(protocol(p))
             .with_endpoint(t.endpoint.clone())
             .with_timeout(t.timeout)
@@ -58,6 +59,20 @@ pub fn otlp_span_exporter(
     .map_err(|e| e.to_string())?;
     e.set_resource(resource);
     Ok(e)
+}
+
+/// The HTTP client for OTLP/HTTP: system roots plus `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+fn http_client(t: &OtlpTarget) -> Result<reqwest::Client, String> {
+    // HTTPS_PROXY / NO_PROXY from the environment apply, as with other OTel SDKs.
+    let mut b = reqwest::Client::builder().timeout(t.timeout);
+    if let Some(path) = &t.certificate {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("OTEL_EXPORTER_OTLP_CERTIFICATE {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("OTEL_EXPORTER_OTLP_CERTIFICATE {}: {e}", path.display()))?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 fn tonic_metadata(t: &OtlpTarget) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
@@ -79,6 +94,7 @@ pub fn otlp_metric_exporter(
             .build(),
         p => opentelemetry_otlp::MetricExporter::builder()
             .with_http()
+            .with_http_client(http_client(t)?)
             .with_protocol(protocol(p))
             .with_endpoint(t.endpoint.clone())
             .with_timeout(t.timeout)

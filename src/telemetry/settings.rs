@@ -29,6 +29,9 @@ pub struct OtlpTarget {
     pub endpoint: String,
     pub headers: HashMap<String, String>,
     pub timeout: Duration,
+    /// PEM CA bundle trusted for an `https` endpoint (`OTEL_EXPORTER_OTLP_CERTIFICATE`),
+    /// on top of the system roots. HTTP transports only.
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,11 +162,15 @@ impl Settings {
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_secs(10));
+            let certificate = get(&format!("OTEL_EXPORTER_OTLP_{up}_CERTIFICATE"))
+                .or_else(|| get("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+                .map(std::path::PathBuf::from);
             OtlpTarget {
                 protocol,
                 endpoint,
                 headers,
                 timeout,
+                certificate,
             }
         };
         let traces_otlp = traces.iter().any(|e| e == "otlp").then(|| target("traces"));
