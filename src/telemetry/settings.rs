@@ -283,6 +283,7 @@ mod tests {
     fn endpoints_protocols_headers() {
         let s = Settings::from_env(&env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
             ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db,tenant=t"),
@@ -298,6 +299,10 @@ mod tests {
         let t = s.traces_otlp.as_ref().unwrap();
         assert_eq!(t.endpoint, "http://c:4318/v1/traces");
         assert_eq!(t.headers.get("x-api-key").unwrap(), "a=b");
+        assert_eq!(
+            t.certificate.as_deref(),
+            Some(std::path::Path::new("/etc/otel/ca.pem"))
+        );
         assert!(s.traces_console);
         assert!(s.metrics_otlp.is_none());
         assert!(s.metrics_prometheus);
