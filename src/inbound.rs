@@ -20,7 +20,7 @@ use crate::request;
 use crate::route::{self, Operation};
 use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
-use crate::telemetry::record::RequestRecord;
+use crate::telemetry::record::{RequestFacts, RequestRecord};
 use crate::telemetry::Telemetry;
 use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER};
 
@@ -272,7 +272,7 @@ async fn forward(
 }
 
 /// Trace context, baggage and header attributes, the prompt template and conversation id.
-fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestRecord) {
+fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
     record.trace = s.telemetry.propagation().extract(headers);
     let tcfg = &s.config.telemetry;
     let mcfg = &s.config.metrics;

@@ -59,7 +59,15 @@ fn config_errors_are_one_line_and_exit_2() {
     let out = run(&["--shutdown-timeout", "soon"], &[]);
     assert_one_line_exit_2(&out, "shutdown-timeout");
 
-    let out = run(&["--listen", "127.0.0.1:0", "--ca-file", "/nonexistent/ca.pem"], &[]);
+    let out = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-file",
+            "/nonexistent/ca.pem",
+        ],
+        &[],
+    );
     assert_one_line_exit_2(&out, "ca_file");
 
     let missing_key = dir.join("key.yaml");

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use opentelemetry::trace::TraceId;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 
@@ -133,7 +134,7 @@ impl Telemetry {
                 .as_ref()
                 .map(|t| t.timeout)
                 .unwrap_or(Duration::from_secs(10)),
-            ids: Propagation::from_env(Some("none")),
+            ids: RandomIdGenerator::default(),
         };
         tokio::spawn(worker.run());
         Telemetry {
@@ -261,7 +262,7 @@ struct Worker {
     slow: Duration,
     metric_interval: Duration,
     metric_timeout: Duration,
-    ids: Propagation,
+    ids: RandomIdGenerator,
 }
 
 impl Worker {
@@ -330,7 +331,7 @@ impl Worker {
             }
         }
         // Calls this response asks for start waiting for their results now.
-        let requested_at = spans::response_end(&f);
+        let requested_at = spans::end_time(&f);
         for c in &f.response.tool_calls {
             if c.id.is_empty() {
                 continue;

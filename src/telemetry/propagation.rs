@@ -105,10 +105,6 @@ impl Propagation {
         // Only the trace context is rewritten: the caller's baggage header is forwarded as sent.
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
     }
-
-    pub fn new_span_id(&self) -> SpanId {
-        self.ids.new_span_id()
-    }
 }
 
 #[cfg(test)]

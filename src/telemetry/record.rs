@@ -36,8 +36,9 @@ enum Observer {
     Failed,
 }
 
-pub struct RequestRecord {
-    telemetry: Telemetry,
+/// What is known about a request; shared by the live record and the finished one.
+#[derive(Debug)]
+pub struct RequestFacts {
     pub started: Instant,
     pub started_at: SystemTime,
     pub method: String,
@@ -57,36 +58,46 @@ pub struct RequestRecord {
     pub error: Option<String>,
     pub usage_injected: bool,
     pub streaming: bool,
-    decoder: Option<Decoder>,
-    observer: Observer,
     pub first_chunk_at: Option<Instant>,
     pub bytes_out: u64,
+}
+
+/// The live record: the facts plus the machinery that watches the response body.
+pub struct RequestRecord {
+    telemetry: Telemetry,
+    facts: RequestFacts,
+    decoder: Option<Decoder>,
+    observer: Observer,
     finished: bool,
 }
 
 /// A finished record, owned by the telemetry worker.
 pub struct FinishedRequest {
-    pub started: Instant,
-    pub started_at: SystemTime,
-    pub ended: Instant,
-    pub ended_at: SystemTime,
-    pub method: String,
-    pub path: String,
-    pub upstream: Option<Arc<UpstreamInfo>>,
-    pub operation: Option<Operation>,
-    pub request: Option<RequestInfo>,
-    pub trace: TraceParent,
-    pub extra_attributes: Vec<(String, String)>,
-    pub metric_attributes: Vec<(String, String)>,
-    pub prompt_template: Option<String>,
-    pub conversation_id: Option<String>,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    pub usage_injected: bool,
-    pub streaming: bool,
+    pub facts: RequestFacts,
     pub response: ResponseSummary,
-    pub first_chunk_at: Option<Instant>,
-    pub bytes_out: u64,
+    pub ended: Instant,
+}
+
+// The record and the finished request read as their facts (`record.status`, `f.trace`):
+// the facts are what every consumer wants, the wrappers only add lifecycle.
+impl std::ops::Deref for RequestRecord {
+    type Target = RequestFacts;
+    fn deref(&self) -> &RequestFacts {
+        &self.facts
+    }
+}
+
+impl std::ops::DerefMut for RequestRecord {
+    fn deref_mut(&mut self) -> &mut RequestFacts {
+        &mut self.facts
+    }
+}
+
+impl std::ops::Deref for FinishedRequest {
+    type Target = RequestFacts;
+    fn deref(&self) -> &RequestFacts {
+        &self.facts
+    }
 }
 
 impl RequestRecord {
@@ -94,26 +105,28 @@ impl RequestRecord {
         telemetry.request_started();
         RequestRecord {
             telemetry,
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-            method: method.to_string(),
-            path: path.to_string(),
-            upstream: None,
-            operation: None,
-            request: None,
-            trace: TraceParent::default(),
-            extra_attributes: Vec::new(),
-            metric_attributes: Vec::new(),
-            prompt_template: None,
-            conversation_id: None,
-            status: None,
-            error: None,
-            usage_injected: false,
-            streaming: false,
+            facts: RequestFacts {
+                started: Instant::now(),
+                started_at: SystemTime::now(),
+                method: method.to_string(),
+                path: path.to_string(),
+                upstream: None,
+                operation: None,
+                request: None,
+                trace: TraceParent::default(),
+                extra_attributes: Vec::new(),
+                metric_attributes: Vec::new(),
+                prompt_template: None,
+                conversation_id: None,
+                status: None,
+                error: None,
+                usage_injected: false,
+                streaming: false,
+                first_chunk_at: None,
+                bytes_out: 0,
+            },
             decoder: None,
             observer: Observer::None,
-            first_chunk_at: None,
-            bytes_out: 0,
             finished: false,
         }
     }
@@ -199,30 +212,39 @@ impl RequestRecord {
             let watched_stream = self.streaming && self.operation.is_some();
             self.error = classify_outcome(self.status, watched_stream, &response);
         }
+        let facts = std::mem::replace(&mut self.facts, RequestFacts::empty());
         let f = FinishedRequest {
-            started: self.started,
-            started_at: self.started_at,
-            ended: Instant::now(),
-            ended_at: SystemTime::now(),
-            method: std::mem::take(&mut self.method),
-            path: std::mem::take(&mut self.path),
-            upstream: self.upstream.take(),
-            operation: self.operation,
-            request: self.request.take(),
-            trace: std::mem::take(&mut self.trace),
-            extra_attributes: std::mem::take(&mut self.extra_attributes),
-            metric_attributes: std::mem::take(&mut self.metric_attributes),
-            prompt_template: self.prompt_template.take(),
-            conversation_id: self.conversation_id.take(),
-            status: self.status,
-            error: self.error.take(),
-            usage_injected: self.usage_injected,
-            streaming: self.streaming,
+            facts,
             response,
-            first_chunk_at: self.first_chunk_at,
-            bytes_out: self.bytes_out,
+            ended: Instant::now(),
         };
         self.telemetry.submit(f);
+    }
+}
+
+impl RequestFacts {
+    /// What a finished record leaves behind (its facts moved to the worker).
+    fn empty() -> RequestFacts {
+        RequestFacts {
+            started: Instant::now(),
+            started_at: SystemTime::UNIX_EPOCH,
+            method: String::new(),
+            path: String::new(),
+            upstream: None,
+            operation: None,
+            request: None,
+            trace: TraceParent::default(),
+            extra_attributes: Vec::new(),
+            metric_attributes: Vec::new(),
+            prompt_template: None,
+            conversation_id: None,
+            status: None,
+            error: None,
+            usage_injected: false,
+            streaming: false,
+            first_chunk_at: None,
+            bytes_out: 0,
+        }
     }
 }
 

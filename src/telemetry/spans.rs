@@ -2,7 +2,7 @@
 //! timestamps. Building at the end lets the sampler see the outcome (error, latency).
 
 use std::borrow::Cow;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
@@ -60,10 +60,6 @@ pub fn effective_usage(f: &FinishedRequest) -> (Option<Usage>, bool) {
 /// Wall-clock end: start plus the monotonic duration, so clock steps cannot make it negative.
 pub fn end_time(f: &FinishedRequest) -> SystemTime {
     f.started_at + f.ended.saturating_duration_since(f.started)
-}
-
-fn wall(at: SystemTime, started: Instant, t: Instant) -> SystemTime {
-    at + t.saturating_duration_since(started)
 }
 
 pub fn request_model(f: &FinishedRequest) -> Option<&str> {
@@ -351,11 +347,6 @@ pub fn tool_span(
 /// Duration of a tool call as the metric records it.
 pub fn tool_duration(call: &PendingCall, end: SystemTime) -> Duration {
     end.duration_since(call.requested_at).unwrap_or_default()
-}
-
-/// Wall-clock time at which the response that requested tool calls ended.
-pub fn response_end(f: &FinishedRequest) -> SystemTime {
-    wall(f.started_at, f.started, f.ended)
 }
 
 /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`: string values cut to the limit.
