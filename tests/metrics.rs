@@ -143,12 +143,13 @@ async fn sdk_traffic_is_counted_in_otlp_and_prometheus_alike() {
     // Streaming-only instruments: the two streams.
     let ttfc = points(&all, "gen_ai.client.operation.time_to_first_chunk");
     assert_eq!(ttfc.iter().map(|p| p.count).sum::<u64>(), 2, "{dump}");
+    // One observation per chunk after the first: 13 data events per stream → 12 each.
     assert_eq!(
         points(&all, "gen_ai.client.operation.time_per_output_chunk")
             .iter()
             .map(|p| p.count)
             .sum::<u64>(),
-        2
+        24
     );
 
     // gpt-4o-mini is in the shipped price table: cost recorded per token type,

@@ -179,7 +179,7 @@ impl Instruments {
             per_chunk: hist(
                 sc::METRIC_TIME_PER_OUTPUT_CHUNK,
                 "s",
-                "Mean time between output chunks after the first, per streamed response",
+                "Time between consecutive chunks of a streamed response, recorded for each chunk after the first",
                 sc::BUCKETS_TIME_PER_OUTPUT_CHUNK,
             ),
             requests: m
@@ -272,16 +272,13 @@ impl Instruments {
 
         if f.streaming && f.error.is_none() {
             if let Some(first) = f.first_chunk_at {
-                self.ttfc.record(
-                    first.saturating_duration_since(f.started).as_secs_f64(),
-                    &base,
-                );
-                let chunks = f.response.chunk_count;
-                if chunks > 1 {
-                    let after_first = f.ended.saturating_duration_since(first).as_secs_f64();
-                    self.per_chunk
-                        .record(after_first / (chunks - 1) as f64, &base);
-                }
+                let ttfc = first.saturating_duration_since(f.started).as_secs_f64();
+                self.ttfc.record(ttfc, &base);
+            }
+            // Per semconv: one observation per chunk after the first, the time since the
+            // previous chunk.
+            for gap in &f.chunk_gaps {
+                self.per_chunk.record(f64::from(*gap), &base);
             }
         }
 

@@ -59,8 +59,14 @@ pub struct RequestFacts {
     pub usage_injected: bool,
     pub streaming: bool,
     pub first_chunk_at: Option<Instant>,
+    /// Seconds between consecutive data events after the first (`time_per_output_chunk`),
+    /// capped at `MAX_CHUNK_GAPS`.
+    pub chunk_gaps: Vec<f32>,
     pub bytes_out: u64,
 }
+
+/// Longest stream whose every chunk gap is kept for the per-chunk metric.
+const MAX_CHUNK_GAPS: usize = 100_000;
 
 /// The live record: the facts plus the machinery that watches the response body.
 pub struct RequestRecord {
@@ -68,6 +74,8 @@ pub struct RequestRecord {
     facts: RequestFacts,
     decoder: Option<Decoder>,
     observer: Observer,
+    /// When the previous data event arrived.
+    last_chunk_at: Option<Instant>,
     finished: bool,
 }
 
@@ -123,10 +131,12 @@ impl RequestRecord {
                 usage_injected: false,
                 streaming: false,
                 first_chunk_at: None,
+                chunk_gaps: Vec::new(),
                 bytes_out: 0,
             },
             decoder: None,
             observer: Observer::None,
+            last_chunk_at: None,
             finished: false,
         }
     }
@@ -174,9 +184,23 @@ impl RequestRecord {
         };
         match &mut self.observer {
             Observer::Sse(acc) => {
-                if acc.feed(bytes).first_content && self.first_chunk_at.is_none() {
-                    self.first_chunk_at = Some(Instant::now());
+                let fed = acc.feed(bytes);
+                if fed.chunks == 0 {
+                    return;
                 }
+                let now = Instant::now();
+                if fed.first_content && self.facts.first_chunk_at.is_none() {
+                    self.facts.first_chunk_at = Some(now);
+                }
+                // Events that arrived in the same read are 0 s apart.
+                let gaps = &mut self.facts.chunk_gaps;
+                if let Some(prev) = self.last_chunk_at {
+                    gaps.push(now.saturating_duration_since(prev).as_secs_f32());
+                }
+                let same_read = fed.chunks as usize - 1;
+                gaps.extend(std::iter::repeat_n(0.0, same_read));
+                gaps.truncate(MAX_CHUNK_GAPS);
+                self.last_chunk_at = Some(now);
             }
             Observer::Json(buf) => {
                 if buf.len() + bytes.len() > MAX_JSON_BODY {
@@ -243,6 +267,7 @@ impl RequestFacts {
             usage_injected: false,
             streaming: false,
             first_chunk_at: None,
+            chunk_gaps: Vec::new(),
             bytes_out: 0,
         }
     }
