@@ -129,12 +129,23 @@ pub struct StreamAccumulator {
     summary: ResponseSummary,
     /// Choice index of each entry of `summary.tool_calls` (same order).
     tool_choices: Vec<u32>,
+    /// Skip keeping the text itself (only its length is counted): content capture is off,
+    /// and 10,000 open streams should not each hold their reply.
+    count_only: bool,
 }
 
 impl StreamAccumulator {
     /// An accumulator for a new stream.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An accumulator that counts output characters but keeps no output text.
+    pub fn counting_only() -> Self {
+        StreamAccumulator {
+            count_only: true,
+            ..Self::default()
+        }
     }
 
     /// Parses the next bytes of the body. After `parse_failed` this is a no-op.
@@ -147,10 +158,12 @@ impl StreamAccumulator {
             parser,
             summary,
             tool_choices,
+            count_only,
         } = self;
         let mut sink = Collector {
             summary,
             tool_choices,
+            count_only: *count_only,
         };
         parser.feed(bytes, |event| {
             sink.event(event.event, event.data, &mut outcome)
@@ -172,6 +185,7 @@ impl StreamAccumulator {
         let mut sink = Collector {
             summary: &mut self.summary,
             tool_choices: &mut self.tool_choices,
+            count_only: self.count_only,
         };
         sink.event(event, data, &mut outcome);
         outcome
@@ -201,6 +215,7 @@ pub fn summarize_json_body(bytes: &[u8]) -> ResponseSummary {
     let mut sink = Collector {
         summary: &mut summary,
         tool_choices: &mut tool_choices,
+        count_only: false,
     };
     match parse_response(bytes) {
         Ok(wire) => sink.apply(wire, None),
@@ -301,6 +316,7 @@ fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
 struct Collector<'s> {
     summary: &'s mut ResponseSummary,
     tool_choices: &'s mut Vec<u32>,
+    count_only: bool,
 }
 
 impl Collector<'_> {
@@ -433,7 +449,9 @@ impl Collector<'_> {
     /// Appends content text to a choice; returns whether it was non-empty.
     fn content(&mut self, index: usize, text: &str) -> bool {
         self.summary.output_chars += text.chars().count() as u64;
-        push_capped(&mut self.summary.output_text[index], text);
+        if !self.count_only {
+            push_capped(&mut self.summary.output_text[index], text);
+        }
         !text.is_empty()
     }
 
@@ -1477,6 +1495,16 @@ mod tests {
             ),
             ("custom", "SELECT 1")
         );
+    }
+
+    #[test]
+    fn counting_only_keeps_the_length_not_the_text() {
+        let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"héllo\"}}]}\n\n";
+        let mut acc = StreamAccumulator::counting_only();
+        assert!(acc.feed(stream.as_bytes()).first_content);
+        let sum = acc.finish();
+        assert_eq!(sum.output_chars, 5);
+        assert!(sum.output_text.iter().all(String::is_empty));
     }
 
     #[test]

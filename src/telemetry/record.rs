@@ -157,7 +157,11 @@ impl RequestRecord {
             }
         }
         self.observer = if self.streaming && (200..300).contains(&status) {
-            Observer::Sse(Box::default())
+            Observer::Sse(Box::new(if self.telemetry.capture_content() {
+                StreamAccumulator::new()
+            } else {
+                StreamAccumulator::counting_only()
+            }))
         } else {
             Observer::Json(Vec::new())
         };
