@@ -312,7 +312,12 @@ impl Instruments {
                 }
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, resp_model.clone()));
-                for (t, v) in [("input", c.input), ("output", c.output)] {
+                let billed = [
+                    ("input", c.input, usage.input_tokens),
+                    ("output", c.output, usage.output_tokens),
+                ];
+                // Embeddings have no output tokens: no output cost series for them.
+                for (t, v, _) in billed.into_iter().filter(|(_, _, n)| n.is_some()) {
                     let mut a = cost_attrs.clone();
                     a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
                     self.cost.add(v, &a);
