@@ -21,11 +21,12 @@ pretty() {
 }
 
 # --fail-with-body: a 4xx/5xx still prints the error body, and the script stops there.
+# post PATH JSON [extra curl options...]
 post() {
   curl --silent --show-error --fail-with-body "$BASE_URL$1" \
     -H "Authorization: Bearer $API_KEY" \
     -H "Content-Type: application/json" \
-    -d "$2"
+    -d "$2" "${@:3}"
 }
 
 echo "== chat completion"
