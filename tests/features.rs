@@ -10,17 +10,6 @@ use common::otlp::spans_json;
 use common::*;
 use serde_json::{json, Value};
 
-async fn post(url: &str, body: Value, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut r = client()
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&body);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    let r = r.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 fn stream_body(model: &str) -> Value {
     json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "Hello there, model"}]})
 }
@@ -45,7 +34,7 @@ upstreams:
         },
     )
     .await;
-    let (status, text) = post(&proxy.url, stream_body("llama-3"), &[]).await;
+    let (status, text) = chat_text(&proxy.url, stream_body("llama-3"), &[]).await;
     assert_eq!(status, 200);
     assert!(text.ends_with("data: [DONE]\n\n"));
     let sent: Value = serde_json::from_slice(&up.mock.requests()[0].body).unwrap();
@@ -94,7 +83,7 @@ telemetry:
     let body = json!({"model": "gpt-4o", "stream": true,
         "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}],
         "messages": [{"role": "user", "content": "look it up"}]});
-    let (status, _) = post(&proxy.url, body, &[]).await;
+    let (status, _) = chat_text(&proxy.url, body, &[]).await;
     assert_eq!(status, 200);
     let spans = rx
         .wait_for_spans(
@@ -140,7 +129,7 @@ metrics:
     .await;
     for tenant in ["acme", "globex", "initech", "umbrella"] {
         let baggage = format!("tenant={tenant}");
-        let (status, _) = post(
+        let (status, _) = chat_text(
             &proxy.url,
             json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
             &[
@@ -152,14 +141,7 @@ metrics:
         .await;
         assert_eq!(status, 200);
     }
-    let text = client()
-        .get(format!("{}/metrics", proxy.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&proxy.url).await;
     proxy.stop().await;
     let spans = rx.spans();
     assert_eq!(spans.len(), 4);
@@ -227,7 +209,7 @@ default_upstream: cloud
     )
     .await;
     let msg = json!([{"role": "user", "content": "hi"}]);
-    post(
+    chat_text(
         &proxy.url,
         json!({"model": "gpt-4o-mini", "messages": msg}),
         &[],
@@ -235,20 +217,13 @@ default_upstream: cloud
     .await;
     // Routed to `local`: its own price table says this model costs nothing; and a model not
     // in it has no price at all there, even though the global table would price it.
-    post(
+    chat_text(
         &proxy.url,
         json!({"model": "local-llama", "messages": msg}),
         &[],
     )
     .await;
-    let text = client()
-        .get(format!("{}/metrics", proxy.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&proxy.url).await;
     assert!(text.contains("gen_ai_provider_name=\"vllm\""), "{text}");
     let cost_lines: Vec<&str> = text
         .lines()
@@ -293,7 +268,7 @@ async fn sdk_disabled_means_no_telemetry_and_the_proxy_still_works() {
     )
     .await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let (status, text) = post(&proxy.url, stream_body("gpt-4o"), &[("traceparent", tp)]).await;
+    let (status, text) = chat_text(&proxy.url, stream_body("gpt-4o"), &[("traceparent", tp)]).await;
     assert_eq!(status, 200);
     assert!(text.ends_with("data: [DONE]\n\n"));
     // The caller's traceparent passes through untouched when llmtap adds no span.

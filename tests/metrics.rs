@@ -34,17 +34,6 @@ fn sum_of(lines: &[(String, f64)], metric: &str, filter: &str) -> f64 {
         .sum()
 }
 
-async fn scrape(url: &str) -> String {
-    client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn sdk_traffic_is_counted_in_otlp_and_prometheus_alike() {
     let up = start_upstream().await;

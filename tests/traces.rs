@@ -337,25 +337,6 @@ async fn failures_end_the_span_once_with_the_right_error() {
     proxy.stop().await;
 }
 
-async fn post(url: &str, body: Value, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut r = client()
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&body);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    r.send().await.unwrap()
-}
-
-/// Status of a request whose body is read to the end (a client that reads only the status
-/// and drops the body has gone away, and its span says so).
-async fn status_of(url: &str, body: Value, headers: &[(&str, &str)]) -> u16 {
-    let r = post(url, body, headers).await;
-    let status = r.status().as_u16();
-    let _ = r.bytes().await.unwrap();
-    status
-}
-
 #[tokio::test]
 async fn content_capture_is_opt_in_redacted_and_truncated() {
     let yaml = r#"
@@ -376,7 +357,7 @@ telemetry:
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": format!("mail alice@example.org, key sk-abcdefghijklmnop. {long}")}
     ]});
-    let text = post(
+    let text = post_chat(
         &proxy.url,
         body,
         &[("x-llmtap-prompt-template", "greeting-v2")],
@@ -441,7 +422,7 @@ async fn a_dead_collector_never_fails_or_slows_requests() {
     .await;
     let started = Instant::now();
     for _ in 0..20 {
-        let r = post(&proxy.url, json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}), &[]).await;
+        let r = post_chat(&proxy.url, json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}), &[]).await;
         assert_eq!(r.status(), 200);
         assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
     }
@@ -491,13 +472,15 @@ async fn sampling_keeps_errors_and_follows_the_caller() {
     .await;
     let ok = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
     for _ in 0..5 {
-        assert_eq!(status_of(&proxy.url, ok.clone(), &[]).await, 200);
+        assert_eq!(chat_text(&proxy.url, ok.clone(), &[]).await.0, 200);
     }
     let err = json!({"model": "mock-error-500", "messages": [{"role": "user", "content": "hi"}]});
-    assert_eq!(status_of(&proxy.url, err, &[]).await, 500);
+    assert_eq!(chat_text(&proxy.url, err, &[]).await.0, 500);
     let sampled_parent = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
     assert_eq!(
-        status_of(&proxy.url, ok.clone(), &[("traceparent", &sampled_parent)]).await,
+        chat_text(&proxy.url, ok.clone(), &[("traceparent", &sampled_parent)])
+            .await
+            .0,
         200
     );
     proxy.stop().await;

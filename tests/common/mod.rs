@@ -180,6 +180,44 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// POSTs a chat completion request to llmtap at `url` with extra headers.
+pub async fn post_chat(
+    url: &str,
+    body: serde_json::Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+/// Status and body of a chat request, read to the end (a client that reads only the status
+/// and drops the body has gone away, and its span says so).
+pub async fn chat_text(
+    url: &str,
+    body: serde_json::Value,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let r = post_chat(url, body, headers).await;
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// llmtap's Prometheus exposition.
+pub async fn scrape(url: &str) -> String {
+    client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The Python interpreter of the test venv, or `None` (and a note) when it is not set up.
 /// Under `tests/run` (LLMTAP_REQUIRE_SDK=1) a missing venv is a failure, not a skip.
 pub fn python() -> Option<PathBuf> {
