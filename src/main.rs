@@ -130,6 +130,11 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
         env.entry("OTEL_METRICS_EXPORTER".into())
             .or_insert_with(|| "none".into());
     }
+    let spans_go = if otlp_set {
+        "Spans go to the OTLP endpoint you set"
+    } else {
+        "Spans are printed below as JSON"
+    };
     let banner = format!(
         "llmtap demo: proxy on http://{{addr}}/v1 in front of a scripted upstream at http://{upstream_addr}/v1\n\
          Try it (no API key needed):\n  \
@@ -137,7 +142,7 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
          -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n  \
          export OPENAI_BASE_URL=http://{{addr}}/v1 OPENAI_API_KEY=sk-demo   # then run any OpenAI SDK app\n\
          Models named mock-error-429, mock-slow, mock-cut, ... trigger scripted failures. \
-         Spans are printed below as JSON; Prometheus metrics at http://{{addr}}/metrics"
+         {spans_go}; Prometheus metrics at http://{{addr}}/metrics"
     );
     run_proxy(&args, &env, Some(banner)).await
 }
