@@ -191,6 +191,17 @@ impl SpanBatcher {
         !self.sinks.is_empty()
     }
 
+    /// Whether a span pushed now would be queued. Checked before a span is built, so a
+    /// collector that is down costs a counter increment per span, not a span built in vain.
+    pub fn has_room(&self) -> bool {
+        !self.sinks.is_empty() && self.queue.len() < self.max_queue
+    }
+
+    /// Counts a span that was not built because the queue was full.
+    pub fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn push(&mut self, span: SpanData) {
         if self.sinks.is_empty() {
             return;

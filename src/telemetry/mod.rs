@@ -326,7 +326,9 @@ impl Worker {
         }
         let keep = self.keep(&f);
         if keep && self.batcher.is_enabled() {
-            if let Some(span) = spans::inference_span(&f, &self.span_cx()) {
+            if !self.batcher.has_room() {
+                self.batcher.count_dropped();
+            } else if let Some(span) = spans::inference_span(&f, &self.span_cx()) {
                 self.batcher.push(span);
             }
         }
@@ -389,7 +391,9 @@ impl Worker {
         if let Some(i) = &self.instruments {
             i.tool_finished(call, spans::tool_duration(call, end).as_secs_f64());
         }
-        if call.keep && self.batcher.is_enabled() {
+        if call.keep && !self.batcher.has_room() && self.batcher.is_enabled() {
+            self.batcher.count_dropped();
+        } else if call.keep && self.batcher.is_enabled() {
             let span = spans::tool_span(
                 call,
                 end,
