@@ -1,1 +1,130 @@
-fn main() {}
+//! Per-chunk cost of what the relay does to every streamed chunk, on a real OpenAI recording
+//! (`openai-chat-text.sse`: 300-odd `chat.completion.chunk` events with `"usage":null`, then the
+//! usage chunk and `[DONE]`), fed one event per read as the network usually delivers them.
+//!
+//! Every benchmark reports time **per chunk** (per request for `request_parse`): an iteration
+//! runs whole streams through fresh state and the elapsed time is divided by the number of
+//! events, so per-stream set-up is amortised the way a real stream amortises it.
+//!
+//! ```sh
+//! cargo bench --bench sse_parse -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use llmtap::route::Operation;
+use llmtap::stream::openai::StreamAccumulator;
+use llmtap::stream::sse::SseParser;
+use llmtap::stream::strip::UsageStripper;
+
+const RECORDING: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/providers/openai-chat-text.sse"
+));
+
+/// A chat request as SDKs send it: system + user message, a few sampling parameters.
+const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly and precisely."},{"role":"user","content":"Invent a new holiday and describe its traditions in three short paragraphs, including the date, the purpose and what people eat."}],"temperature":0.7,"max_tokens":512,"stream":true}"#;
+
+/// The recording cut into its events (each with its blank line), one slice per read.
+fn events(stream: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\n\n") {
+        out.push(&rest[..at + 2]);
+        rest = &rest[at + 2..];
+    }
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// Runs `stream` (a whole stream through fresh state) enough times for `iters` chunks and
+/// returns the time those `iters` chunks took.
+fn per_chunk(iters: u64, chunks: usize, mut stream: impl FnMut()) -> Duration {
+    let streams = iters.div_ceil(chunks as u64).max(1);
+    let start = Instant::now();
+    for _ in 0..streams {
+        stream();
+    }
+    start
+        .elapsed()
+        .mul_f64(iters as f64 / (streams * chunks as u64) as f64)
+}
+
+fn benches(c: &mut Criterion) {
+    let chunks = events(RECORDING);
+    let n = chunks.len();
+    assert!(n > 100, "recording has {n} events");
+
+    let mut group = c.benchmark_group("per_chunk");
+    group.bench_function("sse_parse", |b| {
+        b.iter_custom(|iters| {
+            per_chunk(iters, n, || {
+                let mut parser = SseParser::new();
+                for chunk in &chunks {
+                    parser.feed(black_box(chunk), |event| {
+                        black_box(event.data);
+                    });
+                }
+                black_box(parser.position());
+            })
+        })
+    });
+    group.bench_function("sse_parse_and_record_update", |b| {
+        b.iter_custom(|iters| {
+            per_chunk(iters, n, || {
+                let mut acc = StreamAccumulator::new();
+                for chunk in &chunks {
+                    black_box(acc.feed(black_box(chunk)));
+                }
+                black_box(acc.finish());
+            })
+        })
+    });
+    // What the relay does on a stream where llmtap injected `include_usage`: the record update
+    // plus the stripper that removes `"usage":null` and the usage chunk for the client.
+    group.bench_function("record_update_and_usage_strip", |b| {
+        b.iter_custom(|iters| {
+            per_chunk(iters, n, || {
+                let mut acc = StreamAccumulator::new();
+                let mut stripper = UsageStripper::new();
+                for chunk in &chunks {
+                    black_box(acc.feed(black_box(chunk)));
+                    black_box(stripper.process(chunk));
+                }
+                black_box(stripper.finish());
+                black_box(acc.finish());
+            })
+        })
+    });
+    group.bench_function("usage_strip", |b| {
+        b.iter_custom(|iters| {
+            per_chunk(iters, n, || {
+                let mut stripper = UsageStripper::new();
+                for chunk in &chunks {
+                    black_box(stripper.process(black_box(chunk)));
+                }
+                black_box(stripper.finish());
+            })
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("per_request");
+    group.bench_function("request_parse", |b| {
+        b.iter(|| {
+            black_box(llmtap::request::parse(
+                black_box(REQUEST),
+                Operation::Chat,
+                false,
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(sse_parse, benches);
+criterion_main!(sse_parse);
