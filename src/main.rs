@@ -10,6 +10,11 @@ use llmtap::mock::{MockConfig, MockUpstream};
 use llmtap::{AppState, Telemetry};
 use tokio::net::TcpListener;
 
+// glibc malloc was a fifth of llmtap's CPU per request under load; mimalloc cut CPU per
+// non-streamed request by 17-20% in bench/run (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     llmtap::upstream::install_crypto_provider();

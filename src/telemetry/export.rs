@@ -235,13 +235,22 @@ impl SpanBatcher {
             let dropped = self.dropped.clone();
             let timeout = self.timeout;
             tokio::spawn(async move {
-                for sink in &sinks {
-                    let len = batch.len();
-                    let res = tokio::time::timeout(timeout, sink.export(batch.clone())).await;
-                    if !matches!(res, Ok(Ok(()))) {
-                        dropped.fetch_add(len, Ordering::Relaxed);
-                        tracing::debug!(spans = len, "span export failed");
-                    }
+                let len = batch.len();
+                let mut failed = false;
+                // The last sink takes the batch itself; only extra sinks pay for a copy.
+                let mut batch = Some(batch);
+                for (i, sink) in sinks.iter().enumerate() {
+                    let spans = if i + 1 == sinks.len() {
+                        batch.take().unwrap_or_default()
+                    } else {
+                        batch.clone().unwrap_or_default()
+                    };
+                    let res = tokio::time::timeout(timeout, sink.export(spans)).await;
+                    failed |= !matches!(res, Ok(Ok(())));
+                }
+                if failed {
+                    dropped.fetch_add(len, Ordering::Relaxed);
+                    tracing::debug!(spans = len, "span export failed");
                 }
                 in_flight.fetch_sub(1, Ordering::AcqRel);
             });
