@@ -113,27 +113,7 @@ impl RequestRecord {
         telemetry.request_started();
         RequestRecord {
             telemetry,
-            facts: RequestFacts {
-                started: Instant::now(),
-                started_at: SystemTime::now(),
-                method: method.to_string(),
-                path: path.to_string(),
-                upstream: None,
-                operation: None,
-                request: None,
-                trace: TraceParent::default(),
-                extra_attributes: Vec::new(),
-                metric_attributes: Vec::new(),
-                prompt_template: None,
-                conversation_id: None,
-                status: None,
-                error: None,
-                usage_injected: false,
-                streaming: false,
-                first_chunk_at: None,
-                chunk_gaps: Vec::new(),
-                bytes_out: 0,
-            },
+            facts: RequestFacts::new(method, path),
             decoder: None,
             observer: Observer::None,
             last_chunk_at: None,
@@ -251,13 +231,12 @@ impl RequestRecord {
 }
 
 impl RequestFacts {
-    /// What a finished record leaves behind (its facts moved to the worker).
-    fn empty() -> RequestFacts {
+    fn new(method: &str, path: &str) -> RequestFacts {
         RequestFacts {
             started: Instant::now(),
-            started_at: SystemTime::UNIX_EPOCH,
-            method: String::new(),
-            path: String::new(),
+            started_at: SystemTime::now(),
+            method: method.to_string(),
+            path: path.to_string(),
             upstream: None,
             operation: None,
             request: None,
@@ -274,6 +253,11 @@ impl RequestFacts {
             chunk_gaps: Vec::new(),
             bytes_out: 0,
         }
+    }
+
+    /// What a finished record leaves behind (its facts moved to the worker).
+    fn empty() -> RequestFacts {
+        RequestFacts::new("", "")
     }
 }
 
