@@ -1412,27 +1412,7 @@ fn kubernetes_manifests_are_complete_and_keep_keys_in_secrets() {
 
 #[test]
 fn dockerfile_is_multi_stage_non_root_with_healthcheck_and_exec_entrypoint() {
-    // Instructions with continuation lines joined, comments dropped.
-    let text = read("Dockerfile");
-    let mut instructions: Vec<(String, String)> = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
-            continue;
-        }
-        if let Some(head) = t.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-            continue;
-        }
-        current.push_str(t);
-        let (op, rest) = current
-            .split_once(char::is_whitespace)
-            .unwrap_or((&current, ""));
-        instructions.push((op.to_uppercase(), rest.trim().to_string()));
-        current.clear();
-    }
+    let instructions = dockerfile_instructions();
     let all = |op: &str| -> Vec<&str> {
         instructions
             .iter()

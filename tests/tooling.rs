@@ -1011,31 +1011,16 @@ fn kubernetes_llmtap_envs() -> Vec<ContainerEnv> {
 
 /// `ENV` keys of the Dockerfile's final stage.
 fn dockerfile_env() -> ContainerEnv {
-    let text = read("Dockerfile");
-    let mut joined = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
-            continue;
-        }
-        if let Some(head) = t.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-            continue;
-        }
-        current.push_str(t);
-        joined.push(std::mem::take(&mut current));
-    }
-    let last_from = joined
+    let instructions = dockerfile_instructions();
+    let last_from = instructions
         .iter()
-        .rposition(|i| i.to_uppercase().starts_with("FROM "))
+        .rposition(|(op, _)| op == "FROM")
         .expect("FROM");
     let mut vars = BTreeMap::new();
-    for inst in &joined[last_from..] {
-        let Some(rest) = inst.strip_prefix("ENV ") else {
-            continue;
-        };
+    for (_, rest) in instructions[last_from..]
+        .iter()
+        .filter(|(op, _)| op == "ENV")
+    {
         for kv in rest.split_whitespace() {
             let (k, v) = kv.split_once('=').expect("ENV key=value form");
             vars.insert(k.to_string(), v.to_string());

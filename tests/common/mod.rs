@@ -39,6 +39,32 @@ pub fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// The Dockerfile's instructions as (upper-cased op, arguments): continuation lines joined,
+/// comments and blank lines dropped.
+pub fn dockerfile_instructions() -> Vec<(String, String)> {
+    let text = read("Dockerfile");
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(t);
+        let (op, rest) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
+        instructions.push((op.to_uppercase(), rest.trim().to_string()));
+        current.clear();
+    }
+    instructions
+}
+
 /// A scratch directory, removed on drop.
 pub struct TempDir(PathBuf);
 
