@@ -776,15 +776,7 @@ async fn node_example_runs() {
     let (Some(node), Some(node_modules)) = (tool("node"), tool_dir("LLMTAP_TEST_NODE_PATH")) else {
         return;
     };
-    let up = start_upstream().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: no_telemetry(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, proxy) = plain_proxy().await;
     // ES modules ignore NODE_PATH: `import "openai"` resolves from the script's directory
     // upwards, so the script runs from a directory whose node_modules is the test install.
     let dir = TempDir::new("node");
@@ -809,15 +801,7 @@ async fn curl_example_runs() {
     let (Some(bash), Some(_curl)) = (tool("bash"), tool("curl")) else {
         return;
     };
-    let up = start_upstream().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: no_telemetry(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, proxy) = plain_proxy().await;
     let mut cmd = example_cmd(&bash, &proxy);
     cmd.arg(repo().join("examples/curl/chat.sh"));
     let (out, _) = run_ok("examples/curl/chat.sh", cmd).await;

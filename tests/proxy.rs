@@ -12,19 +12,6 @@ fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Say hello"}]})
 }
 
-async fn plain_proxy() -> (Upstream, Proxy) {
-    let up = start_upstream().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: no_telemetry(),
-            ..Default::default()
-        },
-    )
-    .await;
-    (up, proxy)
-}
-
 #[tokio::test]
 async fn non_streamed_chat_is_identical_to_direct() {
     let (up, proxy) = plain_proxy().await;

@@ -178,6 +178,20 @@ pub fn no_telemetry() -> Vec<(String, String)> {
     ])
 }
 
+/// The scripted upstream and a proxy in front of it with telemetry off.
+pub async fn plain_proxy() -> (Upstream, Proxy) {
+    let up = start_upstream().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: no_telemetry(),
+            ..Default::default()
+        },
+    )
+    .await;
+    (up, proxy)
+}
+
 pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     let envmap: HashMap<String, String> = opts.env.into_iter().collect();
     let mut config = match opts.yaml {
