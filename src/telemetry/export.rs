@@ -187,22 +187,9 @@ impl SpanBatcher {
         }
     }
 
-    pub fn is_enabled(&self) -> bool {
-        !self.sinks.is_empty()
-    }
-
-    /// Whether a span pushed now would be queued. Checked before a span is built, so a
-    /// collector that is down costs a counter increment per span, not a span built in vain.
-    pub fn has_room(&self) -> bool {
-        !self.sinks.is_empty() && self.queue.len() < self.max_queue
-    }
-
-    /// Counts a span that was not built because the queue was full.
-    pub fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn push(&mut self, span: SpanData) {
+    /// Queues the span `build` makes. Room is checked before building, so a collector that
+    /// is down costs a counter increment per span, not a span built in vain.
+    pub fn push_with(&mut self, build: impl FnOnce() -> Option<SpanData>) {
         if self.sinks.is_empty() {
             return;
         }
@@ -210,6 +197,7 @@ impl SpanBatcher {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let Some(span) = build() else { return };
         self.queue.push(span);
         if self.queue.len() >= self.max_batch {
             self.flush();

@@ -299,14 +299,6 @@ impl Worker {
         }
     }
 
-    fn span_cx(&self) -> SpanContextInfo<'_> {
-        SpanContextInfo {
-            scope: &self.scope,
-            redactor: self.redactor.as_ref(),
-            value_limit: self.value_limit,
-        }
-    }
-
     fn handle(&mut self, f: FinishedRequest) {
         log_access(&f);
         if f.operation.is_none() {
@@ -325,12 +317,9 @@ impl Worker {
             }
         }
         let keep = self.keep(&f);
-        if keep && self.batcher.is_enabled() {
-            if !self.batcher.has_room() {
-                self.batcher.count_dropped();
-            } else if let Some(span) = spans::inference_span(&f, &self.span_cx()) {
-                self.batcher.push(span);
-            }
+        if keep {
+            let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
+            self.batcher.push_with(|| spans::inference_span(&f, &cx));
         }
         // Calls this response asks for start waiting for their results now.
         let requested_at = spans::end_time(&f);
@@ -391,18 +380,11 @@ impl Worker {
         if let Some(i) = &self.instruments {
             i.tool_finished(call, spans::tool_duration(call, end).as_secs_f64());
         }
-        if call.keep && !self.batcher.has_room() && self.batcher.is_enabled() {
-            self.batcher.count_dropped();
-        } else if call.keep && self.batcher.is_enabled() {
-            let span = spans::tool_span(
-                call,
-                end,
-                result,
-                received,
-                self.ids.new_span_id(),
-                &self.span_cx(),
-            );
-            self.batcher.push(span);
+        if call.keep {
+            let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
+            let span_id = self.ids.new_span_id();
+            self.batcher
+                .push_with(|| Some(spans::tool_span(call, end, result, received, span_id, &cx)));
         }
     }
 
@@ -462,6 +444,19 @@ impl Worker {
             .await;
         self.report_dropped();
         self.export_metrics(true).await;
+    }
+}
+
+/// Built from the worker's fields (not `&self`) so the batcher can be borrowed mutably beside it.
+fn span_cx<'a>(
+    scope: &'a InstrumentationScope,
+    redactor: Option<&'a Redactor>,
+    value_limit: Option<usize>,
+) -> SpanContextInfo<'a> {
+    SpanContextInfo {
+        scope,
+        redactor,
+        value_limit,
     }
 }
 
