@@ -16,8 +16,6 @@ fn stream_body(model: &str) -> Value {
 
 #[tokio::test]
 async fn injection_can_be_switched_off_per_upstream_and_usage_is_then_estimated() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
     let yaml = r#"
 upstreams:
   - name: plain
@@ -25,15 +23,7 @@ upstreams:
     provider: vllm
     inject_usage: false
 "#;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            yaml: Some(yaml.into()),
-            env: otlp_env(&rx, "http/protobuf"),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (up, rx, proxy) = start_traced("http/protobuf", Some(yaml), &[]).await;
     let (status, text) = chat_text(&proxy.url, stream_body("llama-3"), &[]).await;
     assert_eq!(status, 200);
     assert!(text.ends_with("data: [DONE]\n\n"));
@@ -62,8 +52,6 @@ upstreams:
 
 #[tokio::test]
 async fn a_tool_call_whose_result_never_comes_is_emitted_at_expiry() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
     let yaml = r#"
 upstreams:
   - name: openai
@@ -71,15 +59,7 @@ upstreams:
 telemetry:
   tool_call_ttl_secs: 0.3
 "#;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            yaml: Some(yaml.into()),
-            env: otlp_env(&rx, "grpc"),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = start_traced("grpc", Some(yaml), &[]).await;
     let body = json!({"model": "gpt-4o", "stream": true,
         "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}],
         "messages": [{"role": "user", "content": "look it up"}]});
@@ -105,8 +85,6 @@ telemetry:
 
 #[tokio::test]
 async fn headers_and_baggage_become_attributes_and_tenant_metrics_stay_bounded() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
     let yaml = r#"
 upstreams:
   - name: openai
@@ -118,15 +96,7 @@ metrics:
   baggage_attributes: [tenant]
   max_attribute_values: 2
 "#;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            yaml: Some(yaml.into()),
-            env: otlp_env(&rx, "http/json"),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = start_traced("http/json", Some(yaml), &[]).await;
     for tenant in ["acme", "globex", "initech", "umbrella"] {
         let baggage = format!("tenant={tenant}");
         let (status, _) = chat_text(
@@ -255,18 +225,7 @@ default_upstream: cloud
 
 #[tokio::test]
 async fn sdk_disabled_means_no_telemetry_and_the_proxy_still_works() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let mut e = otlp_env(&rx, "grpc");
-    e.extend(env(&[("OTEL_SDK_DISABLED", "true")]));
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: e,
-            ..Default::default()
-        },
-    )
-    .await;
+    let (up, rx, proxy) = start_traced("grpc", None, &[("OTEL_SDK_DISABLED", "true")]).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, text) = chat_text(&proxy.url, stream_body("gpt-4o"), &[("traceparent", tp)]).await;
     assert_eq!(status, 200);

@@ -36,16 +36,7 @@ fn sum_of(lines: &[(String, f64)], metric: &str, filter: &str) -> f64 {
 
 #[tokio::test]
 async fn sdk_traffic_is_counted_in_otlp_and_prometheus_alike() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "http/protobuf"),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = start_traced("http/protobuf", None, &[]).await;
     let Some(sdk) = run_sdk("e2e.py", &proxy.url, &[]).await else {
         return;
     };
@@ -201,16 +192,7 @@ async fn sdk_traffic_is_counted_in_otlp_and_prometheus_alike() {
 
 #[tokio::test]
 async fn tool_calls_are_counted_and_timed() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "grpc"),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = start_traced("grpc", None, &[]).await;
     let Some(_tools) = run_sdk("tools.py", &proxy.url, &[("TOOL_SLEEP", "0.2")]).await else {
         return;
     };
@@ -372,20 +354,14 @@ metrics:
 
 #[tokio::test]
 async fn sampling_at_zero_still_counts_every_request() {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let mut e = otlp_env(&rx, "grpc");
-    e.extend(env(&[
-        ("OTEL_TRACES_SAMPLER", "traceidratio"),
-        ("OTEL_TRACES_SAMPLER_ARG", "0"),
-        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
-    ]));
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: e,
-            ..Default::default()
-        },
+    let (_up, rx, proxy) = start_traced(
+        "grpc",
+        None,
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+        ],
     )
     .await;
     let c = client();

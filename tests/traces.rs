@@ -16,27 +16,6 @@ fn by_name<'a>(spans: &'a [SpanView], name: &str) -> Vec<&'a SpanView> {
     spans.iter().filter(|s| s.name == name).collect()
 }
 
-async fn setup(
-    protocol: &str,
-    yaml: Option<&str>,
-    extra: &[(&str, &str)],
-) -> (Upstream, OtlpReceiver, Proxy) {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let mut e = otlp_env(&rx, protocol);
-    e.extend(env(extra));
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            yaml: yaml.map(str::to_owned),
-            env: e,
-            ..Default::default()
-        },
-    )
-    .await;
-    (up, rx, proxy)
-}
-
 const BAGGAGE_YAML: &str = r#"
 upstreams:
   - name: openai
@@ -48,7 +27,7 @@ telemetry:
 
 #[tokio::test]
 async fn sdk_calls_become_gen_ai_spans_in_the_callers_trace() {
-    let (up, rx, proxy) = setup("http/protobuf", Some(BAGGAGE_YAML), &[]).await;
+    let (up, rx, proxy) = start_traced("http/protobuf", Some(BAGGAGE_YAML), &[]).await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
     let Some(sdk) = run_sdk(
         "e2e.py",
@@ -240,7 +219,7 @@ async fn sdk_calls_become_gen_ai_spans_in_the_callers_trace() {
 
 #[tokio::test]
 async fn streamed_tool_calls_get_execute_tool_spans_covering_the_apps_work() {
-    let (_up, rx, proxy) = setup("grpc", None, &[]).await;
+    let (_up, rx, proxy) = start_traced("grpc", None, &[]).await;
     let Some(sdk) = run_sdk("tools.py", &proxy.url, &[("TOOL_SLEEP", "0.4")]).await else {
         return;
     };
@@ -306,7 +285,7 @@ async fn streamed_tool_calls_get_execute_tool_spans_covering_the_apps_work() {
 
 #[tokio::test]
 async fn failures_end_the_span_once_with_the_right_error() {
-    let (_up, rx, proxy) = setup("http/json", None, &[]).await;
+    let (_up, rx, proxy) = start_traced("http/json", None, &[]).await;
     let Some(sdk) = run_sdk("failures.py", &proxy.url, &[]).await else {
         return;
     };
@@ -346,7 +325,7 @@ upstreams:
 telemetry:
   content_max_chars: 200
 "#;
-    let (_up, rx, proxy) = setup(
+    let (_up, rx, proxy) = start_traced(
         "http/protobuf",
         Some(yaml),
         &[("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")],
@@ -461,7 +440,7 @@ async fn a_dead_collector_never_fails_or_slows_requests() {
 
 #[tokio::test]
 async fn sampling_keeps_errors_and_follows_the_caller() {
-    let (_up, rx, proxy) = setup(
+    let (_up, rx, proxy) = start_traced(
         "http/protobuf",
         None,
         &[
@@ -501,7 +480,7 @@ async fn sampling_keeps_errors_and_follows_the_caller() {
 
 #[tokio::test]
 async fn shutdown_flushes_queued_spans_and_compressed_bodies_are_read() {
-    let (_up, rx, proxy) = setup(
+    let (_up, rx, proxy) = start_traced(
         "http/protobuf",
         None,
         &[("OTEL_BSP_SCHEDULE_DELAY", "600000")],

@@ -192,6 +192,29 @@ pub async fn plain_proxy() -> (Upstream, Proxy) {
     (up, proxy)
 }
 
+/// The scripted upstream, an OTLP receiver, and a proxy exporting to it over `protocol`,
+/// with an optional YAML config and extra environment.
+pub async fn start_traced(
+    protocol: &str,
+    yaml: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (Upstream, OtlpReceiver, Proxy) {
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let mut e = otlp_env(&rx, protocol);
+    e.extend(env(extra));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: yaml.map(str::to_owned),
+            env: e,
+            ..Default::default()
+        },
+    )
+    .await;
+    (up, rx, proxy)
+}
+
 pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     let envmap: HashMap<String, String> = opts.env.into_iter().collect();
     let mut config = match opts.yaml {
