@@ -112,67 +112,68 @@ async fn first_chunk_arrives_before_the_upstream_sleeps_end() {
     );
 }
 
+/// `file` from the upstream's fixtures directory, replayed in `split`-byte pieces through the
+/// proxy at `proxy_url`. The request includes usage, so llmtap does not rewrite the stream.
+async fn replay_through(proxy_url: &str, file: &str, split: usize) -> Vec<u8> {
+    let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
+    let resp = client()
+        .post(format!("{proxy_url}/v1/chat/completions"))
+        .header("x-mock-scenario", "replay")
+        .header("x-mock-replay", file)
+        .header("x-mock-split-bytes", split.to_string())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{file}");
+    resp.bytes().await.unwrap().to_vec()
+}
+
 #[tokio::test]
 async fn replayed_fixtures_with_odd_splits_come_out_byte_identical() {
-    let (up, proxy) = plain_proxy().await;
-    let c = client();
+    // The upstream replays our own fixtures (tests/fixtures).
+    let (_up, proxy) = plain_proxy().await;
     for (file, split) in [
-        ("openai-chat-stream-parallel-tools-usage.sse", "7"),
-        ("azure-chat-stream-content-filter.sse", "1"),
-        ("vllm-chat-stream-usage.sse", "13"),
-        ("openai-chat-text.sse", "4096"),
+        ("openai-chat-stream-parallel-tools-usage.sse", 7),
+        ("azure-chat-stream-content-filter.sse", 1),
+        ("vllm-chat-stream-usage.sse", 13),
+        ("openai-chat-text.sse", 4096),
+        // CRLF framing, keep-alive comments, multi-line data, CR-only + BOM.
+        ("openai-chat-crlf-keepalive.sse", 3),
+        ("sse-crlf-keepalive.sse", 3),
+        ("sse-cr-bom.sse", 3),
     ] {
         let expected = std::fs::read(provider_fixtures().join(file)).unwrap();
-        // Include usage so llmtap does not rewrite this stream: the bytes must be the file's.
-        let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
-        let got = c
-            .post(format!("{}/v1/chat/completions", proxy.url))
-            .header("x-mock-scenario", "replay")
-            .header("x-mock-replay", file)
-            .header("x-mock-split-bytes", split)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let got = replay_through(&proxy.url, file, split).await;
         assert_eq!(got.len(), expected.len(), "{file}");
-        assert!(got[..] == expected[..], "{file} differs");
+        assert!(got == expected, "{file} differs");
     }
-    // Our own fixtures (CRLF framing, keep-alive comments, multi-line data, CR-only + BOM),
-    // in 3-byte pieces, through a proxy that injects usage (so the stripper runs over them).
-    let ours = start_upstream_with(repo().join("tests/fixtures")).await;
-    let proxy2 = start_proxy(
-        &ours.base,
-        ProxyOpts {
-            env: no_telemetry(),
-            ..Default::default()
-        },
-    )
-    .await;
-    for file in [
-        "openai-chat-crlf-keepalive.sse",
-        "sse-crlf-keepalive.sse",
-        "sse-cr-bom.sse",
-    ] {
-        let expected = std::fs::read(repo().join("tests/fixtures").join(file)).unwrap();
-        let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
-        let got = c
-            .post(format!("{}/v1/chat/completions", proxy2.url))
-            .header("x-mock-scenario", "replay")
-            .header("x-mock-replay", file)
-            .header("x-mock-split-bytes", "3")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert!(got[..] == expected[..], "{file} differs");
+    // Every SSE fixture of ours, then the shared provider recordings when they are present.
+    let ours = sse_fixture_names(&provider_fixtures());
+    assert!(ours.len() >= 18, "our fixtures are missing: {ours:?}");
+    let mut corpora = vec![(provider_fixtures(), ours)];
+    if let Some(dir) = shared_provider_fixtures() {
+        let names = sse_fixture_names(&dir);
+        assert!(names.len() >= 20, "{}: recordings missing", dir.display());
+        corpora.push((dir, names));
     }
-    drop(up);
+    for (dir, names) in corpora {
+        let up = start_upstream_with(dir.clone()).await;
+        let proxy = start_proxy(
+            &up.base,
+            ProxyOpts {
+                env: no_telemetry(),
+                ..Default::default()
+            },
+        )
+        .await;
+        for (k, file) in names.iter().enumerate() {
+            let split = [5, 11, 97][k % 3];
+            let expected = std::fs::read(dir.join(file)).unwrap();
+            let got = replay_through(&proxy.url, file, split).await;
+            assert!(got == expected, "{}: {file} differs", dir.display());
+        }
+    }
 }
 
 #[tokio::test]

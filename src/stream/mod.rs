@@ -2,6 +2,8 @@
 //! to the client and the record, and the filter that undoes llmtap's own usage injection.
 
 pub mod decode;
+#[cfg(test)]
+pub(crate) mod fixtures_for_tests;
 pub mod openai;
 pub mod sse;
 pub mod strip;

@@ -1034,22 +1034,8 @@ fn upstream_error<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::fixtures_for_tests as fixtures;
     use crate::stream::sse::SseParser;
-    use std::path::Path;
-
-    fn provider_fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/providers")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    fn own_fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
 
     fn accumulate(stream: &[u8]) -> ResponseSummary {
         let mut acc = StreamAccumulator::new();
@@ -1109,29 +1095,34 @@ mod tests {
 
     #[test]
     fn openai_text_stream() {
-        let s = provider_fixture("openai-chat-text.sse");
+        let s = fixtures::own("openai-chat-text.sse");
         let sum = accumulate(&s);
         assert_eq!(
             sum.id.as_deref(),
-            Some("chatcmpl-D8Z5oo6uDh67AD85p73ksdT1KxhE0")
+            Some("chatcmpl-llmtapText0001a2b3c4d5e6f7")
         );
         assert_eq!(sum.model.as_deref(), Some("gpt-4.1-nano-2025-04-14"));
         assert_eq!(sum.service_tier.as_deref(), Some("default"));
-        assert_eq!(sum.system_fingerprint.as_deref(), Some("fp_de604bd877"));
+        assert_eq!(sum.system_fingerprint.as_deref(), Some("fp_11a7ab0c3d"));
         assert_eq!(sum.finish_reasons, reasons(&["stop"]));
-        assert_eq!(sum.usage, usage(16, 300, Some(0), Some(0)));
+        assert_eq!(sum.usage, usage(12, 16, Some(0), Some(0)));
+        // Role chunk, 16 content chunks, finish chunk, usage chunk.
         assert_eq!(sum.chunk_count, data_event_count(&s));
-        assert!(sum.chunk_count > 300);
+        assert_eq!(sum.chunk_count, 19);
         assert!(sum.saw_done && sum.first_content_seen && !sum.parse_failed);
         assert!(sum.tool_calls.is_empty() && sum.error.is_none());
-        assert_eq!(sum.output_text.len(), 1);
+        assert_eq!(
+            sum.output_text,
+            ["llmtap sits between your app and the model, copying each caf\u{e9}-sized chunk."]
+        );
+        // Characters, not bytes: the é is two bytes.
         assert_eq!(sum.output_chars, sum.output_text[0].chars().count() as u64);
-        assert!(sum.output_text[0].len() > 1000);
+        assert_eq!(sum.output_chars + 1, sum.output_text[0].len() as u64);
     }
 
     #[test]
     fn openai_parallel_tool_calls() {
-        let sum = accumulate(&provider_fixture("openai-chat-stream-parallel-tools.sse"));
+        let sum = accumulate(&fixtures::own("openai-chat-stream-parallel-tools.sse"));
         assert_eq!(sum.finish_reasons, reasons(&["tool_calls"]));
         assert_eq!(sum.usage, None);
         assert_eq!(sum.tool_calls.len(), 2);
@@ -1139,37 +1130,45 @@ mod tests {
             assert_eq!(call.index, k as u32);
             assert!(call.id.starts_with("call_"), "{call:?}");
             assert_eq!(call.kind, "function");
-            assert_eq!(call.name, "get_current_weather");
+            assert_eq!(call.name, "current_temperature");
             assert_valid_json(&call.arguments);
         }
-        assert_ne!(sum.tool_calls[0].arguments, sum.tool_calls[1].arguments);
+        assert_eq!(
+            sum.tool_calls[0].arguments,
+            r#"{"city": "Lisbon", "unit": "C"}"#
+        );
+        assert_eq!(
+            sum.tool_calls[1].arguments,
+            r#"{"city": "Oslo", "unit": "C"}"#
+        );
 
-        let sum = accumulate(&provider_fixture(
+        let sum = accumulate(&fixtures::own(
             "openai-chat-stream-parallel-tools-usage.sse",
         ));
         let names: Vec<_> = sum.tool_calls.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["get_weather", "get_product_name"]);
-        assert_eq!(sum.tool_calls[0].id, "call_NS4iQj14cDFwc0BnrKqDHavt");
-        assert_eq!(sum.tool_calls[0].arguments, r#"{"city": "Mexico City"}"#);
+        assert_eq!(names, ["lookup_forecast", "get_store_hours"]);
+        assert_eq!(sum.tool_calls[0].id, "call_llmtapForecastPorto01");
+        assert_eq!(sum.tool_calls[0].arguments, r#"{"city": "Porto"}"#);
         assert_eq!(sum.tool_calls[1].arguments, "{}");
-        assert!(sum
-            .usage
-            .as_ref()
-            .is_some_and(|u| u.input_tokens.is_some() && u.output_tokens.is_some()));
+        assert_eq!(sum.usage, usage(233, 38, Some(0), Some(0)));
         assert!(sum.first_content_seen && sum.saw_done);
     }
 
     #[test]
     fn openai_reasoning_usage() {
-        let sum = accumulate(&provider_fixture("openai-chat-stream-reasoning-usage.sse"));
-        assert_eq!(sum.usage, usage(18, 286, Some(0), Some(192)));
+        let sum = accumulate(&fixtures::own("openai-chat-stream-reasoning-usage.sse"));
+        assert_eq!(sum.usage, usage(14, 150, Some(0), Some(128)));
         assert_eq!(sum.system_fingerprint, None);
         assert_eq!(sum.finish_reasons, reasons(&["stop"]));
+        assert_eq!(
+            sum.output_text,
+            ["Short answer: it\u{2019}s a proxy that watches tokens."]
+        );
     }
 
     #[test]
     fn azure_model_router() {
-        let s = provider_fixture("azure-chat-model-router.sse");
+        let s = fixtures::own("azure-chat-model-router.sse");
         let ev = events(&s);
         assert!(
             !is_usage_only_chunk(&ev[0]),
@@ -1180,15 +1179,12 @@ mod tests {
         // The first chunk's empty id/model must not stick.
         assert_eq!(
             sum.id.as_deref(),
-            Some("chatcmpl-CYPS1lijGoK8gd9lYzY3r9Sx50nbt")
+            Some("chatcmpl-llmtapRouter0005e1f2a3b4c5")
         );
         assert_eq!(sum.model.as_deref(), Some("gpt-5-nano-2025-08-07"));
-        assert_eq!(
-            sum.usage.as_ref().and_then(|u| u.reasoning_output_tokens),
-            Some(64)
-        );
+        assert_eq!(sum.usage, usage(11, 57, Some(0), Some(48)));
         assert_eq!(sum.finish_reasons, reasons(&["stop"]));
-        assert_eq!(sum.output_text, ["Capital of Denmark."]);
+        assert_eq!(sum.output_text, ["Oslo is Norway\u{2019}s capital."]);
     }
 
     #[test]
@@ -1197,7 +1193,7 @@ mod tests {
             "azure-chat-stream-content-filter.sse",
             "azure-chat-stream-content-filter-gpt41.sse",
         ] {
-            let s = provider_fixture(name);
+            let s = fixtures::own(name);
             assert!(events(&s).iter().all(|d| !is_usage_only_chunk(d)), "{name}");
             let sum = accumulate(&s);
             assert_eq!(sum.usage, None, "{name}");
@@ -1217,96 +1213,111 @@ mod tests {
 
     #[test]
     fn vllm_streams() {
-        let sum = accumulate(&provider_fixture("vllm-chat-stream-usage.sse"));
-        let u = sum.usage.expect("usage");
-        assert!(
-            u.input_tokens.is_some()
-                && u.output_tokens.is_some()
-                && u.cache_read_input_tokens.is_some()
-        );
+        let sum = accumulate(&fixtures::own("vllm-chat-stream-usage.sse"));
+        assert_eq!(sum.usage, usage(29, 6, Some(16), None));
+        // Only the usage chunk carries the fingerprint.
         assert!(sum
             .system_fingerprint
             .as_deref()
             .is_some_and(|f| f.starts_with("vllm-0.24.0")));
-        assert!(sum.output_text[0].starts_with("1, 2, 3"));
+        assert_eq!(sum.output_text, ["red, green, blue"]);
+        assert_eq!(sum.finish_reasons, reasons(&["stop"]));
 
-        let sum = accumulate(&provider_fixture("vllm-chat-stream-no-usage.sse"));
+        let sum = accumulate(&fixtures::own("vllm-chat-stream-no-usage.sse"));
         assert_eq!(sum.usage, None);
+        // The last content chunk carries the finish reason too.
         assert_eq!(sum.finish_reasons, reasons(&["length"]));
+        assert_eq!(sum.output_text, ["tap tap tap\n<|end"]);
         assert!(sum.saw_done && sum.output_chars > 0);
     }
 
     #[test]
     fn groq_midstream_error_event() {
-        let sum = accumulate(&provider_fixture("groq-chat-stream-midstream-error.sse"));
+        let sum = accumulate(&fixtures::own("groq-chat-stream-midstream-error.sse"));
         let e = sum.error.expect("error");
         assert_eq!(e.kind.as_deref(), Some("invalid_request_error"));
         assert_eq!(e.code.as_deref(), Some("tool_use_failed"));
-        assert!(e
-            .message
-            .is_some_and(|m| m.starts_with("Tool call validation failed")));
+        assert!(e.message.is_some_and(
+            |m| m.starts_with("Tool call validation failed: parameters for tool lookup_order")
+        ));
         assert!(!sum.saw_done && !sum.parse_failed);
         // Only reasoning arrived, and it counts as first content.
-        assert!(sum.first_content_seen && sum.reasoning_chars > 0);
+        assert!(sum.first_content_seen);
+        assert_eq!(
+            sum.reasoning_chars,
+            "Look up the order with the tool.".len() as u64
+        );
         assert_eq!(sum.output_chars, 0);
     }
 
     #[test]
     fn openrouter_midstream_error_in_a_chunk() {
-        let sum = accumulate(&provider_fixture(
-            "openrouter-chat-stream-midstream-error.sse",
-        ));
+        let sum = accumulate(&fixtures::own("openrouter-chat-stream-midstream-error.sse"));
         let e = sum.error.expect("error");
         assert_eq!(e.code.as_deref(), Some("400"));
         assert_eq!(e.message.as_deref(), Some("Token limit reached"));
         // The error chunk's `finish_reason: null` doesn't erase the earlier "length".
         assert_eq!(sum.finish_reasons, reasons(&["length"]));
-        assert_eq!(sum.usage, usage(43, 10, Some(0), Some(11)));
+        assert_eq!(sum.usage, usage(37, 9, Some(0), Some(7)));
         assert!(sum.saw_done && sum.first_content_seen);
     }
 
     #[test]
     fn mistral_repeated_tool_index_keeps_the_name() {
-        let sum = accumulate(&provider_fixture("mistral-chat-incremental-tool-call.sse"));
+        let sum = accumulate(&fixtures::own("mistral-chat-incremental-tool-call.sse"));
         assert_eq!(
             sum.tool_calls,
             [ToolCall {
                 index: 0,
-                id: "chatcmpl-tool-9f149c74c42f265b".into(),
-                name: "webSearchTool".into(),
+                id: "chatcmpl-tool-11a7ab5e0c0ffee0".into(),
+                name: "docSearchTool".into(),
                 kind: "function".into(),
-                arguments: r#"{"query": "current Berlin weather"}"#.into(),
+                arguments: r#"{"query": "llmtap span names"}"#.into(),
             }]
         );
-        assert_eq!(sum.usage, usage(171, 14, Some(128), None));
+        assert_eq!(sum.usage, usage(150, 12, Some(96), None));
         assert_eq!(sum.finish_reasons, reasons(&["tool_calls"]));
     }
 
     #[test]
     fn other_providers_tool_calls() {
-        let sum = accumulate(&provider_fixture("groq-chat-tool-call.sse"));
+        let sum = accumulate(&fixtures::own("groq-chat-tool-call.sse"));
         assert_eq!(sum.tool_calls.len(), 1);
         assert_eq!(
             (
                 sum.tool_calls[0].name.as_str(),
                 sum.tool_calls[0].arguments.as_str()
             ),
-            ("weather", "{}")
+            ("local_time", "{}")
         );
-        assert_eq!(sum.usage, usage(210, 15, None, None));
-        for name in ["deepseek-chat-tool-call.sse", "xai-chat-tool-call.sse"] {
-            let sum = accumulate(&provider_fixture(name));
+        assert_eq!(sum.tool_calls[0].id, "llm7q2x9t");
+        assert_eq!(sum.usage, usage(180, 13, None, None));
+        for (name, arguments, expected) in [
+            (
+                "deepseek-chat-tool-call.sse",
+                r#"{"city": "Lima"}"#,
+                usage(204, 41, Some(192), Some(22)),
+            ),
+            (
+                "xai-chat-tool-call.sse",
+                r#"{"city":"Quito"}"#,
+                usage(190, 18, Some(128), Some(52)),
+            ),
+        ] {
+            let sum = accumulate(&fixtures::own(name));
             assert_eq!(sum.tool_calls.len(), 1, "{name}");
-            assert_eq!(sum.tool_calls[0].name, "weather", "{name}");
+            assert_eq!(sum.tool_calls[0].name, "local_time", "{name}");
+            assert_eq!(sum.tool_calls[0].arguments, arguments, "{name}");
             assert_valid_json(&sum.tool_calls[0].arguments);
             assert!(sum.reasoning_chars > 0, "{name}");
-            assert!(sum.usage.is_some(), "{name}");
+            assert_eq!(sum.usage, expected, "{name}");
+            assert_eq!(sum.finish_reasons, reasons(&["tool_calls"]), "{name}");
         }
     }
 
     #[test]
     fn own_crlf_keepalive_chat_stream() {
-        let sum = accumulate(&own_fixture("openai-chat-crlf-keepalive.sse"));
+        let sum = accumulate(&fixtures::own("openai-chat-crlf-keepalive.sse"));
         assert_eq!(sum.output_text, ["Hello, world"]);
         assert_eq!(sum.chunk_count, 5);
         assert_eq!(sum.usage, usage(5, 3, None, None));
@@ -1316,7 +1327,7 @@ mod tests {
 
     #[test]
     fn feeding_parsed_events_matches_feeding_bytes() {
-        let s = provider_fixture("groq-chat-stream-midstream-error.sse");
+        let s = fixtures::own("groq-chat-stream-midstream-error.sse");
         let mut acc = StreamAccumulator::new();
         let mut parser = SseParser::new();
         let mut firsts = 0;
@@ -1327,29 +1338,19 @@ mod tests {
         assert_eq!(acc.finish(), accumulate(&s));
     }
 
-    /// Byte-at-a-time feeding gives the same summary as one feed, for every chat fixture.
+    /// Byte-at-a-time feeding gives the same summary as one feed, for every SSE fixture.
     #[test]
     fn bytewise_feeding_matches_whole_feed() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/providers");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).expect("fixture dir") {
-            let name = entry
-                .expect("entry")
-                .file_name()
-                .into_string()
-                .expect("name");
-            if !name.ends_with(".sse") {
-                continue;
-            }
-            let s = provider_fixture(&name);
+        // SSE framing tests whose data is not chat JSON: only the equality applies.
+        let framing_only = ["sse-crlf-keepalive.sse", "sse-cr-bom.sse"];
+        for (name, s) in fixtures::all_sse() {
             let whole = accumulate(&s);
-            assert!(!whole.parse_failed, "{name}");
+            assert!(
+                !whole.parse_failed || framing_only.contains(&name.as_str()),
+                "{name}"
+            );
             assert_eq!(accumulate_bytewise(&s), whole, "{name}");
-            checked += 1;
         }
-        assert!(checked >= 20);
-        let s = own_fixture("openai-chat-crlf-keepalive.sse");
-        assert_eq!(accumulate_bytewise(&s), accumulate(&s));
     }
 
     #[test]
@@ -1598,19 +1599,19 @@ mod tests {
 
     #[test]
     fn json_bodies() {
-        let sum = summarize_json_body(&provider_fixture("openai-chat-text.json"));
+        let sum = summarize_json_body(&fixtures::own("openai-chat-text.json"));
         assert_eq!(
             sum.id.as_deref(),
-            Some("chatcmpl-D8Z5f52zQqikDBEKQMQoYcWMcWPeU")
+            Some("chatcmpl-llmtapJson0001f6e5d4c3b2a1")
         );
         assert_eq!(sum.model.as_deref(), Some("gpt-4.1-nano-2025-04-14"));
         assert_eq!(sum.service_tier.as_deref(), Some("default"));
-        assert_eq!(sum.system_fingerprint.as_deref(), Some("fp_de604bd877"));
+        assert_eq!(sum.system_fingerprint.as_deref(), Some("fp_11a7ab0c3d"));
         assert_eq!(sum.finish_reasons, reasons(&["stop"]));
-        assert_eq!(sum.usage, usage(16, 363, Some(0), Some(0)));
-        assert!(sum.output_text[0].starts_with("**Holiday Name:** Galaxy Day"));
+        assert_eq!(sum.usage, usage(21, 27, Some(0), Some(0)));
+        assert!(sum.output_text[0].starts_with("**Tap Day:** a yearly check"));
         // `\u2014` in the JSON is one character.
-        assert!(sum.output_text[0].contains("darkness\u{2014}mirroring"));
+        assert!(sum.output_text[0].contains("quiet\u{2014}bytes"));
         assert_eq!(sum.output_chars, sum.output_text[0].chars().count() as u64);
         assert!(sum.first_content_seen && sum.error.is_none() && !sum.parse_failed);
         assert_eq!(sum.chunk_count, 0);
@@ -1666,25 +1667,25 @@ mod tests {
                 "openai-error-400-invalid-image-url.json",
                 Some("invalid_request_error"),
                 Some("invalid_image_url"),
-                "Error while downloading",
+                "Error while downloading https://example.com/llmtap/",
             ),
             (
                 "openai-error-400-unsupported-value.json",
                 Some("invalid_request_error"),
                 Some("unsupported_value"),
-                "Unsupported value",
+                "Unsupported value: 'temperature'",
             ),
             (
                 "openai-error-404-model-not-found.json",
                 Some("invalid_request_error"),
                 Some("model_not_found"),
-                "The model `gpt-5.2-proo`",
+                "The model `gpt-llmtap-missing`",
             ),
             (
                 "azure-error-404-deployment-not-found.json",
                 Some("invalid_request_error"),
                 Some("DeploymentNotFound"),
-                "The API deployment",
+                "The API deployment for this resource does not exist.",
             ),
             (
                 "openrouter-error-429-rate-limited.json",
@@ -1696,11 +1697,11 @@ mod tests {
                 "anthropic-error-400-invalid-request.json",
                 Some("invalid_request_error"),
                 None,
-                "This model does not support",
+                "This model does not support the llmtap-test",
             ),
         ];
         for (name, kind, code, message) in cases {
-            let sum = summarize_json_body(&provider_fixture(name));
+            let sum = summarize_json_body(&fixtures::own(name));
             let e = sum.error.unwrap_or_else(|| panic!("{name}: no error"));
             assert_eq!(
                 (e.kind.as_deref(), e.code.as_deref()),
@@ -1762,7 +1763,7 @@ mod tests {
         ));
         assert!(!is_usage_only_chunk(b"[DONE]"));
         assert!(!is_usage_only_chunk(b"{\"choices\":[],\"usage\":{"));
-        let s = provider_fixture("openai-chat-text.sse");
+        let s = fixtures::own("openai-chat-text.sse");
         let flags: Vec<bool> = events(&s).iter().map(|d| is_usage_only_chunk(d)).collect();
         assert_eq!(flags.iter().filter(|f| **f).count(), 1);
         assert!(flags[flags.len() - 2]);
@@ -1833,7 +1834,7 @@ mod tests {
             "azure-chat-model-router.sse",
         ] {
             let mut stripped = 0;
-            for data in events(&provider_fixture(name)) {
+            for data in events(&fixtures::own(name)) {
                 if data == b"[DONE]" {
                     continue;
                 }

@@ -344,7 +344,7 @@ fn find_line_end(hay: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::stream::fixtures_for_tests as fixtures;
 
     /// An event with everything owned, for comparisons.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,46 +382,6 @@ mod tests {
 
     fn parse(stream: &[u8]) -> Vec<Owned> {
         parse_in_pieces(stream, [stream.len()])
-    }
-
-    fn provider_fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/providers")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    fn own_fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    /// Every SSE recording we have, real and hand-written.
-    fn all_sse_fixtures() -> Vec<(String, Vec<u8>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/providers");
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| {
-                entry
-                    .expect("dir entry")
-                    .file_name()
-                    .into_string()
-                    .expect("utf-8 name")
-            })
-            .filter(|n| n.ends_with(".sse"))
-            .collect();
-        names.sort();
-        assert!(names.len() >= 20, "provider fixtures missing: {names:?}");
-        let mut out: Vec<_> = names
-            .into_iter()
-            .map(|n| (n.clone(), provider_fixture(&n)))
-            .collect();
-        for n in ["sse-crlf-keepalive.sse", "sse-cr-bom.sse"] {
-            out.push((n.to_owned(), own_fixture(n)));
-        }
-        out
     }
 
     /// Deterministic "random-ish" chunk sizes (1..=max) from a small LCG.
@@ -629,7 +589,7 @@ mod tests {
 
     #[test]
     fn own_crlf_fixture() {
-        let s = own_fixture("sse-crlf-keepalive.sse");
+        let s = fixtures::own("sse-crlf-keepalive.sse");
         assert!(s.windows(2).any(|w| w == b"\r\n"));
         let ev = parse(&s);
         let types: Vec<_> = ev.iter().map(|e| e.event.as_deref()).collect();
@@ -644,7 +604,7 @@ mod tests {
                 "[DONE]"
             ]
         );
-        let s = own_fixture("sse-cr-bom.sse");
+        let s = fixtures::own("sse-cr-bom.sse");
         assert_eq!(
             data_strings(&parse(&s)),
             ["{\"n\":1}", "two\nlines", "[DONE]"]
@@ -654,7 +614,7 @@ mod tests {
     /// Byte-at-a-time and odd-sized feeds give exactly what one whole feed gives.
     #[test]
     fn every_split_of_every_fixture_matches_the_whole_feed() {
-        for (name, s) in all_sse_fixtures() {
+        for (name, s) in fixtures::all_sse() {
             let whole = parse(&s);
             assert!(!whole.is_empty(), "{name}: no events");
             let pieces = parse_in_pieces(&s, std::iter::repeat(1));
@@ -677,7 +637,7 @@ mod tests {
 
     #[test]
     fn offsets_tile_the_stream_and_point_at_the_data() {
-        for (name, s) in all_sse_fixtures() {
+        for (name, s) in fixtures::all_sse() {
             for events in [parse(&s), parse_in_pieces(&s, pseudo_random_sizes(7, 61))] {
                 let mut at = 0;
                 for e in &events {
@@ -699,9 +659,13 @@ mod tests {
     /// The relay's use of offsets: cut one event out, the rest parses to the other events.
     #[test]
     fn dropping_one_event_by_offsets_leaves_the_others_intact() {
-        let s = provider_fixture("openai-chat-text.sse");
+        let s = fixtures::own("openai-chat-text.sse");
         let events = parse(&s);
         let victim = &events[events.len() - 2]; // the include_usage chunk
+        assert!(
+            victim.data.starts_with(b"{")
+                && victim.data.windows(13).any(|w| w == b"\"choices\":[],")
+        );
         let mut cut = s[..victim.start as usize].to_vec();
         cut.extend_from_slice(&s[victim.end as usize..]);
         let rest = parse(&cut);
@@ -742,7 +706,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        for (name, s) in all_sse_fixtures() {
+        for (name, s) in fixtures::all_sse() {
             if name == "sse-cr-bom.sse" {
                 // eventsource-stream 0.2 doesn't treat a lone CR as a line ending.
                 continue;

@@ -21,8 +21,42 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Our own provider-shaped recordings (`tests/fixtures/`), always in the repository.
 pub fn provider_fixtures() -> PathBuf {
-    repo().join("../shared/fixtures/providers")
+    repo().join("tests/fixtures")
+}
+
+/// The real provider recordings beside our checkouts (`../shared/fixtures/providers/`), or
+/// `None` after one line on stderr when this checkout has none. With
+/// `LLMTAP_REQUIRE_SHARED_FIXTURES=1` (CI) their absence is a failure instead.
+pub fn shared_provider_fixtures() -> Option<PathBuf> {
+    const REQUIRE: &str = "LLMTAP_REQUIRE_SHARED_FIXTURES";
+    let dir = repo().join("../shared/fixtures/providers");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var(REQUIRE).is_ok_and(|v| v == "1") {
+        panic!(
+            "{REQUIRE}=1 but the shared provider recordings are missing: {} is not a directory",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipping the shared provider recordings: {} not found (only our tests/fixtures were walked; set {REQUIRE}=1 to make this a failure)",
+        dir.display()
+    );
+    None
+}
+
+/// The names of the `.sse` files in `dir`, sorted.
+pub fn sse_fixture_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".sse"))
+        .collect();
+    names.sort();
+    names
 }
 
 /// A free 127.0.0.1 port (bound and released; fine for tests that start a server on it).
@@ -97,6 +131,7 @@ pub struct Upstream {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// A scripted upstream whose `replay` scenario reads our own `tests/fixtures/`.
 pub async fn start_upstream() -> Upstream {
     start_upstream_with(provider_fixtures()).await
 }
