@@ -1,6 +1,8 @@
-//! Per-chunk cost of what the relay does to every streamed chunk, on a real OpenAI recording
-//! (`openai-chat-text.sse`: 300-odd `chat.completion.chunk` events with `"usage":null`, then the
-//! usage chunk and `[DONE]`), fed one event per read as the network usually delivers them.
+//! Per-chunk cost of what the relay does to every streamed chunk, on an OpenAI-shaped stream
+//! built from our fixture `tests/fixtures/openai-chat-text.sse` (its content events repeated
+//! to 300-odd `chat.completion.chunk` events with `"usage":null`, as a real gpt-4.1-nano
+//! recording has, then the finish chunk, the usage chunk and `[DONE]`), fed one event per read
+//! as the network usually delivers them.
 //!
 //! Every benchmark reports time **per chunk** (per request for `request_parse`): an iteration
 //! runs whole streams through fresh state and the elapsed time is divided by the number of
@@ -19,10 +21,29 @@ use llmtap::stream::openai::StreamAccumulator;
 use llmtap::stream::sse::SseParser;
 use llmtap::stream::strip::UsageStripper;
 
-const RECORDING: &[u8] = include_bytes!(concat!(
+const FIXTURE: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/providers/openai-chat-text.sse"
+    "/tests/fixtures/openai-chat-text.sse"
 ));
+
+/// Content events in the benchmarked stream: the length of the recording this bench was
+/// first measured on, so figures stay comparable.
+const CONTENT_EVENTS: usize = 300;
+
+/// The fixture with its content events repeated to `CONTENT_EVENTS`: first event (role),
+/// content events cycled, then the fixture's last three (finish, usage, `[DONE]`).
+fn long_stream() -> Vec<u8> {
+    let ev = events(FIXTURE);
+    assert!(ev.len() >= 6, "fixture has {} events", ev.len());
+    let (head, rest) = ev.split_at(1);
+    let (content, tail) = rest.split_at(rest.len() - 3);
+    let mut out = head.concat();
+    for e in content.iter().cycle().take(CONTENT_EVENTS) {
+        out.extend_from_slice(e);
+    }
+    out.extend(tail.concat());
+    out
+}
 
 /// A chat request as SDKs send it: system + user message, a few sampling parameters.
 const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly and precisely."},{"role":"user","content":"Invent a new holiday and describe its traditions in three short paragraphs, including the date, the purpose and what people eat."}],"temperature":0.7,"max_tokens":512,"stream":true}"#;
@@ -55,7 +76,8 @@ fn per_chunk(iters: u64, chunks: usize, mut stream: impl FnMut()) -> Duration {
 }
 
 fn benches(c: &mut Criterion) {
-    let chunks = events(RECORDING);
+    let recording = long_stream();
+    let chunks = events(&recording);
     let n = chunks.len();
     assert!(n > 100, "recording has {n} events");
 
@@ -114,12 +136,14 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("per_request");
+    let hasher = llmtap::request::PromptHasher::from_secret(b"bench");
     group.bench_function("request_parse", |b| {
         b.iter(|| {
             black_box(llmtap::request::parse(
                 black_box(REQUEST),
                 Operation::Chat,
                 false,
+                &hasher,
             ))
         })
     });

@@ -22,10 +22,23 @@ pub enum Provider {
     Azure,
     Vllm,
     Ollama,
+    // The README and the YAML spell it with an underscore; clap's own spelling is hyphenated.
+    #[value(alias = "openai_compatible")]
     OpenaiCompatible,
 }
 
 impl Provider {
+    /// The spelling of the config file and `--provider` (`openai_compatible`).
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Azure => "azure",
+            Provider::Vllm => "vllm",
+            Provider::Ollama => "ollama",
+            Provider::OpenaiCompatible => "openai_compatible",
+        }
+    }
+
     /// The `gen_ai.provider.name` value (well-known values from semconv, custom ones otherwise).
     pub fn semconv_name(self) -> &'static str {
         match self {
@@ -572,12 +585,14 @@ fn resolve_key(key: &str, var: Option<&str>, env: &dyn Env) -> Result<Option<Sec
 
 fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), ConfigError> {
     if let Some(v) = &a.listen {
-        cfg.listen = addr("--listen/LLMTAP_LISTEN", v)?;
+        cfg.listen = addr(&flag_key("--listen", "LLMTAP_LISTEN", v, env), v)?;
     }
     if let Some(v) = &a.metrics_listen {
-        cfg.metrics_listen = Some(addr("--metrics-listen/LLMTAP_METRICS_LISTEN", v)?);
+        let key = flag_key("--metrics-listen", "LLMTAP_METRICS_LISTEN", v, env);
+        cfg.metrics_listen = Some(addr(&key, v)?);
     }
     if let Some(url) = &a.upstream {
+        check_base_url(&flag_key("--upstream", "LLMTAP_UPSTREAM", url, env), url)?;
         // The simple case replaces whatever the file said about upstreams and routes.
         let mut one = Config::with_upstream(url, a.provider.unwrap_or(Provider::Openai));
         cfg.upstreams = std::mem::take(&mut one.upstreams);
@@ -630,19 +645,33 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     Ok(())
 }
 
+/// Checks an upstream base URL; `key` is what the user typed it under.
+fn check_base_url(key: &str, v: &str) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(v).map_err(|e| err(format!("{key}: {e}: {v:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(err(format!(
+            "{key}: must be an http(s) URL with a host: {v:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The name to report a bad flag value under: the env var when the value came from it (clap
+/// has already merged the two, and a flag wins over its variable), else the flag.
+fn flag_key(flag: &str, var: &str, value: &str, env: &dyn Env) -> String {
+    if env.get(var).as_deref() == Some(value) {
+        var.to_string()
+    } else {
+        flag.to_string()
+    }
+}
+
 fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if cfg.upstreams.is_empty() {
         return Err(err("upstreams: at least one upstream is required"));
     }
     for (i, u) in cfg.upstreams.iter().enumerate() {
-        let url = reqwest::Url::parse(&u.base_url)
-            .map_err(|e| err(format!("upstreams[{i}].base_url: {e}: {:?}", u.base_url)))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(err(format!(
-                "upstreams[{i}].base_url: must be an http(s) URL with a host: {:?}",
-                u.base_url
-            )));
-        }
+        check_base_url(&format!("upstreams[{i}].base_url"), &u.base_url)?;
         if cfg.upstreams[..i].iter().any(|o| o.name == u.name) {
             return Err(err(format!(
                 "upstreams[{i}].name: duplicate upstream name {:?}",

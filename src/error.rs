@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("no route for {0}")]
-    NotFound(String),
+    /// A path llmtap does not serve; `hint` suggests the path the caller probably meant.
+    #[error("no route for {path}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+    NotFound { path: String, hint: Option<String> },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
@@ -24,7 +25,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -36,7 +37,7 @@ impl ProxyError {
     /// OpenAI's `error.type` / `error.code`, and the span's `error.type`.
     pub fn code(&self) -> &'static str {
         match self {
-            ProxyError::NotFound(_) => "not_found",
+            ProxyError::NotFound { .. } => "not_found",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadRequestBody(_) => "invalid_request_body",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
@@ -47,7 +48,7 @@ impl ProxyError {
 
     fn kind(&self) -> &'static str {
         match self {
-            ProxyError::NotFound(_)
+            ProxyError::NotFound { .. }
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody(_) => "invalid_request_error",
             _ => "proxy_error",
@@ -63,14 +64,25 @@ pub fn error_body(message: &str, kind: &str, code: &str) -> String {
     .to_string()
 }
 
-impl IntoResponse for ProxyError {
-    fn into_response(self) -> Response {
-        let body = error_body(&self.to_string(), self.kind(), self.code());
-        let mut resp = (self.status(), body).into_response();
+impl ProxyError {
+    /// The JSON body this error is answered with.
+    pub fn body(&self) -> String {
+        error_body(&self.to_string(), self.kind(), self.code())
+    }
+
+    /// A JSON error response from a status and a body made by [`ProxyError::body`].
+    pub fn response(status: StatusCode, body: String) -> Response {
+        let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         resp
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        ProxyError::response(self.status(), self.body())
     }
 }

@@ -86,27 +86,39 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             text,
         )
             .into_response(),
-        None => ProxyError::NotFound("/metrics".into()).into_response(),
+        None => ProxyError::NotFound {
+            path: "/metrics".into(),
+            hint: None,
+        }
+        .into_response(),
     }
 }
 
 async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let Some(target) = route::target(&path, &parts.method) else {
-        return ProxyError::NotFound(path).into_response();
-    };
     let mut record = RequestRecord::new(s.telemetry.clone(), parts.method.as_str(), &path);
+    let Some(target) = route::target(&path, &parts.method) else {
+        let hint = route::missing_v1_hint(&path);
+        record.hint = hint.clone();
+        return own_error(ProxyError::NotFound { path, hint }, record);
+    };
     record.operation = target.operation;
     match forward(&s, parts, body, target, &mut record).await {
         Ok(up) => relay(up, record, s.abort.subscribe()),
-        Err(e) => {
-            record.status = Some(e.status().as_u16());
-            record.fail(e.code());
-            record.finish();
-            e.into_response()
-        }
+        Err(e) => own_error(e, record),
     }
+}
+
+/// Answers with one of llmtap's own errors and finishes the record with what was sent, so the
+/// access line and the span show the real status and size.
+fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
+    let (status, body) = (e.status(), e.body());
+    record.status = Some(status.as_u16());
+    record.fail(e.code());
+    record.bytes_out = body.len() as u64;
+    record.finish();
+    ProxyError::response(status, body)
 }
 
 /// An upstream response whose body is still to be relayed.
@@ -175,7 +187,12 @@ async fn forward(
         None => (OutBody::Streamed(body), None),
         Some(op) => {
             let bytes = read_limited(body, limit).await?;
-            let parsed = request::parse(&bytes, op, s.telemetry.capture_content());
+            let parsed = request::parse(
+                &bytes,
+                op,
+                s.telemetry.capture_content(),
+                s.telemetry.prompt_hasher(),
+            );
             (OutBody::Whole(bytes), parsed)
         }
     };
@@ -192,7 +209,10 @@ async fn forward(
     let upstream = s
         .upstreams
         .get(&upstream_cfg.name)
-        .ok_or_else(|| ProxyError::NotFound(upstream_cfg.name.clone()))?;
+        .ok_or_else(|| ProxyError::NotFound {
+            path: upstream_cfg.name.clone(),
+            hint: None,
+        })?;
 
     let mut inject = false;
     if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op)) =

@@ -1,6 +1,7 @@
 //! The `llmtap` binary: parse flags and env, build the config, run. Nothing else lives here.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -47,8 +48,12 @@ fn main() -> ExitCode {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: log files and collectors get plain text.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -83,14 +88,21 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
     let upstreams: Vec<String> = config
         .upstreams
         .iter()
-        .map(|u| format!("{}={} ({:?})", u.name, u.base_url, u.provider))
+        .map(|u| {
+            format!(
+                "{}={} (provider {})",
+                u.name,
+                u.base_url,
+                u.provider.config_name()
+            )
+        })
         .collect();
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(listen = %addr, upstreams = %upstreams.join(", "), "llmtap listening");
-    tracing::info!("{}", telemetry.settings().describe());
+    tracing::info!("telemetry: {}", telemetry.describe());
     let state = match AppState::new(config, telemetry) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
@@ -107,20 +119,27 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
     }
 }
 
+/// The demo: llmtap with console spans in front of the built-in scripted upstream, or in front
+/// of `--upstream` when the user names one (then no scripted upstream is started).
 async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
-    let listener = match TcpListener::bind(upstream_listen).await {
-        Ok(l) => l,
-        Err(e) => return config_failure(&format!("demo upstream {upstream_listen}: {e}")),
-    };
-    let upstream_addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return config_failure(&e.to_string()),
-    };
-    let mock = MockUpstream::new(MockConfig { fixtures_dir: None });
-    tokio::spawn(mock.serve(listener, std::future::pending()));
-
     let mut args = args.clone();
-    args.upstream = Some(format!("http://{upstream_addr}/v1"));
+    let scripted = args.upstream.is_none();
+    let upstream_desc = if let Some(url) = &args.upstream {
+        format!("the upstream at {url}")
+    } else {
+        let listener = match TcpListener::bind(upstream_listen).await {
+            Ok(l) => l,
+            Err(e) => return config_failure(&format!("demo upstream {upstream_listen}: {e}")),
+        };
+        let upstream_addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => return config_failure(&e.to_string()),
+        };
+        let mock = MockUpstream::new(MockConfig { fixtures_dir: None });
+        tokio::spawn(mock.serve(listener, std::future::pending()));
+        args.upstream = Some(format!("http://{upstream_addr}/v1"));
+        format!("a scripted upstream at http://{upstream_addr}/v1")
+    };
     // Spans go to the console unless the user pointed OTLP somewhere.
     let mut env: HashMap<String, String> = std::env::vars().collect();
     let otlp_set = [
@@ -135,19 +154,31 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
         env.entry("OTEL_METRICS_EXPORTER".into())
             .or_insert_with(|| "none".into());
     }
+    // A call's span should appear while the person is still looking at the terminal.
+    env.entry("OTEL_BSP_SCHEDULE_DELAY".into())
+        .or_insert_with(|| "200".into());
     let spans_go = if otlp_set {
         "Spans go to the OTLP endpoint you set"
     } else {
-        "Spans are printed below as JSON"
+        "Spans are printed below, one JSON line each"
+    };
+    let try_it = if scripted {
+        "Try it (no API key needed):"
+    } else {
+        "Try it (with your upstream's API key in the Authorization header):"
+    };
+    let failures = if scripted {
+        "Models named mock-error-429, mock-slow, mock-cut, ... trigger scripted failures. "
+    } else {
+        ""
     };
     let banner = format!(
-        "llmtap demo: proxy on http://{{addr}}/v1 in front of a scripted upstream at http://{upstream_addr}/v1\n\
-         Try it (no API key needed):\n  \
+        "llmtap demo: proxy on http://{{addr}}/v1 in front of {upstream_desc}\n\
+         {try_it}\n  \
          curl -s http://{{addr}}/v1/chat/completions -H 'content-type: application/json' \\\n    \
          -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n  \
          export OPENAI_BASE_URL=http://{{addr}}/v1 OPENAI_API_KEY=sk-demo   # then run any OpenAI SDK app\n\
-         Models named mock-error-429, mock-slow, mock-cut, ... trigger scripted failures. \
-         {spans_go}; Prometheus metrics at http://{{addr}}/metrics"
+         {failures}{spans_go}; Prometheus metrics at http://{{addr}}/metrics"
     );
     run_proxy(&args, &env, Some(banner)).await
 }
@@ -170,18 +201,53 @@ async fn run_mock(listen: &str, fixtures: Option<std::path::PathBuf>) -> ExitCod
     }
 }
 
+/// Checks `/healthz` at `url`: a base URL (`http://host:8080`) gets `/healthz` appended, a URL
+/// with a path is used as given. On failure prints one line saying what it got.
 async fn healthcheck(url: &str) -> ExitCode {
     llmtap::upstream::install_crypto_provider();
+    let url = health_url(url);
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
         .no_proxy()
         .build()
     {
         Ok(c) => c,
-        Err(_) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("llmtap healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    match client.get(url).send().await {
+    match client.get(&url).send().await {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
+        Ok(r) => {
+            eprintln!("llmtap healthcheck: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("llmtap healthcheck: {url}: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn health_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.path() == "/" || u.path().is_empty() => {
+            u.set_path("/healthz");
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }

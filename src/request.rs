@@ -2,7 +2,6 @@
 //! and the one rewrite llmtap makes to it: `stream_options.include_usage` for usage on streams.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::route::Operation;
 
@@ -23,8 +22,10 @@ pub struct RequestInfo {
     /// Characters of all message content (or prompt/input text).
     pub prompt_chars: u64,
     pub message_count: u64,
-    /// SHA-256 (hex) of the canonical JSON of the messages/prompt/input.
+    /// Keyed hash (hex) of the canonical JSON of the messages/prompt/input; see [`PromptHasher`].
     pub prompt_hash: Option<String>,
+    /// `encoding_format` of an embeddings request (`float`, `base64`).
+    pub encoding_formats: Vec<String>,
     /// `role: tool` messages: (tool_call_id, result text).
     pub tool_results: Vec<(String, String)>,
     /// Semconv-shaped content, filled only when capture is on.
@@ -38,11 +39,65 @@ pub struct RequestContent {
     pub tool_definitions: Option<String>,
 }
 
+/// Fingerprints prompts for `llmtap.prompt.hash` with HMAC-SHA-256 (RFC 2104) under a
+/// per-deployment secret. A plain SHA-256 of a short prompt ("Hello") can be reversed by
+/// hashing guesses; a keyed hash cannot without the secret. Replicas that share the secret
+/// (`LLMTAP_PROMPT_HASH_KEY`) produce the same hash for the same prompt; without one, each
+/// process draws a random key and hashes group within that process only.
+pub struct PromptHasher(ring::hmac::Key);
+
+/// The environment variable holding the prompt-hash secret.
+pub const PROMPT_HASH_KEY_ENV: &str = "LLMTAP_PROMPT_HASH_KEY";
+
+impl PromptHasher {
+    pub fn from_secret(secret: &[u8]) -> PromptHasher {
+        PromptHasher(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret))
+    }
+
+    /// A hasher with a random 256-bit key from the OS.
+    pub fn random() -> PromptHasher {
+        use ring::rand::SecureRandom;
+        let mut secret = [0u8; 32];
+        if ring::rand::SystemRandom::new().fill(&mut secret).is_err() {
+            // No OS randomness: fall back to time and address entropy rather than fail the
+            // proxy; the hash is a grouping key, not a credential.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            secret[..16].copy_from_slice(&t.to_le_bytes());
+            let addr = &secret as *const _ as usize as u128;
+            secret[16..].copy_from_slice(&addr.to_le_bytes());
+        }
+        PromptHasher::from_secret(&secret)
+    }
+
+    /// The secret from `LLMTAP_PROMPT_HASH_KEY` when set, else a random one.
+    pub fn from_env(env: &dyn crate::config::Env) -> PromptHasher {
+        match env.get(PROMPT_HASH_KEY_ENV) {
+            Some(secret) => PromptHasher::from_secret(secret.as_bytes()),
+            None => PromptHasher::random(),
+        }
+    }
+
+    /// Lowercase hex HMAC-SHA-256 of `data` (64 characters).
+    pub fn hash(&self, data: &[u8]) -> String {
+        hex(ring::hmac::sign(&self.0, data).as_ref())
+    }
+}
+
+impl std::fmt::Debug for PromptHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PromptHasher(<secret>)")
+    }
+}
+
 /// Parses the body. `None` when it is not a JSON object: it is forwarded untouched anyway.
 pub fn parse(
     body: &[u8],
     op: Operation,
     capture: bool,
+    hasher: &PromptHasher,
 ) -> Option<(RequestInfo, Map<String, Value>)> {
     let Value::Object(obj) = serde_json::from_slice::<Value>(body).ok()? else {
         return None;
@@ -77,6 +132,11 @@ pub fn parse(
         }
         _ => {}
     }
+    if op == Operation::Embeddings {
+        if let Some(f) = obj.get("encoding_format").and_then(Value::as_str) {
+            info.encoding_formats = vec![f.to_owned()];
+        }
+    }
     let prompt_key = match op {
         Operation::Chat => "messages",
         Operation::TextCompletion => "prompt",
@@ -86,7 +146,7 @@ pub fn parse(
         // serde_json's map is ordered by key, so re-serializing gives a canonical form:
         // the same prompt hashes the same whatever the client's key order or spacing.
         let canonical = serde_json::to_vec(prompt).unwrap_or_default();
-        info.prompt_hash = Some(hex(&Sha256::digest(&canonical)));
+        info.prompt_hash = Some(hasher.hash(&canonical));
         match prompt {
             Value::Array(items) if op == Operation::Chat => {
                 info.message_count = items.len() as u64;
@@ -276,6 +336,18 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn hasher() -> PromptHasher {
+        PromptHasher::from_secret(b"test secret")
+    }
+
+    fn parse(
+        body: &[u8],
+        op: Operation,
+        capture: bool,
+    ) -> Option<(RequestInfo, Map<String, Value>)> {
+        super::parse(body, op, capture, &hasher())
+    }
+
     fn obj(body: &[u8]) -> Map<String, Value> {
         parse(body, Operation::Chat, false).unwrap().1
     }
@@ -334,5 +406,56 @@ mod tests {
     fn non_json_is_none() {
         assert!(parse(b"not json", Operation::Chat, false).is_none());
         assert!(parse(b"[1,2]", Operation::Chat, false).is_none());
+    }
+
+    #[test]
+    fn prompt_hash_is_keyed() {
+        let b = br#"{"model":"m","messages":[{"role":"user","content":"Hello"}]}"#;
+        let with = |secret: &[u8]| {
+            super::parse(
+                b,
+                Operation::Chat,
+                false,
+                &PromptHasher::from_secret(secret),
+            )
+            .unwrap()
+            .0
+            .prompt_hash
+            .unwrap()
+        };
+        // Same secret, same hash (replicas sharing LLMTAP_PROMPT_HASH_KEY group together).
+        assert_eq!(with(b"k1"), with(b"k1"));
+        assert_ne!(with(b"k1"), with(b"k2"));
+        // Not the unkeyed SHA-256 of the canonical prompt, which anyone could recompute:
+        // sha256('[{"content":"Hello","role":"user"}]').
+        let unkeyed = ring::digest::digest(
+            &ring::digest::SHA256,
+            br#"[{"content":"Hello","role":"user"}]"#,
+        );
+        assert_ne!(with(b"k1"), hex(unkeyed.as_ref()));
+        // RFC 4231 test case 2: HMAC-SHA-256 with key "Jefe".
+        assert_eq!(
+            PromptHasher::from_secret(b"Jefe").hash(b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Two random hashers disagree.
+        assert_ne!(
+            PromptHasher::random().hash(b"x"),
+            PromptHasher::random().hash(b"x")
+        );
+        assert!(!format!("{:?}", PromptHasher::from_secret(b"k1")).contains("k1"));
+    }
+
+    #[test]
+    fn embeddings_encoding_format() {
+        let b = br#"{"model":"e","input":"hi","encoding_format":"base64"}"#;
+        let (info, _) = parse(b, Operation::Embeddings, false).unwrap();
+        assert_eq!(info.encoding_formats, ["base64"]);
+        let b = br#"{"model":"e","input":"hi"}"#;
+        assert!(parse(b, Operation::Embeddings, false)
+            .unwrap()
+            .0
+            .encoding_formats
+            .is_empty());
     }
 }

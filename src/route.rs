@@ -40,6 +40,30 @@ pub struct Target {
     pub deployment: Option<String>,
 }
 
+/// For a path that would be valid under `/v1` (`/chat/completions`), what to tell the caller:
+/// the usual cause is a base URL configured without its `/v1`.
+pub fn missing_v1_hint(path: &str) -> Option<String> {
+    let rest = path.trim_start_matches('/');
+    let known = [
+        "chat/completions",
+        "completions",
+        "embeddings",
+        "models",
+        "responses",
+        "messages",
+        "moderations",
+        "images/generations",
+        "audio/transcriptions",
+        "audio/speech",
+        "files",
+        "batches",
+    ];
+    let valid = known
+        .iter()
+        .any(|k| rest == *k || rest.strip_prefix(k).is_some_and(|t| t.starts_with('/')));
+    valid.then(|| format!("did you mean /v1/{rest}? (the base URL usually ends in /v1)"))
+}
+
 /// Maps an inbound path to its upstream path and operation; `None` for paths llmtap does not proxy.
 ///
 /// `/v1/<rest>` goes to `<base>/<rest>` (the base URL carries its own `/v1`), and Azure's

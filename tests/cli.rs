@@ -54,7 +54,7 @@ fn config_errors_are_one_line_and_exit_2() {
     assert_one_line_exit_2(&out, "--listen");
 
     let out = run(&["--upstream", "ftp://x"], &[]);
-    assert_one_line_exit_2(&out, "base_url");
+    assert_one_line_exit_2(&out, "--upstream");
 
     let out = run(&["--shutdown-timeout", "soon"], &[]);
     assert_one_line_exit_2(&out, "shutdown-timeout");

@@ -2,8 +2,8 @@
 //! HTTP/protobuf or HTTP/JSON; console), and the span batcher: spans are queued in memory
 //! (bounded), sent in batches off the request path, and counted when they must be dropped.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -115,17 +115,32 @@ pub fn sdk_temporality(t: Temporality) -> SdkTemporality {
 
 /// Where finished spans go.
 pub enum SpanSink {
-    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+    Otlp {
+        exporter: Box<opentelemetry_otlp::SpanExporter>,
+        health: ExportHealth,
+    },
     Console,
 }
 
 impl SpanSink {
-    async fn export(&self, batch: Vec<SpanData>) -> Result<(), String> {
+    pub fn otlp(exporter: opentelemetry_otlp::SpanExporter, endpoint: &str) -> SpanSink {
+        SpanSink::Otlp {
+            exporter: Box::new(exporter),
+            health: ExportHealth::new("traces", endpoint),
+        }
+    }
+
+    /// Exports one batch within `timeout`; a failure is reported to the operator (rate-limited)
+    /// and returned so the caller can count the dropped spans.
+    async fn export(&self, batch: Vec<SpanData>, timeout: Duration) -> Result<(), ()> {
         match self {
-            SpanSink::Otlp(e) => e.export(batch).await.map_err(|e| e.to_string()),
+            SpanSink::Otlp { exporter, health } => {
+                let res = tokio::time::timeout(timeout, exporter.export(batch)).await;
+                health.report(flatten(res, timeout))
+            }
             SpanSink::Console => {
                 for s in &batch {
-                    println!("{}", super::console::span_json(s));
+                    println!("{}", super::console::span_line(s));
                 }
                 Ok(())
             }
@@ -135,17 +150,110 @@ impl SpanSink {
 
 /// Where collected metrics go on each interval.
 pub enum MetricSink {
-    Otlp(Box<opentelemetry_otlp::MetricExporter>),
+    Otlp {
+        exporter: Box<opentelemetry_otlp::MetricExporter>,
+        health: ExportHealth,
+    },
     Console,
 }
 
 impl MetricSink {
-    pub async fn export(&self, rm: &ResourceMetrics) -> Result<(), String> {
+    pub fn otlp(exporter: opentelemetry_otlp::MetricExporter, endpoint: &str) -> MetricSink {
+        MetricSink::Otlp {
+            exporter: Box::new(exporter),
+            health: ExportHealth::new("metrics", endpoint),
+        }
+    }
+
+    /// Exports one collection within `timeout`, reporting failures like [`SpanSink::export`].
+    pub async fn export(&self, rm: &ResourceMetrics, timeout: Duration) -> Result<(), ()> {
         match self {
-            MetricSink::Otlp(e) => e.export(rm).await.map_err(|e| e.to_string()),
+            MetricSink::Otlp { exporter, health } => {
+                let res = tokio::time::timeout(timeout, exporter.export(rm)).await;
+                health.report(flatten(res, timeout))
+            }
             MetricSink::Console => {
                 print!("{}", super::prometheus::render(rm));
                 Ok(())
+            }
+        }
+    }
+}
+
+fn flatten<E: std::fmt::Display>(
+    res: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    timeout: Duration,
+) -> Result<(), String> {
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {:.1} s", timeout.as_secs_f64())),
+    }
+}
+
+/// Least time between two WARN lines about one failing collector.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Tells the operator when exports to a collector fail and when they recover, without
+/// flooding the log: a WARN naming the endpoint and the error at most once a minute while the
+/// failure lasts, and one INFO line when an export succeeds again. The `dropped` counter
+/// keeps the exact numbers.
+pub struct ExportHealth {
+    signal: &'static str,
+    endpoint: String,
+    /// Fast path: a healthy export only reads this flag.
+    failing: AtomicBool,
+    state: Mutex<FailureState>,
+}
+
+#[derive(Default)]
+struct FailureState {
+    last_warn: Option<Instant>,
+    /// Failed exports since the last WARN line.
+    unreported: u64,
+}
+
+impl ExportHealth {
+    pub fn new(signal: &'static str, endpoint: &str) -> ExportHealth {
+        ExportHealth {
+            signal,
+            endpoint: endpoint.to_string(),
+            failing: AtomicBool::new(false),
+            state: Mutex::new(FailureState::default()),
+        }
+    }
+
+    fn report(&self, outcome: Result<(), String>) -> Result<(), ()> {
+        match outcome {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    *st = FailureState::default();
+                    tracing::info!(
+                        signal = self.signal,
+                        endpoint = %self.endpoint,
+                        "OTLP export succeeds again"
+                    );
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.failing.store(true, Ordering::Release);
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.unreported += 1;
+                let due = st.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY);
+                if due {
+                    tracing::warn!(
+                        signal = self.signal,
+                        endpoint = %self.endpoint,
+                        error = %error,
+                        failed_exports = st.unreported,
+                        "OTLP export failed; telemetry is being dropped (counted in llmtap.telemetry.dropped; next warning in 60 s at the earliest)"
+                    );
+                    st.last_warn = Some(Instant::now());
+                    st.unreported = 0;
+                }
+                Err(())
             }
         }
     }
@@ -233,12 +341,10 @@ impl SpanBatcher {
                     } else {
                         batch.clone().unwrap_or_default()
                     };
-                    let res = tokio::time::timeout(timeout, sink.export(spans)).await;
-                    failed |= !matches!(res, Ok(Ok(())));
+                    failed |= sink.export(spans, timeout).await.is_err();
                 }
                 if failed {
                     dropped.fetch_add(len, Ordering::Relaxed);
-                    tracing::debug!(spans = len, "span export failed");
                 }
                 in_flight.fetch_sub(1, Ordering::AcqRel);
             });

@@ -55,6 +55,7 @@ struct Inner {
     instruments: Option<Arc<Instruments>>,
     prometheus: Option<SharedReader>,
     capture_content: bool,
+    prompt_hasher: crate::request::PromptHasher,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
 }
@@ -83,7 +84,7 @@ impl Telemetry {
         if !settings.sdk_disabled {
             if let Some(t) = &settings.traces_otlp {
                 match export::otlp_span_exporter(t, &resource) {
-                    Ok(e) => span_sinks.push(SpanSink::Otlp(Box::new(e))),
+                    Ok(e) => span_sinks.push(SpanSink::otlp(e, &t.endpoint)),
                     Err(e) => tracing::warn!(error = %e, "OTLP span exporter not started"),
                 }
             }
@@ -92,7 +93,7 @@ impl Telemetry {
             }
             if let Some(t) = &settings.metrics_otlp {
                 match export::otlp_metric_exporter(t, settings.temporality) {
-                    Ok(e) => metric_sinks.push(MetricSink::Otlp(Box::new(e))),
+                    Ok(e) => metric_sinks.push(MetricSink::otlp(e, &t.endpoint)),
                     Err(e) => tracing::warn!(error = %e, "OTLP metric exporter not started"),
                 }
             }
@@ -145,6 +146,7 @@ impl Telemetry {
                 instruments,
                 prometheus,
                 capture_content,
+                prompt_hasher: crate::request::PromptHasher::from_env(env),
                 _meter_provider: meter_provider,
             }),
         }
@@ -154,12 +156,24 @@ impl Telemetry {
         &self.inner.settings
     }
 
+    /// Where telemetry goes, for the start-up log line.
+    pub fn describe(&self) -> String {
+        self.inner
+            .settings
+            .describe(self.inner.prometheus.is_some())
+    }
+
     pub fn propagation(&self) -> &Propagation {
         &self.inner.propagation
     }
 
     pub fn capture_content(&self) -> bool {
         self.inner.capture_content
+    }
+
+    /// The keyed hasher for `llmtap.prompt.hash`.
+    pub fn prompt_hasher(&self) -> &crate::request::PromptHasher {
+        &self.inner.prompt_hasher
     }
 
     /// The head sampling decision, sent upstream in `traceparent`.
@@ -307,19 +321,26 @@ impl Worker {
         if let Some(i) = &self.instruments {
             i.record(&f);
         }
-        // Tool results in this request close the calls a previous response asked for.
+        // Tool results in this request close the calls a previous response asked for. This
+        // call's span links to the span of each call that asked for them, so a trace viewer
+        // can walk a tool loop even when the app has no tracing of its own (two traces).
+        let mut asked_by: Vec<opentelemetry::trace::SpanContext> = Vec::new();
         if let Some(req) = &f.request {
             for (id, result) in &req.tool_results {
                 if let Some(call) = self.tools.take(id) {
                     let res = self.redactor.is_some().then_some(result.as_str());
                     self.emit_tool(&call, f.started_at, res, true);
+                    if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
+                        asked_by.push(spans::requesting_span_context(&call));
+                    }
                 }
             }
         }
         let keep = self.keep(&f);
         if keep {
             let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
-            self.batcher.push_with(|| spans::inference_span(&f, &cx));
+            self.batcher
+                .push_with(|| spans::inference_span(&f, &cx, asked_by));
         }
         // Calls this response asks for start waiting for their results now.
         let requested_at = spans::end_time(&f);
@@ -409,10 +430,7 @@ impl Worker {
         let timeout = self.metric_timeout;
         let job = async move {
             for s in sinks.iter() {
-                if !matches!(
-                    tokio::time::timeout(timeout, s.export(&rm)).await,
-                    Ok(Ok(()))
-                ) {
+                if s.export(&rm, timeout).await.is_err() {
                     let points: usize = rm.scope_metrics().map(|sm| sm.metrics().count()).sum();
                     if let Some(i) = &instruments {
                         i.record_dropped("metrics", points as u64);
@@ -462,16 +480,26 @@ fn span_cx<'a>(
 
 fn log_access(f: &FinishedRequest) {
     let duration_ms = f.ended.saturating_duration_since(f.started).as_secs_f64() * 1e3;
-    tracing::info!(
-        target: "llmtap::access",
-        method = %f.method,
-        path = %f.path,
-        status = f.status.unwrap_or(0),
-        model = spans::request_model(f).unwrap_or("-"),
-        upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
-        duration_ms = format_args!("{duration_ms:.1}"),
-        bytes_out = f.bytes_out,
-        error = f.error.as_deref().unwrap_or("-"),
-        "request"
-    );
+    // `hint` appears only when there is one, so ordinary lines stay short.
+    macro_rules! access {
+        ($($hint:tt)*) => {
+            tracing::info!(
+                target: "llmtap::access",
+                method = %f.method,
+                path = %f.path,
+                status = f.status.unwrap_or(0),
+                model = spans::request_model(f).unwrap_or("-"),
+                upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+                duration_ms = format_args!("{duration_ms:.1}"),
+                bytes_out = f.bytes_out,
+                error = f.error.as_deref().unwrap_or("-"),
+                $($hint)*
+                "request"
+            )
+        };
+    }
+    match &f.hint {
+        Some(h) => access!(hint = %h,),
+        None => access!(),
+    }
 }

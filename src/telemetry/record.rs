@@ -63,6 +63,8 @@ pub struct RequestFacts {
     /// capped at `MAX_CHUNK_GAPS`.
     pub chunk_gaps: Vec<f32>,
     pub bytes_out: u64,
+    /// A hint for the operator, logged on the access line (a path missing its `/v1`).
+    pub hint: Option<String>,
 }
 
 /// Longest stream whose every chunk gap is kept for the per-chunk metric.
@@ -252,6 +254,7 @@ impl RequestFacts {
             first_chunk_at: None,
             chunk_gaps: Vec::new(),
             bytes_out: 0,
+            hint: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub const GEN_AI_REQUEST_SEED: &str = "gen_ai.request.seed";
 pub const GEN_AI_REQUEST_STOP_SEQUENCES: &str = "gen_ai.request.stop_sequences";
 pub const GEN_AI_REQUEST_CHOICE_COUNT: &str = "gen_ai.request.choice.count";
 pub const GEN_AI_REQUEST_STREAM: &str = "gen_ai.request.stream";
+pub const GEN_AI_REQUEST_ENCODING_FORMATS: &str = "gen_ai.request.encoding_formats";
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
 pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";

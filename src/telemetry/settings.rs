@@ -230,31 +230,53 @@ impl Settings {
         }
     }
 
-    /// One line for the start-up log: where telemetry goes.
-    pub fn describe(&self) -> String {
+    /// Where telemetry goes, in OTel's words (`otlp http/protobuf <url>`, `grpc`, `console`),
+    /// for the start-up log line. `scrape` is whether `/metrics` is served.
+    pub fn describe(&self, scrape: bool) -> String {
         if self.sdk_disabled {
             return "telemetry disabled (OTEL_SDK_DISABLED)".into();
         }
-        let t = |o: &Option<OtlpTarget>, console: bool| {
+        let sinks = |o: &Option<OtlpTarget>, console: bool| {
             let mut v = Vec::new();
             if let Some(o) = o {
-                v.push(format!("otlp {:?} {}", o.protocol, o.endpoint));
+                v.push(format!("otlp {} {}", o.protocol.otel_name(), o.endpoint));
             }
             if console {
                 v.push("console".into());
             }
-            if v.is_empty() {
-                "none".into()
-            } else {
-                v.join(" + ")
-            }
+            v
         };
-        format!(
-            "traces -> {}; metrics -> {} every {:?}",
-            t(&self.traces_otlp, self.traces_console),
-            t(&self.metrics_otlp, self.metrics_console),
-            self.metric_interval
-        )
+        let traces = sinks(&self.traces_otlp, self.traces_console);
+        let traces = if traces.is_empty() {
+            "not exported".to_string()
+        } else {
+            traces.join(" + ")
+        };
+        let mut metrics = sinks(&self.metrics_otlp, self.metrics_console);
+        if !metrics.is_empty() {
+            let every = self.metric_interval.as_secs_f64();
+            metrics = vec![format!("{} every {every} s", metrics.join(" + "))];
+        }
+        if scrape {
+            metrics.push("/metrics for scraping".into());
+        }
+        let metrics = if metrics.is_empty() {
+            "not exported".to_string()
+        } else {
+            metrics.join(" + ")
+        };
+        format!("traces -> {traces}; metrics -> {metrics}")
+    }
+}
+
+impl Protocol {
+    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` spelling.
+    pub fn otel_name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
@@ -66,8 +66,30 @@ pub fn request_model(f: &FinishedRequest) -> Option<&str> {
     f.request.as_ref().and_then(|r| r.model.as_deref())
 }
 
-/// The gen_ai inference span, or `None` for requests that are not inference calls.
-pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<SpanData> {
+/// The context of the inference span that asked for `call`: the target of the span link
+/// from the call that sends the tool's result back.
+pub fn requesting_span_context(call: &PendingCall) -> SpanContext {
+    let flags = if call.keep {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    SpanContext::new(
+        call.trace_id,
+        call.parent_span_id,
+        flags,
+        false,
+        call.trace_state.clone(),
+    )
+}
+
+/// The gen_ai inference span, or `None` for requests that are not inference calls. `links`
+/// are the spans of the calls whose tool calls this request answers.
+pub fn inference_span(
+    f: &FinishedRequest,
+    cx: &SpanContextInfo<'_>,
+    links: Vec<SpanContext>,
+) -> Option<SpanData> {
     let op = f.operation?;
     let model = request_model(f);
     let name = match model {
@@ -111,6 +133,17 @@ pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<S
         }
         if let Some(v) = r.stream {
             a.push(KeyValue::new(sc::GEN_AI_REQUEST_STREAM, v));
+        }
+        if !r.encoding_formats.is_empty() {
+            a.push(KeyValue::new(
+                sc::GEN_AI_REQUEST_ENCODING_FORMATS,
+                Value::Array(Array::String(
+                    r.encoding_formats
+                        .iter()
+                        .map(|x| StringValue::from(x.clone()))
+                        .collect(),
+                )),
+            ));
         }
         if !r.stop.is_empty() {
             a.push(KeyValue::new(
@@ -163,7 +196,9 @@ pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<S
         let reasons: Vec<StringValue> = r
             .finish_reasons
             .iter()
-            .map(|x| StringValue::from(x.clone().unwrap_or_default()))
+            // A choice whose reason never came (cut stream, error) reads `error`, as the
+            // GenAI conventions define for gen_ai.response.finish_reasons.
+            .map(|x| StringValue::from(x.clone().unwrap_or_else(|| "error".into())))
             .collect();
         a.push(KeyValue::new(
             sc::GEN_AI_RESPONSE_FINISH_REASONS,
@@ -254,10 +289,20 @@ pub fn inference_span(f: &FinishedRequest, cx: &SpanContextInfo<'_>) -> Option<S
         attributes: a,
         dropped_attributes_count: 0,
         events: SpanEvents::default(),
-        links: SpanLinks::default(),
+        links: span_links(links),
         status,
         instrumentation_scope: cx.scope.clone(),
     })
+}
+
+/// `SpanLinks` is non-exhaustive with a crate-private adder: start from the default, fill it.
+fn span_links(contexts: Vec<SpanContext>) -> SpanLinks {
+    let mut out = SpanLinks::default();
+    out.links = contexts
+        .into_iter()
+        .map(|c| Link::new(c, Vec::new(), 0))
+        .collect();
+    out
 }
 
 /// `gen_ai.output.messages` in the semconv shape, reassembled from the stream.

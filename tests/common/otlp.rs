@@ -151,6 +151,8 @@ pub struct SpanView {
     pub scope_name: String,
     /// (event name, event attributes), in export order.
     pub events: Vec<(String, Vec<(String, AttrValue)>)>,
+    /// Span links as (trace id, span id), in export order.
+    pub links: Vec<(String, String)>,
 }
 
 impl SpanView {
@@ -1038,6 +1040,11 @@ fn flatten_spans(req: &ExportTraceServiceRequest) -> Vec<SpanView> {
                         .events
                         .iter()
                         .map(|e| (e.name.clone(), key_values(&e.attributes)))
+                        .collect(),
+                    links: span
+                        .links
+                        .iter()
+                        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
                         .collect(),
                 });
             }
