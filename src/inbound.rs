@@ -6,18 +6,21 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::injection::{self, InjectionRefusals, RefusalKey, MAX_REFUSAL_BODY};
 use crate::request;
 use crate::route::{self, Operation};
+use crate::stream::decode::Decoder;
 use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
 use crate::telemetry::record::{RequestFacts, RequestRecord};
@@ -33,6 +36,8 @@ pub struct AppState {
     /// Set when the shutdown grace period ends: every relay still running cuts its stream
     /// and finishes its record, so no span is lost to the exit.
     pub abort: tokio::sync::watch::Sender<bool>,
+    /// Upstreams that refused the injected `stream_options` lately.
+    pub refusals: InjectionRefusals,
 }
 
 impl AppState {
@@ -44,6 +49,7 @@ impl AppState {
             telemetry,
             ready: AtomicBool::new(true),
             abort: tokio::sync::watch::channel(false).0,
+            refusals: InjectionRefusals::new(),
         }))
     }
 }
@@ -123,9 +129,27 @@ fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
 
 /// An upstream response whose body is still to be relayed.
 struct UpstreamResponse {
-    resp: reqwest::Response,
+    status: http::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    /// The body as it comes; its first bytes may already have been read (a 4xx checked for
+    /// a refused injection) and are replayed in front.
+    body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    content_length: Option<u64>,
     inject: bool,
     idle: std::time::Duration,
+}
+
+impl UpstreamResponse {
+    fn new(resp: reqwest::Response, inject: bool, idle: std::time::Duration) -> Self {
+        UpstreamResponse {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            content_length: resp.content_length(),
+            body: resp.bytes_stream().boxed(),
+            inject,
+            idle,
+        }
+    }
 }
 
 /// Relays the upstream response; the record moves into the body stream, which finishes it.
@@ -134,24 +158,45 @@ fn relay(
     mut record: RequestRecord,
     abort: tokio::sync::watch::Receiver<bool>,
 ) -> Response {
-    let UpstreamResponse { resp, inject, idle } = up;
-    let status = resp.status();
-    let mut out_headers = upstream::response_headers(resp.headers());
-    let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
-    let encoding = header_str(resp.headers(), header::CONTENT_ENCODING);
-    record.response_started(status.as_u16(), &content_type, &encoding);
-    // Only an uncompressed event stream that llmtap injected into needs its usage chunk removed.
-    let stripper = (inject && record.streaming && status.is_success() && encoding.is_empty())
-        .then(UsageStripper::new);
+    let UpstreamResponse {
+        status,
+        headers,
+        body,
+        content_length,
+        inject,
+        idle,
+    } = up;
+    let mut out_headers = upstream::response_headers(&headers);
+    let content_type = header_str(&headers, header::CONTENT_TYPE);
+    let encoding = header_str(&headers, header::CONTENT_ENCODING);
+    let injected_stream =
+        inject && status.is_success() && content_type.starts_with("text/event-stream");
+    // llmtap asks for an uncompressed stream when it injects; an upstream that compresses
+    // anyway is decoded here so the injection's effects can be hidden. The client then gets
+    // the stream uncompressed, which HTTP allows a proxy to do (`identity` is always
+    // acceptable unless the client refused it).
+    let mut decoder = None;
+    if injected_stream && !encoding.is_empty() {
+        if let Some(Ok(d)) = Decoder::for_encoding(&encoding) {
+            decoder = Some(d);
+            out_headers.remove(header::CONTENT_ENCODING);
+        }
+    }
+    let watched_encoding = if decoder.is_some() { "" } else { &encoding };
+    record.response_started(status.as_u16(), &content_type, watched_encoding);
+    // Hide the injection's effects; an encoding we cannot decode is relayed untouched.
+    let stripper =
+        (injected_stream && (encoding.is_empty() || decoder.is_some())).then(UsageStripper::new);
     if stripper.is_some() {
         out_headers.remove(header::CONTENT_LENGTH);
     }
     let length = match stripper {
-        None => resp.content_length(),
+        None => content_length,
         Some(_) => None,
     };
-    let relay =
-        Relay::new(resp.bytes_stream().boxed(), record, stripper, idle, abort).with_length(length);
+    let relay = Relay::new(body, record, stripper, idle, abort)
+        .with_length(length)
+        .with_decoder(decoder);
     let mut response = Response::new(Body::from_stream(relay));
     *response.status_mut() = status;
     *response.headers_mut() = out_headers;
@@ -214,15 +259,26 @@ async fn forward(
             hint: None,
         })?;
 
+    let refusal_key = RefusalKey::new(
+        &upstream.config.name,
+        target.deployment.as_deref(),
+        injection::api_version(parts.uri.query()),
+        info.as_ref().and_then(|i| i.model.as_deref()),
+    );
     let mut inject = false;
+    // The client's own body, kept for the one retry when the upstream refuses the injection.
+    let mut original = None;
     if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op)) =
         (&out_body, &obj, &info, target.operation)
     {
         // A body that is not a JSON object (`obj` is None) is never rewritten.
         let wants = i.include_usage == Some(true);
         if upstream.config.inject_usage && op != Operation::Embeddings && !wants {
-            if let Some(rewritten) = request::inject_include_usage(bytes, obj) {
+            if s.refusals.refused(&refusal_key) {
+                record.injection_refused = i.stream == Some(true);
+            } else if let Some(rewritten) = request::inject_include_usage(bytes, obj) {
                 inject = true;
+                original = Some(bytes.clone());
                 out_body = OutBody::Whole(Bytes::from(rewritten));
             }
         }
@@ -241,6 +297,15 @@ async fn forward(
                 .inject(&record.trace, sampled, &mut headers);
         }
     }
+    let client_headers = inject.then(|| headers.clone());
+    if inject {
+        // The usage the injection brings must be taken out again before the client sees
+        // it, which needs the stream's text: ask for it uncompressed.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
 
     let mut url = format!("{}{}", upstream.config.base_url, target.upstream_path);
     if let Some(q) = parts.uri.query() {
@@ -255,40 +320,120 @@ async fn forward(
                 .map_err(|e| std::io::Error::other(e.to_string())),
         ),
     };
+    let resp = send(upstream, &parts.method, &url, headers, body).await?;
+    let idle = upstream.config.timeouts.idle;
+    // A 4xx to a request llmtap changed: if it names the injected parameter, the client's
+    // own body goes once more and its answer is the one relayed.
+    let retry = match (original, client_headers) {
+        (Some(o), Some(h)) if resp.status().is_client_error() => Some((o, h)),
+        _ => None,
+    };
+    let Some((original, client_headers)) = retry else {
+        return Ok(UpstreamResponse::new(resp, inject, idle));
+    };
+    let status = resp.status();
+    let resp_headers = resp.headers().clone();
+    let content_length = resp.content_length();
+    let (read, rest) = read_prefix(resp.bytes_stream().boxed(), MAX_REFUSAL_BODY, idle).await;
+    if rest.is_some() || !injection::names_injected_parameter(&read) {
+        return Ok(UpstreamResponse {
+            status,
+            headers: resp_headers,
+            body: replay(read, rest),
+            content_length,
+            inject,
+            idle,
+        });
+    }
+    if s.refusals.remember(refusal_key.clone()) {
+        tracing::info!(
+            upstream = %refusal_key.upstream,
+            scope = %refusal_key.scope,
+            status = status.as_u16(),
+            "upstream refused the injected stream_options; resending the client's body, and not injecting here for the next hour (usage is estimated)"
+        );
+    }
+    record.usage_injected = false;
+    record.injection_refused = true;
+    let resp = send(
+        upstream,
+        &parts.method,
+        &url,
+        client_headers,
+        reqwest::Body::from(original),
+    )
+    .await?;
+    Ok(UpstreamResponse::new(resp, false, idle))
+}
+
+/// Sends one request upstream within the first-byte timeout.
+async fn send(
+    upstream: &upstream::Upstream,
+    method: &http::Method,
+    url: &str,
+    headers: reqwest::header::HeaderMap,
+    body: reqwest::Body,
+) -> Result<reqwest::Response, ProxyError> {
     let send = upstream
         .client
-        .request(parts.method.clone(), &url)
+        .request(method.clone(), url)
         .headers(headers)
         .body(body)
         .send();
     let timeouts = &upstream.config.timeouts;
-    let resp = match tokio::time::timeout(timeouts.first_byte, send).await {
-        Err(_) => {
-            return Err(ProxyError::UpstreamTimeout {
-                upstream: upstream.config.name.clone(),
-                secs: timeouts.first_byte.as_secs_f64(),
-            })
-        }
-        Ok(Err(e)) if e.is_timeout() => {
-            return Err(ProxyError::UpstreamTimeout {
-                upstream: upstream.config.name.clone(),
-                secs: timeouts.connect.as_secs_f64(),
-            })
-        }
-        Ok(Err(e)) => {
-            return Err(ProxyError::UpstreamUnreachable {
-                upstream: upstream.config.name.clone(),
-                detail: error_chain(&e),
-            })
-        }
-        Ok(Ok(r)) => r,
-    };
+    match tokio::time::timeout(timeouts.first_byte, send).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout {
+            upstream: upstream.config.name.clone(),
+            secs: timeouts.first_byte.as_secs_f64(),
+        }),
+        Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout {
+            upstream: upstream.config.name.clone(),
+            secs: timeouts.connect.as_secs_f64(),
+        }),
+        Ok(Err(e)) => Err(ProxyError::UpstreamUnreachable {
+            upstream: upstream.config.name.clone(),
+            detail: error_chain(&e),
+        }),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
 
-    Ok(UpstreamResponse {
-        resp,
-        inject,
-        idle: timeouts.idle,
-    })
+type UpstreamBody = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+
+/// Reads up to `max` bytes of `body` (each read within `idle`). Returns what was read and,
+/// when the body did not end within `max` (or stalled, or failed), the rest still to relay.
+async fn read_prefix(
+    mut body: UpstreamBody,
+    max: usize,
+    idle: std::time::Duration,
+) -> (Vec<u8>, Option<UpstreamBody>) {
+    let mut read = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(None) => return (read, None),
+            Ok(Some(Ok(chunk))) => {
+                read.extend_from_slice(&chunk);
+                if read.len() > max {
+                    return (read, Some(body));
+                }
+            }
+            // A failure or a stall is the relay's to report: hand the body over as it is.
+            Ok(Some(Err(e))) => {
+                let failed = futures_util::stream::once(async move { Err(e) }).boxed();
+                return (read, Some(failed));
+            }
+            Err(_) => return (read, Some(body)),
+        }
+    }
+}
+
+/// The bytes already read, then the rest of the body.
+fn replay(read: Vec<u8>, rest: Option<UpstreamBody>) -> UpstreamBody {
+    let head = futures_util::stream::iter((!read.is_empty()).then(|| Ok(Bytes::from(read))));
+    match rest {
+        Some(rest) => head.chain(rest).boxed(),
+        None => head.boxed(),
+    }
 }
 
 /// Trace context, baggage and header attributes, the prompt template and conversation id.

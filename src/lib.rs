@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inbound;
+pub mod injection;
 pub mod mock;
 pub mod request;
 pub mod route;

@@ -249,6 +249,21 @@ pub fn is_usage_only_chunk(data: &[u8]) -> bool {
 /// text is never re-serialized: `data[..r.start]` + `data[r.end..]` is the result.
 #[must_use]
 pub fn null_usage_span(data: &[u8]) -> Option<Range<usize>> {
+    match usage_member(data)? {
+        (range, true) => Some(range),
+        (_, false) => None,
+    }
+}
+
+/// Like [`null_usage_span`] for a top-level `usage` member of any value: some servers put a
+/// running usage object on every chunk once `include_usage` is set.
+#[must_use]
+pub fn usage_member_span(data: &[u8]) -> Option<Range<usize>> {
+    usage_member(data).map(|(range, _)| range)
+}
+
+/// The cut range of the top-level `usage` member and whether its value is `null`.
+fn usage_member(data: &[u8]) -> Option<(Range<usize>, bool)> {
     let mut i = skip_ws(data, 0);
     if data.get(i) != Some(&b'{') {
         return None;
@@ -272,17 +287,16 @@ pub fn null_usage_span(data: &[u8]) -> Option<Range<usize>> {
         let after = skip_ws(data, value_end);
         let next = *data.get(after)?;
         if &data[key_start..key_end] == b"\"usage\"" {
-            if &data[value_start..value_end] != b"null" {
-                return None;
-            }
-            return match (next, comma_before) {
+            let null = &data[value_start..value_end] == b"null";
+            let range = match (next, comma_before) {
                 // Take the member, its comma and the whitespace up to the next key.
-                (b',', _) => Some(key_start..skip_ws(data, after + 1)),
+                (b',', _) => key_start..skip_ws(data, after + 1),
                 // Last member: take the comma before it instead.
-                (b'}', Some(comma)) => Some(comma..value_end),
-                (b'}', None) => Some(key_start..value_end),
-                _ => None,
+                (b'}', Some(comma)) => comma..value_end,
+                (b'}', None) => key_start..value_end,
+                _ => return None,
             };
+            return Some((range, null));
         }
         if next != b',' {
             return None;
@@ -290,6 +304,53 @@ pub fn null_usage_span(data: &[u8]) -> Option<Range<usize>> {
         comma_before = Some(after);
         i = after + 1;
     }
+}
+
+/// How a chunk carries usage, for the stripper: the number of `choices` (`None` when the
+/// member is absent) and the kind of its top-level `usage` member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageShape {
+    pub choices: Option<usize>,
+    pub usage: UsageMember,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageMember {
+    Absent,
+    Null,
+    Object,
+}
+
+/// The [`UsageShape`] of a chunk's JSON, or `None` when it is not a JSON object.
+#[must_use]
+pub fn usage_shape(data: &[u8]) -> Option<UsageShape> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        choices: Option<SeqLen>,
+        #[serde(default)]
+        usage: Option<IsObject>,
+    }
+    if data.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let probe: Probe = serde_json::from_slice(data).ok()?;
+    let usage = match probe.usage {
+        None => UsageMember::Absent,
+        Some(IsObject(true)) => UsageMember::Object,
+        // Not an object and not null (a number, a string): not usage as OpenAI shapes it.
+        Some(IsObject(false)) => UsageMember::Absent,
+    };
+    // serde reads a present `"usage":null` as `None` too: tell the two apart by the text.
+    let usage = if usage == UsageMember::Absent && null_usage_span(data).is_some() {
+        UsageMember::Null
+    } else {
+        usage
+    };
+    Some(UsageShape {
+        choices: probe.choices.map(|c| c.0),
+        usage,
+    })
 }
 
 /// `data` without its top-level `"usage":null` member (see [`null_usage_span`]), or `None`

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
+use super::decode::Decoder;
 use super::strip::UsageStripper;
 use crate::telemetry::record::RequestRecord;
 
@@ -33,6 +34,8 @@ pub struct Relay<S> {
     upstream: S,
     record: RequestRecord,
     stripper: Option<UsageStripper>,
+    /// Decodes a compressed body before the stripper, when the client gets it uncompressed.
+    decoder: Option<Decoder>,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     abort: AbortSignal,
@@ -59,6 +62,7 @@ impl<S> Relay<S> {
             upstream,
             record,
             stripper,
+            decoder: None,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
             done: false,
@@ -70,6 +74,12 @@ impl<S> Relay<S> {
     /// The upstream's `content-length`, when the body is relayed unchanged.
     pub fn with_length(mut self, len: Option<u64>) -> Self {
         self.remaining = len;
+        self
+    }
+
+    /// Decode the upstream body (its `content-encoding`) before relaying it.
+    pub fn with_decoder(mut self, decoder: Option<Decoder>) -> Self {
+        self.decoder = decoder;
         self
     }
 }
@@ -90,6 +100,24 @@ where
                 Poll::Ready(Some(Ok(bytes))) => {
                     let deadline = Instant::now() + this.idle;
                     this.sleep.as_mut().reset(deadline);
+                    let bytes = match &mut this.decoder {
+                        None => bytes,
+                        Some(d) => match d.write(&bytes) {
+                            Ok(decoded) => Bytes::from(decoded),
+                            Err(e) => {
+                                // Undecodable: the client cannot be given a faithful stream.
+                                this.done = true;
+                                this.record.fail("stream_truncated");
+                                this.record.finish();
+                                return Poll::Ready(Some(Err(RelayError::Upstream(format!(
+                                    "undecodable body: {e}"
+                                )))));
+                            }
+                        },
+                    };
+                    if bytes.is_empty() {
+                        continue;
+                    }
                     this.record.observe(&bytes);
                     let out = match &mut this.stripper {
                         Some(s) => s.process(&bytes),

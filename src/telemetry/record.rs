@@ -57,6 +57,8 @@ pub struct RequestFacts {
     /// `error.type` once something failed.
     pub error: Option<String>,
     pub usage_injected: bool,
+    /// The upstream refused the injected `stream_options` (now or lately): usage is estimated.
+    pub injection_refused: bool,
     pub streaming: bool,
     pub first_chunk_at: Option<Instant>,
     /// Seconds between consecutive data events after the first (`time_per_output_chunk`),
@@ -250,6 +252,7 @@ impl RequestFacts {
             status: None,
             error: None,
             usage_injected: false,
+            injection_refused: false,
             streaming: false,
             first_chunk_at: None,
             chunk_gaps: Vec::new(),

@@ -47,6 +47,7 @@ pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
 pub const LLMTAP_CHUNK_COUNT: &str = "llmtap.response.chunk_count";
 pub const LLMTAP_USAGE_INJECTED: &str = "llmtap.usage.injected";
+pub const LLMTAP_USAGE_INJECTION_REFUSED: &str = "llmtap.usage.injection_refused";
 pub const LLMTAP_USAGE_ESTIMATED: &str = "llmtap.usage.estimated";
 pub const LLMTAP_PROMPT_LENGTH: &str = "llmtap.prompt.length";
 pub const LLMTAP_PROMPT_MESSAGES: &str = "llmtap.prompt.messages";

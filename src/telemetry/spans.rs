@@ -241,6 +241,9 @@ pub fn inference_span(
             a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
         }
     }
+    if f.injection_refused {
+        a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTION_REFUSED, true));
+    }
     if f.usage_injected {
         a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTED, true));
     }
