@@ -22,6 +22,7 @@ pub enum Provider {
     Azure,
     Vllm,
     Ollama,
+    Anthropic,
     // The README and the YAML spell it with an underscore; clap's own spelling is hyphenated.
     #[value(alias = "openai_compatible")]
     OpenaiCompatible,
@@ -35,6 +36,7 @@ impl Provider {
             Provider::Azure => "azure",
             Provider::Vllm => "vllm",
             Provider::Ollama => "ollama",
+            Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
         }
     }
@@ -46,6 +48,7 @@ impl Provider {
             Provider::Azure => "azure.ai.openai",
             Provider::Vllm => "vllm",
             Provider::Ollama => "ollama",
+            Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
         }
     }
@@ -89,6 +92,10 @@ pub struct Price {
     /// Price of cached input tokens; defaults to the input price when absent.
     #[serde(default)]
     pub cached_input: Option<f64>,
+    /// Price of input tokens written to the provider's cache (Anthropic's cache writes);
+    /// defaults to the input price when absent.
+    #[serde(default)]
+    pub cache_write_input: Option<f64>,
     pub output: f64,
 }
 

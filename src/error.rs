@@ -46,7 +46,9 @@ impl ProxyError {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// OpenAI's `error.type`: `invalid_request_error` for the caller's mistakes, else
+    /// `proxy_error`.
+    pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NotFound { .. }
             | ProxyError::BodyTooLarge { .. }

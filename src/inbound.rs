@@ -16,10 +16,11 @@ use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 
 use crate::config::Config;
+use crate::dialect;
 use crate::error::ProxyError;
 use crate::injection::{self, InjectionRefusals, RefusalKey, MAX_REFUSAL_BODY};
 use crate::request;
-use crate::route::{self, Operation};
+use crate::route;
 use crate::stream::decode::Decoder;
 use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
@@ -110,6 +111,7 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
         return own_error(ProxyError::NotFound { path, hint }, record);
     };
     record.operation = target.operation;
+    record.dialect = target.dialect;
     match forward(&s, parts, body, target, &mut record).await {
         Ok(up) => relay(up, record, s.abort.subscribe()),
         Err(e) => own_error(e, record),
@@ -119,7 +121,12 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
 /// Answers with one of llmtap's own errors and finishes the record with what was sent, so the
 /// access line and the span show the real status and size.
 fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
-    let (status, body) = (e.status(), e.body());
+    // In the error shape of the API that was called, so its SDK raises its usual exception.
+    let body = match record.dialect {
+        Some(d) => d.error_body(&e.to_string(), e.kind(), e.code()),
+        None => e.body(),
+    };
+    let status = e.status();
     record.status = Some(status.as_u16());
     record.fail(e.code());
     record.bytes_out = body.len() as u64;
@@ -228,11 +235,11 @@ async fn forward(
 
     // Inference calls are read whole: the model routes them and the body feeds the span.
     // Everything else streams through untouched.
-    let (mut out_body, parsed) = match target.operation {
-        None => (OutBody::Streamed(body), None),
-        Some(op) => {
+    let (mut out_body, parsed) = match (target.operation, target.dialect) {
+        (Some(op), Some(dialect)) => {
             let bytes = read_limited(body, limit).await?;
-            let parsed = request::parse(
+            let parsed = dialect::parse_request(
+                dialect,
                 &bytes,
                 op,
                 s.telemetry.capture_content(),
@@ -240,6 +247,7 @@ async fn forward(
             );
             (OutBody::Whole(bytes), parsed)
         }
+        _ => (OutBody::Streamed(body), None),
     };
     let (mut info, obj) = match parsed {
         Some((i, o)) => (Some(i), Some(o)),
@@ -268,12 +276,12 @@ async fn forward(
     let mut inject = false;
     // The client's own body, kept for the one retry when the upstream refuses the injection.
     let mut original = None;
-    if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op)) =
-        (&out_body, &obj, &info, target.operation)
+    if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op), Some(dialect)) =
+        (&out_body, &obj, &info, target.operation, target.dialect)
     {
         // A body that is not a JSON object (`obj` is None) is never rewritten.
         let wants = i.include_usage == Some(true);
-        if upstream.config.inject_usage && op != Operation::Embeddings && !wants {
+        if upstream.config.inject_usage && dialect.injects_usage(op) && !wants {
             if s.refusals.refused(&refusal_key) {
                 record.injection_refused = i.stream == Some(true);
             } else if let Some(rewritten) = request::inject_include_usage(bytes, obj) {
@@ -307,7 +315,12 @@ async fn forward(
         );
     }
 
-    let mut url = format!("{}{}", upstream.config.base_url, target.upstream_path);
+    let base = if target.from_origin {
+        origin(&upstream.config.base_url)
+    } else {
+        upstream.config.base_url.as_str()
+    };
+    let mut url = format!("{base}{}", target.upstream_path);
     if let Some(q) = parts.uri.query() {
         url.push('?');
         url.push_str(q);
@@ -364,6 +377,15 @@ async fn forward(
     )
     .await?;
     Ok(UpstreamResponse::new(resp, false, idle))
+}
+
+/// `scheme://host[:port]` of a base URL (its path dropped).
+fn origin(base: &str) -> &str {
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    }
 }
 
 /// Sends one request upstream within the first-byte timeout.

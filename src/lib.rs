@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dialect;
 pub mod error;
 pub mod inbound;
 pub mod injection;
@@ -13,6 +14,7 @@ pub mod mock;
 pub mod request;
 pub mod route;
 pub mod stream;
+pub mod summary;
 pub mod telemetry;
 pub mod upstream;
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::route::Operation;
+use crate::dialect::Operation;
 
 /// Facts read from a request body. Content is kept only when capture is on.
 #[derive(Debug, Default, Clone)]
@@ -26,6 +26,8 @@ pub struct RequestInfo {
     pub prompt_hash: Option<String>,
     /// `encoding_format` of an embeddings request (`float`, `base64`).
     pub encoding_formats: Vec<String>,
+    /// A conversation the request continues (Responses `conversation` / `previous_response_id`).
+    pub conversation_id: Option<String>,
     /// `role: tool` messages: (tool_call_id, result text).
     pub tool_results: Vec<(String, String)>,
     /// Semconv-shaped content, filled only when capture is on.
@@ -92,7 +94,8 @@ impl std::fmt::Debug for PromptHasher {
     }
 }
 
-/// Parses the body. `None` when it is not a JSON object: it is forwarded untouched anyway.
+/// Parses an OpenAI chat, completions or embeddings body. `None` when it is not a JSON
+/// object: it is forwarded untouched anyway.
 pub fn parse(
     body: &[u8],
     op: Operation,
@@ -102,6 +105,17 @@ pub fn parse(
     let Value::Object(obj) = serde_json::from_slice::<Value>(body).ok()? else {
         return None;
     };
+    let info = facts(&obj, op, capture, hasher);
+    Some((info, obj))
+}
+
+/// The facts of an OpenAI chat, completions or embeddings request body.
+pub fn facts(
+    obj: &Map<String, Value>,
+    op: Operation,
+    capture: bool,
+    hasher: &PromptHasher,
+) -> RequestInfo {
     let mut info = RequestInfo {
         model: obj.get("model").and_then(Value::as_str).map(str::to_owned),
         stream: obj.get("stream").and_then(Value::as_bool),
@@ -177,9 +191,9 @@ pub fn parse(
         }
     }
     if capture {
-        info.content = Some(capture_content(op, &obj));
+        info.content = Some(capture_content(op, obj));
     }
-    Some((info, obj))
+    info
 }
 
 /// Text of a message's `content`: a string, or the text parts of an array of parts.

@@ -2,40 +2,20 @@
 
 use crate::config::{Config, UpstreamConfig};
 
-/// The gen_ai operation a path performs. Other paths are proxied without a gen_ai span.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Chat,
-    TextCompletion,
-    Embeddings,
-}
-
-impl Operation {
-    /// `gen_ai.operation.name`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::Chat => "chat",
-            Operation::TextCompletion => "text_completion",
-            Operation::Embeddings => "embeddings",
-        }
-    }
-
-    /// `openai.api.type`.
-    pub fn api_type(self) -> &'static str {
-        match self {
-            Operation::Chat => "chat_completions",
-            Operation::TextCompletion => "completions",
-            Operation::Embeddings => "embeddings",
-        }
-    }
-}
+pub use crate::dialect::Operation;
+use crate::dialect::{self, ApiPath, Dialect};
 
 /// What the inbound path tells us before the body is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target {
-    /// Path appended to the upstream base URL (starts with `/`).
+    /// Path appended to the upstream base URL (starts with `/`), or to its origin when
+    /// `from_origin` is set.
     pub upstream_path: String,
+    /// Ollama's native `/api/...` paths sit at the server's root, not under the base path.
+    pub from_origin: bool,
     pub operation: Option<Operation>,
+    /// The API's dialect for inference paths.
+    pub dialect: Option<&'static dyn Dialect>,
     /// Azure's deployment name, which stands in for the model when the body has none.
     pub deployment: Option<String>,
 }
@@ -64,42 +44,49 @@ pub fn missing_v1_hint(path: &str) -> Option<String> {
     valid.then(|| format!("did you mean /v1/{rest}? (the base URL usually ends in /v1)"))
 }
 
-/// Maps an inbound path to its upstream path and operation; `None` for paths llmtap does not proxy.
+/// Maps an inbound path to its upstream path, dialect and operation; `None` for paths llmtap
+/// does not proxy.
 ///
-/// `/v1/<rest>` goes to `<base>/<rest>` (the base URL carries its own `/v1`), and Azure's
-/// `/openai/<rest>` goes to `<base>/openai/<rest>` (an Azure base URL is the resource root).
+/// `/v1/<rest>` goes to `<base>/<rest>` (the base URL carries its own `/v1`), Azure's
+/// `/openai/<rest>` to `<base>/openai/<rest>` (an Azure base URL is the resource root), and
+/// Ollama's `/api/<rest>` to `<origin of base>/api/<rest>`.
 pub fn target(path: &str, method: &http::Method) -> Option<Target> {
-    let (upstream_path, rest) = if let Some(rest) = path.strip_prefix("/v1/") {
-        (format!("/{rest}"), rest)
+    let (upstream_path, rest, from_origin) = if let Some(rest) = path.strip_prefix("/v1/") {
+        (format!("/{rest}"), rest, false)
     } else if let Some(rest) = path.strip_prefix("/openai/") {
-        (path.to_string(), rest)
+        (path.to_string(), rest, false)
+    } else if path.starts_with("/api/") {
+        (path.to_string(), &path[1..], true)
     } else {
         return None;
     };
     let mut deployment = None;
     let mut op_path = rest;
-    if let Some(after) = rest.strip_prefix("deployments/") {
-        if let Some((name, tail)) = after.split_once('/') {
-            deployment = Some(name.to_string());
+    let azure_prefix = path.starts_with("/openai/");
+    if azure_prefix {
+        if let Some(after) = rest.strip_prefix("deployments/") {
+            if let Some((name, tail)) = after.split_once('/') {
+                deployment = Some(name.to_string());
+                op_path = tail;
+            }
+        } else if let Some(tail) = rest.strip_prefix("v1/") {
+            // Azure's newer `/openai/v1/...` surface.
             op_path = tail;
         }
-    } else if let Some(tail) = rest.strip_prefix("v1/") {
-        // Azure's newer `/openai/v1/...` surface.
-        op_path = tail;
     }
-    let operation = if method == http::Method::POST {
-        match op_path.trim_end_matches('/') {
-            "chat/completions" => Some(Operation::Chat),
-            "completions" => Some(Operation::TextCompletion),
-            "embeddings" => Some(Operation::Embeddings),
-            _ => None,
-        }
-    } else {
-        None
+    let api = ApiPath {
+        path: op_path,
+        azure: azure_prefix,
+    };
+    let (dialect, operation) = match dialect::recognise(api, method) {
+        Some((d, op)) => (Some(d), Some(op)),
+        None => (None, None),
     };
     Some(Target {
         upstream_path,
+        from_origin,
         operation,
+        dialect,
         deployment,
     })
 }
@@ -173,6 +160,15 @@ mod tests {
         assert_eq!(t.deployment.as_deref(), Some("my-gpt"));
         assert_eq!(t.operation, Some(Operation::Chat));
         assert!(target("/v2/x", &Method::GET).is_none());
+        let t = target("/api/chat", &Method::POST).unwrap();
+        assert!(t.from_origin);
+        assert_eq!(t.upstream_path, "/api/chat");
+        assert_eq!(t.dialect.map(|d| d.name()), Some("ollama_native"));
+        let t = target("/v1/messages", &Method::POST).unwrap();
+        assert_eq!(t.dialect.map(|d| d.name()), Some("anthropic_messages"));
+        assert_eq!(t.upstream_path, "/messages");
+        let t = target("/v1/responses", &Method::POST).unwrap();
+        assert_eq!(t.dialect.map(|d| d.name()), Some("openai_responses"));
         assert_eq!(
             target("/v1/embeddings", &Method::POST).unwrap().operation,
             Some(Operation::Embeddings)

@@ -123,10 +123,13 @@ pub fn request_headers(inbound: &HeaderMap, upstream: &UpstreamConfig) -> Header
     if let Some(key) = &upstream.api_key {
         out.remove(header::AUTHORIZATION);
         out.remove("api-key");
+        out.remove("x-api-key");
         let set = match upstream.provider {
             Provider::Azure => {
                 HeaderValue::from_str(key.expose()).map(|v| (HeaderName::from_static("api-key"), v))
             }
+            Provider::Anthropic => HeaderValue::from_str(key.expose())
+                .map(|v| (HeaderName::from_static("x-api-key"), v)),
             _ => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map(|v| (header::AUTHORIZATION, v)),
         };

@@ -28,7 +28,7 @@ pub(crate) struct Shape {
 }
 
 /// The default reply, one word per content chunk (ten chunks).
-const REPLY_WORDS: [&str; 10] = [
+pub(crate) const REPLY_WORDS: [&str; 10] = [
     "Hello!", "This", "is", "a", "scripted", "reply", "from", "the", "llmtap", "mock.",
 ];
 /// Reasoning tokens reported by the `reasoning` scenario (added to `completion_tokens`, as
@@ -40,7 +40,7 @@ const MAX_TOOL_CALLS: usize = 2;
 const ARGUMENT_PIECES: usize = 4;
 
 /// `count` chunks cycling through `words`, space-separated like tokenizer pieces.
-fn reply_pieces<S: AsRef<str>>(words: &[S], count: usize) -> Vec<String> {
+pub(crate) fn reply_pieces<S: AsRef<str>>(words: &[S], count: usize) -> Vec<String> {
     (0..count)
         .map(|i| {
             let word = words[i % words.len()].as_ref();
@@ -55,7 +55,7 @@ fn reply_pieces<S: AsRef<str>>(words: &[S], count: usize) -> Vec<String> {
 
 /// About four characters per token, as OpenAI's rule of thumb says; deterministic and easy
 /// to recompute in a test: `ceil(chars / 4)`.
-fn tokens_for_chars(chars: usize) -> u64 {
+pub(crate) fn tokens_for_chars(chars: usize) -> u64 {
     (chars as u64).div_ceil(4)
 }
 
@@ -211,7 +211,7 @@ fn planned_calls(body: &Map<String, Value>, hash: u64) -> Vec<PlannedCall> {
 
 /// Arguments for up to three of the schema's properties, with a plausible value for each
 /// type, written with `", "` and `": "` separators as models tend to.
-fn sample_arguments(parameters: Option<&Value>) -> String {
+pub(crate) fn sample_arguments(parameters: Option<&Value>) -> String {
     let properties = parameters
         .and_then(|p| p.get("properties"))
         .and_then(Value::as_object);
@@ -253,7 +253,7 @@ fn sample_value(schema: &Value) -> Value {
     }
 }
 
-fn split_chars(text: &str, parts: usize) -> Vec<String> {
+pub(crate) fn split_chars(text: &str, parts: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let size = chars.len().div_ceil(parts).max(1);
     chars.chunks(size).map(|c| c.iter().collect()).collect()

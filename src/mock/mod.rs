@@ -23,6 +23,7 @@
 //! replay, `stream` the scripted response bodies and their cancellation guard.
 
 mod chat;
+mod dialects;
 mod embeddings;
 mod scenario;
 mod stream;
@@ -243,6 +244,12 @@ enum Endpoint {
     Embeddings,
     ListModels,
     GetModel(String),
+    /// OpenAI Responses API.
+    Responses,
+    /// Anthropic Messages API.
+    Messages,
+    /// Ollama's native API.
+    Ollama(dialects::OllamaEndpoint),
 }
 
 /// A classified request path; `deployment` is set for Azure paths.
@@ -258,6 +265,8 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Result<Target, 
             ("POST", "chat/completions") => Endpoint::Chat,
             ("POST", "completions") => Endpoint::Completions,
             ("POST", "embeddings") => Endpoint::Embeddings,
+            ("POST", "responses") => Endpoint::Responses,
+            ("POST", "messages") => Endpoint::Messages,
             ("GET", "models") => Endpoint::ListModels,
             ("GET", id) if id.len() > "models/".len() && id.starts_with("models/") => {
                 Endpoint::GetModel(id["models/".len()..].to_owned())
@@ -266,6 +275,19 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Result<Target, 
         };
         return Ok(Target {
             endpoint,
+            deployment: None,
+        });
+    }
+    if let Some(rest) = path.strip_prefix("/api/") {
+        use dialects::OllamaEndpoint;
+        let endpoint = match (method.as_str(), rest) {
+            ("POST", "chat") => OllamaEndpoint::Chat,
+            ("POST", "generate") => OllamaEndpoint::Generate,
+            ("POST", "embed") => OllamaEndpoint::Embed,
+            _ => return Err(scenario::invalid_url(method, path)),
+        };
+        return Ok(Target {
+            endpoint: Endpoint::Ollama(endpoint),
             deployment: None,
         });
     }
@@ -365,7 +387,12 @@ impl AppState {
         let has_body = target.as_ref().is_some_and(|t| {
             matches!(
                 t.endpoint,
-                Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings
+                Endpoint::Chat
+                    | Endpoint::Completions
+                    | Endpoint::Embeddings
+                    | Endpoint::Responses
+                    | Endpoint::Messages
+                    | Endpoint::Ollama(_)
             )
         });
         let json = if has_body && !body_free {
@@ -410,6 +437,14 @@ impl AppState {
 
         let model = requested_model.as_deref().unwrap_or("unknown");
         let reply = match (scenario, target) {
+            // Anthropic's clients expect Anthropic's error shape.
+            (
+                Scenario::Error(kind),
+                Some(Target {
+                    endpoint: Endpoint::Messages,
+                    ..
+                }),
+            ) => dialects::anthropic_error(kind.reply(model, false).status),
             (Scenario::Error(kind), _) => kind.reply(model, deployment.is_some()),
             (Scenario::Echo, _) => scenario::echo(call),
             (Scenario::Replay, _) => {
@@ -433,6 +468,10 @@ impl AppState {
                     Endpoint::Chat => chat::chat_completion(&json, &response_model, &shape),
                     Endpoint::Completions => chat::text_completion(&json, &response_model, &shape),
                     Endpoint::Embeddings => embeddings::embeddings(&json, model),
+                    Endpoint::Responses => dialects::responses(&json, &response_model, &shape),
+                    // Anthropic and Ollama answer with the model as asked.
+                    Endpoint::Messages => dialects::messages(&json, model, &shape),
+                    Endpoint::Ollama(e) => dialects::ollama(e, &json, model, &shape),
                     Endpoint::ListModels => embeddings::list_models(),
                     Endpoint::GetModel(id) => embeddings::get_model(&id),
                 }
@@ -473,7 +512,10 @@ impl AppState {
                 }
             }
             ReplyBody::Json(bytes) => Body::from(bytes),
-            ReplyBody::Sse(events) => self.scripted(seq, stream::shape_sse(events, shaping)),
+            ReplyBody::Sse(events) => self.scripted(seq, stream::shape_sse(events, shaping, true)),
+            ReplyBody::Events(events) => {
+                self.scripted(seq, stream::shape_sse(events, shaping, false))
+            }
             ReplyBody::Script(steps) => self.scripted(seq, steps),
         };
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -57,8 +57,9 @@ impl Shaping {
     }
 }
 
-/// The script for a streamed endpoint reply; `events` excludes `[DONE]`.
-pub(crate) fn shape_sse(mut events: Vec<Bytes>, shaping: Shaping) -> Vec<Step> {
+/// The script for a streamed endpoint reply; `events` excludes `[DONE]`, which ends a clean
+/// stream when `done` is set (OpenAI's chat streams; typed streams end with their own event).
+pub(crate) fn shape_sse(mut events: Vec<Bytes>, shaping: Shaping, done: bool) -> Vec<Step> {
     let delay = match (shaping.chunk_delay, shaping.scenario) {
         (Some(delay), _) => delay,
         (None, Scenario::Slow) => SLOW_CHUNK_DELAY,
@@ -84,7 +85,8 @@ pub(crate) fn shape_sse(mut events: Vec<Bytes>, shaping: Shaping) -> Vec<Step> {
             events.truncate(2);
             events.extend(GARBAGE.iter().map(|g| Bytes::from_static(g)));
         }
-        _ => events.push(Bytes::from_static(DONE)),
+        _ if done => events.push(Bytes::from_static(DONE)),
+        _ => {}
     }
     let mut steps = Vec::with_capacity(events.len() * 2 + tail.len());
     for (i, event) in events.into_iter().enumerate() {
@@ -254,10 +256,10 @@ mod tests {
 
     #[test]
     fn default_ends_with_done_and_slow_pauses() {
-        let steps = shape_sse(events(3), Shaping::plain());
+        let steps = shape_sse(events(3), Shaping::plain(), true);
         assert_eq!(sends(&steps).last(), Some(&DONE));
         assert_eq!(steps.len(), 4);
-        let steps = shape_sse(events(3), shaping(Scenario::Slow));
+        let steps = shape_sse(events(3), shaping(Scenario::Slow), true);
         assert_eq!(steps.len(), 7);
         assert_eq!(steps[1], Step::Sleep(SLOW_CHUNK_DELAY));
     }
@@ -270,12 +272,12 @@ mod tests {
             Scenario::MidstreamError,
             Scenario::Garbage,
         ] {
-            let steps = shape_sse(events(10), shaping(scenario));
+            let steps = shape_sse(events(10), shaping(scenario), true);
             assert!(!sends(&steps).contains(&DONE), "{scenario:?}");
         }
-        let cut = shape_sse(events(10), shaping(Scenario::Cut));
+        let cut = shape_sse(events(10), shaping(Scenario::Cut), true);
         assert!(matches!(cut.last(), Some(Step::Abort(_))));
-        let idle = shape_sse(events(10), shaping(Scenario::Idle));
+        let idle = shape_sse(events(10), shaping(Scenario::Idle), true);
         assert_eq!(idle.len(), 2);
     }
 

@@ -20,6 +20,7 @@ pub(crate) const MODEL_SNAPSHOT: &str = "2024-07-18";
 
 pub(crate) const JSON: &str = "application/json";
 pub(crate) const EVENT_STREAM: &str = "text/event-stream; charset=utf-8";
+pub(crate) const NDJSON: &str = "application/x-ndjson";
 
 /// Headers OpenAI puts on every response; fixed values keep responses byte-identical.
 /// A reply that sets one of these itself (429 sets the remaining count to 0) wins.
@@ -55,6 +56,9 @@ pub(crate) enum ReplyBody {
     Sse(Vec<Bytes>),
     /// A body already scripted (replay).
     Script(Vec<Step>),
+    /// Complete events of an API whose streams have no `[DONE]` (typed SSE events, NDJSON
+    /// lines); shaped like `Sse` otherwise.
+    Events(Vec<Bytes>),
 }
 
 impl Reply {

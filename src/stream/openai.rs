@@ -36,91 +36,7 @@ const MAX_TOOL_CALLS: usize = 256;
 /// Error messages are kept to this many bytes.
 const ERROR_MESSAGE_CAP: usize = 4096;
 
-/// Token counts from a response's `usage`. Absent or null fields stay `None`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Usage {
-    /// `prompt_tokens`.
-    pub input_tokens: Option<u64>,
-    /// `completion_tokens`.
-    pub output_tokens: Option<u64>,
-    /// `prompt_tokens_details.cached_tokens`.
-    pub cache_read_input_tokens: Option<u64>,
-    /// `completion_tokens_details.reasoning_tokens`.
-    pub reasoning_output_tokens: Option<u64>,
-}
-
-/// One tool call, reassembled from its deltas.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    /// The call's `index` within its choice.
-    pub index: u32,
-    /// `id` (e.g. `call_...`); empty if the server never sent one.
-    pub id: String,
-    /// `function.name` (or `custom.name`).
-    pub name: String,
-    /// `type`: `function` (also when the server never said), or e.g. `custom`.
-    pub kind: String,
-    /// Arguments as sent (JSON text for functions), capped at [`OUTPUT_TEXT_CAP`].
-    pub arguments: String,
-}
-
-/// An error reported by the upstream, in a non-2xx body or inside a stream.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct UpstreamError {
-    /// `error.message`, capped at 4 KiB.
-    pub message: Option<String>,
-    /// `error.type`.
-    pub kind: Option<String>,
-    /// `error.code`; a numeric code is rendered as a string.
-    pub code: Option<String>,
-}
-
-/// What a response told us, for the span and metrics.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ResponseSummary {
-    /// The first non-empty `id` (Azure's first chunk has an empty one).
-    pub id: Option<String>,
-    /// The first non-empty `model`: the model that answered, which may differ from the one
-    /// requested.
-    pub model: Option<String>,
-    /// The first non-empty `system_fingerprint` (vLLM only sends it on the usage chunk).
-    pub system_fingerprint: Option<String>,
-    /// The first non-empty `service_tier`.
-    pub service_tier: Option<String>,
-    /// Indexed by choice index, one per choice seen; `None` until a choice finishes.
-    pub finish_reasons: Vec<Option<String>>,
-    /// Only when the response carried usage.
-    pub usage: Option<Usage>,
-    /// Data events received, excluding `[DONE]` and empty data.
-    pub chunk_count: u64,
-    /// `[DONE]` seen.
-    pub saw_done: bool,
-    /// A chunk carried content: non-empty `content`, `reasoning_content`, `reasoning`,
-    /// `refusal` or completion `text`, or a tool-call delta.
-    pub first_content_seen: bool,
-    /// Sorted by (choice index, tool index), then arrival.
-    pub tool_calls: Vec<ToolCall>,
-    /// Per choice, the content concatenated, each capped at [`OUTPUT_TEXT_CAP`].
-    pub output_text: Vec<String>,
-    /// Characters of content across all choices, counted past the cap too.
-    pub output_chars: u64,
-    /// Characters of reasoning text (`reasoning_content` / `reasoning`), for estimating output
-    /// tokens when a server reports no usage.
-    pub reasoning_chars: u64,
-    /// An error event in the stream, or the error body of a non-2xx response. The first wins.
-    pub error: Option<UpstreamError>,
-    /// Something that isn't an OpenAI-shaped body was seen; parsing stopped there.
-    pub parse_failed: bool,
-}
-
-/// What one [`StreamAccumulator::feed`] call brought.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FeedOutcome {
-    /// The first content chunk of the stream arrived in this feed (time to first chunk).
-    pub first_content: bool,
-    /// Data events (excluding `[DONE]`) completed by this feed.
-    pub chunks: u32,
-}
+pub use crate::summary::{FeedOutcome, ResponseSummary, ToolCall, UpstreamError, Usage};
 
 /// Watches a streamed response: feed it a copy of the body bytes as they are relayed.
 #[derive(Debug, Default)]
@@ -1141,6 +1057,7 @@ mod tests {
             output_tokens: Some(output),
             cache_read_input_tokens: cached,
             reasoning_output_tokens: reasoning,
+            cache_write_input_tokens: None,
         })
     }
 

@@ -5,16 +5,32 @@ use crate::config::Price;
 use crate::route::glob_match;
 use crate::stream::openai::Usage;
 
-/// Shipped list prices for common OpenAI models, USD per 1M tokens, as published on
-/// 2026-11-01. Override or extend them under `metrics.prices` in the config file.
+/// Shipped list prices for common OpenAI and Anthropic models, USD per 1M tokens, as
+/// published on 2026-11-01 (openai.com/api/pricing, anthropic.com/pricing). Anthropic bills
+/// cache reads at 0.1x and 5-minute cache writes at 1.25x the input price. Override or extend
+/// them under `metrics.prices` in the config file.
 pub fn default_prices() -> Vec<Price> {
     let p = |model: &str, input: f64, cached: f64, output: f64| Price {
         model: model.to_string(),
         input,
         cached_input: Some(cached),
+        cache_write_input: None,
+        output,
+    };
+    let claude = |model: &str, input: f64, output: f64| Price {
+        model: model.to_string(),
+        input,
+        cached_input: Some(input * 0.1),
+        cache_write_input: Some(input * 1.25),
         output,
     };
     vec![
+        claude("claude-opus-4-5*", 5.00, 25.00),
+        claude("claude-opus-4*", 15.00, 75.00),
+        claude("claude-sonnet-4*", 3.00, 15.00),
+        claude("claude-3-7-sonnet*", 3.00, 15.00),
+        claude("claude-haiku-4-5*", 1.00, 5.00),
+        claude("claude-3-5-haiku*", 0.80, 4.00),
         p("gpt-4o-mini*", 0.15, 0.075, 0.60),
         p("gpt-4o*", 2.50, 1.25, 10.00),
         p("gpt-4.1-nano*", 0.10, 0.025, 0.40),
@@ -51,15 +67,21 @@ pub fn find_price<'p>(
         .find_map(|m| prices.iter().find(|p| glob_match(&p.model, m)))
 }
 
-/// Cached input tokens are billed at the cached price; reasoning tokens are already part of
-/// the output count, so they are billed as output.
+/// Input tokens read from the cache are billed at the cached price and those written to it
+/// at the cache-write price (both are part of the input count); reasoning tokens are already
+/// part of the output count, so they are billed as output.
 pub fn compute(price: &Price, usage: &Usage) -> Cost {
     let input = usage.input_tokens.unwrap_or(0) as f64;
     let cached = (usage.cache_read_input_tokens.unwrap_or(0) as f64).min(input);
+    let written = (usage.cache_write_input_tokens.unwrap_or(0) as f64).min(input - cached);
     let output = usage.output_tokens.unwrap_or(0) as f64;
     let cached_price = price.cached_input.unwrap_or(price.input);
+    let write_price = price.cache_write_input.unwrap_or(price.input);
     Cost {
-        input: ((input - cached) * price.input + cached * cached_price) / 1e6,
+        input: ((input - cached - written) * price.input
+            + cached * cached_price
+            + written * write_price)
+            / 1e6,
         output: output * price.output / 1e6,
     }
 }
@@ -83,6 +105,7 @@ mod tests {
                 output_tokens: Some(500),
                 cache_read_input_tokens: Some(400),
                 reasoning_output_tokens: Some(100),
+                cache_write_input_tokens: None,
             },
         );
         assert!((c.input - 0.00012).abs() < 1e-12, "{c:?}");
@@ -92,5 +115,25 @@ mod tests {
     #[test]
     fn unknown_model_has_no_price() {
         assert!(find_price(&default_prices(), Some("llama-3-70b"), None).is_none());
+    }
+
+    #[test]
+    fn anthropic_cache_reads_and_writes() {
+        let prices = default_prices();
+        let p = find_price(&prices, Some("claude-haiku-4-5-20251001"), None).unwrap();
+        // 129 input = 9 fresh + 100 read + 20 written; 12 output.
+        let c = compute(
+            p,
+            &Usage {
+                input_tokens: Some(129),
+                output_tokens: Some(12),
+                cache_read_input_tokens: Some(100),
+                cache_write_input_tokens: Some(20),
+                reasoning_output_tokens: None,
+            },
+        );
+        let want_in = (9.0 * 1.0 + 100.0 * 0.1 + 20.0 * 1.25) / 1e6;
+        assert!((c.input - want_in).abs() < 1e-12, "{c:?}");
+        assert!((c.output - 12.0 * 5.0 / 1e6).abs() < 1e-12);
     }
 }

@@ -247,7 +247,7 @@ impl Instruments {
         if let Some(u) = &f.upstream {
             base.push(KeyValue::new(
                 sc::GEN_AI_PROVIDER_NAME,
-                u.provider.semconv_name(),
+                f.provider().semconv_name(),
             ));
             base.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
         }
@@ -304,10 +304,10 @@ impl Instruments {
             Some(price) => {
                 let c = cost::compute(price, &usage);
                 let mut cost_attrs = vec![];
-                if let Some(u) = &f.upstream {
+                if f.upstream.is_some() {
                     cost_attrs.push(KeyValue::new(
                         sc::GEN_AI_PROVIDER_NAME,
-                        u.provider.semconv_name(),
+                        f.provider().semconv_name(),
                     ));
                 }
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::Provider;
+use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
-use crate::route::Operation;
 use crate::stream::decode::Decoder;
-use crate::stream::openai::{summarize_json_body, ResponseSummary, StreamAccumulator};
+use crate::summary::ResponseSummary;
 
 use super::propagation::TraceParent;
 use super::Telemetry;
@@ -30,7 +30,8 @@ pub struct UpstreamInfo {
 /// How the response body is watched.
 enum Observer {
     None,
-    Sse(Box<StreamAccumulator>),
+    /// A stream (SSE or NDJSON), read by the dialect's watcher.
+    Stream(Box<dyn StreamWatcher>),
     Json(Vec<u8>),
     /// Parsing stopped (undecodable encoding, oversize body): telemetry only, never the relay.
     Failed,
@@ -45,6 +46,8 @@ pub struct RequestFacts {
     pub path: String,
     pub upstream: Option<Arc<UpstreamInfo>>,
     pub operation: Option<Operation>,
+    /// The API's dialect, for inference calls.
+    pub dialect: Option<&'static dyn Dialect>,
     pub request: Option<RequestInfo>,
     pub trace: TraceParent,
     /// Span attributes from configured baggage keys and headers.
@@ -128,10 +131,10 @@ impl RequestRecord {
     /// Called when the upstream's response headers arrive: decides how the body is watched.
     pub fn response_started(&mut self, status: u16, content_type: &str, content_encoding: &str) {
         self.status = Some(status);
-        self.streaming = content_type.starts_with("text/event-stream");
-        if self.operation.is_none() {
+        self.streaming = is_stream(content_type);
+        let Some(dialect) = self.dialect.filter(|_| self.operation.is_some()) else {
             return;
-        }
+        };
         match Decoder::for_encoding(content_encoding) {
             None => {}
             Some(Ok(d)) => self.decoder = Some(d),
@@ -141,11 +144,7 @@ impl RequestRecord {
             }
         }
         self.observer = if self.streaming && (200..300).contains(&status) {
-            Observer::Sse(Box::new(if self.telemetry.capture_content() {
-                StreamAccumulator::new()
-            } else {
-                StreamAccumulator::counting_only()
-            }))
+            Observer::Stream(dialect.stream_watcher(!self.telemetry.capture_content()))
         } else {
             Observer::Json(Vec::new())
         };
@@ -171,7 +170,7 @@ impl RequestRecord {
             },
         };
         match &mut self.observer {
-            Observer::Sse(acc) => {
+            Observer::Stream(acc) => {
                 let fed = acc.feed(bytes);
                 if fed.chunks == 0 {
                     return;
@@ -215,14 +214,19 @@ impl RequestRecord {
         }
         self.finished = true;
         self.telemetry.request_ended();
-        let response = match std::mem::replace(&mut self.observer, Observer::None) {
-            Observer::Sse(acc) => acc.finish(),
-            Observer::Json(buf) if !buf.is_empty() => summarize_json_body(&buf),
+        let response = match (
+            std::mem::replace(&mut self.observer, Observer::None),
+            self.dialect,
+        ) {
+            (Observer::Stream(acc), _) => acc.finish(),
+            (Observer::Json(buf), Some(d)) if !buf.is_empty() => d.summarize_body(&buf),
             _ => ResponseSummary::default(),
         };
         if self.error.is_none() {
-            let watched_stream = self.streaming && self.operation.is_some();
-            self.error = classify_outcome(self.status, watched_stream, &response);
+            let watched = self
+                .dialect
+                .filter(|_| self.streaming && self.operation.is_some());
+            self.error = classify_outcome(self.status, watched, &response);
         }
         let facts = std::mem::replace(&mut self.facts, RequestFacts::empty());
         let f = FinishedRequest {
@@ -235,6 +239,19 @@ impl RequestRecord {
 }
 
 impl RequestFacts {
+    /// `gen_ai.provider.name`'s source: the upstream's provider, except that an upstream left
+    /// at the default `openai` takes the dialect's (the Anthropic path says `anthropic`).
+    pub fn provider(&self) -> Provider {
+        let configured = self
+            .upstream
+            .as_ref()
+            .map_or(Provider::Openai, |u| u.provider);
+        match self.dialect.and_then(|d| d.provider()) {
+            Some(p) if configured == Provider::Openai => p,
+            _ => configured,
+        }
+    }
+
     fn new(method: &str, path: &str) -> RequestFacts {
         RequestFacts {
             started: Instant::now(),
@@ -243,6 +260,7 @@ impl RequestFacts {
             path: path.to_string(),
             upstream: None,
             operation: None,
+            dialect: None,
             request: None,
             trace: TraceParent::default(),
             extra_attributes: Vec::new(),
@@ -280,7 +298,11 @@ impl Drop for RequestRecord {
 
 /// `error.type` for a request that completed without a transport failure: the upstream's
 /// error code (or HTTP status), a mid-stream error event, or a stream that stopped short.
-fn classify_outcome(status: Option<u16>, streaming: bool, r: &ResponseSummary) -> Option<String> {
+fn classify_outcome(
+    status: Option<u16>,
+    stream: Option<&dyn Dialect>,
+    r: &ResponseSummary,
+) -> Option<String> {
     let status = status?;
     if status >= 400 {
         let code = r
@@ -298,9 +320,16 @@ fn classify_outcome(status: Option<u16>, streaming: bool, r: &ResponseSummary) -
                 .unwrap_or_else(|| "stream_error".into()),
         );
     }
-    let no_finish = r.finish_reasons.iter().all(Option::is_none);
-    if streaming && !r.parse_failed && !r.saw_done && no_finish {
-        return Some("stream_truncated".into());
+    if let Some(d) = stream {
+        if !r.parse_failed && !d.stream_complete(r) {
+            return Some("stream_truncated".into());
+        }
     }
     None
+}
+
+/// Response content types that are streams: SSE, and NDJSON (Ollama's native API).
+pub fn is_stream(content_type: &str) -> bool {
+    content_type.starts_with("text/event-stream")
+        || content_type.starts_with("application/x-ndjson")
 }

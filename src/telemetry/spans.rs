@@ -50,8 +50,7 @@ pub fn effective_usage(f: &FinishedRequest) -> (Option<Usage>, bool) {
         Some(Usage {
             input_tokens: Some(est(prompt_chars)),
             output_tokens: output,
-            cache_read_input_tokens: None,
-            reasoning_output_tokens: None,
+            ..Usage::default()
         }),
         true,
     )
@@ -99,11 +98,13 @@ pub fn inference_span(
     let mut a: Vec<KeyValue> = Vec::with_capacity(40);
     let s = |v: &str| Value::String(StringValue::from(v.to_string()));
     a.push(KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name()));
-    a.push(KeyValue::new(sc::OPENAI_API_TYPE, op.api_type()));
+    if let Some(t) = f.dialect.and_then(|d| d.openai_api_type(op)) {
+        a.push(KeyValue::new(sc::OPENAI_API_TYPE, t));
+    }
     if let Some(u) = &f.upstream {
         a.push(KeyValue::new(
             sc::GEN_AI_PROVIDER_NAME,
-            u.provider.semconv_name(),
+            f.provider().semconv_name(),
         ));
         a.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
         a.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
@@ -182,7 +183,8 @@ pub fn inference_span(
     if let Some(t) = &f.prompt_template {
         a.push(KeyValue::new(sc::LLMTAP_PROMPT_TEMPLATE, t.clone()));
     }
-    if let Some(c) = &f.conversation_id {
+    let from_body = f.request.as_ref().and_then(|r| r.conversation_id.as_ref());
+    if let Some(c) = f.conversation_id.as_ref().or(from_body) {
         a.push(KeyValue::new(sc::GEN_AI_CONVERSATION_ID, c.clone()));
     }
     let r = &f.response;
@@ -232,6 +234,10 @@ pub fn inference_span(
         int(
             sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
             u.cache_read_input_tokens,
+        );
+        int(
+            sc::GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+            u.cache_write_input_tokens,
         );
         int(
             sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,

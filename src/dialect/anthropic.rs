@@ -1,0 +1,440 @@
+//! Anthropic Messages API (`POST /v1/messages`), plain and streamed. Reference: Anthropic's
+//! API reference, "Messages" and "Streaming Messages"; errors per "Errors".
+//!
+//! A stream is typed SSE events: `message_start` (id, model, input usage), then per content
+//! block `content_block_start` / `content_block_delta` (`text_delta`, `input_json_delta`,
+//! `thinking_delta`) / `content_block_stop`, then `message_delta` (stop reason and the
+//! cumulative usage) and `message_stop`. `ping` keeps the connection alive; an `error` event
+//! can arrive at any point. Usage is always reported: no injection.
+
+use serde_json::{Map, Value};
+
+use crate::config::Provider;
+use crate::request::{PromptHasher, RequestContent, RequestInfo};
+use crate::summary::{ResponseSummary, Usage};
+
+use super::watch::{EventReader, SseWatcher};
+use super::{f64_at, i64_at, str_at, strings_at, ApiPath, Dialect, Operation, StreamWatcher};
+
+#[derive(Debug)]
+pub struct AnthropicMessages;
+
+impl Dialect for AnthropicMessages {
+    fn name(&self) -> &'static str {
+        "anthropic_messages"
+    }
+
+    fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation> {
+        (method == http::Method::POST
+            && !path.azure
+            && path.path.trim_end_matches('/') == "messages")
+            .then_some(Operation::Chat)
+    }
+
+    fn provider(&self) -> Option<Provider> {
+        Some(Provider::Anthropic)
+    }
+
+    fn request_facts(
+        &self,
+        obj: &Map<String, Value>,
+        _op: Operation,
+        capture: bool,
+        hasher: &PromptHasher,
+    ) -> RequestInfo {
+        let mut info = RequestInfo {
+            model: str_at(obj, "model"),
+            stream: obj.get("stream").and_then(Value::as_bool),
+            temperature: f64_at(obj, "temperature"),
+            top_p: f64_at(obj, "top_p"),
+            max_tokens: i64_at(obj, "max_tokens"),
+            stop: strings_at(obj, "stop_sequences"),
+            ..Default::default()
+        };
+        let system = system_text(obj.get("system"));
+        info.prompt_chars += system.chars().count() as u64;
+        let messages = obj.get("messages").and_then(Value::as_array);
+        for m in messages.into_iter().flatten() {
+            info.message_count += 1;
+            match m.get("content") {
+                Some(Value::String(s)) => info.prompt_chars += s.chars().count() as u64,
+                Some(Value::Array(blocks)) => {
+                    for b in blocks {
+                        info.prompt_chars += block_text(b).chars().count() as u64;
+                        if b.get("type").and_then(Value::as_str) == Some("tool_result") {
+                            if let Some(id) = b.get("tool_use_id").and_then(Value::as_str) {
+                                info.tool_results.push((id.to_owned(), block_text(b)));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(m) = obj.get("messages") {
+            let canonical = serde_json::to_vec(&(m, obj.get("system"))).unwrap_or_default();
+            info.prompt_hash = Some(hasher.hash(&canonical));
+        }
+        if capture {
+            info.content = Some(content(obj, &system));
+        }
+        info
+    }
+
+    fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
+        Box::new(SseWatcher::<MessagesReader>::new(count_only))
+    }
+
+    fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
+        let mut s = ResponseSummary::default();
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v) if v.get("type").and_then(Value::as_str) == Some("error") => error(&v, &mut s),
+            Ok(v) if v.is_object() => {
+                s.set_id_and_model(
+                    v.get("id").and_then(Value::as_str),
+                    v.get("model").and_then(Value::as_str),
+                );
+                for (i, b) in v
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("text") => {
+                            s.push_text(
+                                0,
+                                b.get("text").and_then(Value::as_str).unwrap_or(""),
+                                false,
+                            );
+                        }
+                        Some("thinking") => s.push_reasoning(
+                            b.get("thinking").and_then(Value::as_str).unwrap_or(""),
+                        ),
+                        Some("tool_use") => {
+                            let id = b.get("id").and_then(Value::as_str).unwrap_or("");
+                            let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+                            if let Some(k) = s.tool_call(i as u32, id, name, "function") {
+                                let input =
+                                    b.get("input").map(Value::to_string).unwrap_or_default();
+                                s.push_arguments(k, &input);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(r) = v.get("stop_reason").and_then(Value::as_str) {
+                    s.set_finish_reason(0, r);
+                }
+                if let Some(u) = v.get("usage") {
+                    usage(u, &mut s);
+                }
+            }
+            _ => s.parse_failed = true,
+        }
+        s
+    }
+
+    fn stream_complete(&self, s: &ResponseSummary) -> bool {
+        s.stream_ended
+    }
+
+    /// `{"type":"error","error":{"type","message"}}` with Anthropic's error types.
+    fn error_body(&self, message: &str, kind: &str, code: &str) -> String {
+        let kind = match (kind, code) {
+            (_, "not_found") => "not_found_error",
+            (_, "request_too_large") => "request_too_large",
+            (_, "timeout") => "timeout_error",
+            ("invalid_request_error", _) => "invalid_request_error",
+            _ => "api_error",
+        };
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+            .to_string()
+    }
+}
+
+/// `system`: a string or text blocks.
+fn system_text(system: Option<&Value>) -> String {
+    crate::request::content_text(system)
+}
+
+/// The text of a content block: `text`, or a `tool_result`'s content (string or blocks).
+fn block_text(b: &Value) -> String {
+    match b.get("type").and_then(Value::as_str) {
+        Some("tool_result") => crate::request::content_text(b.get("content")),
+        _ => b
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    }
+}
+
+fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
+    let mut out = RequestContent::default();
+    if !system.is_empty() {
+        out.system_instructions =
+            Some(serde_json::json!([{"type": "text", "content": system}]).to_string());
+    }
+    let mut input = Vec::new();
+    for m in obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let parts: Vec<Value> = match m.get("content") {
+            Some(Value::String(s)) => vec![serde_json::json!({"type": "text", "content": s})],
+            Some(Value::Array(blocks)) => blocks
+                .iter()
+                .map(|b| match b.get("type").and_then(Value::as_str) {
+                    Some("tool_use") => serde_json::json!({"type": "tool_call",
+                        "id": b.get("id"), "name": b.get("name"), "arguments": b.get("input")}),
+                    Some("tool_result") => serde_json::json!({"type": "tool_call_response",
+                        "id": b.get("tool_use_id"), "response": block_text(b)}),
+                    _ => serde_json::json!({"type": "text", "content": block_text(b)}),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        input.push(serde_json::json!({"role": role, "parts": parts}));
+    }
+    out.input_messages = Some(Value::Array(input).to_string());
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let defs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({"type": "function", "name": t.get("name"),
+                    "description": t.get("description"), "parameters": t.get("input_schema")})
+            })
+            .collect();
+        out.tool_definitions = Some(Value::Array(defs).to_string());
+    }
+    out
+}
+
+/// Reads `usage` (message_start's, message_delta's cumulative one, or a whole body's).
+/// `gen_ai.usage.input_tokens` counts every input token, cached ones included (semconv), so
+/// Anthropic's uncached `input_tokens` and its cache reads and writes are added up.
+fn usage(u: &Value, s: &mut ResponseSummary) {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+    let usage = s.usage.get_or_insert_with(Usage::default);
+    let (fresh, read, write) = (
+        n("input_tokens"),
+        n("cache_read_input_tokens"),
+        n("cache_creation_input_tokens"),
+    );
+    if fresh.is_some() || read.is_some() || write.is_some() {
+        usage.input_tokens = Some(fresh.unwrap_or(0) + read.unwrap_or(0) + write.unwrap_or(0));
+    }
+    if read.is_some() {
+        usage.cache_read_input_tokens = read;
+    }
+    if write.is_some() {
+        usage.cache_write_input_tokens = write;
+    }
+    if let Some(o) = n("output_tokens") {
+        usage.output_tokens = Some(o);
+    }
+}
+
+fn error(v: &Value, s: &mut ResponseSummary) {
+    let e = v.get("error").unwrap_or(v);
+    let kind = e.get("type").and_then(Value::as_str);
+    // Anthropic's error type is its code too (`rate_limit_error`, `overloaded_error`).
+    s.set_error(e.get("message").and_then(Value::as_str), kind, kind);
+}
+
+/// Per-stream state: the tool call of each content block index.
+#[derive(Default)]
+struct MessagesReader {
+    blocks: Vec<(u64, usize)>,
+}
+
+impl EventReader for MessagesReader {
+    fn event(
+        &mut self,
+        _event: Option<&str>,
+        data: &[u8],
+        s: &mut ResponseSummary,
+        count_only: bool,
+    ) -> bool {
+        let data = data.trim_ascii();
+        if data.is_empty() {
+            return false;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+            s.parse_failed = true;
+            return true;
+        };
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "message_start" => {
+                if let Some(m) = v.get("message") {
+                    s.set_id_and_model(
+                        m.get("id").and_then(Value::as_str),
+                        m.get("model").and_then(Value::as_str),
+                    );
+                    if let Some(u) = m.get("usage") {
+                        usage(u, s);
+                    }
+                }
+            }
+            "content_block_start" => {
+                let b = &v["content_block"];
+                match b.get("type").and_then(Value::as_str) {
+                    Some("tool_use") | Some("server_tool_use") => {
+                        let id = b.get("id").and_then(Value::as_str).unwrap_or("");
+                        let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+                        if b["type"] == "tool_use" {
+                            if let Some(k) = s.tool_call(index as u32, id, name, "function") {
+                                self.blocks.push((index, k));
+                            }
+                        }
+                    }
+                    Some("text") => {
+                        s.push_text(
+                            0,
+                            b.get("text").and_then(Value::as_str).unwrap_or(""),
+                            count_only,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let d = &v["delta"];
+                let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("");
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        s.push_text(0, text("text"), count_only);
+                    }
+                    Some("thinking_delta") => s.push_reasoning(text("thinking")),
+                    Some("input_json_delta") => {
+                        if let Some((_, k)) = self.blocks.iter().find(|(i, _)| *i == index) {
+                            s.push_arguments(*k, text("partial_json"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    s.set_finish_reason(0, r);
+                }
+                if let Some(u) = v.get("usage") {
+                    usage(u, s);
+                }
+            }
+            "message_stop" => s.stream_ended = true,
+            "error" => error(&v, s),
+            // `ping` and `content_block_stop` carry nothing for telemetry; still events.
+            _ => {}
+        }
+        true
+    }
+
+    fn finish(&mut self, s: &mut ResponseSummary) {
+        // A tool_use with no argument deltas sent `input: {}`: arguments are the empty object.
+        for (_, k) in &self.blocks {
+            if let Some(call) = s.tool_calls.get_mut(*k) {
+                if call.arguments.is_empty() {
+                    call.arguments.push_str("{}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    fn watch(stream: &[u8], split: usize) -> ResponseSummary {
+        let mut w = AnthropicMessages.stream_watcher(false);
+        for piece in stream.chunks(split) {
+            w.feed(piece);
+        }
+        w.finish()
+    }
+
+    #[test]
+    fn text_stream_with_ping_and_cache() {
+        let s = fixture("anthropic-messages-text.sse");
+        let whole = watch(&s, s.len());
+        for split in [1, 3, 50] {
+            assert_eq!(watch(&s, split), whole);
+        }
+        assert!(whole.stream_ended && !whole.parse_failed);
+        assert_eq!(
+            whole.output_text,
+            vec!["Bonjour ! Comment puis-je aider ?".to_string()]
+        );
+        assert_eq!(whole.finish_reasons, vec![Some("end_turn".into())]);
+        let u = whole.usage.unwrap();
+        // 9 fresh + 100 read from cache + 20 written to it.
+        assert_eq!(u.input_tokens, Some(129));
+        assert_eq!(u.cache_read_input_tokens, Some(100));
+        assert_eq!(u.cache_write_input_tokens, Some(20));
+        assert_eq!(u.output_tokens, Some(12));
+        assert_eq!(whole.model.as_deref(), Some("claude-haiku-4-5-20251001"));
+    }
+
+    #[test]
+    fn tool_use_stream() {
+        let s = watch(&fixture("anthropic-messages-tool-use.sse"), 7);
+        assert_eq!(s.tool_calls.len(), 1);
+        let c = &s.tool_calls[0];
+        assert_eq!(c.name, "get_weather");
+        assert_eq!(c.arguments, r#"{"city": "Lyon"}"#);
+        assert!(c.id.starts_with("toolu_"));
+        assert_eq!(s.finish_reasons, vec![Some("tool_use".into())]);
+    }
+
+    #[test]
+    fn errors_in_anthropics_shape() {
+        let body: Value = serde_json::from_str(&AnthropicMessages.error_body(
+            "upstream down",
+            "proxy_error",
+            "upstream_unreachable",
+        ))
+        .unwrap();
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "api_error");
+        let s = AnthropicMessages.summarize_body(
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+        );
+        assert_eq!(s.error.unwrap().code.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn request_tool_results_close_calls() {
+        let body = serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 100,
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 C"}]}
+        ]});
+        let info = AnthropicMessages.request_facts(
+            body.as_object().unwrap(),
+            Operation::Chat,
+            false,
+            &PromptHasher::from_secret(b"k"),
+        );
+        assert_eq!(info.tool_results, vec![("toolu_1".into(), "18 C".into())]);
+        assert_eq!(info.max_tokens, Some(100));
+        assert_eq!(info.message_count, 3);
+    }
+}

@@ -1,0 +1,226 @@
+//! One dialect per LLM API, behind one small trait, over one request path.
+//!
+//! A dialect knows its API's wire format and nothing else: which paths are its own, what a
+//! request body says (model, parameters, tool results), whether usage can be asked for by
+//! injection, how response chunks and bodies become the provider-neutral
+//! [`ResponseSummary`](crate::summary::ResponseSummary), when a stream is complete, and the
+//! shape of llmtap's own errors on its paths. Routing, relaying and telemetry never look at
+//! a wire format themselves.
+//!
+//! Adding an API is one new file implementing [`Dialect`] plus one line in [`DIALECTS`].
+
+mod anthropic;
+mod ollama;
+mod openai_chat;
+mod openai_responses;
+mod watch;
+
+use serde_json::{Map, Value};
+
+use crate::config::Provider;
+use crate::request::{PromptHasher, RequestInfo};
+use crate::summary::{FeedOutcome, ResponseSummary};
+
+pub use anthropic::AnthropicMessages;
+pub use ollama::OllamaNative;
+pub use openai_chat::OpenAiChat;
+pub use openai_responses::OpenAiResponses;
+
+/// Every dialect llmtap speaks, tried in order; the first that recognises a path serves it.
+pub static DIALECTS: &[&dyn Dialect] = &[
+    &OpenAiChat,
+    &OpenAiResponses,
+    &AnthropicMessages,
+    &OllamaNative,
+];
+
+/// The gen_ai operation a request performs (`gen_ai.operation.name`, semconv GenAI spans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    TextCompletion,
+    Embeddings,
+}
+
+impl Operation {
+    /// `gen_ai.operation.name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::TextCompletion => "text_completion",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Where a request's path points, as the dialects see it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiPath<'a> {
+    /// The API path without llmtap's prefix: `chat/completions`, `responses`, `messages`,
+    /// or `api/chat` for Ollama's native paths (which sit at the server's root).
+    pub path: &'a str,
+    /// Under `/openai/deployments/{name}/`: Azure OpenAI.
+    pub azure: bool,
+}
+
+/// One LLM API's wire format. Implementations are stateless unit structs; per-stream state
+/// lives in the [`StreamWatcher`] they hand out.
+pub trait Dialect: Sync + std::fmt::Debug {
+    /// Short name for logs and tests (`openai_chat`, `anthropic_messages`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The operation this dialect performs for `path` and `method`, or `None` when the path
+    /// is not one of its inference paths.
+    fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation>;
+
+    /// `openai.api.type` for OpenAI's APIs; `None` elsewhere.
+    fn openai_api_type(&self, _op: Operation) -> Option<&'static str> {
+        None
+    }
+
+    /// The provider spans name when the upstream is configured as plain `openai` (the
+    /// default): the Anthropic path answers `anthropic` then. `None` keeps the upstream's.
+    fn provider(&self) -> Option<Provider> {
+        None
+    }
+
+    /// Facts from a JSON object request body: model, parameters, prompt shape, tool results.
+    fn request_facts(
+        &self,
+        obj: &Map<String, Value>,
+        op: Operation,
+        capture: bool,
+        hasher: &PromptHasher,
+    ) -> RequestInfo;
+
+    /// Whether llmtap may add `stream_options.include_usage` for usage on streams. Only the
+    /// OpenAI chat and completions APIs need it; the others always report usage.
+    fn injects_usage(&self, _op: Operation) -> bool {
+        false
+    }
+
+    /// A watcher for a streamed response (`text/event-stream` or NDJSON).
+    fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher>;
+
+    /// The summary of a whole (non-streamed) response body, success or error.
+    fn summarize_body(&self, body: &[u8]) -> ResponseSummary;
+
+    /// Whether a stream that ended without a transport failure is complete; one that is not
+    /// is recorded as `stream_truncated`.
+    fn stream_complete(&self, summary: &ResponseSummary) -> bool;
+
+    /// The body of llmtap's own error on this API's paths, in the API's error shape.
+    fn error_body(&self, message: &str, kind: &str, code: &str) -> String {
+        crate::error::error_body(message, kind, code)
+    }
+}
+
+/// Watches one streamed response: fed a copy of the (decoded) body bytes as they are relayed.
+pub trait StreamWatcher: Send {
+    fn feed(&mut self, bytes: &[u8]) -> FeedOutcome;
+    /// The summary so far.
+    fn summary(&self) -> &ResponseSummary;
+    fn finish(self: Box<Self>) -> ResponseSummary;
+}
+
+/// The dialect and operation serving `path`, if any.
+pub fn recognise(
+    path: ApiPath<'_>,
+    method: &http::Method,
+) -> Option<(&'static dyn Dialect, Operation)> {
+    DIALECTS
+        .iter()
+        .find_map(|d| d.recognise(path, method).map(|op| (*d, op)))
+}
+
+/// Parses a request body into its facts with `dialect`; `None` when the body is not a JSON
+/// object (it is forwarded untouched anyway).
+pub fn parse_request(
+    dialect: &dyn Dialect,
+    body: &[u8],
+    op: Operation,
+    capture: bool,
+    hasher: &PromptHasher,
+) -> Option<(RequestInfo, Map<String, Value>)> {
+    let Value::Object(obj) = serde_json::from_slice::<Value>(body).ok()? else {
+        return None;
+    };
+    let info = dialect.request_facts(&obj, op, capture, hasher);
+    Some((info, obj))
+}
+
+/// A number field read as `f64`/`i64` (helpers for request facts).
+pub(crate) fn f64_at(obj: &Map<String, Value>, key: &str) -> Option<f64> {
+    obj.get(key).and_then(Value::as_f64)
+}
+
+pub(crate) fn i64_at(obj: &Map<String, Value>, key: &str) -> Option<i64> {
+    obj.get(key).and_then(Value::as_i64)
+}
+
+pub(crate) fn str_at(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    obj.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// `stop` / `stop_sequences`: a string or an array of strings.
+pub(crate) fn strings_at(obj: &Map<String, Value>, key: &str) -> Vec<String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    fn at(path: &str) -> Option<(&'static str, Operation)> {
+        recognise(ApiPath { path, azure: false }, &Method::POST).map(|(d, op)| (d.name(), op))
+    }
+
+    #[test]
+    fn each_path_has_one_dialect() {
+        assert_eq!(
+            at("chat/completions"),
+            Some(("openai_chat", Operation::Chat))
+        );
+        assert_eq!(
+            at("completions"),
+            Some(("openai_chat", Operation::TextCompletion))
+        );
+        assert_eq!(
+            at("embeddings"),
+            Some(("openai_chat", Operation::Embeddings))
+        );
+        assert_eq!(at("responses"), Some(("openai_responses", Operation::Chat)));
+        assert_eq!(
+            at("messages"),
+            Some(("anthropic_messages", Operation::Chat))
+        );
+        assert_eq!(at("api/chat"), Some(("ollama_native", Operation::Chat)));
+        assert_eq!(
+            at("api/generate"),
+            Some(("ollama_native", Operation::TextCompletion))
+        );
+        assert_eq!(
+            at("api/embed"),
+            Some(("ollama_native", Operation::Embeddings))
+        );
+        assert_eq!(at("models"), None);
+        assert_eq!(at("responses/resp_1/input_items"), None);
+        assert!(recognise(
+            ApiPath {
+                path: "chat/completions",
+                azure: false
+            },
+            &Method::GET
+        )
+        .is_none());
+    }
+}

@@ -1,0 +1,168 @@
+//! Stream watchers shared by the dialects: SSE framing (typed events) and NDJSON framing
+//! (one JSON object per line), each handing whole events to the dialect's [`EventReader`].
+
+use crate::stream::sse::SseParser;
+use crate::summary::{FeedOutcome, ResponseSummary};
+
+use super::StreamWatcher;
+
+/// Longest NDJSON line buffered while waiting for its newline; a longer one stops parsing.
+const MAX_LINE: usize = 8 * 1024 * 1024;
+
+/// How a dialect reads one event (an SSE event, or an NDJSON line) into the summary.
+pub(crate) trait EventReader: Send + Default + 'static {
+    /// Reads one event; returns whether it counts as a chunk. Sets
+    /// `summary.first_content_seen` when it carried content or a tool call.
+    fn event(
+        &mut self,
+        event: Option<&str>,
+        data: &[u8],
+        summary: &mut ResponseSummary,
+        count_only: bool,
+    ) -> bool;
+
+    /// At the end of the stream (tool calls completed, defaults filled).
+    fn finish(&mut self, _summary: &mut ResponseSummary) {}
+}
+
+/// Feeds an event to `reader` and accounts for it in `outcome`.
+fn dispatch<R: EventReader>(
+    reader: &mut R,
+    summary: &mut ResponseSummary,
+    count_only: bool,
+    event: Option<&str>,
+    data: &[u8],
+    outcome: &mut FeedOutcome,
+) {
+    if summary.parse_failed {
+        return;
+    }
+    let before = summary.first_content_seen;
+    if reader.event(event, data, summary, count_only) {
+        summary.chunk_count += 1;
+        outcome.chunks += 1;
+    }
+    outcome.first_content |= !before && summary.first_content_seen;
+}
+
+/// An SSE stream of typed events (Responses API, Anthropic Messages).
+#[derive(Default)]
+pub(crate) struct SseWatcher<R> {
+    parser: SseParser,
+    reader: R,
+    summary: ResponseSummary,
+    count_only: bool,
+}
+
+impl<R: EventReader> SseWatcher<R> {
+    pub(crate) fn new(count_only: bool) -> Self {
+        SseWatcher {
+            count_only,
+            ..Default::default()
+        }
+    }
+}
+
+impl<R: EventReader> StreamWatcher for SseWatcher<R> {
+    fn feed(&mut self, bytes: &[u8]) -> FeedOutcome {
+        let mut outcome = FeedOutcome::default();
+        let SseWatcher {
+            parser,
+            reader,
+            summary,
+            count_only,
+        } = self;
+        parser.feed(bytes, |e| {
+            dispatch(reader, summary, *count_only, e.event, e.data, &mut outcome)
+        });
+        if parser.failed() {
+            summary.parse_failed = true;
+        }
+        outcome
+    }
+
+    fn summary(&self) -> &ResponseSummary {
+        &self.summary
+    }
+
+    fn finish(mut self: Box<Self>) -> ResponseSummary {
+        self.reader.finish(&mut self.summary);
+        self.summary
+    }
+}
+
+/// A newline-delimited JSON stream (Ollama's native API).
+#[derive(Default)]
+pub(crate) struct NdjsonWatcher<R> {
+    line: Vec<u8>,
+    reader: R,
+    summary: ResponseSummary,
+    count_only: bool,
+}
+
+impl<R: EventReader> NdjsonWatcher<R> {
+    pub(crate) fn new(count_only: bool) -> Self {
+        NdjsonWatcher {
+            count_only,
+            ..Default::default()
+        }
+    }
+}
+
+impl<R: EventReader> StreamWatcher for NdjsonWatcher<R> {
+    fn feed(&mut self, mut bytes: &[u8]) -> FeedOutcome {
+        let mut outcome = FeedOutcome::default();
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            let (head, rest) = bytes.split_at(nl);
+            bytes = &rest[1..];
+            let line: &[u8] = if self.line.is_empty() {
+                head
+            } else {
+                self.line.extend_from_slice(head);
+                &self.line
+            };
+            let line = line.trim_ascii();
+            if !line.is_empty() {
+                dispatch(
+                    &mut self.reader,
+                    &mut self.summary,
+                    self.count_only,
+                    None,
+                    line,
+                    &mut outcome,
+                );
+            }
+            self.line.clear();
+        }
+        if self.line.len() + bytes.len() > MAX_LINE {
+            self.summary.parse_failed = true;
+            self.line.clear();
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+        outcome
+    }
+
+    fn summary(&self) -> &ResponseSummary {
+        &self.summary
+    }
+
+    fn finish(mut self: Box<Self>) -> ResponseSummary {
+        // A last line without its newline is still a line (NDJSON readers take it).
+        let line = std::mem::take(&mut self.line);
+        let line = line.trim_ascii();
+        if !line.is_empty() {
+            let mut outcome = FeedOutcome::default();
+            dispatch(
+                &mut self.reader,
+                &mut self.summary,
+                self.count_only,
+                None,
+                line,
+                &mut outcome,
+            );
+        }
+        self.reader.finish(&mut self.summary);
+        self.summary
+    }
+}

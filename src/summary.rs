@@ -1,0 +1,212 @@
+//! The provider-neutral summary of a response: what every dialect's parser fills and what
+//! spans and metrics read. Nothing here knows a wire format.
+
+/// Token counts from a response's `usage`. Absent or null fields stay `None`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens (OpenAI `prompt_tokens` / `input_tokens`, Anthropic `input_tokens`,
+    /// Ollama `prompt_eval_count`).
+    pub input_tokens: Option<u64>,
+    /// Output tokens (`completion_tokens` / `output_tokens`, Ollama `eval_count`).
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the provider's cache (`cached_tokens`,
+    /// Anthropic `cache_read_input_tokens`).
+    pub cache_read_input_tokens: Option<u64>,
+    /// Input tokens written to the provider's cache (Anthropic `cache_creation_input_tokens`).
+    pub cache_write_input_tokens: Option<u64>,
+    /// `reasoning_tokens`.
+    pub reasoning_output_tokens: Option<u64>,
+}
+
+/// One tool call, reassembled from its deltas.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call's `index` within its choice.
+    pub index: u32,
+    /// `id` (e.g. `call_...`); empty if the server never sent one.
+    pub id: String,
+    /// `function.name` (or `custom.name`).
+    pub name: String,
+    /// `type`: `function` (also when the server never said), or e.g. `custom`.
+    pub kind: String,
+    /// Arguments as sent (JSON text for functions), capped at [`OUTPUT_TEXT_CAP`](crate::stream::openai::OUTPUT_TEXT_CAP).
+    pub arguments: String,
+}
+
+/// An error reported by the upstream, in a non-2xx body or inside a stream.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    /// `error.message`, capped at 4 KiB.
+    pub message: Option<String>,
+    /// `error.type`.
+    pub kind: Option<String>,
+    /// `error.code`; a numeric code is rendered as a string.
+    pub code: Option<String>,
+}
+
+/// What a response told us, for the span and metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResponseSummary {
+    /// The first non-empty `id` (Azure's first chunk has an empty one).
+    pub id: Option<String>,
+    /// The first non-empty `model`: the model that answered, which may differ from the one
+    /// requested.
+    pub model: Option<String>,
+    /// The first non-empty `system_fingerprint` (vLLM only sends it on the usage chunk).
+    pub system_fingerprint: Option<String>,
+    /// The first non-empty `service_tier`.
+    pub service_tier: Option<String>,
+    /// Indexed by choice index, one per choice seen; `None` until a choice finishes.
+    pub finish_reasons: Vec<Option<String>>,
+    /// Only when the response carried usage.
+    pub usage: Option<Usage>,
+    /// Data events received, excluding `[DONE]` and empty data.
+    pub chunk_count: u64,
+    /// `[DONE]` seen.
+    pub saw_done: bool,
+    /// The dialect's own end-of-stream event arrived (Responses `response.completed` and its
+    /// siblings, Anthropic `message_stop`, Ollama `done: true`).
+    pub stream_ended: bool,
+    /// A chunk carried content: non-empty `content`, `reasoning_content`, `reasoning`,
+    /// `refusal` or completion `text`, or a tool-call delta.
+    pub first_content_seen: bool,
+    /// Sorted by (choice index, tool index), then arrival.
+    pub tool_calls: Vec<ToolCall>,
+    /// Per choice, the content concatenated, each capped at [`OUTPUT_TEXT_CAP`](crate::stream::openai::OUTPUT_TEXT_CAP).
+    pub output_text: Vec<String>,
+    /// Characters of content across all choices, counted past the cap too.
+    pub output_chars: u64,
+    /// Characters of reasoning text (`reasoning_content` / `reasoning`), for estimating output
+    /// tokens when a server reports no usage.
+    pub reasoning_chars: u64,
+    /// An error event in the stream, or the error body of a non-2xx response. The first wins.
+    pub error: Option<UpstreamError>,
+    /// Something that isn't an OpenAI-shaped body was seen; parsing stopped there.
+    pub parse_failed: bool,
+}
+
+/// What one [`StreamAccumulator::feed`] call brought.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FeedOutcome {
+    /// The first content chunk of the stream arrived in this feed (time to first chunk).
+    pub first_content: bool,
+    /// Data events (excluding `[DONE]`) completed by this feed.
+    pub chunks: u32,
+}
+
+/// Error messages are kept to this many bytes.
+pub const ERROR_MESSAGE_CAP: usize = 4096;
+
+impl ResponseSummary {
+    /// Appends output text to a choice (kept only when `count_only` is off, capped); returns
+    /// whether it was non-empty. Marks the first content.
+    pub fn push_text(&mut self, choice: usize, text: &str, count_only: bool) -> bool {
+        if choice >= 128 {
+            return false;
+        }
+        if self.output_text.len() <= choice {
+            self.output_text.resize(choice + 1, String::new());
+        }
+        self.output_chars += text.chars().count() as u64;
+        if !count_only {
+            push_capped(&mut self.output_text[choice], text);
+        }
+        let content = !text.is_empty();
+        self.first_content_seen |= content;
+        content
+    }
+
+    /// Counts reasoning text (kept nowhere) and marks the first content.
+    pub fn push_reasoning(&mut self, text: &str) {
+        self.reasoning_chars += text.chars().count() as u64;
+        self.first_content_seen |= !text.is_empty();
+    }
+
+    /// Sets a choice's finish reason (the latest non-empty one wins).
+    pub fn set_finish_reason(&mut self, choice: usize, reason: &str) {
+        if choice >= 128 || reason.is_empty() {
+            return;
+        }
+        if self.finish_reasons.len() <= choice {
+            self.finish_reasons.resize(choice + 1, None);
+        }
+        self.finish_reasons[choice] = Some(reason.to_owned());
+    }
+
+    /// The first non-empty id and model win.
+    pub fn set_id_and_model(&mut self, id: Option<&str>, model: Option<&str>) {
+        for (slot, v) in [(&mut self.id, id), (&mut self.model, model)] {
+            if slot.is_none() {
+                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                    *slot = Some(v.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Records an upstream error; the first one wins. The message is capped.
+    pub fn set_error(&mut self, message: Option<&str>, kind: Option<&str>, code: Option<&str>) {
+        if self.error.is_some() {
+            return;
+        }
+        let own = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+        let mut message = own(message);
+        if let Some(m) = &mut message {
+            let end = floor_char_boundary(m, ERROR_MESSAGE_CAP);
+            m.truncate(end);
+        }
+        self.error = Some(UpstreamError {
+            message,
+            kind: own(kind),
+            code: own(code),
+        });
+    }
+
+    /// Starts a tool call (or returns the existing one with this `id`); returns its position.
+    pub fn tool_call(&mut self, index: u32, id: &str, name: &str, kind: &str) -> Option<usize> {
+        if let Some(k) = self
+            .tool_calls
+            .iter()
+            .position(|c| !id.is_empty() && c.id == id)
+        {
+            return Some(k);
+        }
+        if self.tool_calls.len() >= 256 {
+            return None;
+        }
+        self.first_content_seen = true;
+        self.tool_calls.push(ToolCall {
+            index,
+            id: id.to_owned(),
+            name: name.to_owned(),
+            kind: if kind.is_empty() { "function" } else { kind }.to_owned(),
+            arguments: String::new(),
+        });
+        Some(self.tool_calls.len() - 1)
+    }
+
+    /// Appends argument text to tool call `k` (capped).
+    pub fn push_arguments(&mut self, k: usize, text: &str) {
+        if let Some(call) = self.tool_calls.get_mut(k) {
+            push_capped(&mut call.arguments, text);
+        }
+    }
+}
+
+/// Appends as much of `text` as fits under the output cap, cut on a char boundary.
+pub(crate) fn push_capped(target: &mut String, text: &str) {
+    let cap = crate::stream::openai::OUTPUT_TEXT_CAP;
+    let room = cap.saturating_sub(target.len());
+    target.push_str(&text[..floor_char_boundary(text, room)]);
+}
+
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    let mut at = at;
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
