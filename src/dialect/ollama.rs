@@ -118,7 +118,7 @@ impl Dialect for OllamaNative {
         let mut s = ResponseSummary::default();
         match serde_json::from_slice::<Value>(body) {
             Ok(v) if v.is_object() => {
-                OllamaReader::default().line(&v, &mut s, false);
+                OllamaReader.line(&v, &mut s, false);
             }
             _ => s.parse_failed = true,
         }

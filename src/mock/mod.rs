@@ -590,6 +590,11 @@ mod tests {
     fn classify_openai_paths() {
         let target = classify(&Method::POST, "/v1/chat/completions", None).ok();
         assert_eq!(target.map(|t| t.endpoint), Some(Endpoint::Chat));
+        // The other APIs llmtap traces (issue: every API traced as well as chat).
+        let target = classify(&Method::POST, "/v1/responses", None).ok();
+        assert_eq!(target.map(|t| t.endpoint), Some(Endpoint::Responses));
+        let target = classify(&Method::POST, "/v1/messages", None).ok();
+        assert_eq!(target.map(|t| t.endpoint), Some(Endpoint::Messages));
         let target = classify(&Method::GET, "/v1/models/gpt-4o", None).ok();
         assert_eq!(
             target.map(|t| t.endpoint),
@@ -597,7 +602,8 @@ mod tests {
         );
         for (method, path) in [
             (Method::GET, "/v1/chat/completions"),
-            (Method::POST, "/v1/responses"),
+            (Method::POST, "/v1/audio/speech"),
+            (Method::GET, "/v1/responses"),
             (Method::GET, "/v1/models/"),
             (Method::POST, "/chat/completions"),
         ] {
