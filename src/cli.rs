@@ -105,4 +105,16 @@ pub struct ProxyArgs {
     /// Distinct model names kept as metric attribute values before others become `other` [default: 100].
     #[arg(long, env = "LLMTAP_MAX_MODELS")]
     pub max_models: Option<usize>,
+    /// Serve the live view at /ui [default: on when listening on loopback, and in `demo`].
+    #[arg(long, env = "LLMTAP_UI", num_args = 0..=1, default_missing_value = "true")]
+    pub ui: Option<bool>,
+    /// Recent calls the live view keeps in memory [default: 1000].
+    #[arg(long, env = "LLMTAP_UI_MAX_CALLS")]
+    pub ui_max_calls: Option<usize>,
+    /// Trace-viewer URL for a call's trace id, e.g. http://localhost:3000/explore?traceId={trace_id}.
+    #[arg(long, env = "LLMTAP_UI_TRACE_URL")]
+    pub ui_trace_url: Option<String>,
+    /// Serve /ui only on --metrics-listen, not on the proxy's address [default: false].
+    #[arg(long, env = "LLMTAP_UI_ONLY_ON_METRICS_LISTEN")]
+    pub ui_only_on_metrics_listen: Option<bool>,
 }

@@ -237,6 +237,33 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The live view at `/ui` (recent calls, one call's timeline, charts of the last minutes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UiConfig {
+    /// `None`: on when the listen address is loopback, off otherwise.
+    pub enabled: Option<bool>,
+    /// Finished calls kept in memory for the view, newest first.
+    pub max_calls: usize,
+    /// Trace-viewer link for a call, with `{trace_id}` (and optionally `{span_id}`) replaced.
+    pub trace_url: Option<String>,
+    /// Serve `/ui` only on `metrics_listen`, not on the proxy's own address.
+    pub only_on_metrics_listen: bool,
+    /// Baggage key (or configured header/attribute name) whose value the view shows as tenant.
+    pub tenant_key: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            enabled: None,
+            max_calls: 1000,
+            trace_url: None,
+            only_on_metrics_listen: false,
+            tenant_key: "tenant".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -252,6 +279,7 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
+    pub ui: UiConfig,
 }
 
 impl Config {
@@ -278,7 +306,16 @@ impl Config {
             ca_file: None,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
+            ui: UiConfig::default(),
         }
+    }
+
+    /// Whether `/ui` is served: as configured, else only when listening on loopback (nobody
+    /// else can reach it there).
+    pub fn ui_enabled(&self) -> bool {
+        self.ui
+            .enabled
+            .unwrap_or_else(|| self.listen.ip().is_loopback())
     }
 
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
@@ -311,6 +348,17 @@ struct FileConfig {
     ca_file: Option<PathBuf>,
     telemetry: Option<FileTelemetry>,
     metrics: Option<FileMetrics>,
+    ui: Option<FileUi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUi {
+    enabled: Option<bool>,
+    max_calls: Option<usize>,
+    trace_url: Option<String>,
+    only_on_metrics_listen: Option<bool>,
+    tenant_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,6 +589,20 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         d.prices = prices;
     }
+    if let Some(u) = file.ui {
+        let d = &mut cfg.ui;
+        d.enabled = u.enabled;
+        if let Some(v) = u.max_calls {
+            d.max_calls = v;
+        }
+        d.trace_url = u.trace_url;
+        if let Some(v) = u.only_on_metrics_listen {
+            d.only_on_metrics_listen = v;
+        }
+        if let Some(v) = u.tenant_key {
+            d.tenant_key = v;
+        }
+    }
     Ok(cfg)
 }
 
@@ -649,6 +711,18 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = a.max_models {
         cfg.metrics.max_models = v;
     }
+    if let Some(v) = a.ui {
+        cfg.ui.enabled = Some(v);
+    }
+    if let Some(v) = a.ui_max_calls {
+        cfg.ui.max_calls = v;
+    }
+    if let Some(v) = &a.ui_trace_url {
+        cfg.ui.trace_url = Some(v.clone());
+    }
+    if let Some(v) = a.ui_only_on_metrics_listen {
+        cfg.ui.only_on_metrics_listen = v;
+    }
     Ok(())
 }
 
@@ -707,6 +781,7 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
         regex::Regex::new(&r.pattern)
             .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
     }
+    validate_ui(cfg)?;
     let prices = cfg
         .metrics
         .prices
@@ -720,6 +795,35 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 p.model
             )));
         }
+    }
+    Ok(())
+}
+
+/// Most calls the view keeps; each holds a finished record of a few KB.
+const MAX_UI_CALLS: usize = 1_000_000;
+
+fn validate_ui(cfg: &Config) -> Result<(), ConfigError> {
+    let u = &cfg.ui;
+    if !(1..=MAX_UI_CALLS).contains(&u.max_calls) {
+        return Err(err(format!(
+            "ui.max_calls: must be between 1 and {MAX_UI_CALLS}, got {}",
+            u.max_calls
+        )));
+    }
+    if let Some(t) = &u.trace_url {
+        // The page turns it into a link: only http(s), so no `javascript:` URL can ride in.
+        let ok =
+            (t.starts_with("http://") || t.starts_with("https://")) && t.contains("{trace_id}");
+        if !ok {
+            return Err(err(format!(
+                "ui.trace_url: must be an http(s) URL containing {{trace_id}}, got {t:?}"
+            )));
+        }
+    }
+    if u.only_on_metrics_listen && cfg.metrics_listen.is_none() {
+        return Err(err(
+            "ui.only_on_metrics_listen: needs metrics_listen (--metrics-listen) to be set",
+        ));
     }
     Ok(())
 }

@@ -39,6 +39,9 @@ pub struct AppState {
     pub abort: tokio::sync::watch::Sender<bool>,
     /// Upstreams that refused the injected `stream_options` lately.
     pub refusals: InjectionRefusals,
+    /// Set when shutdown starts: endless responses (the live view's event stream) end then,
+    /// so they never hold up the drain.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -51,24 +54,44 @@ impl AppState {
             ready: AtomicBool::new(true),
             abort: tokio::sync::watch::channel(false).0,
             refusals: InjectionRefusals::new(),
+            stopping: tokio::sync::watch::channel(false).0,
         }))
     }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let ui = if state.config.ui.only_on_metrics_listen {
+        None
+    } else {
+        crate::ui::routes(state.clone(), state.config.listen.ip().is_loopback())
+    };
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(proxy)
-        .with_state(state)
+        .with_state(state);
+    match ui {
+        Some(ui) => router.merge(ui),
+        None => router,
+    }
 }
 
-/// A router with only `/metrics`, for `--metrics-listen`.
+/// A router with `/metrics` (and `/ui` when it is served only here), for `--metrics-listen`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let ui = match state.config.metrics_listen {
+        Some(a) if state.config.ui.only_on_metrics_listen => {
+            crate::ui::routes(state.clone(), a.ip().is_loopback())
+        }
+        _ => None,
+    };
+    let router = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match ui {
+        Some(ui) => router.merge(ui),
+        None => router,
+    }
 }
 
 async fn healthz() -> &'static str {

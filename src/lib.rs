@@ -16,6 +16,7 @@ pub mod route;
 pub mod stream;
 pub mod summary;
 pub mod telemetry;
+pub mod ui;
 pub mod upstream;
 
 use std::future::{Future, IntoFuture};
@@ -52,6 +53,7 @@ pub async fn serve(
         async move {
             shutdown.await;
             state.ready.store(false, Ordering::Release);
+            let _ = state.stopping.send(true);
             let _ = stop_tx.send(true);
         }
     };

@@ -103,6 +103,16 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         .unwrap_or_default();
     tracing::info!(listen = %addr, upstreams = %upstreams.join(", "), "llmtap listening");
     tracing::info!("telemetry: {}", telemetry.describe());
+    if config.ui_enabled() {
+        let at = match (config.ui.only_on_metrics_listen, config.metrics_listen) {
+            (true, Some(m)) => m.to_string(),
+            _ => addr.clone(),
+        };
+        tracing::info!(
+            "live view at http://{at}/ui (last {} calls; --ui false turns it off)",
+            config.ui.max_calls
+        );
+    }
     let state = match AppState::new(config, telemetry) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
@@ -123,6 +133,8 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
 /// of `--upstream` when the user names one (then no scripted upstream is started).
 async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
     let mut args = args.clone();
+    // The live view is the demo's point: on unless the user turned it off.
+    let ui = *args.ui.get_or_insert(true);
     let scripted = args.upstream.is_none();
     let upstream_desc = if let Some(url) = &args.upstream {
         format!("the upstream at {url}")
@@ -172,8 +184,14 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
     } else {
         ""
     };
+    let live = if ui {
+        "Live view: http://{addr}/ui (recent calls, timelines, charts)\n"
+    } else {
+        ""
+    };
     let banner = format!(
         "llmtap demo: proxy on http://{{addr}}/v1 in front of {upstream_desc}\n\
+         {live}\
          {try_it}\n  \
          curl -s http://{{addr}}/v1/chat/completions -H 'content-type: application/json' \\\n    \
          -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n  \

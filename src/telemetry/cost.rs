@@ -1,9 +1,44 @@
 //! Estimated cost in USD from a price table (USD per million tokens, by model glob).
 //! Cost is only ever computed from a known price: no price, no number.
 
-use crate::config::Price;
+use std::collections::HashMap;
+
+use crate::config::{Config, Price};
 use crate::route::glob_match;
 use crate::stream::openai::Usage;
+
+use super::record::FinishedRequest;
+use super::spans::request_model;
+
+/// The configured prices: the global table and the upstreams that have their own.
+#[derive(Debug, Clone)]
+pub struct PriceTable {
+    global: Vec<Price>,
+    per_upstream: HashMap<String, Vec<Price>>,
+}
+
+impl PriceTable {
+    pub fn new(config: &Config) -> PriceTable {
+        PriceTable {
+            global: config.metrics.prices.clone(),
+            per_upstream: config
+                .upstreams
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.prices.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// The price of a finished request: from its upstream's own table when it has one.
+    pub fn price_for(&self, f: &FinishedRequest) -> Option<&Price> {
+        let table = f
+            .upstream
+            .as_ref()
+            .and_then(|u| self.per_upstream.get(&u.name))
+            .unwrap_or(&self.global);
+        find_price(table, f.response.model.as_deref(), request_model(f))
+    }
+}
 
 /// Shipped list prices for common OpenAI and Anthropic models, USD per 1M tokens, as
 /// published on 2026-11-01 (openai.com/api/pricing, anthropic.com/pricing). Anthropic bills

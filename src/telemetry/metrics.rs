@@ -20,7 +20,7 @@ use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{effective_usage, request_model};
 use super::tools::PendingCall;
-use crate::config::{Config, Price};
+use crate::config::Config;
 
 /// A `ManualReader` the meter provider and llmtap's own export loop share: the provider
 /// registers it, llmtap collects from it on its own schedule (OTLP interval or a scrape).
@@ -117,8 +117,7 @@ pub struct Instruments {
     models: Bounded,
     tools: Bounded,
     extra: HashMap<String, Bounded>,
-    prices: Vec<Price>,
-    upstream_prices: HashMap<String, Vec<Price>>,
+    prices: cost::PriceTable,
     warned_unpriced: Mutex<HashSet<String>>,
 }
 
@@ -221,12 +220,7 @@ impl Instruments {
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),
             extra,
-            prices: config.metrics.prices.clone(),
-            upstream_prices: config
-                .upstreams
-                .iter()
-                .filter_map(|u| Some((u.name.clone(), u.prices.clone()?)))
-                .collect(),
+            prices: cost::PriceTable::new(config),
             warned_unpriced: Mutex::new(HashSet::new()),
         }
     }
@@ -295,12 +289,7 @@ impl Instruments {
         if let Some(n) = usage.output_tokens {
             self.tokens.record(n, &typed("output"));
         }
-        let table = f
-            .upstream
-            .as_ref()
-            .and_then(|u| self.upstream_prices.get(&u.name))
-            .unwrap_or(&self.prices);
-        match cost::find_price(table, f.response.model.as_deref(), request_model(f)) {
+        match self.prices.price_for(f) {
             Some(price) => {
                 let c = cost::compute(price, &usage);
                 let mut cost_attrs = vec![];

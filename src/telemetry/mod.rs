@@ -11,6 +11,7 @@ pub mod export;
 pub mod metrics;
 pub mod prometheus;
 pub mod propagation;
+pub mod recent;
 pub mod record;
 pub mod semconv;
 pub mod settings;
@@ -33,6 +34,7 @@ use content::Redactor;
 use export::{MetricSink, SpanBatcher, SpanSink};
 use metrics::{Instruments, SharedReader};
 use propagation::{Propagation, TraceParent};
+use recent::{RecentCalls, RecentTool};
 use record::FinishedRequest;
 use settings::Settings;
 use spans::SpanContextInfo;
@@ -56,6 +58,10 @@ struct Inner {
     prometheus: Option<SharedReader>,
     capture_content: bool,
     prompt_hasher: crate::request::PromptHasher,
+    /// The live view's ring of recent calls, when the view is on.
+    recent: Option<Arc<RecentCalls>>,
+    /// Redaction and truncation of captured content; `None` when capture is off.
+    redactor: Option<Arc<Redactor>>,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
 }
@@ -109,8 +115,15 @@ impl Telemetry {
             prometheus = prom_r;
             otlp_reader = otlp_r;
         }
-        let redactor = capture_content
-            .then(|| Redactor::new(&config.telemetry.redact, config.telemetry.content_max_chars));
+        let redactor = capture_content.then(|| {
+            Arc::new(Redactor::new(
+                &config.telemetry.redact,
+                config.telemetry.content_max_chars,
+            ))
+        });
+        let recent = config
+            .ui_enabled()
+            .then(|| Arc::new(RecentCalls::new(config.ui.max_calls, capture_content)));
         let worker = Worker {
             rx,
             batcher: SpanBatcher::new(&settings, span_sinks),
@@ -124,7 +137,7 @@ impl Telemetry {
             scope: InstrumentationScope::builder("llmtap")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
-            redactor,
+            redactor: redactor.clone(),
             value_limit: settings.attribute_value_limit,
             sample_ratio: settings.sample_ratio,
             parent_based: settings.parent_based,
@@ -136,6 +149,7 @@ impl Telemetry {
                 .map(|t| t.timeout)
                 .unwrap_or(Duration::from_secs(10)),
             ids: RandomIdGenerator::default(),
+            recent: recent.clone(),
         };
         tokio::spawn(worker.run());
         Telemetry {
@@ -147,6 +161,8 @@ impl Telemetry {
                 prometheus,
                 capture_content,
                 prompt_hasher: crate::request::PromptHasher::from_env(env),
+                recent,
+                redactor,
                 _meter_provider: meter_provider,
             }),
         }
@@ -169,6 +185,20 @@ impl Telemetry {
 
     pub fn capture_content(&self) -> bool {
         self.inner.capture_content
+    }
+
+    /// The recent calls the live view shows; `None` when the view is off.
+    pub fn recent(&self) -> Option<&Arc<RecentCalls>> {
+        self.inner.recent.as_ref()
+    }
+
+    /// What span attributes are built with (captured content's redaction, when capture is
+    /// on, and the value length limit), for views that show them as exported.
+    pub fn span_context(&self) -> (Option<&Redactor>, Option<usize>) {
+        (
+            self.inner.redactor.as_deref(),
+            self.inner.settings.attribute_value_limit,
+        )
     }
 
     /// The keyed hasher for `llmtap.prompt.hash`.
@@ -269,7 +299,7 @@ struct Worker {
     instruments: Option<Arc<Instruments>>,
     tools: PendingToolCalls,
     scope: InstrumentationScope,
-    redactor: Option<Redactor>,
+    redactor: Option<Arc<Redactor>>,
     value_limit: Option<usize>,
     sample_ratio: f64,
     parent_based: bool,
@@ -277,6 +307,7 @@ struct Worker {
     metric_interval: Duration,
     metric_timeout: Duration,
     ids: RandomIdGenerator,
+    recent: Option<Arc<RecentCalls>>,
 }
 
 impl Worker {
@@ -303,7 +334,7 @@ impl Worker {
                 _ = tick.tick() => {
                     let now = Instant::now();
                     for call in self.tools.expire(now) {
-                        self.emit_tool(&call, SystemTime::now(), None, false);
+                        self.emit_tool(call, SystemTime::now(), None, None);
                     }
                     self.batcher.tick();
                     self.report_dropped();
@@ -328,17 +359,17 @@ impl Worker {
         if let Some(req) = &f.request {
             for (id, result) in &req.tool_results {
                 if let Some(call) = self.tools.take(id) {
-                    let res = self.redactor.is_some().then_some(result.as_str());
-                    self.emit_tool(&call, f.started_at, res, true);
                     if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
                         asked_by.push(spans::requesting_span_context(&call));
                     }
+                    let res = self.redactor.is_some().then_some(result.as_str());
+                    self.emit_tool(call, f.started_at, res, Some(f.trace.span_id));
                 }
             }
         }
         let keep = self.keep(&f);
         if keep {
-            let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
+            let cx = span_cx(&self.scope, self.redactor.as_deref(), self.value_limit);
             self.batcher
                 .push_with(|| spans::inference_span(&f, &cx, asked_by));
         }
@@ -368,14 +399,17 @@ impl Worker {
                 requested_at,
                 requested: f.ended,
                 request_model: spans::request_model(&f).map(str::to_owned),
-                arguments: self.redactor.as_ref().map(|r| r.apply(&c.arguments)),
+                arguments: self.redactor.as_deref().map(|r| r.apply(&c.arguments)),
             };
             if let Some(i) = &self.instruments {
                 i.tool_requested(&call);
             }
             for old in self.tools.insert(call) {
-                self.emit_tool(&old, SystemTime::now(), None, false);
+                self.emit_tool(old, SystemTime::now(), None, None);
             }
+        }
+        if let Some(r) = &self.recent {
+            r.push(f, keep);
         }
     }
 
@@ -391,21 +425,33 @@ impl Worker {
         }
     }
 
+    /// Ends a tool call: `closed_by` is the span of the request that carried its result
+    /// (`None` when it expired or was pushed out without one).
     fn emit_tool(
         &mut self,
-        call: &PendingCall,
+        call: PendingCall,
         end: SystemTime,
         result: Option<&str>,
-        received: bool,
+        closed_by: Option<opentelemetry::trace::SpanId>,
     ) {
+        let received = closed_by.is_some();
         if let Some(i) = &self.instruments {
-            i.tool_finished(call, spans::tool_duration(call, end).as_secs_f64());
+            i.tool_finished(&call, spans::tool_duration(&call, end).as_secs_f64());
         }
         if call.keep {
-            let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
+            let cx = span_cx(&self.scope, self.redactor.as_deref(), self.value_limit);
             let span_id = self.ids.new_span_id();
             self.batcher
-                .push_with(|| Some(spans::tool_span(call, end, result, received, span_id, &cx)));
+                .push_with(|| Some(spans::tool_span(&call, end, result, received, span_id, &cx)));
+        }
+        if let Some(r) = &self.recent {
+            r.push_tool(RecentTool {
+                call,
+                end,
+                result: result.map(str::to_owned),
+                received,
+                closed_by,
+            });
         }
     }
 
@@ -455,7 +501,7 @@ impl Worker {
         }
         let now = SystemTime::now();
         for call in self.tools.drain() {
-            self.emit_tool(&call, now, None, false);
+            self.emit_tool(call, now, None, None);
         }
         self.batcher
             .drain(Instant::now() + Duration::from_secs(5))

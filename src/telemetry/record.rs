@@ -279,6 +279,12 @@ impl RequestFacts {
         }
     }
 
+    /// Facts of a request that just arrived, for unit tests of what consumes them.
+    #[cfg(test)]
+    pub(crate) fn for_tests(method: &str, path: &str) -> RequestFacts {
+        RequestFacts::new(method, path)
+    }
+
     /// What a finished record leaves behind (its facts moved to the worker).
     fn empty() -> RequestFacts {
         RequestFacts::new("", "")

@@ -1,0 +1,308 @@
+//! The recent calls the live view (`/ui`) shows: a bounded ring of finished inference
+//! requests, newest first, and the `execute_tool` records between them.
+//!
+//! The telemetry worker feeds it from the same finished record as spans and metrics, after
+//! them, off the request path. Per request that is one move of the record (already boxed)
+//! into the ring under a short lock; rows, attributes and aggregates are only computed when
+//! someone asks. Live subscribers get each call through a broadcast channel, which is only
+//! touched when there are subscribers.
+//!
+//! Content: with capture off the record is scrubbed before it is kept (tool arguments, tool
+//! results and output text are dropped), so the ring holds no message content. With capture
+//! on it keeps what the span builder gets, and everything read out goes through the same
+//! redaction and truncation as export.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use opentelemetry::trace::SpanId;
+use tokio::sync::broadcast;
+
+use super::record::FinishedRequest;
+use super::spans::effective_usage;
+use super::tools::PendingCall;
+use crate::stream::openai::Usage;
+
+/// Live subscribers that fall further behind than this get a `lagged` notice instead.
+const EVENT_BUFFER: usize = 256;
+
+/// One finished inference call as the view keeps it.
+pub struct RecentCall {
+    /// Increasing for the life of the process; the view's handle for the call.
+    pub id: u64,
+    pub finished: FinishedRequest,
+    /// Usage as the span and metrics recorded it (computed before the record was scrubbed).
+    pub usage: Option<Usage>,
+    pub usage_estimated: bool,
+    /// Whether its span was exported (sampled).
+    pub sampled: bool,
+}
+
+/// One `execute_tool` record: a tool call from the response that asked for it to the request
+/// that carried its result (or to expiry).
+pub struct RecentTool {
+    pub call: PendingCall,
+    pub end: SystemTime,
+    /// The tool's result as sent back, kept only with capture on.
+    pub result: Option<String>,
+    pub received: bool,
+    /// The span of the request that carried the result.
+    pub closed_by: Option<SpanId>,
+}
+
+struct Ring {
+    calls: VecDeque<Arc<RecentCall>>,
+    tools: VecDeque<Arc<RecentTool>>,
+    next_id: u64,
+}
+
+pub struct RecentCalls {
+    ring: Mutex<Ring>,
+    max_calls: usize,
+    capture_content: bool,
+    events: broadcast::Sender<Arc<RecentCall>>,
+}
+
+impl RecentCalls {
+    pub fn new(max_calls: usize, capture_content: bool) -> RecentCalls {
+        let max_calls = max_calls.max(1);
+        RecentCalls {
+            ring: Mutex::new(Ring {
+                calls: VecDeque::new(),
+                tools: VecDeque::new(),
+                next_id: 1,
+            }),
+            max_calls,
+            capture_content,
+            events: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.max_calls
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        // A panic elsewhere while holding the lock leaves the ring consistent (pushes and
+        // truncations are single operations), so keep serving it.
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps a finished inference call, dropping the oldest beyond the capacity.
+    pub fn push(&self, mut finished: FinishedRequest, sampled: bool) -> u64 {
+        let (usage, usage_estimated) = effective_usage(&finished);
+        if !self.capture_content {
+            scrub(&mut finished);
+        }
+        finished.facts.chunk_gaps = Vec::new();
+        let mut ring = self.lock();
+        let id = ring.next_id;
+        ring.next_id += 1;
+        let call = Arc::new(RecentCall {
+            id,
+            finished,
+            usage,
+            usage_estimated,
+            sampled,
+        });
+        ring.calls.push_front(call.clone());
+        ring.calls.truncate(self.max_calls);
+        drop(ring);
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(call);
+        }
+        id
+    }
+
+    /// Keeps an `execute_tool` record. Bounded like the calls (a few per call at most).
+    pub fn push_tool(&self, tool: RecentTool) {
+        let mut tool = tool;
+        if !self.capture_content {
+            tool.call.arguments = None;
+            tool.result = None;
+        }
+        let mut ring = self.lock();
+        ring.tools.push_front(Arc::new(tool));
+        ring.tools.truncate(self.max_calls.saturating_mul(4));
+    }
+
+    /// The calls kept, newest first.
+    pub fn calls(&self) -> Vec<Arc<RecentCall>> {
+        self.lock().calls.iter().cloned().collect()
+    }
+
+    /// The tool records kept, newest first.
+    pub fn tools(&self) -> Vec<Arc<RecentTool>> {
+        self.lock().tools.iter().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<RecentCall>> {
+        // Ids decrease from the front: the position is known without a search when none
+        // were skipped, which is always the case (ids are dense).
+        let ring = self.lock();
+        let newest = ring.calls.front()?.id;
+        let at = usize::try_from(newest.checked_sub(id)?).ok()?;
+        ring.calls.get(at).filter(|c| c.id == id).cloned()
+    }
+
+    /// New calls as they are kept, for live views.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RecentCall>> {
+        self.events.subscribe()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Drops message content from a record kept with capture off. Tool-call arguments leave their
+/// length behind in `output_chars`, so the usage estimate made from the record stays the same.
+fn scrub(f: &mut FinishedRequest) {
+    let r = &mut f.response;
+    for c in &mut r.tool_calls {
+        r.output_chars += c.arguments.len() as u64;
+        c.arguments = String::new();
+    }
+    r.output_text = Vec::new();
+    if let Some(req) = &mut f.facts.request {
+        req.content = None;
+        for (_, text) in &mut req.tool_results {
+            *text = String::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::record::RequestFacts;
+
+    fn finished(model: &str) -> FinishedRequest {
+        let mut facts = RequestFacts::for_tests("POST", "/v1/chat/completions");
+        facts.operation = Some(crate::dialect::Operation::Chat);
+        facts.request = Some(crate::request::RequestInfo {
+            model: Some(model.into()),
+            ..Default::default()
+        });
+        FinishedRequest {
+            facts,
+            response: Default::default(),
+            ended: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn bounded_and_newest_first() {
+        let r = RecentCalls::new(3, false);
+        for i in 0..5 {
+            r.push(finished(&format!("m{i}")), true);
+        }
+        let calls = r.calls();
+        assert_eq!(calls.len(), 3);
+        let ids: Vec<u64> = calls.iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![5, 4, 3]);
+        let models: Vec<&str> = calls
+            .iter()
+            .map(|c| {
+                c.finished
+                    .request
+                    .as_ref()
+                    .unwrap()
+                    .model
+                    .as_deref()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(models, vec!["m4", "m3", "m2"]);
+        assert_eq!(r.get(4).unwrap().id, 4);
+        assert!(r.get(2).is_none(), "pushed out");
+        assert!(r.get(6).is_none(), "not yet");
+    }
+
+    #[test]
+    fn concurrent_writers_keep_every_id_once_and_the_bound() {
+        let r = Arc::new(RecentCalls::new(500, false));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        r.push(finished(&format!("t{t}-{i}")), i % 2 == 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let calls = r.calls();
+        assert_eq!(calls.len(), 500);
+        // Newest first, no gaps: the last 500 of the 8,000 ids.
+        let ids: Vec<u64> = calls.iter().map(|c| c.id).collect();
+        let want: Vec<u64> = (7501..=8000).rev().collect();
+        assert_eq!(ids, want);
+        // Each writer's own calls stay in its order.
+        for t in 0..8 {
+            let mine: Vec<u32> = calls
+                .iter()
+                .filter_map(|c| {
+                    let m = c.finished.request.as_ref()?.model.as_deref()?;
+                    m.strip_prefix(&format!("t{t}-"))?.parse().ok()
+                })
+                .collect();
+            assert!(mine.windows(2).all(|w| w[0] > w[1]), "writer {t}: {mine:?}");
+        }
+    }
+
+    #[test]
+    fn content_is_scrubbed_unless_captured_and_the_estimate_kept() {
+        let mut f = finished("m");
+        f.facts.status = Some(200);
+        f.response.tool_calls.push(crate::summary::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+            ..Default::default()
+        });
+        f.response.output_text = vec!["secret answer".into()];
+        f.response.output_chars = 13;
+        if let Some(req) = &mut f.facts.request {
+            req.tool_results = vec![("call_0".into(), "tool secret".into())];
+            req.prompt_chars = 40;
+        }
+        let (before, estimated) = effective_usage(&f);
+        assert!(estimated);
+        let r = RecentCalls::new(10, false);
+        r.push(f, true);
+        let kept = r.calls().remove(0);
+        let resp = &kept.finished.response;
+        assert!(resp.output_text.is_empty());
+        assert_eq!(resp.tool_calls[0].arguments, "");
+        assert_eq!(resp.tool_calls[0].name, "get_weather");
+        let req = kept.finished.request.as_ref().unwrap();
+        assert_eq!(req.tool_results[0].1, "");
+        assert_eq!(effective_usage(&kept.finished).0, before);
+        assert_eq!(kept.usage, before);
+
+        let r = RecentCalls::new(10, true);
+        let mut f = finished("m");
+        f.response.output_text = vec!["kept".into()];
+        r.push(f, true);
+        assert_eq!(r.calls()[0].finished.response.output_text, vec!["kept"]);
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_new_calls() {
+        let r = RecentCalls::new(10, false);
+        r.push(finished("before"), true);
+        let mut rx = r.subscribe();
+        r.push(finished("after"), true);
+        let got = rx.recv().await.unwrap();
+        assert_eq!(got.id, 2);
+    }
+}
