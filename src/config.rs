@@ -890,6 +890,54 @@ mod tests {
     }
 
     #[test]
+    fn live_view_is_on_for_loopback_only_unless_configured() {
+        let on = load_yaml("listen: 127.0.0.1:8080\n", &env(&[])).unwrap();
+        assert!(on.ui_enabled());
+        assert_eq!(on.ui.max_calls, 1000);
+        let v6 = load_yaml("listen: \"[::1]:8080\"\n", &env(&[])).unwrap();
+        assert!(v6.ui_enabled());
+        let off = load_yaml("listen: 0.0.0.0:8080\n", &env(&[])).unwrap();
+        assert!(!off.ui_enabled());
+        let asked = load_yaml("listen: 0.0.0.0:8080\nui:\n  enabled: true\n", &env(&[])).unwrap();
+        assert!(asked.ui_enabled());
+        let args = ProxyArgs {
+            listen: Some("0.0.0.0:8080".into()),
+            ui: Some(true),
+            ui_max_calls: Some(50),
+            ui_trace_url: Some("https://tempo.example/trace/{trace_id}".into()),
+            ..Default::default()
+        };
+        let cfg = load(&args, &env(&[])).unwrap();
+        assert!(cfg.ui_enabled());
+        assert_eq!(cfg.ui.max_calls, 50);
+        let args = ProxyArgs {
+            ui: Some(false),
+            ..Default::default()
+        };
+        assert!(!load(&args, &env(&[])).unwrap().ui_enabled());
+    }
+
+    #[test]
+    fn live_view_settings_are_validated() {
+        for (yaml, key) in [
+            ("ui:\n  max_calls: 0\n", "ui.max_calls"),
+            (
+                "ui:\n  trace_url: javascript:alert(1)//{trace_id}\n",
+                "ui.trace_url",
+            ),
+            ("ui:\n  trace_url: http://tempo/trace\n", "ui.trace_url"),
+            (
+                "ui:\n  only_on_metrics_listen: true\n",
+                "ui.only_on_metrics_listen",
+            ),
+            ("ui:\n  colour: red\n", "colour"),
+        ] {
+            let e = load_yaml(yaml, &env(&[])).unwrap_err();
+            assert!(e.0.contains(key), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_duration_is_refused() {
         let e = load_yaml("shutdown_timeout_secs: -3\n", &env(&[])).unwrap_err();
         assert!(e.0.contains("shutdown_timeout_secs"), "{e}");

@@ -307,7 +307,7 @@ fn attributes(kvs: &[opentelemetry::KeyValue]) -> Value {
     json!(m)
 }
 
-fn find_by_span<'a>(calls: &'a [Arc<RecentCall>], s: Option<SpanId>) -> Option<&'a RecentCall> {
+fn find_by_span(calls: &[Arc<RecentCall>], s: Option<SpanId>) -> Option<&RecentCall> {
     let s = s.filter(|s| *s != SpanId::INVALID)?;
     calls
         .iter()
@@ -586,4 +586,78 @@ pub fn summary(
         "tools": tools_json,
         "latency_ms": percentiles(all_latency),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_decoded_and_empty_values_ignored() {
+        let f = Filter::from_query(Some(
+            "model=meta-llama%2FLlama-3.1+8B&status=&tenant=acme%20corp&limit=5&minutes=0.5&x=1&after=%zz",
+        ));
+        assert_eq!(f.model.as_deref(), Some("meta-llama/Llama-3.1 8B"));
+        assert_eq!(f.status, None);
+        assert_eq!(f.tenant.as_deref(), Some("acme corp"));
+        assert_eq!(f.limit, Some(5));
+        assert_eq!(f.minutes, Some(0.5));
+        assert_eq!(f.after, None);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%e2%86%92"), "→");
+        let f = Filter::from_query(Some("minutes=NaN"));
+        assert_eq!(f.minutes, None);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.95), Some(95.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn credential_names_are_recognised_under_any_prefix() {
+        for k in [
+            "http.request.header.authorization",
+            "http.request.header.x-api-key",
+            "llmtap.request.header.api-key",
+            "Cookie",
+        ] {
+            assert!(is_credential_key(k), "{k}");
+        }
+        for k in [
+            "gen_ai.request.model",
+            "http.request.header.x-request-source",
+        ] {
+            assert!(!is_credential_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn tenant_from_baggage_metric_attributes_or_a_header() {
+        let mut f = FinishedRequest {
+            facts: crate::telemetry::record::RequestFacts::for_tests(
+                "POST",
+                "/v1/chat/completions",
+            ),
+            response: Default::default(),
+            ended: std::time::Instant::now(),
+        };
+        assert_eq!(tenant(&f, "tenant"), None);
+        f.facts
+            .extra_attributes
+            .push(("http.request.header.x-tenant".into(), "from-header".into()));
+        assert_eq!(tenant(&f, "x-tenant"), Some("from-header"));
+        f.facts.trace.baggage.push(("tenant".into(), "acme".into()));
+        assert_eq!(tenant(&f, "tenant"), Some("acme"));
+        f.facts.extra_attributes.push((
+            "http.request.header.authorization".into(),
+            "Bearer x".into(),
+        ));
+        assert_eq!(tenant(&f, "authorization"), None, "never a credential");
+    }
 }

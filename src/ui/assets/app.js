@@ -246,7 +246,7 @@ function callRow(c, fresh) {
   h('td', { class: 'num', text: c.chunks === null ? '' : String(c.chunks) }),
   h('td', { class: 'num' + (est ? ' est' : ''), title: est ? 'estimated: the upstream reported no usage' : null, text: tokens }),
   h('td', { class: 'num', text: fmtUsd(c.cost_usd) }),
-  h('td', { text: tools.join(' ') }),
+  h('td', { class: 'tools', text: tools.join(' ') }),
   h('td', {}, trace));
 }
 

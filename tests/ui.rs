@@ -1,0 +1,814 @@
+//! The live view: `/ui` and its JSON after scripted traffic through the in-process proxy
+//! (plain, streamed, a tool loop, a failing call, an Anthropic Messages call), its event
+//! stream, its safe defaults, that no credential ever reaches it, and a real browser
+//! (Debian's headless Chromium) rendering the page.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+/// In the client's credential headers.
+const CLIENT_CANARY: &str = "sk-canary-client-7f3a9c1e5b2d";
+/// In the upstream key's environment variable (gateway mode).
+const UPSTREAM_CANARY: &str = "sk-canary-upstream-4e8b2a6d0c1f";
+
+/// A proxy in gateway mode (its upstream key is the upstream canary) that copies the
+/// `x-api-key` header onto spans, as a careless config might: the view must still not show it.
+async fn gateway_proxy(extra_yaml: &str, tweak: Option<Tweak>) -> (Upstream, Proxy) {
+    let up = start_upstream().await;
+    let yaml = format!(
+        "upstreams:\n  - name: main\n    base_url: {{upstream}}/v1\n    provider: openai\n    api_key_env: LLMTAP_TEST_UI_KEY\n\
+         telemetry:\n  header_attributes: [x-api-key, x-request-source]\n  baggage_attributes: [tenant]\n{extra_yaml}"
+    );
+    let mut e = no_telemetry();
+    e.push(("LLMTAP_TEST_UI_KEY".into(), UPSTREAM_CANARY.into()));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml),
+            env: e,
+            tweak,
+        },
+    )
+    .await;
+    (up, proxy)
+}
+
+fn credential_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("authorization", format!("Bearer {CLIENT_CANARY}")),
+        ("api-key", CLIENT_CANARY.to_string()),
+        ("x-api-key", CLIENT_CANARY.to_string()),
+    ]
+}
+
+async fn post(url: &str, path: &str, body: Value, extra: &[(&str, &str)]) -> (u16, String) {
+    let mut r = client().post(format!("{url}{path}")).json(&body);
+    for (k, v) in credential_headers() {
+        r = r.header(k, v);
+    }
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"type": "function", "function": {"name": "get_time",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+    ])
+}
+
+/// The scripted traffic: a plain call, a streamed one (tenant `acme` in baggage), a streamed
+/// tool-call turn and the turn carrying the results, a 429, and an Anthropic Messages call.
+/// Returns the number of inference calls made.
+async fn traffic(url: &str) -> usize {
+    let user = json!([{"role": "user", "content": "Hello from bob@example.com"}]);
+    let (s, _) = post(
+        url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": user}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = post(
+        url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o", "stream": true, "messages": user}),
+        &[("baggage", "tenant=acme")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    // The tool loop: the model asks for two tools (streamed), the app runs them, then sends
+    // the results.
+    let (s, body) = post(
+        url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "stream": true, "tools": tools(),
+               "messages": [{"role": "user", "content": "Weather and time in Paris?"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let calls = streamed_tool_calls(&body);
+    assert_eq!(calls.len(), 2, "{body}");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut messages = vec![
+        json!({"role": "user", "content": "Weather and time in Paris?"}),
+        json!({"role": "assistant", "content": null, "tool_calls": calls.iter().map(|(id, name)| json!({
+            "id": id, "type": "function", "function": {"name": name, "arguments": "{}"}})).collect::<Vec<_>>()}),
+    ];
+    for (id, name) in &calls {
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": format!("{name}: tool secret 42")}));
+    }
+    let (s, _) = post(
+        url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "tools": tools(), "messages": messages}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = post(
+        url,
+        "/v1/chat/completions",
+        json!({"model": "mock-error-429", "messages": user}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 429);
+    let (s, _) = post(
+        url,
+        "/v1/messages",
+        json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": user}),
+        &[("anthropic-version", "2023-06-01")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    6
+}
+
+/// (id, name) of the tool calls in a streamed chat completion.
+fn streamed_tool_calls(body: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        for d in v["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(id), Some(name)) = (d["id"].as_str(), d["function"]["name"].as_str()) {
+                out.push((id.to_string(), name.to_string()));
+            }
+        }
+    }
+    out
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = client().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn get_json(url: &str) -> Value {
+    let (s, body) = get(url).await;
+    assert_eq!(s, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+}
+
+/// Waits until the ring holds `n` calls (the worker feeds it off the request path).
+async fn wait_calls(url: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get_json(&format!("{url}/ui/api/calls")).await;
+        let calls = v["calls"].as_array().cloned().unwrap_or_default();
+        if calls.len() >= n {
+            return calls;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("the ring has {} calls, want {n}: {v:#}", calls.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn by_model<'a>(calls: &'a [Value], model: &str) -> Vec<&'a Value> {
+    calls.iter().filter(|c| c["model"] == model).collect()
+}
+
+fn assert_no_canary(what: &str, text: &str) {
+    for canary in [CLIENT_CANARY, UPSTREAM_CANARY] {
+        assert!(
+            !text.contains(canary),
+            "{what} contains a credential: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn calls_detail_and_summary_after_scripted_traffic() {
+    let (up, proxy) = gateway_proxy("", None).await;
+    let n = traffic(&proxy.url).await;
+    let calls = wait_calls(&proxy.url, n).await;
+    assert_eq!(calls.len(), n);
+
+    // Newest first: ids decrease, and the last call made is on top.
+    let ids: Vec<u64> = calls.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    assert_eq!(calls[0]["model"], "claude-haiku-4-5");
+
+    // Plain call: usage, cost, no stream fields.
+    let plain = by_model(&calls, "gpt-4o-mini");
+    assert_eq!(plain.len(), 3, "plain, tool turn and results turn");
+    let first = plain.last().unwrap();
+    assert_eq!(first["api"], "openai_chat");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["upstream"], "main");
+    assert_eq!(first["response_model"], "gpt-4o-mini-2024-07-18");
+    assert!(first["input_tokens"].as_u64().unwrap() > 0);
+    assert!(first["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["streaming"], false);
+    assert!(first["ttfc_ms"].is_null());
+    assert_eq!(first["trace_id"].as_str().unwrap().len(), 32);
+
+    // Streamed call: time to first chunk, chunk count, tenant from baggage.
+    let streamed = by_model(&calls, "gpt-4o")[0];
+    assert_eq!(streamed["streaming"], true);
+    assert!(streamed["ttfc_ms"].as_f64().unwrap() > 0.0);
+    assert!(streamed["chunks"].as_u64().unwrap() > 1);
+    assert_eq!(streamed["tenant"], "acme");
+
+    // The failing call.
+    let failed = by_model(&calls, "mock-error-429")[0];
+    assert_eq!(failed["status"], 429);
+    assert_eq!(failed["error"], "rate_limit_exceeded");
+
+    // Anthropic Messages.
+    let claude = by_model(&calls, "claude-haiku-4-5")[0];
+    assert_eq!(claude["api"], "anthropic_messages");
+    assert_eq!(claude["provider"], "anthropic");
+    assert!(claude["output_tokens"].as_u64().unwrap() > 0);
+
+    // Filters.
+    let q = |q: &str| {
+        let url = format!("{}/ui/api/calls?{q}", proxy.url);
+        async move { get_json(&url).await }
+    };
+    let only = q("model=gpt-4o").await;
+    assert_eq!(only["calls"].as_array().unwrap().len(), 1);
+    let errors = q("status=error").await;
+    assert_eq!(errors["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(errors["calls"][0]["model"], "mock-error-429");
+    assert_eq!(q("status=429").await["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        q("status=rate_limit_exceeded").await["calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        q("status=ok").await["calls"].as_array().unwrap().len(),
+        n - 1
+    );
+    assert_eq!(q("tenant=acme").await["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        q("upstream=main").await["calls"].as_array().unwrap().len(),
+        n
+    );
+    assert_eq!(
+        q("upstream=other").await["calls"].as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(q("limit=2").await["calls"].as_array().unwrap().len(), 2);
+    let facets = &q("").await["facets"];
+    assert_eq!(
+        facets["model"],
+        json!([
+            "claude-haiku-4-5",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "mock-error-429"
+        ])
+    );
+    assert_eq!(facets["tenant"], json!(["acme"]));
+
+    // One call in detail: the turn that asked for the tools.
+    let asking = plain
+        .iter()
+        .find(|c| c["tool_calls"].as_array().unwrap().len() == 2)
+        .unwrap();
+    let results_turn = plain.iter().find(|c| c["tool_results"] == 2).unwrap();
+    let d = get_json(&format!("{}/ui/api/calls/{}", proxy.url, asking["id"])).await;
+    assert_eq!(d["attributes"]["gen_ai.request.model"], "gpt-4o-mini");
+    assert_eq!(
+        d["attributes"]["gen_ai.response.finish_reasons"],
+        json!(["tool_calls"])
+    );
+    assert!(
+        d["attributes"].get("gen_ai.input.messages").is_none(),
+        "content capture is off"
+    );
+    assert!(
+        d["attributes"]
+            .get("http.request.header.x-api-key")
+            .is_none(),
+        "a credential header copied onto the span is not shown: {d:#}"
+    );
+    let tl = &d["timeline"];
+    let (start, first_chunk, end) = (
+        tl["start_ms"].as_f64().unwrap(),
+        tl["first_chunk_ms"].as_f64().unwrap(),
+        tl["end_ms"].as_f64().unwrap(),
+    );
+    assert!(start <= first_chunk && first_chunk <= end, "{tl}");
+    let tools = d["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["get_weather", "get_time"]);
+    for t in tools {
+        assert_eq!(t["result_received"], true);
+        assert_eq!(t["asked_by"], asking["id"]);
+        assert_eq!(t["answered_by"], results_turn["id"]);
+        // The app "ran" its tools for ~150 ms between the two turns.
+        assert!(t["duration_ms"].as_f64().unwrap() >= 100.0, "{t}");
+        assert!(t["start_ms"].as_f64().unwrap() >= end - 1.0);
+        assert_eq!(t["attributes"]["gen_ai.operation.name"], "execute_tool");
+        assert!(t["attributes"].get("gen_ai.tool.call.result").is_none());
+    }
+    let related = d["related"].as_array().unwrap();
+    assert_eq!(related.len(), 1);
+    assert_eq!(related[0]["id"], results_turn["id"]);
+    assert_eq!(related[0]["relation"], "sent the tool results");
+    // And from the other side.
+    let d2 = get_json(&format!(
+        "{}/ui/api/calls/{}",
+        proxy.url, results_turn["id"]
+    ))
+    .await;
+    assert_eq!(d2["tools"].as_array().unwrap().len(), 2);
+    assert_eq!(d2["related"][0]["id"], asking["id"]);
+    assert_eq!(d2["related"][0]["relation"], "asked for the tools");
+    // The failing call's message is the upstream's.
+    let d3 = get_json(&format!("{}/ui/api/calls/{}", proxy.url, failed["id"])).await;
+    assert!(
+        d3["error_message"].as_str().unwrap().contains("Rate limit"),
+        "{d3:#}"
+    );
+    let (s, _) = get(&format!("{}/ui/api/calls/999999", proxy.url)).await;
+    assert_eq!(s, 404);
+
+    // The last minutes.
+    let sum = get_json(&format!("{}/ui/api/summary?minutes=5", proxy.url)).await;
+    let models = sum["models"].as_array().unwrap();
+    let m = |name: &str| models.iter().find(|m| m["model"] == name).unwrap();
+    assert_eq!(m("gpt-4o-mini")["requests"], 3);
+    assert_eq!(m("gpt-4o-mini")["errors"], 0);
+    assert_eq!(m("mock-error-429")["errors"], 1);
+    assert!(m("gpt-4o-mini")["cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(m("claude-haiku-4-5")["output_tokens"].as_u64().unwrap() > 0);
+    // Time to first chunk: the streamed successful calls (gpt-4o, and the tool turn).
+    let hist_total = |name: &str| -> u64 {
+        m(name)["ttfc_histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(hist_total("gpt-4o"), 1);
+    assert_eq!(hist_total("gpt-4o-mini"), 1);
+    assert_eq!(hist_total("mock-error-429"), 0);
+    assert_eq!(m("gpt-4o")["ttfc_ms"]["count"], 1);
+    let p = &m("gpt-4o-mini")["latency_ms"];
+    assert!(p["p50"].as_f64().unwrap() <= p["p95"].as_f64().unwrap());
+    assert!(p["p95"].as_f64().unwrap() <= p["p99"].as_f64().unwrap());
+    let tools = sum["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 2, "{sum:#}");
+    for t in tools {
+        assert_eq!(t["calls"], 1);
+        assert_eq!(t["results_received"], 1);
+    }
+    assert_eq!(sum["latency_ms"]["count"], n);
+    let timeline_total: u64 = sum["timeline"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(timeline_total, n as u64);
+    let filtered = get_json(&format!("{}/ui/api/summary?model=gpt-4o", proxy.url)).await;
+    assert_eq!(filtered["models"].as_array().unwrap().len(), 1);
+
+    // The view creates no telemetry and never reaches the upstream.
+    let seen = up.mock.requests().len();
+    for path in ["/ui", "/ui/app.js", "/ui/api/calls", "/ui/api/summary"] {
+        let (s, _) = get(&format!("{}{path}", proxy.url)).await;
+        assert_eq!(s, 200, "{path}");
+    }
+    assert_eq!(up.mock.requests().len(), seen);
+    assert_eq!(wait_calls(&proxy.url, n).await.len(), n);
+}
+
+#[tokio::test]
+async fn no_credential_reaches_the_page_or_its_data() {
+    let (up, proxy) = gateway_proxy("", None).await;
+    // The upstream did get the gateway key: the canary is live, not absent by accident.
+    let n = traffic(&proxy.url).await;
+    let sent = up.mock.requests();
+    assert!(sent
+        .iter()
+        .any(|r| r.headers.iter().any(|(_, v)| v.contains(UPSTREAM_CANARY))));
+    let calls = wait_calls(&proxy.url, n).await;
+    let mut bodies = Vec::new();
+    for path in [
+        "/ui".to_string(),
+        "/ui/app.js".into(),
+        "/ui/app.css".into(),
+        "/ui/api/calls".into(),
+        "/ui/api/summary".into(),
+        "/ui/api/summary?minutes=60".into(),
+    ] {
+        bodies.push((path.clone(), get(&format!("{}{path}", proxy.url)).await.1));
+    }
+    for c in &calls {
+        let path = format!("/ui/api/calls/{}", c["id"]);
+        bodies.push((path.clone(), get(&format!("{}{path}", proxy.url)).await.1));
+    }
+    // The event stream, with one more call through it.
+    let events = client()
+        .get(format!("{}/ui/api/events", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = events.bytes_stream().eventsource();
+    post(
+        &proxy.url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "again"}]}),
+        &[],
+    )
+    .await;
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event")
+        .unwrap()
+        .unwrap();
+    bodies.push(("/ui/api/events".into(), ev.data));
+    for (path, body) in &bodies {
+        assert_no_canary(path, body);
+        // Capture is off: no message content either (the prompt's address, a tool result).
+        assert!(!body.contains("bob@example.com"), "{path}: {body}");
+        assert!(!body.contains("tool secret"), "{path}: {body}");
+    }
+    // What the check would have caught: the client canary is in the span attributes llmtap
+    // was told to copy (header_attributes: [x-api-key]), just not in the view.
+    assert!(bodies
+        .iter()
+        .any(|(_, b)| b.contains("gen_ai.request.model")));
+}
+
+#[tokio::test]
+async fn events_push_each_new_call_filtered() {
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let open = |q: &str| {
+        let url = format!("{}/ui/api/events{q}", proxy.url);
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream"));
+            r.bytes_stream().eventsource()
+        }
+    };
+    let mut all = open("").await;
+    let mut errors_only = open("?status=error").await;
+    for model in ["gpt-4o-mini", "mock-error-429", "gpt-4o"] {
+        post(
+            &proxy.url,
+            "/v1/chat/completions",
+            json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), all.next())
+            .await
+            .expect("a call event")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.event, "call");
+        let row: Value = serde_json::from_str(&ev.data).unwrap();
+        seen.push(row["model"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, vec!["gpt-4o-mini", "mock-error-429", "gpt-4o"]);
+    let ev = tokio::time::timeout(Duration::from_secs(10), errors_only.next())
+        .await
+        .expect("an error event")
+        .unwrap()
+        .unwrap();
+    let row: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(row["model"], "mock-error-429");
+    assert_eq!(row["status"], 429);
+
+    // An open event stream never holds up shutdown: it ends when the drain starts.
+    let started = std::time::Instant::now();
+    proxy.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown took {:?} with a page open",
+        started.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = all.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the event stream ended");
+}
+
+#[tokio::test]
+async fn safe_defaults_host_check_trace_links_and_capture() {
+    // Off when asked (and on loopback by default, as every other test here shows).
+    let (_up, off) = gateway_proxy(
+        "",
+        Some(Box::new(|c: &mut llmtap::Config| {
+            c.ui.enabled = Some(false)
+        })),
+    )
+    .await;
+    let (s, _) = get(&format!("{}/ui/api/calls", off.url)).await;
+    assert_eq!(s, 404);
+    assert!(off.state.telemetry.recent().is_none(), "no ring when off");
+
+    // On a loopback address the view answers only to local host names (DNS rebinding).
+    let (_up, proxy) = gateway_proxy(
+        "ui:\n  trace_url: http://localhost:3000/explore?traceId={trace_id}\n  max_calls: 2\n",
+        None,
+    )
+    .await;
+    let r = client()
+        .get(format!("{}/ui", proxy.url))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client()
+        .get(format!("{}/ui", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+
+    // The ring is bounded by ui.max_calls; trace ids link through the template.
+    for _ in 0..3 {
+        post(
+            &proxy.url,
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+        .await;
+    }
+    eventually(
+        "three calls through the worker",
+        Duration::from_secs(10),
+        || {
+            proxy
+                .state
+                .telemetry
+                .recent()
+                .is_some_and(|r| r.calls().first().is_some_and(|c| c.id == 3))
+        },
+    )
+    .await;
+    let calls = get_json(&format!("{}/ui/api/calls", proxy.url)).await;
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(calls["capacity"], 2);
+    let c = &calls["calls"][0];
+    assert_eq!(
+        c["trace_url"].as_str().unwrap(),
+        format!(
+            "http://localhost:3000/explore?traceId={}",
+            c["trace_id"].as_str().unwrap()
+        )
+    );
+
+    // With capture on, content appears redacted and truncated exactly as exported.
+    let (_up, captured) =
+        gateway_proxy("  capture_content: true\n  content_max_chars: 4000\n", None).await;
+    post(
+        &captured.url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "mail bob@example.com"}]}),
+        &[],
+    )
+    .await;
+    let calls = wait_calls(&captured.url, 1).await;
+    let d = get_json(&format!("{}/ui/api/calls/{}", captured.url, calls[0]["id"])).await;
+    let input = d["attributes"]["gen_ai.input.messages"].as_str().unwrap();
+    assert!(input.contains("[REDACTED_EMAIL]"), "{input}");
+    assert!(!input.contains("bob@example.com"), "{input}");
+    assert!(d["attributes"]["gen_ai.output.messages"].is_string());
+    assert_eq!(d["content_captured"], true);
+}
+
+#[tokio::test]
+async fn only_on_the_metrics_address_when_asked() {
+    let port = free_port();
+    let (_up, proxy) = gateway_proxy(
+        &format!("metrics_listen: 127.0.0.1:{port}\nui:\n  only_on_metrics_listen: true\n"),
+        None,
+    )
+    .await;
+    let (s, _) = get(&format!("{}/ui", proxy.url)).await;
+    assert_eq!(s, 404, "not on the proxy's address");
+    let admin = format!("http://127.0.0.1:{port}");
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Ok(r) = client().get(format!("{admin}/ui")).send().await {
+            ok = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "/ui on the metrics address");
+    post(
+        &proxy.url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    wait_calls(&admin, 1).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A real browser
+// ---------------------------------------------------------------------------------------
+
+/// Debian's Chromium, which tests/run installs. Under tests/run (LLMTAP_REQUIRE_TOOLS) a
+/// missing browser is a failure; otherwise the test notes the skip.
+fn chromium() -> Option<PathBuf> {
+    let named = std::env::var_os("LLMTAP_TEST_CHROMIUM").map(PathBuf::from);
+    let found = named
+        .into_iter()
+        .chain(std::env::var_os("PATH").into_iter().flat_map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("chromium"))
+                .collect::<Vec<_>>()
+        }))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
+            panic!("`chromium` is not on PATH; tests/run installs Debian's chromium package");
+        }
+        eprintln!("skipping the browser test: no `chromium` on PATH (run via tests/run)");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `args`; returns its stdout. The page's own script
+/// runs under a virtual-time budget, so its fetches complete before the DOM is dumped.
+async fn run_chromium(bin: &Path, profile: &Path, args: &[&str], url: &str) -> String {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .arg(url)
+    .env("NO_PROXY", "127.0.0.1,localhost")
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium timed out")
+        .expect("chromium did not start");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The element with `id` and everything up to its closing tag `</tag>`.
+fn section<'a>(dom: &'a str, id: &str, tag: &str) -> &'a str {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let end = dom[start..]
+        .find(&format!("</{tag}>"))
+        .map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+#[tokio::test]
+async fn a_real_browser_renders_rows_timeline_and_charts() {
+    let Some(bin) = chromium() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let n = traffic(&proxy.url).await;
+    let calls = wait_calls(&proxy.url, n).await;
+    let asking = calls
+        .iter()
+        .find(|c| c["tool_calls"].as_array().unwrap().len() == 2)
+        .unwrap()["id"]
+        .clone();
+    let tmp = TempDir::new("ui-browser");
+    // `live=0`: no event stream, which a headless browser would wait on forever.
+    let url = format!("{}/ui?live=0#call={asking}", proxy.url);
+    let dom = run_chromium(&bin, &tmp.path().join("profile"), &["--dump-dom"], &url).await;
+
+    // A row per call, with each model.
+    let rows =
+        regex::Regex::new(r#"<tr class="call-row[^"]*" data-id="(\d+)" data-model="([^"]*)""#)
+            .unwrap();
+    let models: Vec<String> = rows.captures_iter(&dom).map(|c| c[2].to_string()).collect();
+    assert_eq!(models.len(), n, "rows in the table:\n{dom}");
+    for m in [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "mock-error-429",
+        "claude-haiku-4-5",
+    ] {
+        assert!(models.iter().any(|x| x == m), "no row for {m}: {models:?}");
+    }
+    // The failing call's status.
+    assert!(
+        dom.contains(r#"<td class="status status-err">429 rate_limit_exceeded</td>"#),
+        "{dom}"
+    );
+    // The tool-calling call's timeline, with its two tool spans and the call that sent the
+    // results.
+    let detail = section(&dom, "detail", "aside");
+    assert!(
+        detail.starts_with(&format!(
+            r#"id="detail" class="detail" aria-label="one call" data-id="{asking}">"#
+        )),
+        "the call's detail is shown: {detail}"
+    );
+    assert!(detail.contains(r#"<svg class="timeline""#), "{detail}");
+    for tool in ["get_weather", "get_time"] {
+        assert!(
+            detail.contains(&format!(
+                r#"<g class="tool-span" data-kind="tool" data-tool="{tool}">"#
+            )),
+            "no tool span for {tool} in:\n{detail}"
+        );
+    }
+    assert!(detail.contains(r#"data-kind="related""#), "{detail}");
+    assert!(detail.contains("sent the tool results"), "{detail}");
+    // The five panels each drew something.
+    for panel in [
+        "panel-requests",
+        "panel-ttfc",
+        "panel-tokens",
+        "panel-tools",
+        "panel-latency",
+    ] {
+        let p = section(&dom, panel, "figure");
+        assert!(p.contains("<svg class=\"chart\""), "{panel}: {p}");
+        assert!(p.matches("<rect").count() >= 1, "{panel} has no bars:\n{p}");
+    }
+    assert!(section(&dom, "panel-requests", "figure").contains("<path class=\"line-req\""));
+    // No credential anywhere in the rendered page.
+    assert_no_canary("the rendered page", &dom);
+
+    // A screenshot under the test's output, and (when asked) the README's.
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let shot = out_dir.join("ui.png");
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        &bin,
+        &tmp.path().join("profile2"),
+        &[
+            "--window-size=1600,1000",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &url,
+    )
+    .await;
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(
+        png.len() > 20_000,
+        "a screenshot of a drawn page, not a blank one"
+    );
+    eprintln!("screenshot: {}", shot.display());
+    if std::env::var_os("LLMTAP_UPDATE_SCREENSHOT").is_some() {
+        std::fs::copy(&shot, repo().join("docs/ui.png")).unwrap();
+    }
+}
