@@ -118,6 +118,8 @@ fn shipped_configs_load() {
         vec!["user.id", "session.id", "tenant"]
     );
     assert_eq!(cfg.metrics.prices[0].model, "gpt-4o-mini*");
+    assert_eq!(cfg.ui.max_calls, 1000);
+    assert_eq!(cfg.ui.tenant_key, "tenant");
 }
 
 /// Kills the child on drop so a failing test leaves no process behind.
@@ -254,6 +256,16 @@ async fn demo_serves_without_an_api_key_and_prints_spans() {
         }
     }
     let url = proxy_url.expect("demo banner with the proxy address");
+    // The banner's next line is the live view's address.
+    let live = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert_eq!(
+        live,
+        format!("Live view: {url}/ui (recent calls, timelines, charts)")
+    );
     let r = client()
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Hello"}]}))
@@ -279,6 +291,27 @@ async fn demo_serves_without_an_api_key_and_prints_spans() {
             .unwrap()
             > 0
     );
+
+    // The live view shows the call.
+    let page = client().get(format!("{url}/ui")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut shown = false;
+    for _ in 0..100 {
+        let calls: serde_json::Value = client()
+            .get(format!("{url}/ui/api/calls"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if calls["calls"][0]["model"] == "gpt-4o-mini" {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shown, "the demo's live view lists the call");
 
     // The health check subcommand (used by the container HEALTHCHECK) agrees.
     let ok = run(&["healthcheck", "--url", &format!("{url}/healthz")], &[]);

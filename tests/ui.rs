@@ -386,6 +386,7 @@ async fn calls_detail_and_summary_after_scripted_traffic() {
         assert_eq!(t["results_received"], 1);
     }
     assert_eq!(sum["latency_ms"]["count"], n);
+    assert_eq!(sum["covers_window"], true);
     let timeline_total: u64 = sum["timeline"]["requests"]
         .as_array()
         .unwrap()
@@ -588,6 +589,11 @@ async fn safe_defaults_host_check_trace_links_and_capture() {
     let calls = get_json(&format!("{}/ui/api/calls", proxy.url)).await;
     assert_eq!(calls["calls"].as_array().unwrap().len(), 2);
     assert_eq!(calls["capacity"], 2);
+    let sum = get_json(&format!("{}/ui/api/summary", proxy.url)).await;
+    assert_eq!(
+        sum["covers_window"], false,
+        "the third call left the ring of two"
+    );
     let c = &calls["calls"][0];
     assert_eq!(
         c["trace_url"].as_str().unwrap(),

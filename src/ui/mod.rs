@@ -199,6 +199,7 @@ async fn summary(State(s): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Respon
     json(view::summary(
         &calls,
         &tools,
+        s.recent.capacity(),
         &filter,
         SystemTime::now(),
         &s.cx(),

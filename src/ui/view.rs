@@ -456,6 +456,7 @@ const MAX_MINUTES: f64 = 24.0 * 60.0;
 pub fn summary(
     calls: &[Arc<RecentCall>],
     tools: &[Arc<RecentTool>],
+    capacity: usize,
     filter: &Filter,
     now: SystemTime,
     cx: &ViewCx<'_>,
@@ -571,10 +572,16 @@ pub fn summary(
             })
         })
         .collect();
+    // A full ring whose oldest call ended inside the window has lost part of it.
+    let covers_window = calls.len() < capacity
+        || calls
+            .last()
+            .is_none_or(|c| spans::end_time(&c.finished) < since);
     json!({
         "window_minutes": minutes,
         "now_ms": unix_ms(now),
         "kept": calls.len(),
+        "covers_window": covers_window,
         "timeline": {
             "start_ms": unix_ms(since),
             "bucket_ms": ms(bucket),

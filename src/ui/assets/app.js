@@ -458,7 +458,7 @@ function renderCharts(sum) {
       note: m.requests + (m.errors ? ' (' + m.errors + ' err)' : ''),
     })));
   } else emptyChart('panel-requests', none);
-  spark(sum.timeline);
+  spark(sum.timeline, sum.covers_window ? '' : ' (older calls left the ring of ' + sum.kept + ')');
   // 2. Time to first chunk.
   const streamed = models.filter((m) => m.ttfc_ms.count > 0);
   if (streamed.length) ttfcChart(streamed, sum.ttfc_buckets_ms);
@@ -487,7 +487,7 @@ function renderCharts(sum) {
 }
 
 // Requests (and errors) over the window as two lines.
-function spark(t) {
+function spark(t, note) {
   const [svg, W] = chartSvg('panel-requests', 1, 44);
   const n = t.requests.length;
   const max = Math.max(1, ...t.requests);
@@ -497,7 +497,7 @@ function spark(t) {
   const path = (vals) => vals.map((v, i) => (i ? 'L' : 'M') + x(i).toFixed(1) + ' ' + y(v).toFixed(1)).join(' ');
   s('path', { class: 'line-req', d: path(t.requests) }, svg);
   if (t.errors.some((v) => v > 0)) s('path', { class: 'line-err', d: path(t.errors) }, svg);
-  s('text', { class: 'axis', x: 4, y: 8, text: 'per ' + fmtMs(t.bucket_ms) + ', max ' + max }, svg);
+  s('text', { class: 'axis', x: 4, y: 8, text: 'per ' + fmtMs(t.bucket_ms) + ', max ' + max + note }, svg);
 }
 
 // One row of histogram columns per model over the shared bucket bounds.
