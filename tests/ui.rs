@@ -606,20 +606,28 @@ async fn safe_defaults_host_check_trace_links_and_capture() {
     // With capture on, content appears redacted and truncated exactly as exported.
     let (_up, captured) =
         gateway_proxy("  capture_content: true\n  content_max_chars: 4000\n", None).await;
-    post(
-        &captured.url,
-        "/v1/chat/completions",
-        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "mail bob@example.com"}]}),
-        &[],
-    )
-    .await;
-    let calls = wait_calls(&captured.url, 1).await;
-    let d = get_json(&format!("{}/ui/api/calls/{}", captured.url, calls[0]["id"])).await;
+    let n = traffic(&captured.url).await;
+    let calls = wait_calls(&captured.url, n).await;
+    let plain = calls.last().unwrap();
+    assert_eq!(plain["model"], "gpt-4o-mini");
+    let d = get_json(&format!("{}/ui/api/calls/{}", captured.url, plain["id"])).await;
     let input = d["attributes"]["gen_ai.input.messages"].as_str().unwrap();
     assert!(input.contains("[REDACTED_EMAIL]"), "{input}");
     assert!(!input.contains("bob@example.com"), "{input}");
     assert!(d["attributes"]["gen_ai.output.messages"].is_string());
     assert_eq!(d["content_captured"], true);
+    // The tool calls' arguments and results, as the execute_tool spans export them.
+    let asking = calls
+        .iter()
+        .find(|c| c["tool_calls"].as_array().unwrap().len() == 2)
+        .unwrap();
+    let d = get_json(&format!("{}/ui/api/calls/{}", captured.url, asking["id"])).await;
+    let t = &d["tools"][0]["attributes"];
+    assert_eq!(
+        t["gen_ai.tool.call.result"], "get_weather: tool secret 42",
+        "{d:#}"
+    );
+    assert!(t["gen_ai.tool.call.arguments"].is_string(), "{d:#}");
 }
 
 #[tokio::test]

@@ -409,7 +409,13 @@ impl Worker {
             }
         }
         if let Some(r) = &self.recent {
-            r.push(f, keep);
+            // With capture on, the view keeps the span's attributes as exported (content
+            // redacted and truncated once, here) rather than the raw content.
+            let exported = self.redactor.is_some().then(|| {
+                let cx = span_cx(&self.scope, self.redactor.as_deref(), self.value_limit);
+                spans::inference_span(&f, &cx, Vec::new()).map(|s| s.attributes)
+            });
+            r.push(f, keep, exported.flatten());
         }
     }
 
@@ -448,7 +454,7 @@ impl Worker {
             r.push_tool(RecentTool {
                 call,
                 end,
-                result: result.map(str::to_owned),
+                result: result.and_then(|t| Some(self.redactor.as_deref()?.apply(t))),
                 received,
                 closed_by,
             });

@@ -7,16 +7,18 @@
 //! someone asks. Live subscribers get each call through a broadcast channel, which is only
 //! touched when there are subscribers.
 //!
-//! Content: with capture off the record is scrubbed before it is kept (tool arguments, tool
-//! results and output text are dropped), so the ring holds no message content. With capture
-//! on it keeps what the span builder gets, and everything read out goes through the same
-//! redaction and truncation as export.
+//! Content: the record is scrubbed before it is kept (prompt content, tool arguments, tool
+//! results and output text are dropped), so the ring holds no message content of its own.
+//! With capture on, the worker hands over the span's attributes as exported (content already
+//! redacted and truncated) and the tool calls' redacted arguments and results; with capture
+//! off there is none.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use opentelemetry::trace::SpanId;
+use opentelemetry::KeyValue;
 use tokio::sync::broadcast;
 
 use super::record::FinishedRequest;
@@ -37,6 +39,9 @@ pub struct RecentCall {
     pub usage_estimated: bool,
     /// Whether its span was exported (sampled).
     pub sampled: bool,
+    /// With capture on: the span's attributes as exported, content included (redacted and
+    /// truncated). `None` with capture off: the view builds them from the scrubbed record.
+    pub exported_attributes: Option<Vec<KeyValue>>,
 }
 
 /// One `execute_tool` record: a tool call from the response that asked for it to the request
@@ -44,7 +49,7 @@ pub struct RecentCall {
 pub struct RecentTool {
     pub call: PendingCall,
     pub end: SystemTime,
-    /// The tool's result as sent back, kept only with capture on.
+    /// The tool's result as sent back, redacted and truncated, kept only with capture on.
     pub result: Option<String>,
     pub received: bool,
     /// The span of the request that carried the result.
@@ -90,12 +95,16 @@ impl RecentCalls {
     }
 
     /// Keeps a finished inference call, dropping the oldest beyond the capacity.
-    pub fn push(&self, mut finished: FinishedRequest, sampled: bool) -> u64 {
+    /// `exported_attributes` (capture on only) are its span's attributes as exported.
+    pub fn push(
+        &self,
+        mut finished: FinishedRequest,
+        sampled: bool,
+        exported_attributes: Option<Vec<KeyValue>>,
+    ) -> u64 {
         let (usage, usage_estimated) = effective_usage(&finished);
-        if !self.capture_content {
-            scrub(&mut finished);
-        }
-        finished.facts.chunk_gaps = Vec::new();
+        scrub(&mut finished);
+        let exported_attributes = exported_attributes.filter(|_| self.capture_content);
         let mut ring = self.lock();
         let id = ring.next_id;
         ring.next_id += 1;
@@ -105,6 +114,7 @@ impl RecentCalls {
             usage,
             usage_estimated,
             sampled,
+            exported_attributes,
         });
         ring.calls.push_front(call.clone());
         ring.calls.truncate(self.max_calls);
@@ -160,9 +170,11 @@ impl RecentCalls {
     }
 }
 
-/// Drops message content from a record kept with capture off. Tool-call arguments leave their
-/// length behind in `output_chars`, so the usage estimate made from the record stays the same.
+/// Drops message content (and the per-chunk gaps, which only metrics need) from a record
+/// before it is kept. Tool-call arguments leave their length behind in `output_chars`, so the
+/// usage estimate made from the record stays the same.
 fn scrub(f: &mut FinishedRequest) {
+    f.facts.chunk_gaps = Vec::new();
     let r = &mut f.response;
     for c in &mut r.tool_calls {
         r.output_chars += c.arguments.len() as u64;
@@ -200,7 +212,7 @@ mod tests {
     fn bounded_and_newest_first() {
         let r = RecentCalls::new(3, false);
         for i in 0..5 {
-            r.push(finished(&format!("m{i}")), true);
+            r.push(finished(&format!("m{i}")), true, None);
         }
         let calls = r.calls();
         assert_eq!(calls.len(), 3);
@@ -232,7 +244,7 @@ mod tests {
                 let r = r.clone();
                 std::thread::spawn(move || {
                     for i in 0..1000 {
-                        r.push(finished(&format!("t{t}-{i}")), i % 2 == 0);
+                        r.push(finished(&format!("t{t}-{i}")), i % 2 == 0, None);
                     }
                 })
             })
@@ -278,8 +290,13 @@ mod tests {
         let (before, estimated) = effective_usage(&f);
         assert!(estimated);
         let r = RecentCalls::new(10, false);
-        r.push(f, true);
+        let leaked = vec![KeyValue::new(
+            "gen_ai.input.messages",
+            "not with capture off",
+        )];
+        r.push(f, true, Some(leaked));
         let kept = r.calls().remove(0);
+        assert!(kept.exported_attributes.is_none());
         let resp = &kept.finished.response;
         assert!(resp.output_text.is_empty());
         assert_eq!(resp.tool_calls[0].arguments, "");
@@ -289,19 +306,23 @@ mod tests {
         assert_eq!(effective_usage(&kept.finished).0, before);
         assert_eq!(kept.usage, before);
 
+        // With capture on the exported attributes are kept, the raw content still is not.
         let r = RecentCalls::new(10, true);
         let mut f = finished("m");
-        f.response.output_text = vec!["kept".into()];
-        r.push(f, true);
-        assert_eq!(r.calls()[0].finished.response.output_text, vec!["kept"]);
+        f.response.output_text = vec!["raw".into()];
+        let exported = vec![KeyValue::new("gen_ai.output.messages", "[REDACTED_EMAIL]")];
+        r.push(f, true, Some(exported.clone()));
+        let kept = r.calls().remove(0);
+        assert!(kept.finished.response.output_text.is_empty());
+        assert_eq!(kept.exported_attributes, Some(exported));
     }
 
     #[tokio::test]
     async fn subscribers_get_new_calls() {
         let r = RecentCalls::new(10, false);
-        r.push(finished("before"), true);
+        r.push(finished("before"), true, None);
         let mut rx = r.subscribe();
-        r.push(finished("after"), true);
+        r.push(finished("after"), true, None);
         let got = rx.recv().await.unwrap();
         assert_eq!(got.id, 2);
     }

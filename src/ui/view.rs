@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, TraceId};
-use opentelemetry::{Array, InstrumentationScope, Value as OtelValue};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value as OtelValue};
 use serde_json::{json, Value};
 
 use crate::telemetry::content::Redactor;
@@ -297,7 +297,7 @@ fn otel_json(v: &OtelValue) -> Value {
     }
 }
 
-fn attributes(kvs: &[opentelemetry::KeyValue]) -> Value {
+fn attributes(kvs: &[KeyValue]) -> Value {
     let mut m = BTreeMap::new();
     for kv in kvs {
         if !is_credential_key(kv.key.as_str()) {
@@ -337,7 +337,13 @@ pub fn detail(
         redactor: cx.content,
         value_limit: cx.value_limit,
     };
-    let span = spans::inference_span(f, &span_cx, Vec::new());
+    // With capture on, the attributes as they were exported; otherwise built from the record,
+    // which holds no content.
+    let attrs = match &c.exported_attributes {
+        Some(a) => attributes(a),
+        None => spans::inference_span(f, &span_cx, Vec::new())
+            .map_or(json!({}), |s| attributes(&s.attributes)),
+    };
     let mut out = row(c, cx);
     let own = span_id(f);
     let mut related: Vec<(u64, &'static str)> = Vec::new();
@@ -361,14 +367,14 @@ pub fn detail(
                 related.push((a.id, "asked for the tools"));
             }
         }
-        let tool_span = spans::tool_span(
-            &t.call,
-            t.end,
-            t.result.as_deref(),
-            t.received,
-            SpanId::INVALID,
-            &span_cx,
-        );
+        // The result was redacted when it was kept; added as is, not redacted twice.
+        let mut tool_span =
+            spans::tool_span(&t.call, t.end, None, t.received, SpanId::INVALID, &span_cx);
+        if let (Some(_), Some(r)) = (cx.content, &t.result) {
+            tool_span
+                .attributes
+                .push(KeyValue::new(sc::GEN_AI_TOOL_CALL_RESULT, r.clone()));
+        }
         tool_rows.push(json!({
             "name": t.call.name,
             "call_id": t.call.call_id,
@@ -399,10 +405,7 @@ pub fn detail(
         .and_then(|e| e.message.as_deref())
         .map(|m| cx.messages.apply(m));
     if let Value::Object(o) = &mut out {
-        o.insert(
-            "attributes".into(),
-            span.map_or(json!({}), |s| attributes(&s.attributes)),
-        );
+        o.insert("attributes".into(), attrs);
         o.insert("error_message".into(), json!(message));
         o.insert("timeline".into(), timeline(f));
         o.insert("tools".into(), json!(tool_rows));
