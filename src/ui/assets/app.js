@@ -5,6 +5,8 @@
 
 const NS = 'http://www.w3.org/2000/svg';
 const API = '/ui/api';
+// Rows kept on the page; the ring may hold more (its JSON has them all).
+const MAX_ROWS = 500;
 
 const state = {
   calls: [], // newest first, as the server sent them (filtered)
@@ -14,6 +16,8 @@ const state = {
   source: null,
   summaryTimer: null,
   detailTimer: null,
+  tableTimer: null,
+  fresh: new Set(),
 };
 
 // ---- small DOM helpers ---------------------------------------------------------------
@@ -113,7 +117,7 @@ async function getJson(path) {
 }
 
 async function loadCalls() {
-  const data = await getJson('/calls' + query({ minutes: null }));
+  const data = await getJson('/calls' + query({ minutes: null, limit: MAX_ROWS }));
   state.capacity = data.capacity;
   state.calls = data.calls;
   document.getElementById('capacity').textContent = String(data.capacity);
@@ -162,11 +166,20 @@ function connect() {
     try { c = JSON.parse(ev.data); } catch (_) { return; }
     if (state.calls.some((x) => x.id === c.id)) return;
     state.calls.unshift(c);
-    if (state.calls.length > state.capacity) state.calls.length = state.capacity;
+    if (state.calls.length > MAX_ROWS) state.calls.length = MAX_ROWS;
     addFacet('model', c.model);
     addFacet('upstream', c.upstream);
     addFacet('tenant', c.tenant);
-    renderTable(c.id);
+    addFacet('status', c.error);
+    // Busy proxies send many events a second: redraw the table at most four times a second.
+    state.fresh.add(c.id);
+    if (!state.tableTimer) {
+      state.tableTimer = setTimeout(() => {
+        state.tableTimer = null;
+        renderTable(state.fresh);
+        state.fresh = new Set();
+      }, 250);
+    }
     scheduleSummary();
     // A follow-up call closes the tool spans of the call on screen: redraw it.
     if (state.selected !== null && c.tool_results > 0) scheduleDetail();
@@ -199,15 +212,15 @@ function readFilters() {
 
 // ---- the table -----------------------------------------------------------------------
 
-function renderTable(freshId) {
+function renderTable(fresh) {
   const tbody = document.querySelector('#calls tbody');
   clear(tbody);
   const frag = document.createDocumentFragment();
-  for (const c of state.calls) frag.append(callRow(c, c.id === freshId));
+  for (const c of state.calls) frag.append(callRow(c, !!fresh && fresh.has(c.id)));
   tbody.append(frag);
   document.getElementById('empty').hidden = state.calls.length > 0;
   document.getElementById('count').textContent =
-    state.calls.length + ' shown, newest first; ring keeps ' + state.capacity;
+    state.calls.length + ' shown, newest first; llmtap keeps the last ' + state.capacity;
 }
 
 function callRow(c, fresh) {
