@@ -71,7 +71,7 @@ fn tools() -> Value {
 
 /// The scripted traffic: a plain call, a streamed one (tenant `acme` in baggage), a streamed
 /// tool-call turn and the turn carrying the results, a 429, and an Anthropic Messages call.
-/// Returns the number of inference calls made.
+/// Returns the number of inference calls made ([`TRAFFIC_CALLS`]).
 async fn traffic(url: &str) -> usize {
     let user = json!([{"role": "user", "content": "Hello from bob@example.com"}]);
     let (s, _) = post(
@@ -136,8 +136,11 @@ async fn traffic(url: &str) -> usize {
     )
     .await;
     assert_eq!(s, 200);
-    6
+    TRAFFIC_CALLS
 }
+
+/// Inference calls [`traffic`] makes.
+const TRAFFIC_CALLS: usize = 6;
 
 /// (id, name) of the tool calls in a streamed chat completion.
 fn streamed_tool_calls(body: &str) -> Vec<(String, String)> {
@@ -685,26 +688,44 @@ fn chromium() -> Option<PathBuf> {
     found
 }
 
+/// Node.js (tests/run installs the npm example's package with it) for the DevTools driver.
+fn node() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("node"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
+            panic!("`node` is not on PATH; tests/run needs it for the Node example too");
+        }
+        eprintln!("skipping the live browser test: no `node` on PATH");
+    }
+    found
+}
+
+const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+];
+
 /// Runs headless Chromium on `url` with `args`; returns its stdout. The page's own script
 /// runs under a virtual-time budget, so its fetches complete before the DOM is dumped.
 async fn run_chromium(bin: &Path, profile: &Path, args: &[&str], url: &str) -> String {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .env("NO_PROXY", "127.0.0.1,localhost")
-    .kill_on_drop(true);
+    cmd.args(HEADLESS)
+        .arg("--virtual-time-budget=5000")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
         .await
         .expect("chromium timed out")
@@ -825,4 +846,100 @@ async fn a_real_browser_renders_rows_timeline_and_charts() {
     if std::env::var_os("LLMTAP_UPDATE_SCREENSHOT").is_some() {
         std::fs::copy(&shot, repo().join("docs/ui.png")).unwrap();
     }
+}
+
+/// The page open before the traffic: every call arrives through the event stream and shows up
+/// without a reload, charts included. Driven over the DevTools protocol by a small Node script
+/// (`tests/browser/live.mjs`), since a headless `--dump-dom` waits for the open stream.
+#[tokio::test]
+async fn a_real_browser_shows_calls_as_they_finish() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let Some(bin) = chromium() else { return };
+    let Some(node) = node() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let tmp = TempDir::new("ui-live");
+    let profile = tmp.path().join("profile");
+    let _chrome = tokio::process::Command::new(&bin)
+        .args(HEADLESS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--remote-debugging-port=0")
+        .arg("about:blank")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium starts");
+    // Chromium writes the port it picked into its profile.
+    let active = profile.join("DevToolsActivePort");
+    let mut port = None;
+    for _ in 0..300 {
+        if let Some(p) = std::fs::read_to_string(&active)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+            .filter(|p| !p.is_empty())
+        {
+            port = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let port = port.expect("chromium's DevTools port");
+    let mut driver = tokio::process::Command::new(node)
+        .arg("--experimental-websocket")
+        .arg(repo().join("tests/browser/live.mjs"))
+        .arg(&port)
+        .arg(format!("{}/ui", proxy.url))
+        .arg(TRAFFIC_CALLS.to_string())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut stderr = driver.stderr.take().unwrap();
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    async fn next_line(
+        lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+        what: &str,
+    ) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the driver printed no {what}"))
+            .unwrap()
+    }
+    let ready = next_line(&mut lines, "ready line").await;
+    if ready.as_deref() != Some("ready") {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err).await;
+        panic!("the page did not connect its event stream: {ready:?}\n{err}");
+    }
+    let n = traffic(&proxy.url).await;
+    let state = next_line(&mut lines, "page state").await;
+    let Some(state) = state else {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err).await;
+        panic!("the driver failed:\n{err}");
+    };
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["notReloaded"], true, "{state:#}");
+    assert_eq!(state["conn"], "live", "{state:#}");
+    let rows = state["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), n, "{state:#}");
+    // Newest on top, as they finished.
+    assert_eq!(rows[0]["model"], "claude-haiku-4-5");
+    assert!(rows.iter().any(|r| r["model"] == "mock-error-429"
+        && r["status"] == "429"
+        && r["error"] == "rate_limit_exceeded"));
+    for m in ["gpt-4o-mini", "gpt-4o"] {
+        assert!(rows.iter().any(|r| r["model"] == m), "{m}: {state:#}");
+    }
+    for (i, rects) in state["chartRects"].as_array().unwrap().iter().enumerate() {
+        assert!(
+            rects.as_u64().unwrap() >= 1,
+            "panel {i} drew nothing: {state:#}"
+        );
+    }
+    assert_no_canary("the live page", &state.to_string());
+    let _ = driver.wait().await;
 }
