@@ -943,3 +943,31 @@ async fn a_real_browser_shows_calls_as_they_finish() {
     assert_no_canary("the live page", &state.to_string());
     let _ = driver.wait().await;
 }
+
+/// The official SDK's tool loop (tests/sdk/tools.py: a streamed two-tool turn, the app running
+/// its tools, the results turn) shows as two linked calls with their tool spans.
+#[tokio::test]
+async fn the_sdk_tool_loop_shows_as_linked_calls() {
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let Some(sdk) = run_sdk("tools.py", &proxy.url, &[("TOOL_SLEEP", "0.2")]).await else {
+        return;
+    };
+    let calls = wait_calls(&proxy.url, 2).await;
+    let asking = &calls[1];
+    assert_eq!(asking["tool_calls"], json!(["get_weather", "get_time"]));
+    assert_eq!(asking["streaming"], true);
+    let d = get_json(&format!("{}/ui/api/calls/{}", proxy.url, asking["id"])).await;
+    let tools = d["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 2, "{d:#}");
+    for (t, c) in tools.iter().zip(sdk["calls"].as_array().unwrap()) {
+        assert_eq!(t["call_id"], c["id"]);
+        assert_eq!(t["answered_by"], calls[0]["id"]);
+        assert!(t["duration_ms"].as_f64().unwrap() >= 150.0, "{t}");
+    }
+    assert_eq!(d["related"][0]["relation"], "sent the tool results");
+    // The SDK's own key is nowhere either.
+    let listed = get(&format!("{}/ui/api/calls", proxy.url)).await.1;
+    for text in [listed, d.to_string()] {
+        assert!(!text.contains("sk-test-not-a-real-key"), "{text}");
+    }
+}
