@@ -10,22 +10,15 @@ use crate::config::Provider;
 use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
 use crate::stream::decode::Decoder;
+use crate::stream::tee::BodyWatcher;
 use crate::summary::ResponseSummary;
+pub use crate::upstream::UpstreamInfo;
 
 use super::propagation::TraceParent;
 use super::Telemetry;
 
 /// Largest non-streamed response body kept for parsing; larger ones are relayed unparsed.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
-
-/// The upstream a request went to, as the spans and metrics name it.
-#[derive(Debug, Clone)]
-pub struct UpstreamInfo {
-    pub name: String,
-    pub provider: Provider,
-    pub address: String,
-    pub port: u16,
-}
 
 /// How the response body is watched.
 enum Observer {
@@ -282,6 +275,26 @@ impl RequestFacts {
     /// What a finished record leaves behind (its facts moved to the worker).
     fn empty() -> RequestFacts {
         RequestFacts::new("", "")
+    }
+}
+
+/// The relay reports the body's progress to the record through this trait, so the stream
+/// layer never depends on telemetry.
+impl BodyWatcher for RequestRecord {
+    fn observe(&mut self, bytes: &[u8]) {
+        RequestRecord::observe(self, bytes);
+    }
+
+    fn sent(&mut self, bytes: u64) {
+        self.facts.bytes_out += bytes;
+    }
+
+    fn fail(&mut self, error_type: &str) {
+        RequestRecord::fail(self, error_type);
+    }
+
+    fn finish(&mut self) {
+        RequestRecord::finish(self);
     }
 }
 
