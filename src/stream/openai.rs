@@ -223,11 +223,13 @@ fn usage_member(data: &[u8]) -> Option<(Range<usize>, bool)> {
 }
 
 /// How a chunk carries usage, for the stripper: the number of `choices` (`None` when the
-/// member is absent) and the kind of its top-level `usage` member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// member is absent), the kind of its top-level `usage` member, and the byte range that cuts
+/// that member out (see [`null_usage_span`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageShape {
     pub choices: Option<usize>,
     pub usage: UsageMember,
+    pub usage_span: Option<Range<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,35 +239,39 @@ pub enum UsageMember {
     Object,
 }
 
-/// The [`UsageShape`] of a chunk's JSON, or `None` when it is not a JSON object.
+/// The [`UsageShape`] of a chunk's JSON, or `None` when it is not a JSON object. One scan of
+/// the top-level members finds `usage`; `choices` is only counted (its items are skipped).
 #[must_use]
 pub fn usage_shape(data: &[u8]) -> Option<UsageShape> {
     #[derive(Deserialize)]
     struct Probe {
         #[serde(default)]
         choices: Option<SeqLen>,
-        #[serde(default)]
-        usage: Option<IsObject>,
     }
     if data.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
     let probe: Probe = serde_json::from_slice(data).ok()?;
-    let usage = match probe.usage {
-        None => UsageMember::Absent,
-        Some(IsObject(true)) => UsageMember::Object,
-        // Not an object and not null (a number, a string): not usage as OpenAI shapes it.
-        Some(IsObject(false)) => UsageMember::Absent,
-    };
-    // serde reads a present `"usage":null` as `None` too: tell the two apart by the text.
-    let usage = if usage == UsageMember::Absent && null_usage_span(data).is_some() {
-        UsageMember::Null
-    } else {
-        usage
+    let (usage, usage_span) = match usage_member(data) {
+        Some((range, true)) => (UsageMember::Null, Some(range)),
+        Some((range, false)) => {
+            // The member's value starts after its colon: an object starts with `{`.
+            let member = &data[range.clone()];
+            let colon = member.iter().position(|&b| b == b':').unwrap_or(0);
+            let object = member[colon + 1..].trim_ascii_start().first() == Some(&b'{');
+            if object {
+                (UsageMember::Object, Some(range))
+            } else {
+                // A number or a string: not usage as OpenAI shapes it; nothing to hide.
+                (UsageMember::Absent, None)
+            }
+        }
+        None => (UsageMember::Absent, None),
     };
     Some(UsageShape {
         choices: probe.choices.map(|c| c.0),
         usage,
+        usage_span,
     })
 }
 
