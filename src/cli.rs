@@ -96,6 +96,9 @@ pub struct ProxyArgs {
     /// Log format [default: text].
     #[arg(long, env = "LLMTAP_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Redis shared by replicas, redis://HOST:PORT[/DB] or rediss:// (pending tool calls).
+    #[arg(long, env = "LLMTAP_STATE_URL")]
+    pub state_url: Option<String>,
     /// Extra PEM CA bundle to trust for HTTPS upstreams.
     #[arg(long, env = "LLMTAP_CA_FILE")]
     pub ca_file: Option<PathBuf>,

@@ -250,6 +250,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Redis shared by replicas (`redis://HOST:PORT[/DB]`, `rediss://` for TLS): pending tool
+    /// calls live there so any replica can close them. `None`: each replica alone.
+    pub state_url: Option<String>,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
 }
@@ -276,6 +279,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             ca_file: None,
+            state_url: None,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -309,6 +313,7 @@ struct FileConfig {
     shutdown_timeout_secs: Option<f64>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
+    state_url: Option<String>,
     telemetry: Option<FileTelemetry>,
     metrics: Option<FileMetrics>,
 }
@@ -482,6 +487,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         cfg.log_format = v;
     }
     cfg.ca_file = file.ca_file;
+    if let Some(url) = file.state_url {
+        cfg.state_url = Some(check_state_url("state_url", &url)?);
+    }
     if let Some(t) = file.telemetry {
         let d = &mut cfg.telemetry;
         if let Some(v) = t.capture_content {
@@ -640,6 +648,10 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = a.log_format {
         cfg.log_format = v;
     }
+    if let Some(v) = &a.state_url {
+        let key = flag_key("--state-url", "LLMTAP_STATE_URL", v, env);
+        cfg.state_url = Some(check_state_url(&key, v)?);
+    }
     if let Some(v) = &a.ca_file {
         cfg.ca_file = Some(v.clone());
     }
@@ -650,6 +662,17 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
         cfg.metrics.max_models = v;
     }
     Ok(())
+}
+
+/// Checks a Redis URL for the shared state.
+fn check_state_url(key: &str, v: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(v).map_err(|e| err(format!("{key}: {e}")))?;
+    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+        return Err(err(format!(
+            "{key}: must be redis://HOST:PORT[/DB] or rediss://... (TLS)"
+        )));
+    }
+    Ok(v.to_string())
 }
 
 /// Checks an upstream base URL; `key` is what the user typed it under.

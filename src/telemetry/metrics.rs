@@ -114,6 +114,7 @@ pub struct Instruments {
     tool_duration: Histogram<f64>,
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
+    pub state_errors: Counter<u64>,
     models: Bounded,
     tools: Bounded,
     extra: HashMap<String, Bounded>,
@@ -217,6 +218,11 @@ impl Instruments {
                 .u64_counter(sc::METRIC_TELEMETRY_DROPPED)
                 .with_unit("{item}")
                 .with_description("Telemetry dropped because the exporter or queue could not keep up")
+                .build(),
+            state_errors: m
+                .u64_counter(sc::METRIC_STATE_ERRORS)
+                .with_unit("{operation}")
+                .with_description("Shared-state (Redis) operations that failed or timed out; local state was used instead")
                 .build(),
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),
@@ -356,6 +362,11 @@ impl Instruments {
 
     pub fn record_dropped(&self, signal: &'static str, n: u64) {
         self.dropped.add(n, &[KeyValue::new(sc::SIGNAL, signal)]);
+    }
+
+    /// Failed shared-state (Redis) operations; llmtap fell back to local state for each.
+    pub fn record_state_errors(&self, n: u64) {
+        self.state_errors.add(n, &[]);
     }
 }
 

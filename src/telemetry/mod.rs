@@ -43,6 +43,15 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// A tool call closed through the shared state (its result reached this replica, or its
+/// expiry was confirmed there), handed back to the worker to emit.
+struct Closed {
+    call: PendingCall,
+    end: SystemTime,
+    result: Option<String>,
+    received: bool,
+}
+
 #[derive(Clone)]
 pub struct Telemetry {
     inner: Arc<Inner>,
@@ -111,6 +120,13 @@ impl Telemetry {
         }
         let redactor = capture_content
             .then(|| Redactor::new(&config.telemetry.redact, config.telemetry.content_max_chars));
+        let state = config.state_url.as_deref().and_then(|url| {
+            crate::state::SharedState::connect(url)
+                .map_err(|e| tracing::warn!(error = %e, "shared state not used"))
+                .ok()
+                .map(Arc::new)
+        });
+        let (closed_tx, closed_rx) = mpsc::channel(4096);
         let worker = Worker {
             rx,
             batcher: SpanBatcher::new(&settings, span_sinks),
@@ -121,6 +137,10 @@ impl Telemetry {
                 config.telemetry.tool_call_ttl,
                 config.telemetry.max_pending_tool_calls,
             ),
+            tool_ttl: config.telemetry.tool_call_ttl,
+            state,
+            closed_tx,
+            closed_rx,
             scope: InstrumentationScope::builder("llmtap")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
@@ -268,6 +288,11 @@ struct Worker {
     otlp_reader: Option<SharedReader>,
     instruments: Option<Arc<Instruments>>,
     tools: PendingToolCalls,
+    tool_ttl: Duration,
+    /// Redis, when `--state-url` is set: tool calls shared between replicas.
+    state: Option<Arc<crate::state::SharedState>>,
+    closed_tx: mpsc::Sender<Closed>,
+    closed_rx: mpsc::Receiver<Closed>,
     scope: InstrumentationScope,
     redactor: Option<Redactor>,
     value_limit: Option<usize>,
@@ -300,11 +325,15 @@ impl Worker {
                         return;
                     }
                 },
+                Some(c) = self.closed_rx.recv() => {
+                    self.emit_tool(&c.call, c.end, c.result.as_deref(), c.received);
+                }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     for call in self.tools.expire(now) {
-                        self.emit_tool(&call, SystemTime::now(), None, false);
+                        self.expire_tool(call);
                     }
+                    self.report_state_errors();
                     self.batcher.tick();
                     self.report_dropped();
                 }
@@ -327,12 +356,36 @@ impl Worker {
         let mut asked_by: Vec<opentelemetry::trace::SpanContext> = Vec::new();
         if let Some(req) = &f.request {
             for (id, result) in &req.tool_results {
+                let res = self.redactor.is_some().then_some(result.as_str());
                 if let Some(call) = self.tools.take(id) {
-                    let res = self.redactor.is_some().then_some(result.as_str());
                     self.emit_tool(&call, f.started_at, res, true);
                     if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
                         asked_by.push(spans::requesting_span_context(&call));
                     }
+                    // Taken here: remove it from the shared state so no replica emits it again.
+                    if let Some(state) = self.state.clone() {
+                        let id = id.clone();
+                        tokio::spawn(async move {
+                            let _ = state.take_call(&id).await;
+                        });
+                    }
+                } else if let Some(state) = self.state.clone() {
+                    // Asked for through another replica: whoever takes it from Redis emits it.
+                    let (id, tx, end) = (id.clone(), self.closed_tx.clone(), f.started_at);
+                    let result = res.map(str::to_owned);
+                    tokio::spawn(async move {
+                        if let Ok(Some(stored)) = state.take_call(&id).await {
+                            if let Some(call) = stored.into_pending() {
+                                let closed = Closed {
+                                    call,
+                                    end,
+                                    result,
+                                    received: true,
+                                };
+                                let _ = tx.send(closed).await;
+                            }
+                        }
+                    });
                 }
             }
         }
@@ -344,6 +397,7 @@ impl Worker {
         }
         // Calls this response asks for start waiting for their results now.
         let requested_at = spans::end_time(&f);
+        let mut shared = Vec::new();
         for c in &f.response.tool_calls {
             if c.id.is_empty() {
                 continue;
@@ -373,8 +427,52 @@ impl Worker {
             if let Some(i) = &self.instruments {
                 i.tool_requested(&call);
             }
+            if self.state.is_some() {
+                shared.push(crate::state::StoredCall::from_pending(&call));
+            }
             for old in self.tools.insert(call) {
                 self.emit_tool(&old, SystemTime::now(), None, false);
+            }
+        }
+        // One round trip for all the calls of this response, off the request path.
+        if let (Some(state), false) = (self.state.clone(), shared.is_empty()) {
+            let ttl = self.tool_ttl;
+            tokio::spawn(async move {
+                let _ = state.put_calls(&shared, ttl).await;
+            });
+        }
+    }
+
+    /// A call this replica asked for reached its TTL unanswered here. With shared state, it is
+    /// emitted as unanswered only if it is still in Redis (no other replica closed it); Redis
+    /// unavailable means this replica's view is all there is.
+    fn expire_tool(&mut self, call: PendingCall) {
+        let Some(state) = self.state.clone() else {
+            self.emit_tool(&call, SystemTime::now(), None, false);
+            return;
+        };
+        let tx = self.closed_tx.clone();
+        tokio::spawn(async move {
+            match state.take_call(&call.call_id).await {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(()) => {
+                    let closed = Closed {
+                        call,
+                        end: SystemTime::now(),
+                        result: None,
+                        received: false,
+                    };
+                    let _ = tx.send(closed).await;
+                }
+            }
+        });
+    }
+
+    fn report_state_errors(&self) {
+        if let (Some(state), Some(i)) = (&self.state, &self.instruments) {
+            let n = state.take_errors();
+            if n > 0 {
+                i.record_state_errors(n);
             }
         }
     }
@@ -454,9 +552,18 @@ impl Worker {
             }
         }
         let now = SystemTime::now();
-        for call in self.tools.drain() {
-            self.emit_tool(&call, now, None, false);
+        let pending = self.tools.drain();
+        if self.state.is_none() {
+            for call in pending {
+                self.emit_tool(&call, now, None, false);
+            }
         }
+        // With shared state, calls still pending stay in Redis: another replica may receive
+        // their results after this one is gone, and closes them then.
+        while let Ok(c) = self.closed_rx.try_recv() {
+            self.emit_tool(&c.call, c.end, c.result.as_deref(), c.received);
+        }
+        self.report_state_errors();
         self.batcher
             .drain(Instant::now() + Duration::from_secs(5))
             .await;

@@ -72,6 +72,7 @@ pub const METRIC_TOOL_CALLS: &str = "llmtap.tool.calls";
 pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
+pub const METRIC_STATE_ERRORS: &str = "llmtap.state.errors";
 /// Attribute of `llmtap.telemetry.dropped`: which signal lost data.
 pub const SIGNAL: &str = "signal";
 
