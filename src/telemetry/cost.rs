@@ -83,6 +83,7 @@ mod tests {
                 output_tokens: Some(500),
                 cache_read_input_tokens: Some(400),
                 reasoning_output_tokens: Some(100),
+                cache_write_input_tokens: None,
             },
         );
         assert!((c.input - 0.00012).abs() < 1e-12, "{c:?}");
