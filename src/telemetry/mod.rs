@@ -395,11 +395,7 @@ impl Worker {
         if keep {
             self.batcher.push_with(|| {
                 let a = attrs
-                    .as_ref()
-                    .map(|a| spans::InferenceAttributes {
-                        attributes: a.attributes.clone(),
-                        content: a.content.clone(),
-                    })
+                    .clone()
                     .or_else(|| spans::inference_attributes(&f, &cx))?;
                 spans::inference_span(&f, a, &cx, asked_by)
             });

@@ -114,6 +114,7 @@ pub fn requesting_span_context(call: &PendingCall) -> SpanContext {
 /// The attributes of one inference call, computed once for its span and its
 /// `gen_ai.client.inference.operation.details` log record. Content is kept raw (the semconv
 /// JSON shapes): each destination redacts and truncates it its own way.
+#[derive(Clone)]
 pub struct InferenceAttributes {
     pub attributes: Vec<KeyValue>,
     pub content: Vec<(&'static str, serde_json::Value)>,
