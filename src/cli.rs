@@ -105,6 +105,10 @@ pub struct ProxyArgs {
     /// Export prompt and completion text (off by default).
     #[arg(long, env = "LLMTAP_CAPTURE_CONTENT")]
     pub capture_content: Option<bool>,
+    /// Report llmtap's token estimates (no usage from the upstream) as usage, flagged
+    /// llmtap.usage.estimated=true [default: false].
+    #[arg(long, env = "LLMTAP_REPORT_ESTIMATED_USAGE")]
+    pub report_estimated_usage: Option<bool>,
     /// Distinct model names kept as metric attribute values before others become `other` [default: 100].
     #[arg(long, env = "LLMTAP_MAX_MODELS")]
     pub max_models: Option<usize>,

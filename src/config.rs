@@ -151,8 +151,13 @@ pub struct RedactRule {
 pub struct TelemetryConfig {
     /// Export prompts/completions/tool arguments (opt-in). `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` wins when set.
     pub capture_content: bool,
-    /// Captured content is cut to this many characters per attribute.
+    /// Captured content is cut to this many characters of text per attribute.
     pub content_max_chars: usize,
+    /// Write llmtap's token estimates (no usage from the upstream) to the standard usage
+    /// names (`gen_ai.usage.*`, the token metrics, `llmtap.cost`), flagged
+    /// `llmtap.usage.estimated=true`. Off: estimates stay under `llmtap.usage.estimated.*` and
+    /// `llmtap.cost.estimated`, as the conventions count only usage the response reported.
+    pub report_estimated_usage: bool,
     pub redact: Vec<RedactRule>,
     /// Baggage keys copied onto spans as `llmtap.baggage.<key>`... unless they are already attribute names.
     pub baggage_attributes: Vec<String>,
@@ -175,6 +180,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             capture_content: false,
             content_max_chars: 16 * 1024,
+            report_estimated_usage: false,
             redact: default_redactions(),
             baggage_attributes: Vec::new(),
             header_attributes: Vec::new(),
@@ -350,6 +356,7 @@ struct FileRoute {
 struct FileTelemetry {
     capture_content: Option<bool>,
     content_max_chars: Option<usize>,
+    report_estimated_usage: Option<bool>,
     redact: Option<Vec<RedactRule>>,
     /// Keep the built-in redaction rules in front of `redact` (default true).
     default_redactions: Option<bool>,
@@ -497,6 +504,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.content_max_chars {
             d.content_max_chars = v;
+        }
+        if let Some(v) = t.report_estimated_usage {
+            d.report_estimated_usage = v;
         }
         let mut rules = if t.default_redactions.unwrap_or(true) {
             default_redactions()
@@ -657,6 +667,9 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     }
     if let Some(v) = a.capture_content {
         cfg.telemetry.capture_content = v;
+    }
+    if let Some(v) = a.report_estimated_usage {
+        cfg.telemetry.report_estimated_usage = v;
     }
     if let Some(v) = a.max_models {
         cfg.metrics.max_models = v;

@@ -45,6 +45,8 @@ pub struct StoredCall {
     pub requested_unix_nanos: u64,
     pub request_model: Option<String>,
     pub arguments: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 impl StoredCall {
@@ -63,6 +65,7 @@ impl StoredCall {
                 .map_or(0, |d| d.as_nanos() as u64),
             request_model: c.request_model.clone(),
             arguments: c.arguments.clone(),
+            description: c.description.clone(),
         }
     }
 
@@ -92,6 +95,7 @@ impl StoredCall {
             requested: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             request_model: self.request_model,
             arguments: self.arguments,
+            description: self.description,
         })
     }
 }
@@ -221,6 +225,7 @@ mod tests {
             requested: Instant::now(),
             request_model: Some("gpt-4o".into()),
             arguments: None,
+            description: Some("Weather for a city".into()),
         };
         let stored = StoredCall::from_pending(&c);
         let json = serde_json::to_string(&stored).unwrap();
@@ -230,6 +235,7 @@ mod tests {
         assert_eq!(p.parent_span_id, c.parent_span_id);
         assert_eq!(p.trace_state.header(), "vendor=x");
         assert_eq!(p.name, "get_weather");
+        assert_eq!(p.description.as_deref(), Some("Weather for a city"));
         let drift = p
             .requested_at
             .duration_since(c.requested_at)

@@ -174,8 +174,7 @@ fn block_text(b: &Value) -> String {
 fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
     let mut out = RequestContent::default();
     if !system.is_empty() {
-        out.system_instructions =
-            Some(serde_json::json!([{"type": "text", "content": system}]).to_string());
+        out.system_instructions = Some(serde_json::json!([{"type": "text", "content": system}]));
     }
     let mut input = Vec::new();
     for m in obj
@@ -201,7 +200,7 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
         };
         input.push(serde_json::json!({"role": role, "parts": parts}));
     }
-    out.input_messages = Some(Value::Array(input).to_string());
+    out.input_messages = Some(Value::Array(input));
     if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
         let defs: Vec<Value> = tools
             .iter()
@@ -210,7 +209,7 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
                     "description": t.get("description"), "parameters": t.get("input_schema")})
             })
             .collect();
-        out.tool_definitions = Some(Value::Array(defs).to_string());
+        out.tool_definitions = Some(Value::Array(defs));
     }
     out
 }

@@ -138,8 +138,7 @@ impl Dialect for OllamaNative {
 fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
     let mut out = RequestContent::default();
     if let Some(system) = obj.get("system").and_then(Value::as_str) {
-        out.system_instructions =
-            Some(serde_json::json!([{"type": "text", "content": system}]).to_string());
+        out.system_instructions = Some(serde_json::json!([{"type": "text", "content": system}]));
     }
     let messages: Vec<Value> = match (op, obj.get("messages"), obj.get("prompt")) {
         (Operation::Chat, Some(Value::Array(ms)), _) => ms
@@ -161,7 +160,7 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
         }
         _ => Vec::new(),
     };
-    out.input_messages = Some(Value::Array(messages).to_string());
+    out.input_messages = Some(Value::Array(messages));
     out
 }
 

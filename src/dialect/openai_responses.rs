@@ -154,8 +154,7 @@ fn output_text(output: Option<&Value>) -> String {
 fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestContent {
     let mut out = RequestContent::default();
     if let Some(i) = instructions {
-        out.system_instructions =
-            Some(serde_json::json!([{"type": "text", "content": i}]).to_string());
+        out.system_instructions = Some(serde_json::json!([{"type": "text", "content": i}]));
     }
     let messages: Vec<Value> = match obj.get("input") {
         Some(Value::String(s)) => {
@@ -183,7 +182,7 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
             .collect(),
         _ => Vec::new(),
     };
-    out.input_messages = Some(Value::Array(messages).to_string());
+    out.input_messages = Some(Value::Array(messages));
     if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
         let defs: Vec<Value> = tools
             .iter()
@@ -196,7 +195,7 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
                 })
             })
             .collect();
-        out.tool_definitions = Some(Value::Array(defs).to_string());
+        out.tool_definitions = Some(Value::Array(defs));
     }
     out
 }
@@ -466,7 +465,15 @@ mod tests {
         assert_eq!(info.tool_results, vec![("call_1".into(), "18 C".into())]);
         assert_eq!(info.message_count, 3);
         let c = info.content.unwrap();
-        assert!(c.system_instructions.unwrap().contains("Be brief."));
-        assert!(c.input_messages.unwrap().contains("tool_call_response"));
+        assert!(c
+            .system_instructions
+            .unwrap()
+            .to_string()
+            .contains("Be brief."));
+        assert!(c
+            .input_messages
+            .unwrap()
+            .to_string()
+            .contains("tool_call_response"));
     }
 }

@@ -7,6 +7,7 @@
 pub mod console;
 pub mod content;
 pub mod cost;
+pub mod events;
 pub mod export;
 pub mod metrics;
 pub mod prometheus;
@@ -30,11 +31,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, Env};
 use content::Redactor;
+use events::EventPipeline;
 use export::{MetricSink, SpanBatcher, SpanSink};
 use metrics::{Instruments, SharedReader};
 use propagation::{Propagation, TraceParent};
 use record::FinishedRequest;
-use settings::Settings;
+use settings::{ContentCapture, Settings};
 use spans::SpanContextInfo;
 use tools::{PendingCall, PendingToolCalls};
 
@@ -63,7 +65,10 @@ struct Inner {
     propagation: Propagation,
     instruments: Option<Arc<Instruments>>,
     prometheus: Option<SharedReader>,
-    capture_content: bool,
+    /// Where captured content goes; anything but `NoContent` makes the request path keep it.
+    content: ContentCapture,
+    /// The content event's log pipeline started.
+    events: bool,
     prompt_hasher: crate::request::PromptHasher,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
@@ -77,9 +82,13 @@ impl Telemetry {
         // The OTLP/HTTP exporter builds a reqwest client, which needs the TLS provider.
         crate::upstream::install_crypto_provider();
         let settings = Settings::from_env(env);
-        let capture_content = settings
+        let content = settings
             .capture_content
-            .unwrap_or(config.telemetry.capture_content);
+            .unwrap_or(if config.telemetry.capture_content {
+                ContentCapture::SpanOnly
+            } else {
+                ContentCapture::NoContent
+            });
         let resource = resource(&settings);
         let propagation = Propagation::from_env(settings.propagators.as_deref());
         let (tx, rx) = mpsc::channel(config.telemetry.queue_size.max(1));
@@ -90,7 +99,11 @@ impl Telemetry {
         let mut instruments = None;
         let mut prometheus = None;
         let mut otlp_reader = None;
+        let mut events = None;
         if !settings.sdk_disabled {
+            if content.on_events() {
+                events = EventPipeline::start(&settings, &resource);
+            }
             if let Some(t) = &settings.traces_otlp {
                 match export::otlp_span_exporter(t, &resource) {
                     Ok(e) => span_sinks.push(SpanSink::otlp(e, &t.endpoint)),
@@ -113,12 +126,17 @@ impl Telemetry {
                 (!metric_sinks.is_empty()).then(|| export::sdk_temporality(settings.temporality));
             let prom = config.metrics.prometheus || settings.metrics_prometheus;
             let (provider, otlp_r, prom_r) = metrics::provider(resource.clone(), push, prom);
-            instruments = Some(Arc::new(Instruments::new(&provider, config)));
+            instruments = Some(Arc::new(Instruments::new(
+                &provider,
+                config,
+                settings.genai_latest,
+            )));
             meter_provider = Some(provider);
             prometheus = prom_r;
             otlp_reader = otlp_r;
         }
-        let redactor = capture_content
+        let redactor = content
+            .any()
             .then(|| Redactor::new(&config.telemetry.redact, config.telemetry.content_max_chars));
         let state = config.state_url.as_deref().and_then(|url| {
             crate::state::SharedState::connect(url)
@@ -127,6 +145,7 @@ impl Telemetry {
                 .map(Arc::new)
         });
         let (closed_tx, closed_rx) = mpsc::channel(4096);
+        let events_on = events.is_some();
         let worker = Worker {
             rx,
             batcher: SpanBatcher::new(&settings, span_sinks),
@@ -145,6 +164,10 @@ impl Telemetry {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             redactor,
+            events,
+            content_on_spans: content.on_spans(),
+            latest: settings.genai_latest,
+            report_estimated: config.telemetry.report_estimated_usage,
             value_limit: settings.attribute_value_limit,
             sample_ratio: settings.sample_ratio,
             parent_based: settings.parent_based,
@@ -165,7 +188,8 @@ impl Telemetry {
                 propagation,
                 instruments,
                 prometheus,
-                capture_content,
+                content,
+                events: events_on,
                 prompt_hasher: crate::request::PromptHasher::from_env(env),
                 _meter_provider: meter_provider,
             }),
@@ -180,15 +204,16 @@ impl Telemetry {
     pub fn describe(&self) -> String {
         self.inner
             .settings
-            .describe(self.inner.prometheus.is_some())
+            .describe(self.inner.prometheus.is_some(), self.inner.events)
     }
 
     pub fn propagation(&self) -> &Propagation {
         &self.inner.propagation
     }
 
+    /// Whether the request path keeps message content (for spans, the event, or both).
     pub fn capture_content(&self) -> bool {
-        self.inner.capture_content
+        self.inner.content.any()
     }
 
     /// The keyed hasher for `llmtap.prompt.hash`.
@@ -281,6 +306,21 @@ fn resource(s: &Settings) -> Resource {
         .build()
 }
 
+/// What span building needs, borrowed from the worker's fields (a macro rather than a method,
+/// so the batcher and the event pipeline can be borrowed mutably beside it).
+macro_rules! span_cx {
+    ($w:expr) => {
+        SpanContextInfo {
+            scope: &$w.scope,
+            redactor: $w.redactor.as_ref(),
+            content_on_spans: $w.content_on_spans,
+            value_limit: $w.value_limit,
+            latest: $w.latest,
+            report_estimated: $w.report_estimated,
+        }
+    };
+}
+
 struct Worker {
     rx: mpsc::Receiver<Msg>,
     batcher: SpanBatcher,
@@ -295,6 +335,11 @@ struct Worker {
     closed_rx: mpsc::Receiver<Closed>,
     scope: InstrumentationScope,
     redactor: Option<Redactor>,
+    /// The `gen_ai.client.inference.operation.details` log records, when asked for.
+    events: Option<EventPipeline>,
+    content_on_spans: bool,
+    latest: bool,
+    report_estimated: bool,
     value_limit: Option<usize>,
     sample_ratio: f64,
     parent_based: bool,
@@ -335,6 +380,9 @@ impl Worker {
                     }
                     self.report_state_errors();
                     self.batcher.tick();
+                    if let Some(e) = &mut self.events {
+                        e.tick();
+                    }
                     self.report_dropped();
                 }
                 _ = metric_tick.tick() => self.export_metrics(false).await,
@@ -390,14 +438,32 @@ impl Worker {
             }
         }
         let keep = self.keep(&f);
+        let cx = span_cx!(self);
+        // Computed once for the span and the log record when both are made.
+        let attrs = self
+            .events
+            .is_some()
+            .then(|| spans::inference_attributes(&f, &cx))
+            .flatten();
         if keep {
-            let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
-            self.batcher
-                .push_with(|| spans::inference_span(&f, &cx, asked_by));
+            self.batcher.push_with(|| {
+                let a = attrs
+                    .clone()
+                    .or_else(|| spans::inference_attributes(&f, &cx))?;
+                spans::inference_span(&f, a, &cx, asked_by)
+            });
+        }
+        if let (Some(ev), Some(a), Some(red)) = (&mut self.events, &attrs, &self.redactor) {
+            ev.inference_details(&f, a, red, self.value_limit, keep);
         }
         // Calls this response asks for start waiting for their results now.
         let requested_at = spans::end_time(&f);
         let mut shared = Vec::new();
+        let descriptions = f
+            .request
+            .as_ref()
+            .map(|r| r.tool_descriptions.as_slice())
+            .unwrap_or_default();
         for c in &f.response.tool_calls {
             if c.id.is_empty() {
                 continue;
@@ -422,7 +488,11 @@ impl Worker {
                 requested_at,
                 requested: f.ended,
                 request_model: spans::request_model(&f).map(str::to_owned),
-                arguments: self.redactor.as_ref().map(|r| r.apply(&c.arguments)),
+                description: descriptions
+                    .iter()
+                    .find(|(name, _)| *name == c.name)
+                    .map(|(_, d)| d.clone()),
+                arguments: self.redactor.as_ref().map(|_| c.arguments.clone()),
             };
             if let Some(i) = &self.instruments {
                 i.tool_requested(&call);
@@ -500,7 +570,7 @@ impl Worker {
             i.tool_finished(call, spans::tool_duration(call, end).as_secs_f64());
         }
         if call.keep {
-            let cx = span_cx(&self.scope, self.redactor.as_ref(), self.value_limit);
+            let cx = span_cx!(self);
             let span_id = self.ids.new_span_id();
             self.batcher
                 .push_with(|| Some(spans::tool_span(call, end, result, received, span_id, &cx)));
@@ -512,6 +582,16 @@ impl Worker {
         if n > 0 {
             if let Some(i) = &self.instruments {
                 i.record_dropped("spans", n as u64);
+            }
+        }
+        let n = self
+            .events
+            .as_ref()
+            .map(|e| e.dropped.swap(0, Ordering::Relaxed))
+            .unwrap_or(0);
+        if n > 0 {
+            if let Some(i) = &self.instruments {
+                i.record_dropped("logs", n as u64);
             }
         }
     }
@@ -564,24 +644,14 @@ impl Worker {
             self.emit_tool(&c.call, c.end, c.result.as_deref(), c.received);
         }
         self.report_state_errors();
-        self.batcher
-            .drain(Instant::now() + Duration::from_secs(5))
-            .await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.batcher.drain(deadline).await;
+        if let Some(e) = &mut self.events {
+            e.tick();
+            e.drain(deadline).await;
+        }
         self.report_dropped();
         self.export_metrics(true).await;
-    }
-}
-
-/// Built from the worker's fields (not `&self`) so the batcher can be borrowed mutably beside it.
-fn span_cx<'a>(
-    scope: &'a InstrumentationScope,
-    redactor: Option<&'a Redactor>,
-    value_limit: Option<usize>,
-) -> SpanContextInfo<'a> {
-    SpanContextInfo {
-        scope,
-        redactor,
-        value_limit,
     }
 }
 
