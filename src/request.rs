@@ -59,8 +59,8 @@ pub struct RequestContent {
 }
 
 /// Tools whose description is kept, and the longest description kept (characters).
-const MAX_TOOL_DESCRIPTIONS: usize = 128;
-const MAX_TOOL_DESCRIPTION_CHARS: usize = 1024;
+pub(crate) const MAX_TOOL_DESCRIPTIONS: usize = 128;
+pub(crate) const MAX_TOOL_DESCRIPTION_CHARS: usize = 1024;
 
 /// Fingerprints prompts for `llmtap.prompt.hash` with HMAC-SHA-256 (RFC 2104) under a
 /// per-deployment secret. A plain SHA-256 of a short prompt ("Hello") can be reversed by

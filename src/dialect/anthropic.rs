@@ -49,6 +49,8 @@ impl Dialect for AnthropicMessages {
             top_p: f64_at(obj, "top_p"),
             max_tokens: i64_at(obj, "max_tokens"),
             stop: strings_at(obj, "stop_sequences"),
+            top_k: f64_at(obj, "top_k"),
+            tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
             ..Default::default()
         };
         let system = system_text(obj.get("system"));

@@ -162,6 +162,33 @@ pub(crate) fn str_at(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// `(name, description)` of the tools a request offers, for `gen_ai.tool.description` on the
+/// execute_tool spans of the calls the response asks for. `function` is the object holding
+/// `name` and `description` in a tool entry (the entry itself for flat shapes).
+pub(crate) fn tool_descriptions(
+    obj: &Map<String, Value>,
+    function: impl Fn(&Value) -> Option<&Value>,
+) -> Vec<(String, String)> {
+    obj.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let f = function(t)?;
+            let name = f.get("name")?.as_str()?;
+            let description = f.get("description")?.as_str()?;
+            Some((
+                name.to_owned(),
+                description
+                    .chars()
+                    .take(crate::request::MAX_TOOL_DESCRIPTION_CHARS)
+                    .collect(),
+            ))
+        })
+        .take(crate::request::MAX_TOOL_DESCRIPTIONS)
+        .collect()
+}
+
 /// `stop` / `stop_sequences`: a string or an array of strings.
 pub(crate) fn strings_at(obj: &Map<String, Value>, key: &str) -> Vec<String> {
     match obj.get(key) {

@@ -62,6 +62,8 @@ impl Dialect for OllamaNative {
             seed: opt_i64("seed"),
             max_tokens: opt_i64("num_predict"),
             stop: options.map(|o| strings_at(o, "stop")).unwrap_or_default(),
+            top_k: opt_f64("top_k"),
+            tool_descriptions: super::tool_descriptions(obj, |t| t.get("function")),
             ..Default::default()
         };
         let prompt_key = match op {

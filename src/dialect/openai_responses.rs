@@ -47,6 +47,13 @@ impl Dialect for OpenAiResponses {
             top_p: f64_at(obj, "top_p"),
             max_tokens: i64_at(obj, "max_output_tokens"),
             conversation_id: conversation_id(obj),
+            reasoning_level: obj
+                .get("reasoning")
+                .and_then(|r| r.get("effort"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            service_tier: str_at(obj, "service_tier"),
+            tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
             ..Default::default()
         };
         let instructions = str_at(obj, "instructions");
