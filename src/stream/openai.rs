@@ -107,6 +107,11 @@ impl StreamAccumulator {
         outcome
     }
 
+    /// Stops reading the stream: what it carried could not be framed.
+    pub fn mark_parse_failed(&mut self) {
+        self.summary.parse_failed = true;
+    }
+
     /// The summary so far (e.g. when the client went away mid-stream). Tool calls whose
     /// server never sent a `type` get their default `function` kind only in `finish`.
     pub fn summary(&self) -> &ResponseSummary {

@@ -78,6 +78,21 @@ impl UsageStripper {
 
     /// Takes the next upstream bytes and returns what the client gets now (maybe empty).
     pub fn process(&mut self, chunk: &[u8]) -> Bytes {
+        self.process_with(chunk, |_, _| {})
+    }
+
+    /// Whether framing gave up on this stream (an event past the parser's size limit).
+    pub fn framing_failed(&self) -> bool {
+        self.parser.failed()
+    }
+
+    /// Like [`process`](Self::process), also handing every event it framed (the usage event
+    /// too, before it is dropped) to `on_event`, so a watcher need not frame the chunk again.
+    pub fn process_with(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(Option<&str>, &[u8]),
+    ) -> Bytes {
         self.pending.extend_from_slice(chunk);
         let base = self.pending_start;
         let UsageStripper {
@@ -90,6 +105,7 @@ impl UsageStripper {
         let mut out = Vec::with_capacity(pending.len());
         let mut copied_to = base;
         parser.feed(chunk, |ev| {
+            on_event(ev.event, ev.data);
             let (start, end) = (ev.start, ev.end);
             let rel = |off: u64| (off - base) as usize;
             if std::mem::take(dropped_cr) && copied_to == start && pending[rel(start)] == b'\n' {

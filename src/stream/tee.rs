@@ -14,12 +14,21 @@ use tokio::time::{Instant, Sleep};
 
 use super::decode::Decoder;
 use super::strip::UsageStripper;
+use crate::summary::FeedOutcome;
 
 /// What the relay tells whoever watches the body (the request's record): a copy of each
 /// chunk read, the bytes sent on, a failure, and the end. `finish` may be called once; a
 /// watcher that is dropped unfinished must finish itself.
 pub trait BodyWatcher: Send + Unpin {
     fn observe(&mut self, bytes: &[u8]);
+    /// Whether the watcher takes events framed by the relay instead of bytes.
+    fn takes_events(&self) -> bool {
+        false
+    }
+    /// One event of the current read, framed by the relay; `read` accumulates the read.
+    fn observe_event(&mut self, _event: Option<&str>, _data: &[u8], _read: &mut FeedOutcome) {}
+    /// All events of one read were observed (or framing failed: `framing_failed`).
+    fn observed_read(&mut self, _read: FeedOutcome, _framing_failed: bool) {}
     fn sent(&mut self, bytes: u64);
     /// Records the `error.type`; the first one wins.
     fn fail(&mut self, error_type: &str);
@@ -129,10 +138,25 @@ where
                     if bytes.is_empty() {
                         continue;
                     }
-                    this.record.observe(&bytes);
                     let out = match &mut this.stripper {
-                        Some(s) => s.process(&bytes),
-                        None => bytes,
+                        // Frame once: the stripper's events feed the record too.
+                        Some(s) if this.record.takes_events() => {
+                            let mut read = FeedOutcome::default();
+                            let record = &mut this.record;
+                            let out = s.process_with(&bytes, |event, data| {
+                                record.observe_event(event, data, &mut read)
+                            });
+                            this.record.observed_read(read, s.framing_failed());
+                            out
+                        }
+                        Some(s) => {
+                            this.record.observe(&bytes);
+                            s.process(&bytes)
+                        }
+                        None => {
+                            this.record.observe(&bytes);
+                            bytes
+                        }
                     };
                     if out.is_empty() {
                         continue;
