@@ -45,6 +45,10 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// How long a replica waits before looking a second time for a tool call it received the
+/// result of but did not find in the shared state.
+const LATE_STORE_GRACE: Duration = Duration::from_millis(300);
+
 /// A tool call closed through the shared state (its result reached this replica, or its
 /// expiry was confirmed there), handed back to the worker to emit.
 struct Closed {
@@ -422,7 +426,14 @@ impl Worker {
                     let (id, tx, end) = (id.clone(), self.closed_tx.clone(), f.started_at);
                     let result = res.map(str::to_owned);
                     tokio::spawn(async move {
-                        if let Ok(Some(stored)) = state.take_call(&id).await {
+                        let mut taken = state.take_call(&id).await;
+                        if matches!(taken, Ok(None)) {
+                            // The asking replica stores its calls right after its response;
+                            // an app that runs its tool in a millisecond can beat that write.
+                            tokio::time::sleep(LATE_STORE_GRACE).await;
+                            taken = state.take_call(&id).await;
+                        }
+                        if let Ok(Some(stored)) = taken {
                             if let Some(call) = stored.into_pending() {
                                 let closed = Closed {
                                     call,
