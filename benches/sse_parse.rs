@@ -122,6 +122,22 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    // The relay's path since the stripper's framing feeds the record: one framing per chunk.
+    group.bench_function("record_update_and_usage_strip_one_framing", |b| {
+        b.iter_custom(|iters| {
+            per_chunk(iters, n, || {
+                let mut acc = StreamAccumulator::new();
+                let mut stripper = UsageStripper::new();
+                for chunk in &chunks {
+                    black_box(stripper.process_with(black_box(chunk), |event, data| {
+                        black_box(acc.feed_event(event, data));
+                    }));
+                }
+                black_box(stripper.finish());
+                black_box(acc.finish());
+            })
+        })
+    });
     group.bench_function("usage_strip", |b| {
         b.iter_custom(|iters| {
             per_chunk(iters, n, || {

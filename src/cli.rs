@@ -96,12 +96,19 @@ pub struct ProxyArgs {
     /// Log format [default: text].
     #[arg(long, env = "LLMTAP_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Redis shared by replicas, redis://HOST:PORT[/DB] or rediss:// (pending tool calls).
+    #[arg(long, env = "LLMTAP_STATE_URL")]
+    pub state_url: Option<String>,
     /// Extra PEM CA bundle to trust for HTTPS upstreams.
     #[arg(long, env = "LLMTAP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Export prompt and completion text (off by default).
     #[arg(long, env = "LLMTAP_CAPTURE_CONTENT")]
     pub capture_content: Option<bool>,
+    /// Report llmtap's token estimates (no usage from the upstream) as usage, flagged
+    /// llmtap.usage.estimated=true [default: false].
+    #[arg(long, env = "LLMTAP_REPORT_ESTIMATED_USAGE")]
+    pub report_estimated_usage: Option<bool>,
     /// Distinct model names kept as metric attribute values before others become `other` [default: 100].
     #[arg(long, env = "LLMTAP_MAX_MODELS")]
     pub max_models: Option<usize>,

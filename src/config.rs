@@ -151,8 +151,13 @@ pub struct RedactRule {
 pub struct TelemetryConfig {
     /// Export prompts/completions/tool arguments (opt-in). `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` wins when set.
     pub capture_content: bool,
-    /// Captured content is cut to this many characters per attribute.
+    /// Captured content is cut to this many characters of text per attribute.
     pub content_max_chars: usize,
+    /// Write llmtap's token estimates (no usage from the upstream) to the standard usage
+    /// names (`gen_ai.usage.*`, the token metrics, `llmtap.cost`), flagged
+    /// `llmtap.usage.estimated=true`. Off: estimates stay under `llmtap.usage.estimated.*` and
+    /// `llmtap.cost.estimated`, as the conventions count only usage the response reported.
+    pub report_estimated_usage: bool,
     pub redact: Vec<RedactRule>,
     /// Baggage keys copied onto spans as `llmtap.baggage.<key>`... unless they are already attribute names.
     pub baggage_attributes: Vec<String>,
@@ -175,6 +180,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             capture_content: false,
             content_max_chars: 16 * 1024,
+            report_estimated_usage: false,
             redact: default_redactions(),
             baggage_attributes: Vec::new(),
             header_attributes: Vec::new(),
@@ -277,6 +283,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Redis shared by replicas (`redis://HOST:PORT[/DB]`, `rediss://` for TLS): pending tool
+    /// calls live there so any replica can close them. `None`: each replica alone.
+    pub state_url: Option<String>,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
     pub ui: UiConfig,
@@ -304,6 +313,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             ca_file: None,
+            state_url: None,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
             ui: UiConfig::default(),
@@ -346,6 +356,7 @@ struct FileConfig {
     shutdown_timeout_secs: Option<f64>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
+    state_url: Option<String>,
     telemetry: Option<FileTelemetry>,
     metrics: Option<FileMetrics>,
     ui: Option<FileUi>,
@@ -393,6 +404,7 @@ struct FileRoute {
 struct FileTelemetry {
     capture_content: Option<bool>,
     content_max_chars: Option<usize>,
+    report_estimated_usage: Option<bool>,
     redact: Option<Vec<RedactRule>>,
     /// Keep the built-in redaction rules in front of `redact` (default true).
     default_redactions: Option<bool>,
@@ -530,6 +542,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         cfg.log_format = v;
     }
     cfg.ca_file = file.ca_file;
+    if let Some(url) = file.state_url {
+        cfg.state_url = Some(check_state_url("state_url", &url)?);
+    }
     if let Some(t) = file.telemetry {
         let d = &mut cfg.telemetry;
         if let Some(v) = t.capture_content {
@@ -537,6 +552,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.content_max_chars {
             d.content_max_chars = v;
+        }
+        if let Some(v) = t.report_estimated_usage {
+            d.report_estimated_usage = v;
         }
         let mut rules = if t.default_redactions.unwrap_or(true) {
             default_redactions()
@@ -702,11 +720,18 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = a.log_format {
         cfg.log_format = v;
     }
+    if let Some(v) = &a.state_url {
+        let key = flag_key("--state-url", "LLMTAP_STATE_URL", v, env);
+        cfg.state_url = Some(check_state_url(&key, v)?);
+    }
     if let Some(v) = &a.ca_file {
         cfg.ca_file = Some(v.clone());
     }
     if let Some(v) = a.capture_content {
         cfg.telemetry.capture_content = v;
+    }
+    if let Some(v) = a.report_estimated_usage {
+        cfg.telemetry.report_estimated_usage = v;
     }
     if let Some(v) = a.max_models {
         cfg.metrics.max_models = v;
@@ -724,6 +749,17 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
         cfg.ui.only_on_metrics_listen = v;
     }
     Ok(())
+}
+
+/// Checks a Redis URL for the shared state.
+fn check_state_url(key: &str, v: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(v).map_err(|e| err(format!("{key}: {e}")))?;
+    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+        return Err(err(format!(
+            "{key}: must be redis://HOST:PORT[/DB] or rediss://... (TLS)"
+        )));
+    }
+    Ok(v.to_string())
 }
 
 /// Checks an upstream base URL; `key` is what the user typed it under.

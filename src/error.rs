@@ -88,3 +88,39 @@ impl IntoResponse for ProxyError {
         ProxyError::response(self.status(), self.body())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code llmtap answers with is a documented `error.type` (semconv.rs, README).
+    #[test]
+    fn every_code_is_a_documented_error_type() {
+        let all = [
+            ProxyError::NotFound {
+                path: "/x".into(),
+                hint: None,
+            },
+            ProxyError::BodyTooLarge { limit: 1 },
+            ProxyError::BadRequestBody("x".into()),
+            ProxyError::UpstreamUnreachable {
+                upstream: "u".into(),
+                detail: "d".into(),
+            },
+            ProxyError::UpstreamTimeout {
+                upstream: "u".into(),
+                secs: 1.0,
+            },
+            ProxyError::ShuttingDown,
+        ];
+        for e in all {
+            assert!(
+                crate::telemetry::semconv::LLMTAP_ERROR_TYPES
+                    .iter()
+                    .any(|(v, _)| *v == e.code()),
+                "{} is not in LLMTAP_ERROR_TYPES",
+                e.code()
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub mod injection;
 pub mod mock;
 pub mod request;
 pub mod route;
+pub mod state;
 pub mod stream;
 pub mod summary;
 pub mod telemetry;

@@ -165,6 +165,9 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
             .or_insert_with(|| "console".into());
         env.entry("OTEL_METRICS_EXPORTER".into())
             .or_insert_with(|| "none".into());
+        // The content event, when asked for, is printed beside the spans.
+        env.entry("OTEL_LOGS_EXPORTER".into())
+            .or_insert_with(|| "console".into());
     }
     // A call's span should appear while the person is still looking at the terminal.
     env.entry("OTEL_BSP_SCHEDULE_DELAY".into())

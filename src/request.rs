@@ -18,7 +18,22 @@ pub struct RequestInfo {
     pub presence_penalty: Option<f64>,
     pub seed: Option<i64>,
     pub stop: Vec<String>,
+    /// `n`, as sent (the span carries it only when it is not 1).
     pub choice_count: Option<i64>,
+    /// `top_k` (vLLM, Ollama and other OpenAI-compatible servers accept it).
+    pub top_k: Option<f64>,
+    /// `reasoning_effort` (or `reasoning.effort`), the exact string sent.
+    pub reasoning_level: Option<String>,
+    /// `gen_ai.output.type` from `response_format.type`: `text`, `json` (`json_object`,
+    /// `json_schema`), or the type as sent.
+    pub output_type: Option<String>,
+    /// `service_tier`, as sent (`auto` included).
+    pub service_tier: Option<String>,
+    /// Embeddings: `dimensions`, when sent.
+    pub dimensions: Option<i64>,
+    /// The request's function tools as (name, description), for `gen_ai.tool.description` on
+    /// the `execute_tool` spans of the calls the response asks for. Bounded.
+    pub tool_descriptions: Vec<(String, String)>,
     /// Characters of all message content (or prompt/input text).
     pub prompt_chars: u64,
     pub message_count: u64,
@@ -34,12 +49,18 @@ pub struct RequestInfo {
     pub content: Option<RequestContent>,
 }
 
+/// Captured content in the semconv JSON shapes, not yet redacted or truncated (that happens
+/// at export, per destination).
 #[derive(Debug, Default, Clone)]
 pub struct RequestContent {
-    pub input_messages: Option<String>,
-    pub system_instructions: Option<String>,
-    pub tool_definitions: Option<String>,
+    pub input_messages: Option<Value>,
+    pub system_instructions: Option<Value>,
+    pub tool_definitions: Option<Value>,
 }
+
+/// Tools whose description is kept, and the longest description kept (characters).
+pub(crate) const MAX_TOOL_DESCRIPTIONS: usize = 128;
+pub(crate) const MAX_TOOL_DESCRIPTION_CHARS: usize = 1024;
 
 /// Fingerprints prompts for `llmtap.prompt.hash` with HMAC-SHA-256 (RFC 2104) under a
 /// per-deployment secret. A plain SHA-256 of a short prompt ("Hello") can be reversed by
@@ -133,8 +154,43 @@ pub fn facts(
         presence_penalty: obj.get("presence_penalty").and_then(Value::as_f64),
         seed: obj.get("seed").and_then(Value::as_i64),
         choice_count: obj.get("n").and_then(Value::as_i64),
+        top_k: obj.get("top_k").and_then(Value::as_f64),
+        reasoning_level: obj
+            .get("reasoning_effort")
+            .or_else(|| obj.get("reasoning").and_then(|r| r.get("effort")))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        output_type: obj
+            .get("response_format")
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            .map(|t| match t {
+                "json_object" | "json_schema" => "json".to_owned(),
+                other => other.to_owned(),
+            }),
+        service_tier: obj
+            .get("service_tier")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         ..Default::default()
     };
+    info.tool_descriptions = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let f = t.get("function")?;
+            let name = f.get("name")?.as_str()?;
+            let description = f.get("description")?.as_str()?;
+            let description: String = description
+                .chars()
+                .take(MAX_TOOL_DESCRIPTION_CHARS)
+                .collect();
+            Some((name.to_owned(), description))
+        })
+        .take(MAX_TOOL_DESCRIPTIONS)
+        .collect();
     match obj.get("stop") {
         Some(Value::String(s)) => info.stop = vec![s.clone()],
         Some(Value::Array(a)) => {
@@ -150,6 +206,7 @@ pub fn facts(
         if let Some(f) = obj.get("encoding_format").and_then(Value::as_str) {
             info.encoding_formats = vec![f.to_owned()];
         }
+        info.dimensions = obj.get("dimensions").and_then(Value::as_i64);
     }
     let prompt_key = match op {
         Operation::Chat => "messages",
@@ -249,14 +306,14 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                         "type": "tool_call",
                         "id": call.get("id"),
                         "name": f.and_then(|f| f.get("name")),
-                        "arguments": f.and_then(|f| f.get("arguments")),
+                        "arguments": f.and_then(|f| f.get("arguments")).map(arguments_value),
                     }));
                 }
                 input.push(serde_json::json!({"role": role, "parts": parts}));
             }
-            out.input_messages = Some(Value::Array(input).to_string());
+            out.input_messages = Some(Value::Array(input));
             if !system.is_empty() {
-                out.system_instructions = Some(Value::Array(system).to_string());
+                out.system_instructions = Some(Value::Array(system));
             }
             if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
                 let defs: Vec<Value> = tools
@@ -271,7 +328,7 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                         })
                     })
                     .collect();
-                out.tool_definitions = Some(Value::Array(defs).to_string());
+                out.tool_definitions = Some(Value::Array(defs));
             }
         }
         Operation::TextCompletion | Operation::Embeddings => {
@@ -289,11 +346,19 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                 .into_iter()
                 .map(|t| serde_json::json!({"type": "text", "content": t}))
                 .collect();
-            out.input_messages =
-                Some(serde_json::json!([{"role": "user", "parts": parts}]).to_string());
+            out.input_messages = Some(serde_json::json!([{"role": "user", "parts": parts}]));
         }
     }
     out
+}
+
+/// Tool-call `arguments` as the message schema wants them: the JSON they encode (an object,
+/// usually) when the string parses, else the string as sent.
+pub fn arguments_value(arguments: &Value) -> Value {
+    match arguments {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| arguments.clone()),
+        other => other.clone(),
+    }
 }
 
 /// Returns the body to send upstream with `stream_options.include_usage: true`, or `None`
@@ -405,8 +470,16 @@ mod tests {
         assert_eq!(info.tool_results, vec![("call_1".into(), "42".into())]);
         assert_eq!(info.prompt_hash.as_ref().unwrap().len(), 64);
         let c = info.content.unwrap();
-        assert!(c.system_instructions.unwrap().contains("be nice"));
-        assert!(c.input_messages.unwrap().contains("tool_call_response"));
+        assert!(c
+            .system_instructions
+            .unwrap()
+            .to_string()
+            .contains("be nice"));
+        assert!(c
+            .input_messages
+            .unwrap()
+            .to_string()
+            .contains("tool_call_response"));
         // Same messages with different spacing/key order hash the same.
         let b2 = br#"{"messages":[{"content":"be nice","role":"system"},{"role":"user","content":[{"text":"hi there","type":"text"}]},{"tool_call_id":"call_1","role":"tool","content":"42"}],"model":"other"}"#;
         let (info2, _) = parse(b2, Operation::Chat, false).unwrap();
@@ -461,10 +534,34 @@ mod tests {
     }
 
     #[test]
+    fn request_attributes_and_tool_call_arguments_as_objects() {
+        let b = br#"{"model":"m","n":2,"top_k":40,"reasoning_effort":"low","service_tier":"auto",
+            "response_format":{"type":"json_schema","json_schema":{}},
+            "tools":[{"type":"function","function":{"name":"get_weather","description":"Weather in a city"}}],
+            "messages":[{"role":"assistant","tool_calls":[
+                {"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},
+                {"id":"c2","type":"function","function":{"name":"get_weather","arguments":"not json"}}]}]}"#;
+        let (info, _) = parse(b, Operation::Chat, true).unwrap();
+        assert_eq!(info.choice_count, Some(2));
+        assert_eq!(info.top_k, Some(40.0));
+        assert_eq!(info.reasoning_level.as_deref(), Some("low"));
+        assert_eq!(info.service_tier.as_deref(), Some("auto"));
+        assert_eq!(info.output_type.as_deref(), Some("json"));
+        assert_eq!(
+            info.tool_descriptions,
+            vec![("get_weather".to_string(), "Weather in a city".to_string())]
+        );
+        let input = info.content.unwrap().input_messages.unwrap();
+        assert_eq!(input[0]["parts"][0]["arguments"]["city"], "Paris");
+        assert_eq!(input[0]["parts"][1]["arguments"], "not json");
+    }
+
+    #[test]
     fn embeddings_encoding_format() {
-        let b = br#"{"model":"e","input":"hi","encoding_format":"base64"}"#;
+        let b = br#"{"model":"e","input":"hi","encoding_format":"base64","dimensions":256}"#;
         let (info, _) = parse(b, Operation::Embeddings, false).unwrap();
         assert_eq!(info.encoding_formats, ["base64"]);
+        assert_eq!(info.dimensions, Some(256));
         let b = br#"{"model":"e","input":"hi"}"#;
         assert!(parse(b, Operation::Embeddings, false)
             .unwrap()

@@ -83,6 +83,8 @@ pub struct ResponseSummary {
     pub error: Option<UpstreamError>,
     /// Something that isn't an OpenAI-shaped body was seen; parsing stopped there.
     pub parse_failed: bool,
+    /// Embeddings: the length of the first vector returned (float array, or base64 of f32s).
+    pub embedding_dimensions: Option<u64>,
 }
 
 /// What one [`StreamAccumulator::feed`] call brought.

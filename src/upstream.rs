@@ -7,7 +7,15 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{Config, Provider, UpstreamConfig};
-use crate::telemetry::record::UpstreamInfo;
+
+/// The upstream a request went to, as the spans and metrics name it.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    pub name: String,
+    pub provider: Provider,
+    pub address: String,
+    pub port: u16,
+}
 
 pub struct Upstream {
     pub config: UpstreamConfig,

@@ -128,6 +128,10 @@ async fn responses_and_anthropic_sdks_get_spans_tool_spans_and_metrics() {
             .unwrap_or_else(|| panic!("no tool span for {id}:\n{dump}"));
         assert_eq!(t.name, "execute_tool get_weather");
         assert_eq!(t.bool_attr("llmtap.tool.result_received"), Some(true));
+        assert_eq!(
+            t.str_attr("gen_ai.tool.description"),
+            Some("Weather for a city")
+        );
     }
     assert!(sdk["responses_tools"]["final"]
         .as_str()

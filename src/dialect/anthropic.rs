@@ -49,6 +49,8 @@ impl Dialect for AnthropicMessages {
             top_p: f64_at(obj, "top_p"),
             max_tokens: i64_at(obj, "max_tokens"),
             stop: strings_at(obj, "stop_sequences"),
+            top_k: f64_at(obj, "top_k"),
+            tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
             ..Default::default()
         };
         let system = system_text(obj.get("system"));
@@ -174,8 +176,7 @@ fn block_text(b: &Value) -> String {
 fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
     let mut out = RequestContent::default();
     if !system.is_empty() {
-        out.system_instructions =
-            Some(serde_json::json!([{"type": "text", "content": system}]).to_string());
+        out.system_instructions = Some(serde_json::json!([{"type": "text", "content": system}]));
     }
     let mut input = Vec::new();
     for m in obj
@@ -201,7 +202,7 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
         };
         input.push(serde_json::json!({"role": role, "parts": parts}));
     }
-    out.input_messages = Some(Value::Array(input).to_string());
+    out.input_messages = Some(Value::Array(input));
     if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
         let defs: Vec<Value> = tools
             .iter()
@@ -210,7 +211,7 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
                     "description": t.get("description"), "parameters": t.get("input_schema")})
             })
             .collect();
-        out.tool_definitions = Some(Value::Array(defs).to_string());
+        out.tool_definitions = Some(Value::Array(defs));
     }
     out
 }

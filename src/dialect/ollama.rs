@@ -62,6 +62,8 @@ impl Dialect for OllamaNative {
             seed: opt_i64("seed"),
             max_tokens: opt_i64("num_predict"),
             stop: options.map(|o| strings_at(o, "stop")).unwrap_or_default(),
+            top_k: opt_f64("top_k"),
+            tool_descriptions: super::tool_descriptions(obj, |t| t.get("function")),
             ..Default::default()
         };
         let prompt_key = match op {
@@ -138,8 +140,7 @@ impl Dialect for OllamaNative {
 fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
     let mut out = RequestContent::default();
     if let Some(system) = obj.get("system").and_then(Value::as_str) {
-        out.system_instructions =
-            Some(serde_json::json!([{"type": "text", "content": system}]).to_string());
+        out.system_instructions = Some(serde_json::json!([{"type": "text", "content": system}]));
     }
     let messages: Vec<Value> = match (op, obj.get("messages"), obj.get("prompt")) {
         (Operation::Chat, Some(Value::Array(ms)), _) => ms
@@ -161,7 +162,7 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
         }
         _ => Vec::new(),
     };
-    out.input_messages = Some(Value::Array(messages).to_string());
+    out.input_messages = Some(Value::Array(messages));
     out
 }
 

@@ -78,6 +78,18 @@ impl StreamWatcher for StreamAccumulator {
         StreamAccumulator::feed(self, bytes)
     }
 
+    fn feed_event(&mut self, event: Option<&str>, data: &[u8]) -> Option<FeedOutcome> {
+        Some(StreamAccumulator::feed_event(self, event, data))
+    }
+
+    fn takes_events(&self) -> bool {
+        true
+    }
+
+    fn framing_failed(&mut self) {
+        self.mark_parse_failed();
+    }
+
     fn summary(&self) -> &ResponseSummary {
         StreamAccumulator::summary(self)
     }

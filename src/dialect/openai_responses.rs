@@ -47,6 +47,13 @@ impl Dialect for OpenAiResponses {
             top_p: f64_at(obj, "top_p"),
             max_tokens: i64_at(obj, "max_output_tokens"),
             conversation_id: conversation_id(obj),
+            reasoning_level: obj
+                .get("reasoning")
+                .and_then(|r| r.get("effort"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            service_tier: str_at(obj, "service_tier"),
+            tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
             ..Default::default()
         };
         let instructions = str_at(obj, "instructions");
@@ -154,8 +161,7 @@ fn output_text(output: Option<&Value>) -> String {
 fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestContent {
     let mut out = RequestContent::default();
     if let Some(i) = instructions {
-        out.system_instructions =
-            Some(serde_json::json!([{"type": "text", "content": i}]).to_string());
+        out.system_instructions = Some(serde_json::json!([{"type": "text", "content": i}]));
     }
     let messages: Vec<Value> = match obj.get("input") {
         Some(Value::String(s)) => {
@@ -183,7 +189,7 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
             .collect(),
         _ => Vec::new(),
     };
-    out.input_messages = Some(Value::Array(messages).to_string());
+    out.input_messages = Some(Value::Array(messages));
     if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
         let defs: Vec<Value> = tools
             .iter()
@@ -196,7 +202,7 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
                 })
             })
             .collect();
-        out.tool_definitions = Some(Value::Array(defs).to_string());
+        out.tool_definitions = Some(Value::Array(defs));
     }
     out
 }
@@ -466,7 +472,15 @@ mod tests {
         assert_eq!(info.tool_results, vec![("call_1".into(), "18 C".into())]);
         assert_eq!(info.message_count, 3);
         let c = info.content.unwrap();
-        assert!(c.system_instructions.unwrap().contains("Be brief."));
-        assert!(c.input_messages.unwrap().contains("tool_call_response"));
+        assert!(c
+            .system_instructions
+            .unwrap()
+            .to_string()
+            .contains("Be brief."));
+        assert!(c
+            .input_messages
+            .unwrap()
+            .to_string()
+            .contains("tool_call_response"));
     }
 }

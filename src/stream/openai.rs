@@ -107,6 +107,11 @@ impl StreamAccumulator {
         outcome
     }
 
+    /// Stops reading the stream: what it carried could not be framed.
+    pub fn mark_parse_failed(&mut self) {
+        self.summary.parse_failed = true;
+    }
+
     /// The summary so far (e.g. when the client went away mid-stream). Tool calls whose
     /// server never sent a `type` get their default `function` kind only in `finish`.
     pub fn summary(&self) -> &ResponseSummary {
@@ -223,11 +228,13 @@ fn usage_member(data: &[u8]) -> Option<(Range<usize>, bool)> {
 }
 
 /// How a chunk carries usage, for the stripper: the number of `choices` (`None` when the
-/// member is absent) and the kind of its top-level `usage` member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// member is absent), the kind of its top-level `usage` member, and the byte range that cuts
+/// that member out (see [`null_usage_span`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageShape {
     pub choices: Option<usize>,
     pub usage: UsageMember,
+    pub usage_span: Option<Range<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,35 +244,39 @@ pub enum UsageMember {
     Object,
 }
 
-/// The [`UsageShape`] of a chunk's JSON, or `None` when it is not a JSON object.
+/// The [`UsageShape`] of a chunk's JSON, or `None` when it is not a JSON object. One scan of
+/// the top-level members finds `usage`; `choices` is only counted (its items are skipped).
 #[must_use]
 pub fn usage_shape(data: &[u8]) -> Option<UsageShape> {
     #[derive(Deserialize)]
     struct Probe {
         #[serde(default)]
         choices: Option<SeqLen>,
-        #[serde(default)]
-        usage: Option<IsObject>,
     }
     if data.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
     let probe: Probe = serde_json::from_slice(data).ok()?;
-    let usage = match probe.usage {
-        None => UsageMember::Absent,
-        Some(IsObject(true)) => UsageMember::Object,
-        // Not an object and not null (a number, a string): not usage as OpenAI shapes it.
-        Some(IsObject(false)) => UsageMember::Absent,
-    };
-    // serde reads a present `"usage":null` as `None` too: tell the two apart by the text.
-    let usage = if usage == UsageMember::Absent && null_usage_span(data).is_some() {
-        UsageMember::Null
-    } else {
-        usage
+    let (usage, usage_span) = match usage_member(data) {
+        Some((range, true)) => (UsageMember::Null, Some(range)),
+        Some((range, false)) => {
+            // The member's value starts after its colon: an object starts with `{`.
+            let member = &data[range.clone()];
+            let colon = member.iter().position(|&b| b == b':').unwrap_or(0);
+            let object = member[colon + 1..].trim_ascii_start().first() == Some(&b'{');
+            if object {
+                (UsageMember::Object, Some(range))
+            } else {
+                // A number or a string: not usage as OpenAI shapes it; nothing to hide.
+                (UsageMember::Absent, None)
+            }
+        }
+        None => (UsageMember::Absent, None),
     };
     Some(UsageShape {
         choices: probe.choices.map(|c| c.0),
         usage,
+        usage_span,
     })
 }
 
@@ -345,6 +356,9 @@ impl Collector<'_> {
             wire.system_fingerprint,
         );
         set_once(&mut self.summary.service_tier, wire.service_tier);
+        if self.summary.embedding_dimensions.is_none() {
+            self.summary.embedding_dimensions = wire.data.0;
+        }
         if let Some(usage) = wire.usage {
             self.usage(usage);
         }
@@ -523,6 +537,7 @@ impl Collector<'_> {
             wire.prompt_tokens_details.and_then(|d| d.cached_tokens.0),
             wire.completion_tokens_details
                 .and_then(|d| d.reasoning_tokens.0),
+            wire.cache_creation_input_tokens.0,
         ];
         if fields.iter().all(Option::is_none) {
             return;
@@ -534,6 +549,7 @@ impl Collector<'_> {
             &mut usage.output_tokens,
             &mut usage.cache_read_input_tokens,
             &mut usage.reasoning_output_tokens,
+            &mut usage.cache_write_input_tokens,
         ];
         for (slot, value) in slots.into_iter().zip(fields) {
             if value.is_some() {
@@ -671,6 +687,9 @@ struct ResponseWire<'a> {
     usage: Option<UsageWire>,
     #[serde(default, deserialize_with = "upstream_error")]
     error: Option<UpstreamError>,
+    /// Embeddings list: only the first vector's length is read.
+    #[serde(default)]
+    data: FirstVectorLen,
 }
 
 #[derive(Deserialize)]
@@ -745,6 +764,8 @@ struct UsageWire {
     prompt_tokens_details: Option<PromptTokensDetailsWire>,
     #[serde(default)]
     completion_tokens_details: Option<CompletionTokensDetailsWire>,
+    #[serde(default)]
+    cache_creation_input_tokens: Count,
 }
 
 #[derive(Deserialize)]
@@ -894,6 +915,102 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for InlineSeq<T> {
             }
         }
         deserializer.deserialize_seq(SeqVisitor(PhantomData))
+    }
+}
+
+/// Of an embeddings list's `data`, the length of the first item's `embedding`: a float array
+/// (counted, not kept) or base64 of little-endian f32s (4 bytes a dimension). Anything else
+/// is skipped and reads as `None`, never failing the parse.
+#[derive(Default)]
+struct FirstVectorLen(Option<u64>);
+
+#[derive(Deserialize)]
+struct EmbeddingItemWire {
+    #[serde(default)]
+    embedding: VectorLen,
+}
+
+#[derive(Default)]
+struct VectorLen(Option<u64>);
+
+/// Reads a value that counts only when it is an array (`Some` from `seq`) or, for a vector,
+/// a base64 string; every other JSON type is skipped and reads as `None`.
+struct Lenient<F>(F);
+
+impl<'de, F: LenientShape<'de>> Visitor<'de> for Lenient<F> {
+    type Value = Option<u64>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<u64>, A::Error> {
+        self.0.seq(seq)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u64>, E> {
+        Ok(self.0.text(v))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<u64>, A::Error> {
+        drain_map(map)?;
+        Ok(None)
+    }
+}
+
+trait LenientShape<'de>: Sized {
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<u64>, A::Error>;
+    fn text(self, _: &str) -> Option<u64> {
+        None
+    }
+}
+
+/// `data`: the first item's vector length; the other items are skipped.
+struct FirstItem;
+
+impl<'de> LenientShape<'de> for FirstItem {
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<u64>, A::Error> {
+        let first: Option<EmbeddingItemWire> = seq.next_element()?;
+        drain_seq(seq)?;
+        Ok(first.and_then(|i| i.embedding.0))
+    }
+}
+
+/// `embedding`: a float array's length, or base64 of f32s (decoded bytes / 4).
+struct Vector;
+
+impl<'de> LenientShape<'de> for Vector {
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<u64>, A::Error> {
+        Ok(Some(drain_seq(seq)? as u64))
+    }
+    fn text(self, b64: &str) -> Option<u64> {
+        let bytes = b64.trim_end_matches('=').len() as u64 * 3 / 4;
+        (bytes > 0).then_some(bytes / 4)
+    }
+}
+
+impl<'de> Deserialize<'de> for FirstVectorLen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(Lenient(FirstItem))
+            .map(FirstVectorLen)
+    }
+}
+
+impl<'de> Deserialize<'de> for VectorLen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Lenient(Vector)).map(VectorLen)
     }
 }
 
@@ -1626,6 +1743,13 @@ mod tests {
         let embeddings = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0023,-0.0093,1e-5]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
         let sum = summarize_json_body(embeddings);
         assert_eq!(sum.model.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(sum.embedding_dimensions, Some(3));
+        // base64 of four little-endian f32s (16 bytes), then a second item that is skipped.
+        let b64 = br#"{"object":"list","data":[{"embedding":"AAAAAAAAgD8AAABAAABAQA=="},{"embedding":"x"}],"model":"m"}"#;
+        assert_eq!(summarize_json_body(b64).embedding_dimensions, Some(4));
+        // A `data` of another shape is no embeddings list, and no parse failure.
+        let odd = summarize_json_body(br#"{"data":"text","model":"m"}"#);
+        assert!(!odd.parse_failed && odd.embedding_dimensions.is_none());
         assert_eq!(
             sum.usage,
             Some(Usage {

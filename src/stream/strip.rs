@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 
-use super::openai::{usage_member_span, usage_shape, UsageMember};
+use super::openai::{usage_shape, UsageMember};
 use super::sse::SseParser;
 
 /// Client-side filter over the raw SSE bytes. Whole events are passed on as soon as their
@@ -42,8 +42,8 @@ enum UsageMode {
 /// What happens to one event on its way to the client.
 enum Verdict {
     Keep,
-    /// Cut the `usage` member out of the event's data.
-    CutUsage,
+    /// Cut this range (the `usage` member) out of the event's data.
+    Cut(std::ops::Range<usize>),
     Drop,
 }
 
@@ -60,11 +60,12 @@ impl UsageMode {
                 UsageMode::NotRunning
             };
         }
+        let cut = || shape.usage_span.clone().map_or(Verdict::Keep, Verdict::Cut);
         match shape.usage {
             UsageMember::Absent => Verdict::Keep,
-            UsageMember::Null => Verdict::CutUsage,
+            UsageMember::Null => cut(),
             UsageMember::Object if !has_choices => Verdict::Drop,
-            UsageMember::Object if *self == UsageMode::Running => Verdict::CutUsage,
+            UsageMember::Object if *self == UsageMode::Running => cut(),
             UsageMember::Object => Verdict::Keep,
         }
     }
@@ -77,6 +78,21 @@ impl UsageStripper {
 
     /// Takes the next upstream bytes and returns what the client gets now (maybe empty).
     pub fn process(&mut self, chunk: &[u8]) -> Bytes {
+        self.process_with(chunk, |_, _| {})
+    }
+
+    /// Whether framing gave up on this stream (an event past the parser's size limit).
+    pub fn framing_failed(&self) -> bool {
+        self.parser.failed()
+    }
+
+    /// Like [`process`](Self::process), also handing every event it framed (the usage event
+    /// too, before it is dropped) to `on_event`, so a watcher need not frame the chunk again.
+    pub fn process_with(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(Option<&str>, &[u8]),
+    ) -> Bytes {
         self.pending.extend_from_slice(chunk);
         let base = self.pending_start;
         let UsageStripper {
@@ -89,6 +105,7 @@ impl UsageStripper {
         let mut out = Vec::with_capacity(pending.len());
         let mut copied_to = base;
         parser.feed(chunk, |ev| {
+            on_event(ev.event, ev.data);
             let (start, end) = (ev.start, ev.end);
             let rel = |off: u64| (off - base) as usize;
             if std::mem::take(dropped_cr) && copied_to == start && pending[rel(start)] == b'\n' {
@@ -105,8 +122,8 @@ impl UsageStripper {
                     copied_to = end;
                     *dropped_cr = pending[rel(end) - 1] == b'\r';
                 }
-                Verdict::CutUsage => {
-                    if let (Some(cut), Some(at)) = (usage_member_span(ev.data), ev.data_offset) {
+                Verdict::Cut(cut) => {
+                    if let Some(at) = ev.data_offset {
                         // Copy around the member instead of rebuilding the event.
                         out.extend_from_slice(&pending[rel(copied_to)..rel(at) + cut.start]);
                         copied_to = at + cut.end as u64;

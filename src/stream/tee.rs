@@ -14,7 +14,26 @@ use tokio::time::{Instant, Sleep};
 
 use super::decode::Decoder;
 use super::strip::UsageStripper;
-use crate::telemetry::record::RequestRecord;
+use crate::summary::FeedOutcome;
+
+/// What the relay tells whoever watches the body (the request's record): a copy of each
+/// chunk read, the bytes sent on, a failure, and the end. `finish` may be called once; a
+/// watcher that is dropped unfinished must finish itself.
+pub trait BodyWatcher: Send + Unpin {
+    fn observe(&mut self, bytes: &[u8]);
+    /// Whether the watcher takes events framed by the relay instead of bytes.
+    fn takes_events(&self) -> bool {
+        false
+    }
+    /// One event of the current read, framed by the relay; `read` accumulates the read.
+    fn observe_event(&mut self, _event: Option<&str>, _data: &[u8], _read: &mut FeedOutcome) {}
+    /// All events of one read were observed (or framing failed: `framing_failed`).
+    fn observed_read(&mut self, _read: FeedOutcome, _framing_failed: bool) {}
+    fn sent(&mut self, bytes: u64);
+    /// Records the `error.type`; the first one wins.
+    fn fail(&mut self, error_type: &str);
+    fn finish(&mut self);
+}
 
 /// Why the relay cut the client's stream. Yielding an error makes hyper abort the response
 /// (no terminating chunk), so the client sees a cut stream, never a fake clean end.
@@ -30,9 +49,9 @@ pub enum RelayError {
 
 type AbortSignal = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-pub struct Relay<S> {
+pub struct Relay<S, W> {
     upstream: S,
-    record: RequestRecord,
+    record: W,
     stripper: Option<UsageStripper>,
     /// Decodes a compressed body before the stripper, when the client gets it uncompressed.
     decoder: Option<Decoder>,
@@ -45,10 +64,10 @@ pub struct Relay<S> {
     done: bool,
 }
 
-impl<S> Relay<S> {
+impl<S, W> Relay<S, W> {
     pub fn new(
         upstream: S,
-        record: RequestRecord,
+        record: W,
         stripper: Option<UsageStripper>,
         idle: Duration,
         mut abort: tokio::sync::watch::Receiver<bool>,
@@ -70,7 +89,7 @@ impl<S> Relay<S> {
     }
 }
 
-impl<S> Relay<S> {
+impl<S, W> Relay<S, W> {
     /// The upstream's `content-length`, when the body is relayed unchanged.
     pub fn with_length(mut self, len: Option<u64>) -> Self {
         self.remaining = len;
@@ -84,9 +103,10 @@ impl<S> Relay<S> {
     }
 }
 
-impl<S> Stream for Relay<S>
+impl<S, W> Stream for Relay<S, W>
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+    W: BodyWatcher,
 {
     type Item = Result<Bytes, RelayError>;
 
@@ -118,15 +138,30 @@ where
                     if bytes.is_empty() {
                         continue;
                     }
-                    this.record.observe(&bytes);
                     let out = match &mut this.stripper {
-                        Some(s) => s.process(&bytes),
-                        None => bytes,
+                        // Frame once: the stripper's events feed the record too.
+                        Some(s) if this.record.takes_events() => {
+                            let mut read = FeedOutcome::default();
+                            let record = &mut this.record;
+                            let out = s.process_with(&bytes, |event, data| {
+                                record.observe_event(event, data, &mut read)
+                            });
+                            this.record.observed_read(read, s.framing_failed());
+                            out
+                        }
+                        Some(s) => {
+                            this.record.observe(&bytes);
+                            s.process(&bytes)
+                        }
+                        None => {
+                            this.record.observe(&bytes);
+                            bytes
+                        }
                     };
                     if out.is_empty() {
                         continue;
                     }
-                    this.record.bytes_out += out.len() as u64;
+                    this.record.sent(out.len() as u64);
                     if let Some(r) = &mut this.remaining {
                         *r = r.saturating_sub(out.len() as u64);
                         if *r == 0 {
@@ -149,7 +184,7 @@ where
                         .as_mut()
                         .map(|s| s.finish())
                         .unwrap_or_default();
-                    this.record.bytes_out += rest.len() as u64;
+                    this.record.sent(rest.len() as u64);
                     this.record.finish();
                     if rest.is_empty() {
                         return Poll::Ready(None);

@@ -1,4 +1,4 @@
-//! Exporters for spans and metrics, configured explicitly from `Settings` (OTLP over gRPC,
+//! Exporters for spans and metrics (log records: `events.rs`), configured explicitly from `Settings` (OTLP over gRPC,
 //! HTTP/protobuf or HTTP/JSON; console), and the span batcher: spans are queued in memory
 //! (bounded), sent in batches off the request path, and counted when they must be dropped.
 
@@ -15,7 +15,7 @@ use opentelemetry_sdk::Resource;
 
 use super::settings::{OtlpTarget, Protocol, Settings, Temporality};
 
-fn protocol(p: Protocol) -> opentelemetry_otlp::Protocol {
+pub(super) fn protocol(p: Protocol) -> opentelemetry_otlp::Protocol {
     match p {
         Protocol::Grpc => opentelemetry_otlp::Protocol::Grpc,
         Protocol::HttpProtobuf => opentelemetry_otlp::Protocol::HttpBinary,
@@ -62,7 +62,7 @@ pub fn otlp_span_exporter(
 }
 
 /// The HTTP client for OTLP/HTTP: system roots plus `OTEL_EXPORTER_OTLP_CERTIFICATE`.
-fn http_client(t: &OtlpTarget) -> Result<reqwest::Client, String> {
+pub(super) fn http_client(t: &OtlpTarget) -> Result<reqwest::Client, String> {
     // HTTPS_PROXY / NO_PROXY from the environment apply, as with other OTel SDKs.
     let mut b = reqwest::Client::builder().timeout(t.timeout);
     if let Some(path) = &t.certificate {
@@ -75,7 +75,9 @@ fn http_client(t: &OtlpTarget) -> Result<reqwest::Client, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-fn tonic_metadata(t: &OtlpTarget) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+pub(super) fn tonic_metadata(
+    t: &OtlpTarget,
+) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(header_map(t))
 }
 
@@ -180,7 +182,7 @@ impl MetricSink {
     }
 }
 
-fn flatten<E: std::fmt::Display>(
+pub(super) fn flatten<E: std::fmt::Display>(
     res: Result<Result<(), E>, tokio::time::error::Elapsed>,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -223,7 +225,7 @@ impl ExportHealth {
         }
     }
 
-    fn report(&self, outcome: Result<(), String>) -> Result<(), ()> {
+    pub(super) fn report(&self, outcome: Result<(), String>) -> Result<(), ()> {
         match outcome {
             Ok(()) => {
                 if self.failing.swap(false, Ordering::AcqRel) {

@@ -18,9 +18,11 @@ use opentelemetry_sdk::Resource;
 use super::cost;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::spans::{effective_usage, request_model};
+use super::spans::{request_model, token_usage, TokenUsage};
 use super::tools::PendingCall;
 use crate::config::Config;
+use crate::route::Operation;
+use crate::stream::openai::Usage;
 
 /// A `ManualReader` the meter provider and llmtap's own export loop share: the provider
 /// registers it, llmtap collects from it on its own schedule (OTLP interval or a scrape).
@@ -102,23 +104,54 @@ impl Bounded {
     }
 }
 
-pub struct Instruments {
+/// v1.41.1's GenAI client metrics (the default).
+struct StandardInstruments {
     duration: Histogram<f64>,
     tokens: Histogram<u64>,
     ttfc: Histogram<f64>,
     per_chunk: Histogram<f64>,
+}
+
+/// genai `main`'s client metrics (`gen_ai_latest_experimental`).
+struct LatestInstruments {
+    inference_duration: Histogram<f64>,
+    embeddings_duration: Histogram<f64>,
+    usage_input: Counter<u64>,
+    usage_output: Counter<u64>,
+    usage_cache_read: Counter<u64>,
+    usage_cache_write: Counter<u64>,
+    usage_reasoning: Counter<u64>,
+    input_tokens: Histogram<u64>,
+    output_tokens: Histogram<u64>,
+    embeddings_input_tokens: Histogram<u64>,
+    ttfc: Histogram<f64>,
+    per_chunk: Histogram<f64>,
+    execute_tool: Histogram<f64>,
+}
+
+/// The GenAI metric names of one mode; llmtap's own metrics are the same in both.
+enum GenAi {
+    Standard(StandardInstruments),
+    Latest(Box<LatestInstruments>),
+}
+
+pub struct Instruments {
+    gen_ai: GenAi,
     requests: Counter<u64>,
     cost: Counter<f64>,
+    cost_estimated: Counter<f64>,
     unpriced: Counter<u64>,
     tool_calls: Counter<u64>,
     tool_duration: Histogram<f64>,
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
+    pub state_errors: Counter<u64>,
     models: Bounded,
     tools: Bounded,
     extra: HashMap<String, Bounded>,
     prices: cost::PriceTable,
     warned_unpriced: Mutex<HashSet<String>>,
+    report_estimated: bool,
 }
 
 fn meter(provider: &SdkMeterProvider) -> Meter {
@@ -129,8 +162,31 @@ fn meter(provider: &SdkMeterProvider) -> Meter {
     )
 }
 
+/// `error.type` as metrics carry it, bounded whatever upstreams send: llmtap's own values
+/// and the known upstream codes ([`sc::KNOWN_UPSTREAM_ERROR_CODES`], matched without regard
+/// to case) as they are; a numeric code as it is (an HTTP status); any other code becomes the
+/// response's HTTP status, or `stream_error` inside a stream that started fine.
+pub fn bounded_error_type(error: &str, status: Option<u16>) -> String {
+    if sc::LLMTAP_ERROR_TYPES.iter().any(|(v, _)| *v == error) {
+        return error.to_string();
+    }
+    if let Some(known) = sc::KNOWN_UPSTREAM_ERROR_CODES
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(error))
+    {
+        return (*known).to_string();
+    }
+    if error.parse::<u16>().is_ok_and(|n| (100..=599).contains(&n)) {
+        return error.to_string();
+    }
+    match status {
+        Some(s) if s >= 400 => s.to_string(),
+        _ => "stream_error".to_string(),
+    }
+}
+
 impl Instruments {
-    pub fn new(provider: &SdkMeterProvider, config: &Config) -> Instruments {
+    pub fn new(provider: &SdkMeterProvider, config: &Config, latest: bool) -> Instruments {
         let m = meter(provider);
         let hist = |name: &'static str, unit: &'static str, desc: &'static str, b: &[f64]| {
             m.f64_histogram(name)
@@ -139,6 +195,24 @@ impl Instruments {
                 .with_boundaries(b.to_vec())
                 .build()
         };
+        let token_hist = |name: &'static str, desc: &'static str| {
+            m.u64_histogram(name)
+                .with_unit("{token}")
+                .with_description(desc)
+                .with_boundaries(sc::BUCKETS_TOKENS.to_vec())
+                .build()
+        };
+        let token_counter = |name: &'static str, desc: &'static str| {
+            m.u64_counter(name)
+                .with_unit("{token}")
+                .with_description(desc)
+                .build()
+        };
+        let duration_desc =
+            "GenAI operation duration, from request arrival to the last byte sent to the client";
+        let ttfc_desc =
+            "Time from request arrival to the first content chunk of a streamed response";
+        let per_chunk_desc = "Time between consecutive chunks of a streamed response, recorded for each chunk after the first";
         let configured_models = config
             .routes
             .iter()
@@ -156,31 +230,99 @@ impl Instruments {
                 )
             })
             .collect();
+        let gen_ai = if latest {
+            GenAi::Latest(Box::new(LatestInstruments {
+                inference_duration: hist(
+                    sc::METRIC_INFERENCE_DURATION,
+                    "s",
+                    duration_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+                embeddings_duration: hist(
+                    sc::METRIC_EMBEDDINGS_DURATION,
+                    "s",
+                    duration_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+                usage_input: token_counter(
+                    sc::METRIC_INFERENCE_USAGE_INPUT,
+                    "Input tokens used, including cached tokens",
+                ),
+                usage_output: token_counter(
+                    sc::METRIC_INFERENCE_USAGE_OUTPUT,
+                    "Output tokens used, including reasoning tokens",
+                ),
+                usage_cache_read: token_counter(
+                    sc::METRIC_INFERENCE_USAGE_CACHE_READ,
+                    "Input tokens served from a provider-managed cache",
+                ),
+                usage_cache_write: token_counter(
+                    sc::METRIC_INFERENCE_USAGE_CACHE_WRITE,
+                    "Input tokens written to a provider-managed cache",
+                ),
+                usage_reasoning: token_counter(
+                    sc::METRIC_INFERENCE_USAGE_REASONING,
+                    "Output tokens used for reasoning",
+                ),
+                input_tokens: token_hist(
+                    sc::METRIC_INFERENCE_INPUT_TOKENS,
+                    "Input tokens per inference operation",
+                ),
+                output_tokens: token_hist(
+                    sc::METRIC_INFERENCE_OUTPUT_TOKENS,
+                    "Output tokens per inference operation",
+                ),
+                embeddings_input_tokens: token_hist(
+                    sc::METRIC_EMBEDDINGS_INPUT_TOKENS,
+                    "Input tokens per embeddings operation",
+                ),
+                ttfc: hist(
+                    sc::METRIC_INFERENCE_TIME_TO_FIRST_CHUNK,
+                    "s",
+                    ttfc_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+                per_chunk: hist(
+                    sc::METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK,
+                    "s",
+                    per_chunk_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+                execute_tool: hist(
+                    sc::METRIC_EXECUTE_TOOL_DURATION,
+                    "s",
+                    "Tool execution time, as the execute_tool span: from the response requesting a call to the request carrying its result",
+                    sc::BUCKETS_DURATION,
+                ),
+            }))
+        } else {
+            GenAi::Standard(StandardInstruments {
+                duration: hist(
+                    sc::METRIC_OPERATION_DURATION,
+                    "s",
+                    duration_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+                tokens: token_hist(
+                    sc::METRIC_TOKEN_USAGE,
+                    "Number of input and output tokens used",
+                ),
+                ttfc: hist(
+                    sc::METRIC_TIME_TO_FIRST_CHUNK,
+                    "s",
+                    ttfc_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+                per_chunk: hist(
+                    sc::METRIC_TIME_PER_OUTPUT_CHUNK,
+                    "s",
+                    per_chunk_desc,
+                    sc::BUCKETS_DURATION,
+                ),
+            })
+        };
         Instruments {
-            duration: hist(
-                sc::METRIC_OPERATION_DURATION,
-                "s",
-                "GenAI operation duration, from request arrival to the last byte sent to the client",
-                sc::BUCKETS_DURATION,
-            ),
-            tokens: m
-                .u64_histogram(sc::METRIC_TOKEN_USAGE)
-                .with_unit("{token}")
-                .with_description("Number of input and output tokens used")
-                .with_boundaries(sc::BUCKETS_TOKENS.to_vec())
-                .build(),
-            ttfc: hist(
-                sc::METRIC_TIME_TO_FIRST_CHUNK,
-                "s",
-                "Time from request arrival to the first content chunk of a streamed response",
-                sc::BUCKETS_TIME_TO_FIRST_CHUNK,
-            ),
-            per_chunk: hist(
-                sc::METRIC_TIME_PER_OUTPUT_CHUNK,
-                "s",
-                "Time between consecutive chunks of a streamed response, recorded for each chunk after the first",
-                sc::BUCKETS_TIME_PER_OUTPUT_CHUNK,
-            ),
+            gen_ai,
             requests: m
                 .u64_counter(sc::METRIC_REQUESTS)
                 .with_unit("{request}")
@@ -190,6 +332,11 @@ impl Instruments {
                 .f64_counter(sc::METRIC_COST)
                 .with_unit("USD")
                 .with_description("Estimated cost from the configured price table")
+                .build(),
+            cost_estimated: m
+                .f64_counter(sc::METRIC_COST_ESTIMATED)
+                .with_unit("USD")
+                .with_description("Cost from the price table of token counts llmtap estimated (the upstream reported no usage)")
                 .build(),
             unpriced: m
                 .u64_counter(sc::METRIC_COST_UNPRICED)
@@ -217,11 +364,17 @@ impl Instruments {
                 .with_unit("{item}")
                 .with_description("Telemetry dropped because the exporter or queue could not keep up")
                 .build(),
+            state_errors: m
+                .u64_counter(sc::METRIC_STATE_ERRORS)
+                .with_unit("{operation}")
+                .with_description("Shared-state (Redis) operations that failed or timed out; local state was used instead")
+                .build(),
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),
             extra,
             prices: cost::PriceTable::new(config),
             warned_unpriced: Mutex::new(HashSet::new()),
+            report_estimated: config.telemetry.report_estimated_usage,
         }
     }
 
@@ -243,7 +396,9 @@ impl Instruments {
                 sc::GEN_AI_PROVIDER_NAME,
                 f.provider().semconv_name(),
             ));
+            // server.port is conditionally required wherever server.address is set.
             base.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
+            base.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
         }
         if !req_model.is_empty() {
             base.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));
@@ -258,40 +413,115 @@ impl Instruments {
         }
         let mut with_error = base.clone();
         if let Some(e) = &f.error {
-            with_error.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+            with_error.push(KeyValue::new(
+                sc::ERROR_TYPE,
+                bounded_error_type(e, f.status),
+            ));
         }
         let duration = f.ended.saturating_duration_since(f.started).as_secs_f64();
-        self.duration.record(duration, &with_error);
         self.requests.add(1, &with_error);
 
-        if f.streaming && f.error.is_none() {
-            if let Some(first) = f.first_chunk_at {
-                let ttfc = first.saturating_duration_since(f.started).as_secs_f64();
-                self.ttfc.record(ttfc, &base);
+        let usage = token_usage(f);
+        let standard = usage.standard(self.report_estimated);
+        // Points made from an estimate say so (only when estimates are reported as usage).
+        let flagged = |attrs: &[KeyValue]| {
+            let mut a = attrs.to_vec();
+            if standard.is_some_and(|(_, estimated)| estimated) {
+                a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
             }
-            // Per semconv: one observation per chunk after the first, the time since the
-            // previous chunk.
-            for gap in &f.chunk_gaps {
-                self.per_chunk.record(f64::from(*gap), &base);
-            }
-        }
-
-        let (usage, _) = effective_usage(f);
-        let Some(usage) = usage else { return };
-        let typed = |t: &'static str| {
-            let mut a = base.clone();
-            a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
             a
         };
-        if let Some(n) = usage.input_tokens {
-            self.tokens.record(n, &typed("input"));
+        let ttfc = f
+            .first_chunk_at
+            .filter(|_| f.streaming && f.error.is_none())
+            .map(|first| first.saturating_duration_since(f.started).as_secs_f64());
+        // Per semconv: one observation per chunk after the first, the time since the
+        // previous chunk.
+        let gaps: &[f32] = if f.streaming && f.error.is_none() {
+            &f.chunk_gaps
+        } else {
+            &[]
+        };
+        match &self.gen_ai {
+            GenAi::Standard(i) => {
+                i.duration.record(duration, &with_error);
+                if let Some(t) = ttfc {
+                    i.ttfc.record(t, &base);
+                }
+                for gap in gaps {
+                    i.per_chunk.record(f64::from(*gap), &base);
+                }
+                if let Some((u, _)) = standard {
+                    let typed = |t: &'static str| {
+                        let mut a = flagged(&base);
+                        a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
+                        a
+                    };
+                    if let Some(n) = u.input_tokens {
+                        i.tokens.record(n, &typed("input"));
+                    }
+                    if let Some(n) = u.output_tokens {
+                        i.tokens.record(n, &typed("output"));
+                    }
+                }
+            }
+            GenAi::Latest(i) if op == Operation::Embeddings => {
+                i.embeddings_duration.record(duration, &with_error);
+                if let Some(n) = standard.and_then(|(u, _)| u.input_tokens) {
+                    i.embeddings_input_tokens.record(n, &flagged(&base));
+                }
+            }
+            GenAi::Latest(i) => {
+                i.inference_duration.record(duration, &with_error);
+                if let Some(t) = ttfc {
+                    i.ttfc.record(t, &base);
+                }
+                for gap in gaps {
+                    i.per_chunk.record(f64::from(*gap), &base);
+                }
+                // Recorded for every inference operation, failed ones included: 0 when no
+                // usage came, with the modality `unknown` (OpenAI-shaped usage is not broken
+                // down by modality).
+                let none = Usage::default();
+                let u = standard.map(|(u, _)| u).unwrap_or(&none);
+                let mut counted = flagged(&base);
+                counted.push(KeyValue::new(sc::GEN_AI_TOKEN_MODALITY, "unknown"));
+                let n = |v: Option<u64>| v.unwrap_or(0);
+                i.usage_input.add(n(u.input_tokens), &counted);
+                i.usage_output.add(n(u.output_tokens), &counted);
+                i.usage_cache_read
+                    .add(n(u.cache_read_input_tokens), &counted);
+                i.usage_cache_write
+                    .add(n(u.cache_write_input_tokens), &counted);
+                i.usage_reasoning
+                    .add(n(u.reasoning_output_tokens), &counted);
+                let per_op = flagged(&with_error);
+                i.input_tokens.record(n(u.input_tokens), &per_op);
+                i.output_tokens.record(n(u.output_tokens), &per_op);
+            }
         }
-        if let Some(n) = usage.output_tokens {
-            self.tokens.record(n, &typed("output"));
-        }
+        self.record_cost(f, &usage, standard, &base, &req_model, &resp_model);
+    }
+
+    /// Cost from the price table: of reported usage (and of estimates reported as usage,
+    /// flagged) into `llmtap.cost`; of other estimates into `llmtap.cost.estimated`.
+    fn record_cost(
+        &self,
+        f: &FinishedRequest,
+        usage: &TokenUsage,
+        standard: Option<(&Usage, bool)>,
+        base: &[KeyValue],
+        req_model: &str,
+        resp_model: &str,
+    ) {
+        let (usage, counter, flag) = match (standard, usage) {
+            (Some((u, estimated)), _) => (u, &self.cost, estimated),
+            (None, TokenUsage::Estimated(u)) => (u, &self.cost_estimated, false),
+            (None, _) => return,
+        };
         match self.prices.price_for(f) {
             Some(price) => {
-                let c = cost::compute(price, &usage);
+                let c = cost::compute(price, usage);
                 let mut cost_attrs = vec![];
                 if f.upstream.is_some() {
                     cost_attrs.push(KeyValue::new(
@@ -299,8 +529,17 @@ impl Instruments {
                         f.provider().semconv_name(),
                     ));
                 }
-                cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));
-                cost_attrs.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, resp_model.clone()));
+                cost_attrs.push(KeyValue::new(
+                    sc::GEN_AI_REQUEST_MODEL,
+                    req_model.to_string(),
+                ));
+                cost_attrs.push(KeyValue::new(
+                    sc::GEN_AI_RESPONSE_MODEL,
+                    resp_model.to_string(),
+                ));
+                if flag {
+                    cost_attrs.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
+                }
                 let billed = [
                     ("input", c.input, usage.input_tokens),
                     ("output", c.output, usage.output_tokens),
@@ -309,11 +548,11 @@ impl Instruments {
                 for (t, v, _) in billed.into_iter().filter(|(_, _, n)| n.is_some()) {
                     let mut a = cost_attrs.clone();
                     a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
-                    self.cost.add(v, &a);
+                    counter.add(v, &a);
                 }
             }
             None => {
-                self.unpriced.add(1, &base);
+                self.unpriced.add(1, base);
                 let name = request_model(f).unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {
@@ -328,8 +567,16 @@ impl Instruments {
         self.tool_calls.add(1, &self.tool_attrs(call));
     }
 
+    /// `secs` is the execute_tool span's duration.
     pub fn tool_finished(&self, call: &PendingCall, secs: f64) {
         self.tool_duration.record(secs, &self.tool_attrs(call));
+        if let GenAi::Latest(i) = &self.gen_ai {
+            let attrs = [
+                KeyValue::new(sc::GEN_AI_TOOL_NAME, self.tools.value(&call.name)),
+                KeyValue::new(sc::GEN_AI_TOOL_TYPE, call.kind.clone()),
+            ];
+            i.execute_tool.record(secs, &attrs);
+        }
     }
 
     fn tool_attrs(&self, call: &PendingCall) -> Vec<KeyValue> {
@@ -345,6 +592,11 @@ impl Instruments {
 
     pub fn record_dropped(&self, signal: &'static str, n: u64) {
         self.dropped.add(n, &[KeyValue::new(sc::SIGNAL, signal)]);
+    }
+
+    /// Failed shared-state (Redis) operations; llmtap fell back to local state for each.
+    pub fn record_state_errors(&self, n: u64) {
+        self.state_errors.add(n, &[]);
     }
 }
 
@@ -381,5 +633,29 @@ mod tests {
         assert_eq!(b.value("a"), "a");
         assert_eq!(b.value("gpt-4o"), "gpt-4o");
         assert_eq!(b.value("gpt-5-mini"), OTHER);
+    }
+
+    #[test]
+    fn error_types_on_metrics_are_bounded() {
+        assert_eq!(bounded_error_type("timeout", Some(504)), "timeout");
+        assert_eq!(
+            bounded_error_type("rate_limit_exceeded", Some(429)),
+            "rate_limit_exceeded"
+        );
+        assert_eq!(
+            bounded_error_type("RESOURCE_EXHAUSTED", Some(429)),
+            "resource_exhausted"
+        );
+        assert_eq!(bounded_error_type("429", Some(429)), "429");
+        assert_eq!(
+            bounded_error_type("tenant-1234-over-quota", Some(429)),
+            "429"
+        );
+        assert_eq!(bounded_error_type("weird_code", Some(200)), "stream_error");
+        assert_eq!(bounded_error_type("weird_code", None), "stream_error");
+        // Every value llmtap produces itself passes as it is.
+        for (v, _) in sc::LLMTAP_ERROR_TYPES {
+            assert_eq!(bounded_error_type(v, Some(500)), *v);
+        }
     }
 }

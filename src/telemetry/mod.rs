@@ -7,6 +7,7 @@
 pub mod console;
 pub mod content;
 pub mod cost;
+pub mod events;
 pub mod export;
 pub mod metrics;
 pub mod prometheus;
@@ -22,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry::trace::TraceId;
+use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
@@ -31,18 +32,33 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, Env};
 use content::Redactor;
+use events::EventPipeline;
 use export::{MetricSink, SpanBatcher, SpanSink};
 use metrics::{Instruments, SharedReader};
 use propagation::{Propagation, TraceParent};
 use recent::{RecentCalls, RecentTool};
 use record::FinishedRequest;
-use settings::Settings;
+use settings::{ContentCapture, Settings};
 use spans::SpanContextInfo;
 use tools::{PendingCall, PendingToolCalls};
 
 enum Msg {
     Finished(Box<FinishedRequest>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// How long a replica waits before looking a second time for a tool call it received the
+/// result of but did not find in the shared state.
+const LATE_STORE_GRACE: Duration = Duration::from_millis(300);
+
+/// A tool call closed through the shared state (its result reached this replica, or its
+/// expiry was confirmed there), handed back to the worker to emit.
+struct Closed {
+    call: PendingCall,
+    end: SystemTime,
+    result: Option<String>,
+    /// The span of the request that carried the result (`None`: expired unanswered).
+    closed_by: Option<SpanId>,
 }
 
 #[derive(Clone)]
@@ -56,12 +72,16 @@ struct Inner {
     propagation: Propagation,
     instruments: Option<Arc<Instruments>>,
     prometheus: Option<SharedReader>,
-    capture_content: bool,
+    /// Where captured content goes; anything but `NoContent` makes the request path keep it.
+    content: ContentCapture,
+    /// The content event's log pipeline started.
+    events: bool,
     prompt_hasher: crate::request::PromptHasher,
     /// The live view's ring of recent calls, when the view is on.
     recent: Option<Arc<RecentCalls>>,
     /// Redaction and truncation of captured content; `None` when capture is off.
     redactor: Option<Arc<Redactor>>,
+    report_estimated: bool,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
 }
@@ -74,9 +94,13 @@ impl Telemetry {
         // The OTLP/HTTP exporter builds a reqwest client, which needs the TLS provider.
         crate::upstream::install_crypto_provider();
         let settings = Settings::from_env(env);
-        let capture_content = settings
+        let content = settings
             .capture_content
-            .unwrap_or(config.telemetry.capture_content);
+            .unwrap_or(if config.telemetry.capture_content {
+                ContentCapture::SpanOnly
+            } else {
+                ContentCapture::NoContent
+            });
         let resource = resource(&settings);
         let propagation = Propagation::from_env(settings.propagators.as_deref());
         let (tx, rx) = mpsc::channel(config.telemetry.queue_size.max(1));
@@ -87,7 +111,11 @@ impl Telemetry {
         let mut instruments = None;
         let mut prometheus = None;
         let mut otlp_reader = None;
+        let mut events = None;
         if !settings.sdk_disabled {
+            if content.on_events() {
+                events = EventPipeline::start(&settings, &resource);
+            }
             if let Some(t) = &settings.traces_otlp {
                 match export::otlp_span_exporter(t, &resource) {
                     Ok(e) => span_sinks.push(SpanSink::otlp(e, &t.endpoint)),
@@ -110,20 +138,33 @@ impl Telemetry {
                 (!metric_sinks.is_empty()).then(|| export::sdk_temporality(settings.temporality));
             let prom = config.metrics.prometheus || settings.metrics_prometheus;
             let (provider, otlp_r, prom_r) = metrics::provider(resource.clone(), push, prom);
-            instruments = Some(Arc::new(Instruments::new(&provider, config)));
+            instruments = Some(Arc::new(Instruments::new(
+                &provider,
+                config,
+                settings.genai_latest,
+            )));
             meter_provider = Some(provider);
             prometheus = prom_r;
             otlp_reader = otlp_r;
         }
-        let redactor = capture_content.then(|| {
+        let redactor = content.any().then(|| {
             Arc::new(Redactor::new(
                 &config.telemetry.redact,
                 config.telemetry.content_max_chars,
             ))
         });
+        // The view keeps content only when it goes on spans: it shows what spans export.
         let recent = config
             .ui_enabled()
-            .then(|| Arc::new(RecentCalls::new(config.ui.max_calls, capture_content)));
+            .then(|| Arc::new(RecentCalls::new(config.ui.max_calls, content.on_spans())));
+        let state = config.state_url.as_deref().and_then(|url| {
+            crate::state::SharedState::connect(url)
+                .map_err(|e| tracing::warn!(error = %e, "shared state not used"))
+                .ok()
+                .map(Arc::new)
+        });
+        let (closed_tx, closed_rx) = mpsc::channel(4096);
+        let events_on = events.is_some();
         let worker = Worker {
             rx,
             batcher: SpanBatcher::new(&settings, span_sinks),
@@ -134,10 +175,18 @@ impl Telemetry {
                 config.telemetry.tool_call_ttl,
                 config.telemetry.max_pending_tool_calls,
             ),
+            tool_ttl: config.telemetry.tool_call_ttl,
+            state,
+            closed_tx,
+            closed_rx,
             scope: InstrumentationScope::builder("llmtap")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             redactor: redactor.clone(),
+            events,
+            content_on_spans: content.on_spans(),
+            latest: settings.genai_latest,
+            report_estimated: config.telemetry.report_estimated_usage,
             value_limit: settings.attribute_value_limit,
             sample_ratio: settings.sample_ratio,
             parent_based: settings.parent_based,
@@ -159,10 +208,12 @@ impl Telemetry {
                 propagation,
                 instruments,
                 prometheus,
-                capture_content,
+                content,
+                events: events_on,
                 prompt_hasher: crate::request::PromptHasher::from_env(env),
                 recent,
                 redactor,
+                report_estimated: config.telemetry.report_estimated_usage,
                 _meter_provider: meter_provider,
             }),
         }
@@ -176,15 +227,16 @@ impl Telemetry {
     pub fn describe(&self) -> String {
         self.inner
             .settings
-            .describe(self.inner.prometheus.is_some())
+            .describe(self.inner.prometheus.is_some(), self.inner.events)
     }
 
     pub fn propagation(&self) -> &Propagation {
         &self.inner.propagation
     }
 
+    /// Whether the request path keeps message content (for spans, the event, or both).
     pub fn capture_content(&self) -> bool {
-        self.inner.capture_content
+        self.inner.content.any()
     }
 
     /// The recent calls the live view shows; `None` when the view is off.
@@ -192,13 +244,17 @@ impl Telemetry {
         self.inner.recent.as_ref()
     }
 
-    /// What span attributes are built with (captured content's redaction, when capture is
-    /// on, and the value length limit), for views that show them as exported.
-    pub fn span_context(&self) -> (Option<&Redactor>, Option<usize>) {
-        (
-            self.inner.redactor.as_deref(),
-            self.inner.settings.attribute_value_limit,
-        )
+    /// How spans are built (content redaction when it goes on spans, value limit, names), for
+    /// views that show attributes as exported.
+    pub fn span_context<'a>(&'a self, scope: &'a InstrumentationScope) -> SpanContextInfo<'a> {
+        SpanContextInfo {
+            scope,
+            redactor: self.inner.redactor.as_deref(),
+            content_on_spans: self.inner.content.on_spans(),
+            value_limit: self.inner.settings.attribute_value_limit,
+            latest: self.inner.settings.genai_latest,
+            report_estimated: self.inner.report_estimated,
+        }
     }
 
     /// The keyed hasher for `llmtap.prompt.hash`.
@@ -291,6 +347,21 @@ fn resource(s: &Settings) -> Resource {
         .build()
 }
 
+/// What span building needs, borrowed from the worker's fields (a macro rather than a method,
+/// so the batcher and the event pipeline can be borrowed mutably beside it).
+macro_rules! span_cx {
+    ($w:expr) => {
+        SpanContextInfo {
+            scope: &$w.scope,
+            redactor: $w.redactor.as_deref(),
+            content_on_spans: $w.content_on_spans,
+            value_limit: $w.value_limit,
+            latest: $w.latest,
+            report_estimated: $w.report_estimated,
+        }
+    };
+}
+
 struct Worker {
     rx: mpsc::Receiver<Msg>,
     batcher: SpanBatcher,
@@ -298,8 +369,18 @@ struct Worker {
     otlp_reader: Option<SharedReader>,
     instruments: Option<Arc<Instruments>>,
     tools: PendingToolCalls,
+    tool_ttl: Duration,
+    /// Redis, when `--state-url` is set: tool calls shared between replicas.
+    state: Option<Arc<crate::state::SharedState>>,
+    closed_tx: mpsc::Sender<Closed>,
+    closed_rx: mpsc::Receiver<Closed>,
     scope: InstrumentationScope,
     redactor: Option<Arc<Redactor>>,
+    /// The `gen_ai.client.inference.operation.details` log records, when asked for.
+    events: Option<EventPipeline>,
+    content_on_spans: bool,
+    latest: bool,
+    report_estimated: bool,
     value_limit: Option<usize>,
     sample_ratio: f64,
     parent_based: bool,
@@ -331,12 +412,19 @@ impl Worker {
                         return;
                     }
                 },
+                Some(c) = self.closed_rx.recv() => {
+                    self.emit_tool(c.call, c.end, c.result.as_deref(), c.closed_by);
+                }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     for call in self.tools.expire(now) {
-                        self.emit_tool(call, SystemTime::now(), None, None);
+                        self.expire_tool(call);
                     }
+                    self.report_state_errors();
                     self.batcher.tick();
+                    if let Some(e) = &mut self.events {
+                        e.tick();
+                    }
                     self.report_dropped();
                 }
                 _ = metric_tick.tick() => self.export_metrics(false).await,
@@ -358,23 +446,74 @@ impl Worker {
         let mut asked_by: Vec<opentelemetry::trace::SpanContext> = Vec::new();
         if let Some(req) = &f.request {
             for (id, result) in &req.tool_results {
+                let res = self.redactor.is_some().then_some(result.as_str());
                 if let Some(call) = self.tools.take(id) {
                     if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
                         asked_by.push(spans::requesting_span_context(&call));
                     }
-                    let res = self.redactor.is_some().then_some(result.as_str());
                     self.emit_tool(call, f.started_at, res, Some(f.trace.span_id));
+                    // Taken here: remove it from the shared state so no replica emits it again.
+                    if let Some(state) = self.state.clone() {
+                        let id = id.clone();
+                        tokio::spawn(async move {
+                            let _ = state.take_call(&id).await;
+                        });
+                    }
+                } else if let Some(state) = self.state.clone() {
+                    // Asked for through another replica: whoever takes it from Redis emits it.
+                    let (id, tx, end) = (id.clone(), self.closed_tx.clone(), f.started_at);
+                    let closed_by = Some(f.trace.span_id);
+                    let result = res.map(str::to_owned);
+                    tokio::spawn(async move {
+                        let mut taken = state.take_call(&id).await;
+                        if matches!(taken, Ok(None)) {
+                            // The asking replica stores its calls right after its response;
+                            // an app that runs its tool in a millisecond can beat that write.
+                            tokio::time::sleep(LATE_STORE_GRACE).await;
+                            taken = state.take_call(&id).await;
+                        }
+                        if let Ok(Some(stored)) = taken {
+                            if let Some(call) = stored.into_pending() {
+                                let closed = Closed {
+                                    call,
+                                    end,
+                                    result,
+                                    closed_by,
+                                };
+                                let _ = tx.send(closed).await;
+                            }
+                        }
+                    });
                 }
             }
         }
         let keep = self.keep(&f);
+        let cx = span_cx!(self);
+        // Computed once for the span and the log record when both are made.
+        let attrs = self
+            .events
+            .is_some()
+            .then(|| spans::inference_attributes(&f, &cx))
+            .flatten();
         if keep {
-            let cx = span_cx(&self.scope, self.redactor.as_deref(), self.value_limit);
-            self.batcher
-                .push_with(|| spans::inference_span(&f, &cx, asked_by));
+            self.batcher.push_with(|| {
+                let a = attrs
+                    .clone()
+                    .or_else(|| spans::inference_attributes(&f, &cx))?;
+                spans::inference_span(&f, a, &cx, asked_by)
+            });
+        }
+        if let (Some(ev), Some(a), Some(red)) = (&mut self.events, &attrs, &self.redactor) {
+            ev.inference_details(&f, a, red, self.value_limit, keep);
         }
         // Calls this response asks for start waiting for their results now.
         let requested_at = spans::end_time(&f);
+        let mut shared = Vec::new();
+        let descriptions = f
+            .request
+            .as_ref()
+            .map(|r| r.tool_descriptions.as_slice())
+            .unwrap_or_default();
         for c in &f.response.tool_calls {
             if c.id.is_empty() {
                 continue;
@@ -399,23 +538,74 @@ impl Worker {
                 requested_at,
                 requested: f.ended,
                 request_model: spans::request_model(&f).map(str::to_owned),
-                arguments: self.redactor.as_deref().map(|r| r.apply(&c.arguments)),
+                description: descriptions
+                    .iter()
+                    .find(|(name, _)| *name == c.name)
+                    .map(|(_, d)| d.clone()),
+                arguments: self.redactor.as_ref().map(|_| c.arguments.clone()),
             };
             if let Some(i) = &self.instruments {
                 i.tool_requested(&call);
+            }
+            if self.state.is_some() {
+                shared.push(crate::state::StoredCall::from_pending(&call));
             }
             for old in self.tools.insert(call) {
                 self.emit_tool(old, SystemTime::now(), None, None);
             }
         }
-        if let Some(r) = &self.recent {
-            // With capture on, the view keeps the span's attributes as exported (content
-            // redacted and truncated once, here) rather than the raw content.
-            let exported = self.redactor.is_some().then(|| {
-                let cx = span_cx(&self.scope, self.redactor.as_deref(), self.value_limit);
-                spans::inference_span(&f, &cx, Vec::new()).map(|s| s.attributes)
+        // One round trip for all the calls of this response, off the request path.
+        if let (Some(state), false) = (self.state.clone(), shared.is_empty()) {
+            let ttl = self.tool_ttl;
+            tokio::spawn(async move {
+                let _ = state.put_calls(&shared, ttl).await;
             });
-            r.push(f, keep, exported.flatten());
+        }
+        if let Some(r) = &self.recent {
+            // With content on spans, the view keeps the span's attributes as exported
+            // (content redacted and truncated once, here) rather than the raw content.
+            let exported = (self.redactor.is_some() && self.content_on_spans)
+                .then(|| {
+                    let cx = span_cx!(self);
+                    let a = attrs.or_else(|| spans::inference_attributes(&f, &cx))?;
+                    spans::inference_span(&f, a, &cx, Vec::new()).map(|s| s.attributes)
+                })
+                .flatten();
+            r.push(f, keep, exported);
+        }
+    }
+
+    /// A call this replica asked for reached its TTL unanswered here. With shared state, it is
+    /// emitted as unanswered only if it is still in Redis (no other replica closed it); Redis
+    /// unavailable means this replica's view is all there is.
+    fn expire_tool(&mut self, call: PendingCall) {
+        let Some(state) = self.state.clone() else {
+            self.emit_tool(call, SystemTime::now(), None, None);
+            return;
+        };
+        let tx = self.closed_tx.clone();
+        tokio::spawn(async move {
+            match state.take_call(&call.call_id).await {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(()) => {
+                    let closed = Closed {
+                        call,
+                        end: SystemTime::now(),
+                        result: None,
+                        closed_by: None,
+                    };
+                    let _ = tx.send(closed).await;
+                }
+            }
+        });
+    }
+
+    fn report_state_errors(&self) {
+        if let (Some(state), Some(i)) = (&self.state, &self.instruments) {
+            let n = state.take_errors();
+            if n > 0 {
+                i.record_state_errors(n);
+            }
         }
     }
 
@@ -438,25 +628,31 @@ impl Worker {
         call: PendingCall,
         end: SystemTime,
         result: Option<&str>,
-        closed_by: Option<opentelemetry::trace::SpanId>,
+        closed_by: Option<SpanId>,
     ) {
         let received = closed_by.is_some();
         if let Some(i) = &self.instruments {
             i.tool_finished(&call, spans::tool_duration(&call, end).as_secs_f64());
         }
         if call.keep {
-            let cx = span_cx(&self.scope, self.redactor.as_deref(), self.value_limit);
+            let cx = span_cx!(self);
             let span_id = self.ids.new_span_id();
             self.batcher
                 .push_with(|| Some(spans::tool_span(&call, end, result, received, span_id, &cx)));
         }
         if let Some(r) = &self.recent {
+            // With content on spans, the attributes as exported (arguments and result
+            // redacted and truncated); the record itself keeps no content.
+            let exported = (self.redactor.is_some() && self.content_on_spans).then(|| {
+                let cx = span_cx!(self);
+                spans::tool_span(&call, end, result, received, SpanId::INVALID, &cx).attributes
+            });
             r.push_tool(RecentTool {
                 call,
                 end,
-                result: result.and_then(|t| Some(self.redactor.as_deref()?.apply(t))),
                 received,
                 closed_by,
+                exported_attributes: exported,
             });
         }
     }
@@ -466,6 +662,16 @@ impl Worker {
         if n > 0 {
             if let Some(i) = &self.instruments {
                 i.record_dropped("spans", n as u64);
+            }
+        }
+        let n = self
+            .events
+            .as_ref()
+            .map(|e| e.dropped.swap(0, Ordering::Relaxed))
+            .unwrap_or(0);
+        if n > 0 {
+            if let Some(i) = &self.instruments {
+                i.record_dropped("logs", n as u64);
             }
         }
     }
@@ -506,27 +712,26 @@ impl Worker {
             }
         }
         let now = SystemTime::now();
-        for call in self.tools.drain() {
-            self.emit_tool(call, now, None, None);
+        let pending = self.tools.drain();
+        if self.state.is_none() {
+            for call in pending {
+                self.emit_tool(call, now, None, None);
+            }
         }
-        self.batcher
-            .drain(Instant::now() + Duration::from_secs(5))
-            .await;
+        // With shared state, calls still pending stay in Redis: another replica may receive
+        // their results after this one is gone, and closes them then.
+        while let Ok(c) = self.closed_rx.try_recv() {
+            self.emit_tool(c.call, c.end, c.result.as_deref(), c.closed_by);
+        }
+        self.report_state_errors();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.batcher.drain(deadline).await;
+        if let Some(e) = &mut self.events {
+            e.tick();
+            e.drain(deadline).await;
+        }
         self.report_dropped();
         self.export_metrics(true).await;
-    }
-}
-
-/// Built from the worker's fields (not `&self`) so the batcher can be borrowed mutably beside it.
-fn span_cx<'a>(
-    scope: &'a InstrumentationScope,
-    redactor: Option<&'a Redactor>,
-    value_limit: Option<usize>,
-) -> SpanContextInfo<'a> {
-    SpanContextInfo {
-        scope,
-        redactor,
-        value_limit,
     }
 }
 

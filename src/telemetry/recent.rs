@@ -9,9 +9,8 @@
 //!
 //! Content: the record is scrubbed before it is kept (prompt content, tool arguments, tool
 //! results and output text are dropped), so the ring holds no message content of its own.
-//! With capture on, the worker hands over the span's attributes as exported (content already
-//! redacted and truncated) and the tool calls' redacted arguments and results; with capture
-//! off there is none.
+//! When content capture puts content on spans, the worker hands over the spans' attributes as
+//! exported (content already redacted and truncated); otherwise there is none.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,9 +21,8 @@ use opentelemetry::KeyValue;
 use tokio::sync::broadcast;
 
 use super::record::FinishedRequest;
-use super::spans::effective_usage;
+use super::spans::{token_usage, TokenUsage};
 use super::tools::PendingCall;
-use crate::stream::openai::Usage;
 
 /// Live subscribers that fall further behind than this get a `lagged` notice instead.
 const EVENT_BUFFER: usize = 256;
@@ -34,26 +32,27 @@ pub struct RecentCall {
     /// Increasing for the life of the process; the view's handle for the call.
     pub id: u64,
     pub finished: FinishedRequest,
-    /// Usage as the span and metrics recorded it (computed before the record was scrubbed).
-    pub usage: Option<Usage>,
-    pub usage_estimated: bool,
+    /// Reported usage, or llmtap's estimate (computed before the record was scrubbed).
+    pub usage: TokenUsage,
     /// Whether its span was exported (sampled).
     pub sampled: bool,
-    /// With capture on: the span's attributes as exported, content included (redacted and
-    /// truncated). `None` with capture off: the view builds them from the scrubbed record.
+    /// With content on spans: the span's attributes as exported, content included (redacted
+    /// and truncated). `None` otherwise: the view builds them from the scrubbed record.
     pub exported_attributes: Option<Vec<KeyValue>>,
 }
 
 /// One `execute_tool` record: a tool call from the response that asked for it to the request
 /// that carried its result (or to expiry).
 pub struct RecentTool {
+    /// The call (its arguments dropped when kept).
     pub call: PendingCall,
     pub end: SystemTime,
-    /// The tool's result as sent back, redacted and truncated, kept only with capture on.
-    pub result: Option<String>,
     pub received: bool,
     /// The span of the request that carried the result.
     pub closed_by: Option<SpanId>,
+    /// With content on spans: the execute_tool span's attributes as exported, arguments and
+    /// result included (redacted and truncated).
+    pub exported_attributes: Option<Vec<KeyValue>>,
 }
 
 struct Ring {
@@ -65,12 +64,12 @@ struct Ring {
 pub struct RecentCalls {
     ring: Mutex<Ring>,
     max_calls: usize,
-    capture_content: bool,
+    content_on_spans: bool,
     events: broadcast::Sender<Arc<RecentCall>>,
 }
 
 impl RecentCalls {
-    pub fn new(max_calls: usize, capture_content: bool) -> RecentCalls {
+    pub fn new(max_calls: usize, content_on_spans: bool) -> RecentCalls {
         let max_calls = max_calls.max(1);
         RecentCalls {
             ring: Mutex::new(Ring {
@@ -79,7 +78,7 @@ impl RecentCalls {
                 next_id: 1,
             }),
             max_calls,
-            capture_content,
+            content_on_spans,
             events: broadcast::channel(EVENT_BUFFER).0,
         }
     }
@@ -102,9 +101,9 @@ impl RecentCalls {
         sampled: bool,
         exported_attributes: Option<Vec<KeyValue>>,
     ) -> u64 {
-        let (usage, usage_estimated) = effective_usage(&finished);
+        let usage = token_usage(&finished);
         scrub(&mut finished);
-        let exported_attributes = exported_attributes.filter(|_| self.capture_content);
+        let exported_attributes = exported_attributes.filter(|_| self.content_on_spans);
         let mut ring = self.lock();
         let id = ring.next_id;
         ring.next_id += 1;
@@ -112,7 +111,6 @@ impl RecentCalls {
             id,
             finished,
             usage,
-            usage_estimated,
             sampled,
             exported_attributes,
         });
@@ -128,9 +126,9 @@ impl RecentCalls {
     /// Keeps an `execute_tool` record. Bounded like the calls (a few per call at most).
     pub fn push_tool(&self, tool: RecentTool) {
         let mut tool = tool;
-        if !self.capture_content {
-            tool.call.arguments = None;
-            tool.result = None;
+        tool.call.arguments = None;
+        if !self.content_on_spans {
+            tool.exported_attributes = None;
         }
         let mut ring = self.lock();
         ring.tools.push_front(Arc::new(tool));
@@ -287,8 +285,8 @@ mod tests {
             req.tool_results = vec![("call_0".into(), "tool secret".into())];
             req.prompt_chars = 40;
         }
-        let (before, estimated) = effective_usage(&f);
-        assert!(estimated);
+        let before = token_usage(&f);
+        assert!(before.is_estimate());
         let r = RecentCalls::new(10, false);
         let leaked = vec![KeyValue::new(
             "gen_ai.input.messages",
@@ -303,7 +301,7 @@ mod tests {
         assert_eq!(resp.tool_calls[0].name, "get_weather");
         let req = kept.finished.request.as_ref().unwrap();
         assert_eq!(req.tool_results[0].1, "");
-        assert_eq!(effective_usage(&kept.finished).0, before);
+        assert_eq!(token_usage(&kept.finished), before);
         assert_eq!(kept.usage, before);
 
         // With capture on the exported attributes are kept, the raw content still is not.

@@ -10,22 +10,15 @@ use crate::config::Provider;
 use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
 use crate::stream::decode::Decoder;
-use crate::summary::ResponseSummary;
+use crate::stream::tee::BodyWatcher;
+use crate::summary::{FeedOutcome, ResponseSummary};
+pub use crate::upstream::UpstreamInfo;
 
 use super::propagation::TraceParent;
 use super::Telemetry;
 
 /// Largest non-streamed response body kept for parsing; larger ones are relayed unparsed.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
-
-/// The upstream a request went to, as the spans and metrics name it.
-#[derive(Debug, Clone)]
-pub struct UpstreamInfo {
-    pub name: String,
-    pub provider: Provider,
-    pub address: String,
-    pub port: u16,
-}
 
 /// How the response body is watched.
 enum Observer {
@@ -83,6 +76,8 @@ pub struct RequestRecord {
     observer: Observer,
     /// When the previous data event arrived.
     last_chunk_at: Option<Instant>,
+    /// The stream watcher takes events framed by the relay.
+    events_in: bool,
     finished: bool,
 }
 
@@ -124,6 +119,7 @@ impl RequestRecord {
             decoder: None,
             observer: Observer::None,
             last_chunk_at: None,
+            events_in: false,
             finished: false,
         }
     }
@@ -144,7 +140,9 @@ impl RequestRecord {
             }
         }
         self.observer = if self.streaming && (200..300).contains(&status) {
-            Observer::Stream(dialect.stream_watcher(!self.telemetry.capture_content()))
+            let watcher = dialect.stream_watcher(!self.telemetry.capture_content());
+            self.events_in = watcher.takes_events();
+            Observer::Stream(watcher)
         } else {
             Observer::Json(Vec::new())
         };
@@ -172,22 +170,7 @@ impl RequestRecord {
         match &mut self.observer {
             Observer::Stream(acc) => {
                 let fed = acc.feed(bytes);
-                if fed.chunks == 0 {
-                    return;
-                }
-                let now = Instant::now();
-                if fed.first_content && self.facts.first_chunk_at.is_none() {
-                    self.facts.first_chunk_at = Some(now);
-                }
-                // Events that arrived in the same read are 0 s apart.
-                let gaps = &mut self.facts.chunk_gaps;
-                if let Some(prev) = self.last_chunk_at {
-                    gaps.push(now.saturating_duration_since(prev).as_secs_f32());
-                }
-                let same_read = fed.chunks as usize - 1;
-                gaps.extend(std::iter::repeat_n(0.0, same_read));
-                gaps.truncate(MAX_CHUNK_GAPS);
-                self.last_chunk_at = Some(now);
+                self.account(fed);
             }
             Observer::Json(buf) => {
                 if buf.len() + bytes.len() > MAX_JSON_BODY {
@@ -198,6 +181,26 @@ impl RequestRecord {
             }
             Observer::None | Observer::Failed => {}
         }
+    }
+
+    /// Time to first chunk and chunk gaps for the events one read brought.
+    fn account(&mut self, fed: FeedOutcome) {
+        if fed.chunks == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if fed.first_content && self.facts.first_chunk_at.is_none() {
+            self.facts.first_chunk_at = Some(now);
+        }
+        // Events that arrived in the same read are 0 s apart.
+        let gaps = &mut self.facts.chunk_gaps;
+        if let Some(prev) = self.last_chunk_at {
+            gaps.push(now.saturating_duration_since(prev).as_secs_f32());
+        }
+        let same_read = fed.chunks as usize - 1;
+        gaps.extend(std::iter::repeat_n(0.0, same_read));
+        gaps.truncate(MAX_CHUNK_GAPS);
+        self.last_chunk_at = Some(now);
     }
 
     /// Records a failure; the first one wins (a timeout is not overwritten by the disconnect it causes).
@@ -288,6 +291,50 @@ impl RequestFacts {
     /// What a finished record leaves behind (its facts moved to the worker).
     fn empty() -> RequestFacts {
         RequestFacts::new("", "")
+    }
+}
+
+/// The relay reports the body's progress to the record through this trait, so the stream
+/// layer never depends on telemetry.
+impl BodyWatcher for RequestRecord {
+    fn observe(&mut self, bytes: &[u8]) {
+        RequestRecord::observe(self, bytes);
+    }
+
+    /// Events framed by the relay reach the watcher directly when the body needs no decoding
+    /// and the dialect's watcher takes events.
+    fn takes_events(&self) -> bool {
+        self.decoder.is_none() && self.events_in
+    }
+
+    fn observe_event(&mut self, event: Option<&str>, data: &[u8], read: &mut FeedOutcome) {
+        if let Observer::Stream(acc) = &mut self.observer {
+            if let Some(o) = acc.feed_event(event, data) {
+                read.chunks += o.chunks;
+                read.first_content |= o.first_content;
+            }
+        }
+    }
+
+    fn observed_read(&mut self, read: FeedOutcome, framing_failed: bool) {
+        if framing_failed {
+            if let Observer::Stream(acc) = &mut self.observer {
+                acc.framing_failed();
+            }
+        }
+        self.account(read);
+    }
+
+    fn sent(&mut self, bytes: u64) {
+        self.facts.bytes_out += bytes;
+    }
+
+    fn fail(&mut self, error_type: &str) {
+        RequestRecord::fail(self, error_type);
+    }
+
+    fn finish(&mut self) {
+        RequestRecord::finish(self);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Every telemetry name llmtap emits, in one place. GenAI names follow semantic-conventions
-//! v1.41 (the `opentelemetry-semantic-conventions` crate has deprecated its gen_ai constants);
-//! llmtap's own names live under `llmtap.`.
+//! v1.41.1 by default and the `semantic-conventions-genai` `main` branch (unreleased,
+//! Development) with `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` (the
+//! `opentelemetry-semantic-conventions` crate has deprecated its gen_ai constants); a name
+//! that exists in one of the two only says so. llmtap's own names live under `llmtap.`.
 
 // Span attributes (semconv).
 pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
@@ -9,6 +11,8 @@ pub const GEN_AI_REQUEST_MODEL: &str = "gen_ai.request.model";
 pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
 pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
 pub const GEN_AI_REQUEST_TOP_P: &str = "gen_ai.request.top_p";
+/// A double in v1.41.1, an int in genai `main`.
+pub const GEN_AI_REQUEST_TOP_K: &str = "gen_ai.request.top_k";
 pub const GEN_AI_REQUEST_FREQUENCY_PENALTY: &str = "gen_ai.request.frequency_penalty";
 pub const GEN_AI_REQUEST_PRESENCE_PENALTY: &str = "gen_ai.request.presence_penalty";
 pub const GEN_AI_REQUEST_SEED: &str = "gen_ai.request.seed";
@@ -16,6 +20,11 @@ pub const GEN_AI_REQUEST_STOP_SEQUENCES: &str = "gen_ai.request.stop_sequences";
 pub const GEN_AI_REQUEST_CHOICE_COUNT: &str = "gen_ai.request.choice.count";
 pub const GEN_AI_REQUEST_STREAM: &str = "gen_ai.request.stream";
 pub const GEN_AI_REQUEST_ENCODING_FORMATS: &str = "gen_ai.request.encoding_formats";
+pub const GEN_AI_REQUEST_REASONING_LEVEL: &str = "gen_ai.request.reasoning.level";
+pub const GEN_AI_OUTPUT_TYPE: &str = "gen_ai.output.type";
+pub const GEN_AI_EMBEDDINGS_DIMENSION_COUNT: &str = "gen_ai.embeddings.dimension.count";
+pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
+pub const OPENAI_REQUEST_SERVICE_TIER: &str = "openai.request.service_tier";
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
 pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
@@ -23,6 +32,10 @@ pub const GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_f
 pub const GEN_AI_USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
 pub const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+/// Tokens written to a provider-managed cache (Anthropic's `cache_creation_input_tokens`):
+/// v1.41.1's name, and genai `main`'s after the rename (#440).
+pub const GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: &str =
+    "gen_ai.usage.cache_creation.input_tokens";
 pub const GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: &str = "gen_ai.usage.cache_write.input_tokens";
 pub const GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: &str = "gen_ai.usage.reasoning.output_tokens";
 pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
@@ -33,9 +46,12 @@ pub const GEN_AI_TOOL_DEFINITIONS: &str = "gen_ai.tool.definitions";
 pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
 pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
 pub const GEN_AI_TOOL_TYPE: &str = "gen_ai.tool.type";
+pub const GEN_AI_TOOL_DESCRIPTION: &str = "gen_ai.tool.description";
 pub const GEN_AI_TOOL_CALL_ARGUMENTS: &str = "gen_ai.tool.call.arguments";
 pub const GEN_AI_TOOL_CALL_RESULT: &str = "gen_ai.tool.call.result";
 pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai.token.type";
+/// genai `main`: required on the usage counters; `unknown` when usage is not broken down.
+pub const GEN_AI_TOKEN_MODALITY: &str = "gen_ai.token.modality";
 pub const OPENAI_API_TYPE: &str = "openai.api.type";
 pub const OPENAI_RESPONSE_SYSTEM_FINGERPRINT: &str = "openai.response.system_fingerprint";
 pub const OPENAI_RESPONSE_SERVICE_TIER: &str = "openai.response.service_tier";
@@ -49,7 +65,12 @@ pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
 pub const LLMTAP_CHUNK_COUNT: &str = "llmtap.response.chunk_count";
 pub const LLMTAP_USAGE_INJECTED: &str = "llmtap.usage.injected";
 pub const LLMTAP_USAGE_INJECTION_REFUSED: &str = "llmtap.usage.injection_refused";
+/// True when token counts were estimated by llmtap (no usage from the upstream); on spans,
+/// and on metric points made from an estimate when estimates are reported as usage.
 pub const LLMTAP_USAGE_ESTIMATED: &str = "llmtap.usage.estimated";
+/// Where an estimate goes when estimates are not reported as usage (the default).
+pub const LLMTAP_USAGE_ESTIMATED_INPUT_TOKENS: &str = "llmtap.usage.estimated.input_tokens";
+pub const LLMTAP_USAGE_ESTIMATED_OUTPUT_TOKENS: &str = "llmtap.usage.estimated.output_tokens";
 pub const LLMTAP_PROMPT_LENGTH: &str = "llmtap.prompt.length";
 pub const LLMTAP_PROMPT_MESSAGES: &str = "llmtap.prompt.messages";
 pub const LLMTAP_PROMPT_HASH: &str = "llmtap.prompt.hash";
@@ -60,32 +81,108 @@ pub const LLMTAP_COST_USD: &str = "llmtap.cost.usd";
 pub const LLMTAP_BAGGAGE_PREFIX: &str = "llmtap.baggage.";
 pub const LLMTAP_HEADER_PREFIX: &str = "llmtap.request.header.";
 
-// Metrics.
+/// The opt-in log record with the request, response and (captured) content of one call.
+pub const EVENT_INFERENCE_DETAILS: &str = "gen_ai.client.inference.operation.details";
+
+// Metrics, v1.41.1 (the default).
 pub const METRIC_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
 pub const METRIC_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
 pub const METRIC_TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
 pub const METRIC_TIME_PER_OUTPUT_CHUNK: &str = "gen_ai.client.operation.time_per_output_chunk";
+
+// Metrics, genai `main` (with `gen_ai_latest_experimental`, instead of the four above).
+pub const METRIC_INFERENCE_DURATION: &str = "gen_ai.client.inference.duration";
+pub const METRIC_EMBEDDINGS_DURATION: &str = "gen_ai.client.embeddings.duration";
+pub const METRIC_INFERENCE_USAGE_INPUT: &str = "gen_ai.client.inference.usage.input_tokens";
+pub const METRIC_INFERENCE_USAGE_OUTPUT: &str = "gen_ai.client.inference.usage.output_tokens";
+pub const METRIC_INFERENCE_USAGE_CACHE_READ: &str =
+    "gen_ai.client.inference.usage.cache_read.input_tokens";
+pub const METRIC_INFERENCE_USAGE_CACHE_WRITE: &str =
+    "gen_ai.client.inference.usage.cache_write.input_tokens";
+pub const METRIC_INFERENCE_USAGE_REASONING: &str =
+    "gen_ai.client.inference.usage.reasoning.output_tokens";
+pub const METRIC_INFERENCE_INPUT_TOKENS: &str = "gen_ai.client.inference.operation.input_tokens";
+pub const METRIC_INFERENCE_OUTPUT_TOKENS: &str = "gen_ai.client.inference.operation.output_tokens";
+pub const METRIC_EMBEDDINGS_INPUT_TOKENS: &str = "gen_ai.client.embeddings.operation.input_tokens";
+pub const METRIC_INFERENCE_TIME_TO_FIRST_CHUNK: &str =
+    "gen_ai.client.inference.time_to_first_chunk";
+pub const METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK: &str =
+    "gen_ai.client.inference.time_per_output_chunk";
+pub const METRIC_EXECUTE_TOOL_DURATION: &str = "gen_ai.execute_tool.duration";
+
+// llmtap's own metrics (both modes).
 pub const METRIC_REQUESTS: &str = "llmtap.requests";
 pub const METRIC_COST: &str = "llmtap.cost";
+/// Cost computed from estimated usage, kept out of `llmtap.cost` unless estimates are
+/// reported as usage.
+pub const METRIC_COST_ESTIMATED: &str = "llmtap.cost.estimated";
 pub const METRIC_COST_UNPRICED: &str = "llmtap.cost.unpriced";
 pub const METRIC_TOOL_CALLS: &str = "llmtap.tool.calls";
 pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
+pub const METRIC_STATE_ERRORS: &str = "llmtap.state.errors";
 /// Attribute of `llmtap.telemetry.dropped`: which signal lost data.
 pub const SIGNAL: &str = "signal";
 
 // Bucket boundaries, from the semconv metric definitions (the SDK defaults are for ms).
+/// Every client time histogram: operation/inference/embeddings duration, time to first
+/// chunk, time per output chunk, tool duration. (The 0.001 … 10 s and 0.01 … 2.5 s arrays
+/// in the spec are the advice for the *server* metrics, which llmtap does not emit.)
 pub const BUCKETS_DURATION: &[f64] = &[
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 ];
+/// Every token histogram.
 pub const BUCKETS_TOKENS: &[f64] = &[
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
     16777216.0, 67108864.0,
 ];
-pub const BUCKETS_TIME_TO_FIRST_CHUNK: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+
+/// The `error.type` values llmtap itself produces, with what each means. The README's list
+/// is checked against this one (tests/conformance.rs).
+pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
+    ("timeout", "no response headers within the first-byte timeout, or a stream silent past the idle timeout"),
+    ("upstream_unreachable", "the upstream could not be connected to"),
+    ("client_disconnected", "the client went away before the response ended"),
+    ("stream_truncated", "a stream that ended without `[DONE]` or a finish reason"),
+    ("stream_error", "a mid-stream error event without a code"),
+    ("request_too_large", "the request body is over `max_body_bytes`"),
+    ("invalid_request_body", "the request body could not be read"),
+    ("not_found", "no upstream for the request"),
+    ("shutting_down", "a request that arrived while llmtap was draining (answered 503)"),
+    ("shutdown", "a stream still running when the shutdown grace period ended, cut"),
 ];
-pub const BUCKETS_TIME_PER_OUTPUT_CHUNK: &[f64] = &[
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+
+/// Upstream error codes (and error `type`s) kept as they are in the `error.type` of metrics.
+/// Any other code becomes the response's HTTP status (`429`, `503`), or `stream_error` inside
+/// a 200 stream, so a provider cannot grow the label set. Spans keep the provider's code.
+pub const KNOWN_UPSTREAM_ERROR_CODES: &[&str] = &[
+    // OpenAI (and most OpenAI-compatible servers) `error.code`.
+    "rate_limit_exceeded",
+    "insufficient_quota",
+    "context_length_exceeded",
+    "invalid_api_key",
+    "model_not_found",
+    "content_filter",
+    "server_error",
+    "unsupported_value",
+    "unsupported_parameter",
+    "invalid_value",
+    "invalid_image_url",
+    "invalid_prompt",
+    // OpenAI and Anthropic `error.type`.
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "rate_limit_error",
+    "api_error",
+    "overloaded_error",
+    // Azure OpenAI.
+    "DeploymentNotFound",
+    "content_policy_violation",
+    // Google (OpenAI-compatible endpoint) and gRPC-style gateways.
+    "resource_exhausted",
+    "unavailable",
+    "deadline_exceeded",
 ];

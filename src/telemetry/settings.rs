@@ -21,6 +21,48 @@ pub enum Temporality {
     LowMemory,
 }
 
+/// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`: where captured content goes. The
+/// spans' content attributes, the `gen_ai.client.inference.operation.details` log record, both,
+/// or neither (no record at all then: the record exists to carry content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentCapture {
+    NoContent,
+    SpanOnly,
+    EventOnly,
+    SpanAndEvent,
+}
+
+impl ContentCapture {
+    /// The variable's values, as the Python GenAI instrumentations spell them; `true`/`1` is
+    /// `SPAN_ONLY` (what it meant before the event existed), anything else `NO_CONTENT`.
+    pub fn parse(v: &str) -> ContentCapture {
+        match v.trim().to_ascii_uppercase().as_str() {
+            "TRUE" | "1" | "SPAN_ONLY" => ContentCapture::SpanOnly,
+            "EVENT_ONLY" => ContentCapture::EventOnly,
+            "SPAN_AND_EVENT" => ContentCapture::SpanAndEvent,
+            _ => ContentCapture::NoContent,
+        }
+    }
+
+    pub fn on_spans(self) -> bool {
+        matches!(
+            self,
+            ContentCapture::SpanOnly | ContentCapture::SpanAndEvent
+        )
+    }
+
+    pub fn on_events(self) -> bool {
+        matches!(
+            self,
+            ContentCapture::EventOnly | ContentCapture::SpanAndEvent
+        )
+    }
+
+    pub fn any(self) -> bool {
+        self != ContentCapture::NoContent
+    }
+}
+
 /// Where one signal goes over OTLP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpTarget {
@@ -57,7 +99,17 @@ pub struct Settings {
     pub batch_delay: Duration,
     pub attribute_value_limit: Option<usize>,
     /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, when set.
-    pub capture_content: Option<bool>,
+    pub capture_content: Option<ContentCapture>,
+    /// `OTEL_SEMCONV_STABILITY_OPT_IN` contains `gen_ai_latest_experimental`: emit genai
+    /// `main`'s names instead of v1.41.1's.
+    pub genai_latest: bool,
+    /// Log records (only the opt-in content event uses them): `OTEL_LOGS_EXPORTER` and the
+    /// `_LOGS_` OTLP variables, batched per `OTEL_BLRP_*`.
+    pub logs_otlp: Option<OtlpTarget>,
+    pub logs_console: bool,
+    pub log_batch_max_queue: usize,
+    pub log_batch_max_export: usize,
+    pub log_batch_delay: Duration,
 }
 
 fn parse_headers(s: &str) -> HashMap<String, String> {
@@ -126,6 +178,7 @@ impl Settings {
         };
         let traces = exporters("OTEL_TRACES_EXPORTER");
         let metrics = exporters("OTEL_METRICS_EXPORTER");
+        let logs = exporters("OTEL_LOGS_EXPORTER");
         let target = |signal: &str| -> OtlpTarget {
             let up = signal.to_ascii_uppercase();
             let protocol = match get(&format!("OTEL_EXPORTER_OTLP_{up}_PROTOCOL"))
@@ -178,6 +231,7 @@ impl Settings {
             .iter()
             .any(|e| e == "otlp")
             .then(|| target("metrics"));
+        let logs_otlp = logs.iter().any(|e| e == "otlp").then(|| target("logs"));
 
         let sampler = get("OTEL_TRACES_SAMPLER").unwrap_or_else(|| "parentbased_always_on".into());
         let arg = get("OTEL_TRACES_SAMPLER_ARG").and_then(|v| v.parse::<f64>().ok());
@@ -223,16 +277,25 @@ impl Settings {
             attribute_value_limit: num("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
                 .or_else(|| num("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"))
                 .map(|v| v as usize),
-            capture_content: get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT").map(|v| {
-                let v = v.to_ascii_uppercase();
-                v == "TRUE" || v == "1" || v == "SPAN_ONLY" || v == "SPAN_AND_EVENT"
+            capture_content: get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+                .map(|v| ContentCapture::parse(&v)),
+            genai_latest: get("OTEL_SEMCONV_STABILITY_OPT_IN").is_some_and(|v| {
+                v.split(',')
+                    .any(|c| c.trim() == "gen_ai_latest_experimental")
             }),
+            logs_otlp,
+            logs_console: logs.iter().any(|e| e == "console"),
+            log_batch_max_queue: num("OTEL_BLRP_MAX_QUEUE_SIZE").unwrap_or(2048).max(1) as usize,
+            log_batch_max_export: num("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE").unwrap_or(512).max(1)
+                as usize,
+            log_batch_delay: Duration::from_millis(num("OTEL_BLRP_SCHEDULE_DELAY").unwrap_or(1000)),
         }
     }
 
     /// Where telemetry goes, in OTel's words (`otlp http/protobuf <url>`, `grpc`, `console`),
-    /// for the start-up log line. `scrape` is whether `/metrics` is served.
-    pub fn describe(&self, scrape: bool) -> String {
+    /// for the start-up log line. `scrape` is whether `/metrics` is served; log records are
+    /// named only when the content event is on, the only thing that makes them.
+    pub fn describe(&self, scrape: bool, events: bool) -> String {
         if self.sdk_disabled {
             return "telemetry disabled (OTEL_SDK_DISABLED)".into();
         }
@@ -265,7 +328,23 @@ impl Settings {
         } else {
             metrics.join(" + ")
         };
-        format!("traces -> {traces}; metrics -> {metrics}")
+        let mut line = format!("traces -> {traces}; metrics -> {metrics}");
+        if events {
+            let logs = sinks(&self.logs_otlp, self.logs_console);
+            let logs = if logs.is_empty() {
+                "not exported".to_string()
+            } else {
+                logs.join(" + ")
+            };
+            line.push_str(&format!(
+                "; logs ({}) -> {logs}",
+                super::semconv::EVENT_INFERENCE_DETAILS
+            ));
+        }
+        if self.genai_latest {
+            line.push_str("; GenAI names: gen_ai_latest_experimental");
+        }
+        line
     }
 }
 
@@ -330,5 +409,40 @@ mod tests {
         assert!(s.metrics_prometheus);
         assert_eq!(s.sample_ratio, 0.05);
         assert_eq!(s.service_name, "gw");
+    }
+
+    #[test]
+    fn content_modes_and_the_latest_names_opt_in() {
+        let s = Settings::from_env(&env(&[]));
+        assert_eq!(s.capture_content, None);
+        assert!(!s.genai_latest);
+        for (v, mode) in [
+            ("true", ContentCapture::SpanOnly),
+            ("SPAN_ONLY", ContentCapture::SpanOnly),
+            ("event_only", ContentCapture::EventOnly),
+            ("SPAN_AND_EVENT", ContentCapture::SpanAndEvent),
+            ("NO_CONTENT", ContentCapture::NoContent),
+            ("false", ContentCapture::NoContent),
+        ] {
+            let s = Settings::from_env(&env(&[(
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                v,
+            )]));
+            assert_eq!(s.capture_content, Some(mode), "{v}");
+        }
+        let s = Settings::from_env(&env(&[
+            (
+                "OTEL_SEMCONV_STABILITY_OPT_IN",
+                "http, gen_ai_latest_experimental",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        ]));
+        assert!(s.genai_latest);
+        assert_eq!(
+            s.logs_otlp.map(|t| t.endpoint).as_deref(),
+            Some("http://c:4318/v1/logs")
+        );
+        let s = Settings::from_env(&env(&[("OTEL_SEMCONV_STABILITY_OPT_IN", "http")]));
+        assert!(!s.genai_latest);
     }
 }

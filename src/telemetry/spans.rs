@@ -17,20 +17,52 @@ use crate::stream::openai::Usage;
 /// What span building needs besides the request.
 pub struct SpanContextInfo<'a> {
     pub scope: &'a InstrumentationScope,
-    /// Captured content, when on; `None` means content capture is off.
+    /// Redaction and truncation of captured content; `None` means content capture is off.
     pub redactor: Option<&'a Redactor>,
+    /// Captured content goes on spans (`SPAN_ONLY`, `SPAN_AND_EVENT`), not only on the event.
+    pub content_on_spans: bool,
     pub value_limit: Option<usize>,
+    /// genai `main`'s names (`gen_ai_latest_experimental`) instead of v1.41.1's.
+    pub latest: bool,
+    /// llmtap's estimates are written to the standard usage names (flagged).
+    pub report_estimated: bool,
 }
 
-/// Usage as recorded: the upstream's when it sent one, else an estimate from text seen
-/// (4 characters per token, the rule of thumb for English with OpenAI tokenizers), flagged.
-pub fn effective_usage(f: &FinishedRequest) -> (Option<Usage>, bool) {
+/// Token counts of a finished request: what the upstream reported, or llmtap's estimate from
+/// the text it saw (4 characters per token, the rule of thumb for English with OpenAI
+/// tokenizers) when it reported none, or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenUsage {
+    Reported(Usage),
+    Estimated(Usage),
+    None,
+}
+
+impl TokenUsage {
+    /// What goes under the standard usage names (`gen_ai.usage.*`, the token metrics,
+    /// `llmtap.cost`), and whether it is an estimate: reported usage always, an estimate only
+    /// when the user opted in (`telemetry.report_estimated_usage`).
+    pub fn standard(&self, report_estimated: bool) -> Option<(&Usage, bool)> {
+        match self {
+            TokenUsage::Reported(u) => Some((u, false)),
+            TokenUsage::Estimated(u) if report_estimated => Some((u, true)),
+            _ => None,
+        }
+    }
+
+    pub fn is_estimate(&self) -> bool {
+        matches!(self, TokenUsage::Estimated(_))
+    }
+}
+
+/// The request's token usage (see [`TokenUsage`]).
+pub fn token_usage(f: &FinishedRequest) -> TokenUsage {
     if let Some(u) = &f.response.usage {
-        return (Some(u.clone()), false);
+        return TokenUsage::Reported(u.clone());
     }
     let op_ok = f.operation.is_some() && f.status.is_some_and(|s| (200..300).contains(&s));
     if !op_ok {
-        return (None, false);
+        return TokenUsage::None;
     }
     let prompt_chars = f.request.as_ref().map(|r| r.prompt_chars).unwrap_or(0);
     let output_chars = f.response.output_chars
@@ -40,20 +72,17 @@ pub fn effective_usage(f: &FinishedRequest) -> (Option<Usage>, bool) {
             .map(|t| (t.name.len() + t.arguments.len()) as u64)
             .sum::<u64>();
     if prompt_chars == 0 && output_chars == 0 {
-        return (None, false);
+        return TokenUsage::None;
     }
     let est = |c: u64| c.div_ceil(4);
     let output = matches!(f.operation, Some(crate::route::Operation::Embeddings))
         .then_some(None)
         .unwrap_or(Some(est(output_chars)));
-    (
-        Some(Usage {
-            input_tokens: Some(est(prompt_chars)),
-            output_tokens: output,
-            ..Usage::default()
-        }),
-        true,
-    )
+    TokenUsage::Estimated(Usage {
+        input_tokens: Some(est(prompt_chars)),
+        output_tokens: output,
+        ..Usage::default()
+    })
 }
 
 /// Wall-clock end: start plus the monotonic duration, so clock steps cannot make it negative.
@@ -82,20 +111,44 @@ pub fn requesting_span_context(call: &PendingCall) -> SpanContext {
     )
 }
 
-/// The gen_ai inference span, or `None` for requests that are not inference calls. `links`
-/// are the spans of the calls whose tool calls this request answers.
-pub fn inference_span(
-    f: &FinishedRequest,
-    cx: &SpanContextInfo<'_>,
-    links: Vec<SpanContext>,
-) -> Option<SpanData> {
+/// The attributes of one inference call, computed once for its span and its
+/// `gen_ai.client.inference.operation.details` log record. Content is kept raw (the semconv
+/// JSON shapes): each destination redacts and truncates it its own way.
+#[derive(Clone)]
+pub struct InferenceAttributes {
+    pub attributes: Vec<KeyValue>,
+    pub content: Vec<(&'static str, serde_json::Value)>,
+}
+
+/// The keys whose values are captured content (JSON, or text for tool results).
+pub const CONTENT_KEYS: [&str; 6] = [
+    sc::GEN_AI_INPUT_MESSAGES,
+    sc::GEN_AI_OUTPUT_MESSAGES,
+    sc::GEN_AI_SYSTEM_INSTRUCTIONS,
+    sc::GEN_AI_TOOL_DEFINITIONS,
+    sc::GEN_AI_TOOL_CALL_ARGUMENTS,
+    sc::GEN_AI_TOOL_CALL_RESULT,
+];
+
+/// The span name: `{operation} {request model}`.
+pub fn inference_span_name(f: &FinishedRequest) -> Option<String> {
     let op = f.operation?;
-    let model = request_model(f);
-    let name = match model {
+    Some(match request_model(f) {
         Some(m) => format!("{} {m}", op.name()),
         None => op.name().to_string(),
-    };
-    let mut a: Vec<KeyValue> = Vec::with_capacity(40);
+    })
+}
+
+/// Everything the inference span says about a request, or `None` for requests that are not
+/// inference calls.
+pub fn inference_attributes(
+    f: &FinishedRequest,
+    cx: &SpanContextInfo<'_>,
+) -> Option<InferenceAttributes> {
+    let op = f.operation?;
+    let model = request_model(f);
+    let mut a: Vec<KeyValue> = Vec::with_capacity(48);
+    let mut content = Vec::new();
     let s = |v: &str| Value::String(StringValue::from(v.to_string()));
     a.push(KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name()));
     if let Some(t) = f.dialect.and_then(|d| d.openai_api_type(op)) {
@@ -123,17 +176,35 @@ pub fn inference_span(
         f64_attr(sc::GEN_AI_REQUEST_TOP_P, r.top_p);
         f64_attr(sc::GEN_AI_REQUEST_FREQUENCY_PENALTY, r.frequency_penalty);
         f64_attr(sc::GEN_AI_REQUEST_PRESENCE_PENALTY, r.presence_penalty);
+        if let Some(k) = r.top_k {
+            // A double in v1.41.1, an int in genai `main`.
+            if !cx.latest {
+                a.push(KeyValue::new(sc::GEN_AI_REQUEST_TOP_K, k));
+            } else if k.fract() == 0.0 && k.is_finite() {
+                a.push(KeyValue::new(sc::GEN_AI_REQUEST_TOP_K, k as i64));
+            }
+        }
         if let Some(v) = r.max_tokens {
             a.push(KeyValue::new(sc::GEN_AI_REQUEST_MAX_TOKENS, v));
         }
         if let Some(v) = r.seed {
             a.push(KeyValue::new(sc::GEN_AI_REQUEST_SEED, v));
         }
-        if let Some(v) = r.choice_count {
+        // Conditionally required "if available, in the request, and != 1".
+        if let Some(v) = r.choice_count.filter(|n| *n != 1) {
             a.push(KeyValue::new(sc::GEN_AI_REQUEST_CHOICE_COUNT, v));
         }
         if let Some(v) = r.stream {
             a.push(KeyValue::new(sc::GEN_AI_REQUEST_STREAM, v));
+        }
+        if let Some(v) = &r.reasoning_level {
+            a.push(KeyValue::new(sc::GEN_AI_REQUEST_REASONING_LEVEL, s(v)));
+        }
+        if let Some(v) = &r.output_type {
+            a.push(KeyValue::new(sc::GEN_AI_OUTPUT_TYPE, s(v)));
+        }
+        if let Some(v) = &r.service_tier {
+            a.push(KeyValue::new(sc::OPENAI_REQUEST_SERVICE_TIER, s(v)));
         }
         if !r.encoding_formats.is_empty() {
             a.push(KeyValue::new(
@@ -168,19 +239,31 @@ pub fn inference_span(
         if let Some(h) = &r.prompt_hash {
             a.push(KeyValue::new(sc::LLMTAP_PROMPT_HASH, h.clone()));
         }
-        if let (Some(red), Some(c)) = (cx.redactor, &r.content) {
+        if let (Some(_), Some(c)) = (cx.redactor, &r.content) {
             for (k, v) in [
                 (sc::GEN_AI_INPUT_MESSAGES, &c.input_messages),
                 (sc::GEN_AI_SYSTEM_INSTRUCTIONS, &c.system_instructions),
                 (sc::GEN_AI_TOOL_DEFINITIONS, &c.tool_definitions),
             ] {
                 if let Some(v) = v {
-                    a.push(KeyValue::new(k, red.apply(v)));
+                    content.push((k, v.clone()));
                 }
             }
         }
     }
+    if op == crate::route::Operation::Embeddings {
+        // The dimensions asked for, else the length of the vectors that came back.
+        let dims = f
+            .request
+            .as_ref()
+            .and_then(|r| r.dimensions)
+            .or_else(|| f.response.embedding_dimensions.map(|d| d as i64));
+        if let Some(d) = dims {
+            a.push(KeyValue::new(sc::GEN_AI_EMBEDDINGS_DIMENSION_COUNT, d));
+        }
+    }
     if let Some(t) = &f.prompt_template {
+        a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, t.clone()));
         a.push(KeyValue::new(sc::LLMTAP_PROMPT_TEMPLATE, t.clone()));
     }
     let from_body = f.request.as_ref().and_then(|r| r.conversation_id.as_ref());
@@ -222,40 +305,16 @@ pub fn inference_span(
             ));
         }
     }
-    let (usage, estimated) = effective_usage(f);
-    if let Some(u) = usage {
-        let mut int = |k: &'static str, v: Option<u64>| {
-            if let Some(v) = v {
-                a.push(KeyValue::new(k, v as i64));
-            }
-        };
-        int(sc::GEN_AI_USAGE_INPUT_TOKENS, u.input_tokens);
-        int(sc::GEN_AI_USAGE_OUTPUT_TOKENS, u.output_tokens);
-        int(
-            sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
-            u.cache_read_input_tokens,
-        );
-        int(
-            sc::GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
-            u.cache_write_input_tokens,
-        );
-        int(
-            sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
-            u.reasoning_output_tokens,
-        );
-        if estimated {
-            a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
-        }
-    }
+    usage_attributes(&token_usage(f), cx, &mut a);
     if f.injection_refused {
         a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTION_REFUSED, true));
     }
     if f.usage_injected {
         a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTED, true));
     }
-    if let Some(red) = cx.redactor {
+    if cx.redactor.is_some() {
         if let Some(out) = output_messages(f) {
-            a.push(KeyValue::new(sc::GEN_AI_OUTPUT_MESSAGES, red.apply(&out)));
+            content.push((sc::GEN_AI_OUTPUT_MESSAGES, out));
         }
     }
     if let Some(st) = f.status {
@@ -264,10 +323,78 @@ pub fn inference_span(
     for (k, v) in &f.extra_attributes {
         a.push(KeyValue::new(k.clone(), v.clone()));
     }
+    if let Some(e) = &f.error {
+        a.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+    }
+    Some(InferenceAttributes {
+        attributes: a,
+        content,
+    })
+}
+
+/// Token counts: reported usage (and estimates the user opted to report) under
+/// `gen_ai.usage.*`; other estimates under `llmtap.usage.estimated.*`. Either way an estimate
+/// is flagged `llmtap.usage.estimated=true`.
+fn usage_attributes(usage: &TokenUsage, cx: &SpanContextInfo<'_>, a: &mut Vec<KeyValue>) {
+    let mut int = |k: &'static str, v: Option<u64>| {
+        if let Some(v) = v {
+            a.push(KeyValue::new(k, v as i64));
+        }
+    };
+    match usage.standard(cx.report_estimated) {
+        Some((u, _)) => {
+            int(sc::GEN_AI_USAGE_INPUT_TOKENS, u.input_tokens);
+            int(sc::GEN_AI_USAGE_OUTPUT_TOKENS, u.output_tokens);
+            int(
+                sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                u.cache_read_input_tokens,
+            );
+            int(
+                sc::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+                u.reasoning_output_tokens,
+            );
+            let cache_write = if cx.latest {
+                sc::GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+            } else {
+                sc::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+            };
+            int(cache_write, u.cache_write_input_tokens);
+        }
+        None => {
+            if let TokenUsage::Estimated(u) = usage {
+                int(sc::LLMTAP_USAGE_ESTIMATED_INPUT_TOKENS, u.input_tokens);
+                int(sc::LLMTAP_USAGE_ESTIMATED_OUTPUT_TOKENS, u.output_tokens);
+            }
+        }
+    }
+    if usage.is_estimate() {
+        a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
+    }
+}
+
+/// The gen_ai inference span of a request with its [`inference_attributes`], or `None` for
+/// requests that are not inference calls. `links` are the spans of the calls whose tool calls
+/// this request answers.
+pub fn inference_span(
+    f: &FinishedRequest,
+    attrs: InferenceAttributes,
+    cx: &SpanContextInfo<'_>,
+    links: Vec<SpanContext>,
+) -> Option<SpanData> {
+    let name = inference_span_name(f)?;
+    let InferenceAttributes {
+        attributes: mut a,
+        content,
+    } = attrs;
+    if let (Some(red), true) = (cx.redactor, cx.content_on_spans) {
+        for (k, v) in &content {
+            a.push(KeyValue::new(*k, red.content_string(v, cx.value_limit)));
+        }
+    }
     let status = match &f.error {
         Some(e) => {
-            a.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
-            let msg = r
+            let msg = f
+                .response
                 .error
                 .as_ref()
                 .and_then(|x| x.message.clone())
@@ -314,8 +441,9 @@ fn span_links(contexts: Vec<SpanContext>) -> SpanLinks {
     out
 }
 
-/// `gen_ai.output.messages` in the semconv shape, reassembled from the stream.
-fn output_messages(f: &FinishedRequest) -> Option<String> {
+/// `gen_ai.output.messages` in the semconv shape, reassembled from the stream. Without the
+/// per-message `finish_reason`, deprecated (#363): `gen_ai.response.finish_reasons` has it.
+fn output_messages(f: &FinishedRequest) -> Option<serde_json::Value> {
     let r = &f.response;
     if r.output_text.is_empty() && r.tool_calls.is_empty() {
         return None;
@@ -329,21 +457,18 @@ fn output_messages(f: &FinishedRequest) -> Option<String> {
             }
             if i == 0 {
                 for c in &r.tool_calls {
-                    let args: serde_json::Value = serde_json::from_str(&c.arguments)
-                        .unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()));
+                    let args = crate::request::arguments_value(&serde_json::Value::String(
+                        c.arguments.clone(),
+                    ));
                     parts.push(serde_json::json!({
                         "type": "tool_call", "id": c.id, "name": c.name, "arguments": args
                     }));
                 }
             }
-            serde_json::json!({
-                "role": "assistant",
-                "parts": parts,
-                "finish_reason": r.finish_reasons.get(i).cloned().flatten(),
-            })
+            serde_json::json!({"role": "assistant", "parts": parts})
         })
         .collect();
-    Some(serde_json::Value::Array(msgs).to_string())
+    Some(serde_json::Value::Array(msgs))
 }
 
 /// The `execute_tool` span for one call: from the response that asked for it to the request
@@ -356,6 +481,8 @@ pub fn tool_span(
     span_id: SpanId,
     cx: &SpanContextInfo<'_>,
 ) -> SpanData {
+    // The execute_tool span lists no gen_ai.request.model: the model asked for the call, it
+    // does not run it (the metrics keep it, as llmtap's own attribute).
     let mut a = vec![
         KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"),
         KeyValue::new(sc::GEN_AI_TOOL_NAME, call.name.clone()),
@@ -363,15 +490,21 @@ pub fn tool_span(
         KeyValue::new(sc::GEN_AI_TOOL_TYPE, call.kind.clone()),
         KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
     ];
-    if let Some(m) = &call.request_model {
-        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.clone()));
+    if let Some(d) = &call.description {
+        a.push(KeyValue::new(sc::GEN_AI_TOOL_DESCRIPTION, d.clone()));
     }
-    if let Some(red) = cx.redactor {
+    if let (Some(red), true) = (cx.redactor, cx.content_on_spans) {
         if let Some(args) = &call.arguments {
-            a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_ARGUMENTS, args.clone()));
+            a.push(KeyValue::new(
+                sc::GEN_AI_TOOL_CALL_ARGUMENTS,
+                tool_content(red, args, cx.value_limit),
+            ));
         }
         if let Some(res) = result {
-            a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_RESULT, red.apply(res)));
+            a.push(KeyValue::new(
+                sc::GEN_AI_TOOL_CALL_RESULT,
+                tool_content(red, res, cx.value_limit),
+            ));
         }
     }
     limit_values(&mut a, cx.value_limit);
@@ -398,15 +531,36 @@ pub fn tool_span(
     }
 }
 
-/// Duration of a tool call as the metric records it.
+/// Tool-call arguments or a result: JSON when the text parses (redacted and cut by leaf, so
+/// it still parses), else redacted and cut text.
+fn tool_content(red: &Redactor, text: &str, limit: Option<usize>) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            red.content_string(&v, limit)
+        }
+        _ => {
+            let t = red.apply(text);
+            match limit {
+                Some(n) => t.chars().take(n).collect(),
+                None => t,
+            }
+        }
+    }
+}
+
+/// Duration of a tool call as the metrics record it: the execute_tool span's duration.
 pub fn tool_duration(call: &PendingCall, end: SystemTime) -> Duration {
     end.duration_since(call.requested_at).unwrap_or_default()
 }
 
-/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`: string values cut to the limit.
-fn limit_values(attrs: &mut [KeyValue], limit: Option<usize>) {
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`: string values cut to the limit. Captured JSON content
+/// was already fitted to it leaf by leaf, so that it still parses.
+pub fn limit_values(attrs: &mut [KeyValue], limit: Option<usize>) {
     let Some(limit) = limit else { return };
     for kv in attrs {
+        if CONTENT_KEYS.contains(&kv.key.as_str()) {
+            continue;
+        }
         if let Value::String(s) = &kv.value {
             if s.as_str().chars().count() > limit {
                 let cut: String = s.as_str().chars().take(limit).collect();

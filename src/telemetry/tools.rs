@@ -21,7 +21,9 @@ pub struct PendingCall {
     pub requested_at: SystemTime,
     pub requested: Instant,
     pub request_model: Option<String>,
-    /// Opt-in content: the arguments, already redacted.
+    /// `gen_ai.tool.description`: the description of the tool in the request that offered it.
+    pub description: Option<String>,
+    /// Opt-in content: the arguments as sent (redacted and cut when the span is built).
     pub arguments: Option<String>,
 }
 
@@ -118,6 +120,7 @@ mod tests {
             requested_at: SystemTime::now(),
             requested: at,
             request_model: None,
+            description: None,
             arguments: None,
         }
     }

@@ -53,15 +53,12 @@ struct UiState {
 
 impl UiState {
     fn cx(&self) -> ViewCx<'_> {
-        let (content, value_limit) = self.app.telemetry.span_context();
         let ui = &self.app.config.ui;
         ViewCx {
             prices: &self.prices,
             tenant_key: &ui.tenant_key,
             trace_url: ui.trace_url.as_deref(),
-            scope: &self.scope,
-            content,
-            value_limit,
+            spans: self.app.telemetry.span_context(&self.scope),
             messages: &self.messages,
         }
     }
@@ -173,7 +170,7 @@ async fn calls(State(s): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Response
     v["config"] = serde_json::json!({
         "trace_url": s.app.config.ui.trace_url.is_some(),
         "tenant_key": s.app.config.ui.tenant_key,
-        "content_captured": s.app.telemetry.capture_content(),
+        "content_captured": view::content_captured(&s.cx()),
     });
     json(v)
 }

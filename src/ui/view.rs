@@ -9,25 +9,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, TraceId};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, Value as OtelValue};
+use opentelemetry::{Array, KeyValue, Value as OtelValue};
 use serde_json::{json, Value};
 
+use crate::stream::openai::Usage;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::{self, PriceTable};
 use crate::telemetry::recent::{RecentCall, RecentTool};
 use crate::telemetry::record::FinishedRequest;
 use crate::telemetry::semconv as sc;
-use crate::telemetry::spans::{self, SpanContextInfo};
+use crate::telemetry::spans::{self, SpanContextInfo, TokenUsage};
 
 /// What rendering needs besides the ring.
 pub struct ViewCx<'a> {
     pub prices: &'a PriceTable,
     pub tenant_key: &'a str,
     pub trace_url: Option<&'a str>,
-    pub scope: &'a InstrumentationScope,
-    /// Captured content's redaction (capture on), exactly as export applies it.
-    pub content: Option<&'a Redactor>,
-    pub value_limit: Option<usize>,
+    /// How spans are built, so attributes read exactly as exported.
+    pub spans: SpanContextInfo<'a>,
     /// The default redaction rules, applied to upstream error messages shown in the view
     /// (a provider's 401 message can quote part of a key).
     pub messages: &'a Redactor,
@@ -202,8 +201,17 @@ fn ttfc(f: &FinishedRequest) -> Option<Duration> {
         .map(|t| t.saturating_duration_since(f.started))
 }
 
+/// The usage shown: reported, or llmtap's estimate (flagged).
+fn usage(c: &RecentCall) -> (Option<&Usage>, bool) {
+    match &c.usage {
+        TokenUsage::Reported(u) => (Some(u), false),
+        TokenUsage::Estimated(u) => (Some(u), true),
+        TokenUsage::None => (None, false),
+    }
+}
+
 fn cost_usd(c: &RecentCall, cx: &ViewCx<'_>) -> Option<f64> {
-    let usage = c.usage.as_ref()?;
+    let usage = usage(c).0?;
     let price = cx.prices.price_for(&c.finished)?;
     let cost = cost::compute(price, usage);
     Some(cost.input + cost.output)
@@ -220,7 +228,7 @@ pub fn row(c: &RecentCall, cx: &ViewCx<'_>) -> Value {
         ),
         _ => None,
     };
-    let usage = c.usage.as_ref();
+    let (usage, estimated) = usage(c);
     json!({
         "id": c.id,
         "start_ms": unix_ms(f.started_at),
@@ -241,7 +249,7 @@ pub fn row(c: &RecentCall, cx: &ViewCx<'_>) -> Value {
         "chunks": f.streaming.then_some(f.response.chunk_count),
         "input_tokens": usage.and_then(|u| u.input_tokens),
         "output_tokens": usage.and_then(|u| u.output_tokens),
-        "tokens_estimated": c.usage_estimated,
+        "tokens_estimated": estimated,
         "cost_usd": cost_usd(c, cx),
         "tool_calls": f.response.tool_calls.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         "tool_results": f.request.as_ref().map_or(0, |r| r.tool_results.len()),
@@ -332,16 +340,13 @@ pub fn detail(
     cx: &ViewCx<'_>,
 ) -> Value {
     let f = &c.finished;
-    let span_cx = SpanContextInfo {
-        scope: cx.scope,
-        redactor: cx.content,
-        value_limit: cx.value_limit,
-    };
-    // With capture on, the attributes as they were exported; otherwise built from the record,
-    // which holds no content.
+    let span_cx = &cx.spans;
+    // With content on spans, the attributes as they were exported; otherwise built from the
+    // record, which holds no content.
     let attrs = match &c.exported_attributes {
         Some(a) => attributes(a),
-        None => spans::inference_span(f, &span_cx, Vec::new())
+        None => spans::inference_attributes(f, span_cx)
+            .and_then(|a| spans::inference_span(f, a, span_cx, Vec::new()))
             .map_or(json!({}), |s| attributes(&s.attributes)),
     };
     let mut out = row(c, cx);
@@ -367,14 +372,13 @@ pub fn detail(
                 related.push((a.id, "asked for the tools"));
             }
         }
-        // The result was redacted when it was kept; added as is, not redacted twice.
-        let mut tool_span =
-            spans::tool_span(&t.call, t.end, None, t.received, SpanId::INVALID, &span_cx);
-        if let (Some(_), Some(r)) = (cx.content, &t.result) {
-            tool_span
-                .attributes
-                .push(KeyValue::new(sc::GEN_AI_TOOL_CALL_RESULT, r.clone()));
-        }
+        let tool_attrs = match &t.exported_attributes {
+            Some(a) => attributes(a),
+            None => attributes(
+                &spans::tool_span(&t.call, t.end, None, t.received, SpanId::INVALID, span_cx)
+                    .attributes,
+            ),
+        };
         tool_rows.push(json!({
             "name": t.call.name,
             "call_id": t.call.call_id,
@@ -385,7 +389,7 @@ pub fn detail(
             "result_received": t.received,
             "asked_by": asked_by.map(|a| a.id),
             "answered_by": answered_by.map(|b| b.id),
-            "attributes": attributes(&tool_span.attributes),
+            "attributes": tool_attrs,
         }));
     }
     let related: Vec<Value> = related
@@ -410,9 +414,14 @@ pub fn detail(
         o.insert("timeline".into(), timeline(f));
         o.insert("tools".into(), json!(tool_rows));
         o.insert("related".into(), json!(related));
-        o.insert("content_captured".into(), json!(cx.content.is_some()));
+        o.insert("content_captured".into(), json!(content_captured(cx)));
     }
     out
+}
+
+/// Whether content is captured onto spans, so the view shows it.
+pub fn content_captured(cx: &ViewCx<'_>) -> bool {
+    cx.spans.redactor.is_some() && cx.spans.content_on_spans
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -501,10 +510,10 @@ pub fn summary(
             m.errors += 1;
             errors_t[slot] += 1;
         }
-        if let Some(u) = &c.usage {
+        if let (Some(u), estimated) = usage(c) {
             m.input_tokens += u.input_tokens.unwrap_or(0);
             m.output_tokens += u.output_tokens.unwrap_or(0);
-            m.estimated |= c.usage_estimated;
+            m.estimated |= estimated;
             match cost_usd(c, cx) {
                 Some(v) => m.cost_usd += v,
                 None => m.unpriced += 1,
@@ -520,10 +529,7 @@ pub fn summary(
             }
         }
     }
-    let buckets_ms: Vec<f64> = sc::BUCKETS_TIME_TO_FIRST_CHUNK
-        .iter()
-        .map(|s| s * 1e3)
-        .collect();
+    let buckets_ms: Vec<f64> = sc::BUCKETS_DURATION.iter().map(|s| s * 1e3).collect();
     let models_json: Vec<Value> = models
         .into_iter()
         .map(|(name, m)| {

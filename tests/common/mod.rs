@@ -201,6 +201,7 @@ pub fn otlp_env(rx: &OtlpReceiver, protocol: &str) -> Vec<(String, String)> {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
     ])
 }

@@ -3,15 +3,15 @@
 //! Integration tests start an [`OtlpReceiver`] on 127.0.0.1, point llmtap's
 //! OTLP exporter at it (`grpc_endpoint` for gRPC, `http_endpoint` as the base
 //! URL for http/protobuf and http/json), and then assert on what was exported:
-//! flattened [`SpanView`]s and [`MetricView`]s, plus per-request metadata
+//! flattened [`SpanView`]s, [`MetricView`]s and [`LogView`]s, plus per-request metadata
 //! ([`ReceivedExport`]: transport, signal, headers).
 //!
 //! Servers:
-//! - gRPC (tonic): `opentelemetry.proto.collector.{trace,metrics}.v1` services.
+//! - gRPC (tonic): `opentelemetry.proto.collector.{trace,metrics,logs}.v1` services.
 //!   gzip-compressed gRPC messages are NOT accepted: tonic's `gzip` feature is
 //!   not enabled in this crate's dependency graph (a gzip request gets
 //!   `Unimplemented` from tonic itself).
-//! - HTTP (axum): `POST /v1/traces`, `POST /v1/metrics`, bodies in
+//! - HTTP (axum): `POST /v1/traces`, `POST /v1/metrics`, `POST /v1/logs`, bodies in
 //!   `application/x-protobuf` or `application/json` (OTLP/JSON: hex ids,
 //!   camelCase, 64-bit ints as strings or numbers), optionally
 //!   `content-encoding: gzip`. Responds 200 with an empty
@@ -40,6 +40,12 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -78,7 +84,9 @@ pub enum AttrValue {
     Bool(bool),
     Array(Vec<AttrValue>),
     Bytes(Vec<u8>),
-    /// Key-value lists, string-table references, or an empty `AnyValue`.
+    /// A key-value list (structured log attributes).
+    Map(Vec<(String, AttrValue)>),
+    /// String-table references, or an empty `AnyValue`.
     Other,
 }
 
@@ -124,6 +132,7 @@ impl AttrValue {
                 serde_json::Value::Array(a.iter().map(|v| v.to_json()).collect())
             }
             AttrValue::Bytes(b) => serde_json::Value::from(hex(b)),
+            AttrValue::Map(kvs) => attrs_json(kvs),
             AttrValue::Other => serde_json::Value::Null,
         }
     }
@@ -302,13 +311,69 @@ impl MetricView {
     }
 }
 
+/// One exported log record, flattened from its resource and scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogView {
+    /// The record's `event_name` ("" when none).
+    pub event_name: String,
+    pub severity_number: i32,
+    pub severity_text: String,
+    pub time_unix_nanos: u64,
+    pub observed_time_unix_nanos: u64,
+    /// 32 lowercase hex chars ("" when the record has no trace context).
+    pub trace_id: String,
+    /// 16 lowercase hex chars.
+    pub span_id: String,
+    pub flags: u32,
+    pub body: AttrValue,
+    pub attributes: Vec<(String, AttrValue)>,
+    pub resource: Vec<(String, AttrValue)>,
+    pub scope_name: String,
+}
+
+impl LogView {
+    pub fn attr(&self, key: &str) -> Option<&AttrValue> {
+        find_attr(&self.attributes, key)
+    }
+
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        self.attr(key).and_then(AttrValue::as_str)
+    }
+
+    pub fn resource_attr(&self, key: &str) -> Option<&AttrValue> {
+        find_attr(&self.resource, key)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "event_name": self.event_name,
+            "severity_number": self.severity_number,
+            "severity_text": self.severity_text,
+            "time_unix_nanos": self.time_unix_nanos,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "flags": self.flags,
+            "body": self.body.to_json(),
+            "attributes": attrs_json(&self.attributes),
+            "scope_name": self.scope_name,
+            "resource": attrs_json(&self.resource),
+        })
+    }
+}
+
+/// Pretty JSON of log records, for assertion messages and notes.
+pub fn logs_json(logs: &[LogView]) -> String {
+    let v: Vec<serde_json::Value> = logs.iter().map(LogView::to_json).collect();
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
 /// Metadata of one export request that reached the receiver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedExport {
     /// "grpc" | "http/protobuf" | "http/json" ("http/unknown" for an
     /// unsupported content type).
     pub transport: String,
-    /// "traces" | "metrics" ("" for a request to an unknown HTTP path).
+    /// "traces" | "metrics" | "logs" ("" for a request to an unknown HTTP path).
     pub signal: String,
     /// HTTP path ("/v1/traces", ...) or gRPC method path.
     pub path: String,
@@ -375,9 +440,11 @@ pub fn metrics_json(points: &[MetricView]) -> String {
 struct Collected {
     spans: Vec<SpanView>,
     metrics: Vec<MetricView>,
+    logs: Vec<LogView>,
     requests: Vec<ReceivedExport>,
     trace_requests: Vec<ExportTraceServiceRequest>,
     metrics_requests: Vec<ExportMetricsServiceRequest>,
+    logs_requests: Vec<ExportLogsServiceRequest>,
 }
 
 #[derive(Default)]
@@ -423,6 +490,10 @@ impl Shared {
                 data.metrics.extend(flatten_metrics(&req));
                 data.metrics_requests.push(req);
             }
+            Payload::Logs(req) => {
+                data.logs.extend(flatten_logs(&req));
+                data.logs_requests.push(req);
+            }
         }
         data.requests.push(export);
         true
@@ -432,6 +503,7 @@ impl Shared {
 enum Payload {
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
 }
 
 impl Payload {
@@ -439,6 +511,7 @@ impl Payload {
         match self {
             Payload::Traces(req) => count_spans(req),
             Payload::Metrics(req) => count_points(req),
+            Payload::Logs(req) => count_logs(req),
         }
     }
 }
@@ -469,11 +542,14 @@ impl OtlpReceiver {
             .max_decoding_message_size(MAX_BODY);
         let metrics = MetricsServiceServer::new(GrpcReceiver(shared.clone()))
             .max_decoding_message_size(MAX_BODY);
+        let logs = LogsServiceServer::new(GrpcReceiver(shared.clone()))
+            .max_decoding_message_size(MAX_BODY);
         let grpc_task = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
             let result = tonic::transport::Server::builder()
                 .add_service(traces)
                 .add_service(metrics)
+                .add_service(logs)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = grpc_stop_rx.await;
                 })
@@ -492,6 +568,7 @@ impl OtlpReceiver {
         let app = Router::new()
             .route("/v1/traces", post(http_traces))
             .route("/v1/metrics", post(http_metrics))
+            .route("/v1/logs", post(http_logs))
             .fallback(http_fallback)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(shared.clone());
@@ -569,6 +646,21 @@ impl OtlpReceiver {
         timeout: Duration,
     ) -> Vec<MetricView> {
         poll_until(|| self.metrics(), |m| pred(m), timeout).await
+    }
+
+    /// Every log record received (and accepted) so far, in arrival order.
+    pub fn logs(&self) -> Vec<LogView> {
+        self.shared.lock().logs.clone()
+    }
+
+    /// Polls `logs()` every 25 ms until `pred` holds or `timeout` passes;
+    /// returns the records seen last either way (the caller asserts).
+    pub async fn wait_for_logs(
+        &self,
+        pred: impl Fn(&[LogView]) -> bool,
+        timeout: Duration,
+    ) -> Vec<LogView> {
+        poll_until(|| self.logs(), |l| pred(l), timeout).await
     }
 
     /// Every export request that reached a server (accepted or not).
@@ -670,10 +762,10 @@ fn grpc_export(
     items: usize,
 ) -> ReceivedExport {
     let headers = header_pairs(&metadata.clone().into_headers());
-    let path = if signal == "traces" {
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-    } else {
-        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+    let path = match signal {
+        "traces" => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        "logs" => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        _ => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
     };
     ReceivedExport {
         transport: "grpc".to_string(),
@@ -721,6 +813,22 @@ impl MetricsService for GrpcReceiver {
     }
 }
 
+#[tonic::async_trait]
+impl LogsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let payload = Payload::Logs(request.get_ref().clone());
+        let export = grpc_export("logs", request.metadata(), payload.items());
+        if self.0.ingest(payload, export).await {
+            Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+        } else {
+            Err(unavailable())
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------
@@ -745,6 +853,10 @@ async fn http_metrics(
     body: Bytes,
 ) -> Response {
     http_export(shared, "metrics", headers, body).await
+}
+
+async fn http_logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    http_export(shared, "logs", headers, body).await
 }
 
 /// Unknown path (e.g. an exporter given the base URL via `with_endpoint`,
@@ -860,6 +972,14 @@ async fn http_export(
             "application/json",
             serde_json::to_vec(&ExportTraceServiceResponse::default()).unwrap_or_default(),
         ),
+        ("logs", Encoding::Protobuf) => (
+            "application/x-protobuf",
+            ExportLogsServiceResponse::default().encode_to_vec(),
+        ),
+        ("logs", Encoding::Json) => (
+            "application/json",
+            serde_json::to_vec(&ExportLogsServiceResponse::default()).unwrap_or_default(),
+        ),
         (_, Encoding::Protobuf) => (
             "application/x-protobuf",
             ExportMetricsServiceResponse::default().encode_to_vec(),
@@ -898,6 +1018,12 @@ fn decode_payload(signal: &str, encoding: Encoding, raw: &[u8]) -> Result<Payloa
         ("traces", Encoding::Json) => serde_json::from_slice::<ExportTraceServiceRequest>(raw)
             .map(Payload::Traces)
             .map_err(|e| format!("bad JSON ExportTraceServiceRequest: {e}")),
+        ("logs", Encoding::Protobuf) => ExportLogsServiceRequest::decode(raw)
+            .map(Payload::Logs)
+            .map_err(|e| format!("bad protobuf ExportLogsServiceRequest: {e}")),
+        ("logs", Encoding::Json) => serde_json::from_slice::<ExportLogsServiceRequest>(raw)
+            .map(Payload::Logs)
+            .map_err(|e| format!("bad JSON ExportLogsServiceRequest: {e}")),
         (_, Encoding::Protobuf) => ExportMetricsServiceRequest::decode(raw)
             .map(Payload::Metrics)
             .map_err(|e| format!("bad protobuf ExportMetricsServiceRequest: {e}")),
@@ -942,6 +1068,7 @@ fn any_value(v: Option<&AnyValue>) -> AttrValue {
         Some(any_value::Value::ArrayValue(a)) => {
             AttrValue::Array(a.values.iter().map(|v| any_value(Some(v))).collect())
         }
+        Some(any_value::Value::KvlistValue(kv)) => AttrValue::Map(key_values(&kv.values)),
         _ => AttrValue::Other,
     }
 }
@@ -1001,6 +1128,49 @@ fn count_points(req: &ExportMetricsServiceRequest) -> usize {
             None => 0,
         })
         .sum()
+}
+
+fn count_logs(req: &ExportLogsServiceRequest) -> usize {
+    req.resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum()
+}
+
+fn flatten_logs(req: &ExportLogsServiceRequest) -> Vec<LogView> {
+    let mut out = Vec::new();
+    for rl in &req.resource_logs {
+        let resource = rl
+            .resource
+            .as_ref()
+            .map(|r| key_values(&r.attributes))
+            .unwrap_or_default();
+        for sl in &rl.scope_logs {
+            let scope_name = sl
+                .scope
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            for r in &sl.log_records {
+                out.push(LogView {
+                    event_name: r.event_name.clone(),
+                    severity_number: r.severity_number,
+                    severity_text: r.severity_text.clone(),
+                    time_unix_nanos: r.time_unix_nano,
+                    observed_time_unix_nanos: r.observed_time_unix_nano,
+                    trace_id: hex(&r.trace_id),
+                    span_id: hex(&r.span_id),
+                    flags: r.flags,
+                    body: any_value(r.body.as_ref()),
+                    attributes: key_values(&r.attributes),
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn flatten_spans(req: &ExportTraceServiceRequest) -> Vec<SpanView> {

@@ -535,7 +535,7 @@ function ttfcChart(models, bounds) {
     });
     s('text', { class: 'muted', x: W - note + 4, y: y + 15, text: 'p50 ' + fmtMs(m.ttfc_ms.p50) }, g);
   });
-  // Three bounds as ticks (1 ms, 100 ms, 10 s with the semconv buckets).
+  // Three bounds as ticks: the first, the middle and the last.
   for (const j of [0, Math.floor(bounds.length / 2) - 1, bounds.length - 1]) {
     if (j < 0) continue;
     s('text', { class: 'axis', x: label + (j + 1) * cw, y: models.length * rowH + 12, 'text-anchor': 'middle', text: fmtCompact(bounds[j]) }, svg);
