@@ -10,6 +10,9 @@ pub enum ProxyError {
     /// A path llmtap does not serve; `hint` suggests the path the caller probably meant.
     #[error("no route for {path}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     NotFound { path: String, hint: Option<String> },
+    /// A path refused before routing (it would leave the upstream's base, or is ambiguous).
+    #[error("invalid path: {0}")]
+    BadPath(crate::path::PathError),
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
@@ -26,6 +29,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -38,6 +42,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::NotFound { .. } => "not_found",
+            ProxyError::BadPath(_) => "invalid_path",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadRequestBody(_) => "invalid_request_body",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
@@ -49,6 +54,7 @@ impl ProxyError {
     fn kind(&self) -> &'static str {
         match self {
             ProxyError::NotFound { .. }
+            | ProxyError::BadPath(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody(_) => "invalid_request_error",
             _ => "proxy_error",

@@ -102,8 +102,15 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 
 async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let mut record = RequestRecord::new(s.telemetry.clone(), parts.method.as_str(), &path);
+    let mut record =
+        RequestRecord::new(s.telemetry.clone(), parts.method.as_str(), parts.uri.path());
+    // Routed and forwarded in its normalised form only, so the path the upstream serves is
+    // the one checked here.
+    let path = match crate::path::normalize(parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => return own_error(ProxyError::BadPath(e), record),
+    };
+    record.path.clone_from(&path);
     let Some(target) = route::target(&path, &parts.method) else {
         let hint = route::missing_v1_hint(&path);
         record.hint = hint.clone();
@@ -307,11 +314,11 @@ async fn forward(
         );
     }
 
-    let mut url = format!("{}{}", upstream.config.base_url, target.upstream_path);
-    if let Some(q) = parts.uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
+    let url = upstream_url(
+        &upstream.config.base_url,
+        &target.upstream_path,
+        parts.uri.query(),
+    )?;
     let body = match out_body {
         OutBody::Whole(b) => reqwest::Body::from(b),
         OutBody::Streamed(b) => reqwest::Body::wrap_stream(
@@ -366,17 +373,44 @@ async fn forward(
     Ok(UpstreamResponse::new(resp, false, idle))
 }
 
+/// `<base_url><path>?<query>`, checked once more after URL parsing: the path must still lie
+/// under the base URL's path on the base URL's host. `path` is already normalised; this
+/// guards against any disagreement between our normalisation and the URL parser's.
+fn upstream_url(
+    base_url: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<reqwest::Url, ProxyError> {
+    let mut raw = format!("{base_url}{path}");
+    if let Some(q) = query {
+        raw.push('?');
+        raw.push_str(q);
+    }
+    let leaves = || ProxyError::BadPath(crate::path::PathError::LeavesBase);
+    let url = reqwest::Url::parse(&raw).map_err(|_| leaves())?;
+    let base = reqwest::Url::parse(base_url).map_err(|_| leaves())?;
+    let base_path = base.path().trim_end_matches('/');
+    let inside = url
+        .path()
+        .strip_prefix(base_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !inside || url.host() != base.host() || url.port() != base.port() {
+        return Err(leaves());
+    }
+    Ok(url)
+}
+
 /// Sends one request upstream within the first-byte timeout.
 async fn send(
     upstream: &upstream::Upstream,
     method: &http::Method,
-    url: &str,
+    url: &reqwest::Url,
     headers: reqwest::header::HeaderMap,
     body: reqwest::Body,
 ) -> Result<reqwest::Response, ProxyError> {
     let send = upstream
         .client
-        .request(method.clone(), url)
+        .request(method.clone(), url.clone())
         .headers(headers)
         .body(body)
         .send();
@@ -500,4 +534,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_stay_under_the_base() {
+        let u = upstream_url("http://up:8000/v1", "/chat/completions", Some("a=../b")).unwrap();
+        assert_eq!(u.as_str(), "http://up:8000/v1/chat/completions?a=../b");
+        let u = upstream_url("https://az.example", "/openai/x", None).unwrap();
+        assert_eq!(u.path(), "/openai/x");
+        // Normalisation runs first; this is the second line of defence.
+        for path in ["/../admin", "/%2e%2e/admin", "/..\\admin"] {
+            assert!(upstream_url("http://up/v1", path, None).is_err(), "{path}");
+        }
+        // A path that reads as a different authority once glued to the base.
+        assert!(upstream_url("http://up", "@evil/x", None).is_err());
+    }
 }

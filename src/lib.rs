@@ -10,6 +10,7 @@ pub mod error;
 pub mod inbound;
 pub mod injection;
 pub mod mock;
+pub mod path;
 pub mod request;
 pub mod route;
 pub mod stream;
