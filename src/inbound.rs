@@ -355,7 +355,7 @@ async fn forward(
     if s.refusals.remember(refusal_key.clone()) {
         tracing::info!(
             upstream = %refusal_key.upstream,
-            scope = %refusal_key.scope,
+            scope = crate::telemetry::limits::cut(&refusal_key.scope),
             status = status.as_u16(),
             "upstream refused the injected stream_options; resending the client's body, and not injecting here for the next hour (usage is estimated)"
         );

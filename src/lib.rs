@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod inbound;
 pub mod injection;
+pub mod logfmt;
 pub mod mock;
 pub mod path;
 pub mod request;

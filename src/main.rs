@@ -57,7 +57,8 @@ fn init_logs(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Request-derived values cannot forge lines or colour the terminal (see logfmt).
+        LogFormat::Text => builder.fmt_fields(llmtap::logfmt::EscapedFields).try_init(),
     };
 }
 

@@ -102,7 +102,13 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         if is_control(b) {
             return Err(PathError::ControlCharacter);
         }
-        out.push(b);
+        // Never in a path hyper hands over, but a URL parser would end the path there and
+        // read what came before it as the last segment (`/v1/..?` is `/v1/..`): encode them.
+        match b {
+            b'?' => out.extend_from_slice(b"%3F"),
+            b'#' => out.extend_from_slice(b"%23"),
+            b => out.push(b),
+        }
         decoded.push(b);
         i += 1;
     }
@@ -188,6 +194,9 @@ mod tests {
         );
         // Raw non-ASCII text is kept (the URL parser encodes it).
         assert_eq!(ok("/v1/models/é"), "/v1/models/é");
+        // Found by the property test: a raw '?' must not end the path for the URL parser.
+        assert_eq!(ok("/v1/..?"), "/v1/..%3F");
+        assert_eq!(ok("/v1/a#b"), "/v1/a%23b");
     }
 
     #[test]

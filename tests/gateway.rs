@@ -166,3 +166,185 @@ async fn a_query_that_tries_the_same_is_forwarded_as_query_only() {
     assert_eq!(seen[0].path, "/v1/models");
     assert_eq!(seen[0].query.as_deref(), Some(query));
 }
+
+// ---------------------------------------------------------------------------------------
+// 3b. Hostile values in telemetry and logs
+// ---------------------------------------------------------------------------------------
+
+const EVIL_MODEL: &str = "evil\n\u{1b}[31mFAKE LOG LINE level=ERROR";
+
+/// An upstream that answers every request with a 400 whose error code is hostile.
+async fn start_hostile_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async {
+        let body = serde_json::json!({"error": {
+            "message": "upstream says\n\u{1b}[31mFAKE LOG LINE level=ERROR",
+            "type": "invalid_request_error",
+            "code": "bad\n\u{1b}[31mFAKE LOG LINE level=ERROR",
+        }});
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+    });
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), task)
+}
+
+#[tokio::test]
+async fn hostile_values_cannot_forge_text_log_lines() {
+    let dir = TempDir::new("log-injection");
+    let log = dir.path().join("stderr.log");
+    let up = start_upstream().await;
+    let (hostile, _task) = start_hostile_upstream().await;
+    let config = dir.path().join("llmtap.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n  - name: scripted\n    base_url: {}/v1\n  - name: hostile\n    base_url: {hostile}/v1\n\
+             routes:\n  - model: \"hostile-*\"\n    upstream: hostile\ndefault_upstream: scripted\n",
+            up.base
+        ),
+    )
+    .unwrap();
+    let (_proc, base) = bin::start(
+        &["--config", config.to_str().unwrap(), "--log-format", "text"],
+        &[
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+        &log,
+    )
+    .await;
+    let chat = |model: &str| serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+    // A hostile model (unpriced, so it is also named on the "no price known" line), and a
+    // hostile upstream error code (it becomes error.type on the access line).
+    let (status, _) = chat_text(&base, chat(EVIL_MODEL), &[]).await;
+    assert_eq!(status, 200);
+    let (status, _) = chat_text(&base, chat("hostile-1"), &[]).await;
+    assert_eq!(status, 400);
+    eventually("two access lines", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches("llmtap::access").count() >= 2 && text.contains("no price known")
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "raw ESC in the log:\n{text:?}");
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("llmtap::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "one access line per request:\n{text}");
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        // Every line is a real event: it starts with its timestamp, never with forged text.
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit()),
+            "a forged line:\n{line}\n---\n{text}"
+        );
+        if line.contains("FAKE LOG LINE") {
+            assert!(
+                line.contains(r#"="evil\n\u001b[31mFAKE LOG LINE level=ERROR""#)
+                    || line.contains(r#"="bad\n\u001b[31mFAKE LOG LINE level=ERROR""#),
+                "value not escaped and quoted:\n{line}"
+            );
+        }
+    }
+    assert!(
+        access[0].contains(r#"model="evil\n\u001b[31mFAKE LOG LINE level=ERROR""#),
+        "{}",
+        access[0]
+    );
+    assert!(
+        access[1].contains(r#"error="bad\n\u001b[31mFAKE LOG LINE level=ERROR""#),
+        "{}",
+        access[1]
+    );
+    // The request itself went upstream unchanged.
+    let sent: serde_json::Value = serde_json::from_slice(&up.mock.requests()[0].body).unwrap();
+    assert_eq!(sent["model"], EVIL_MODEL);
+}
+
+#[tokio::test]
+async fn oversized_identifiers_are_cut_on_spans_and_never_become_metric_labels() {
+    use llmtap::telemetry::limits::MAX_IDENTIFIER_CHARS as MAX;
+    let yaml = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+telemetry:
+  header_attributes: [x-team]
+  tool_call_ttl_secs: 0.2
+metrics:
+  header_attributes: [x-team]
+"#;
+    let (up, rx, proxy) = start_traced("http/protobuf", Some(yaml), &[]).await;
+    let model = "m".repeat(200 * 1024);
+    let template = "t".repeat(60 * 1024);
+    let team = "a".repeat(MAX + 44);
+    let tool = "f".repeat(MAX + 44);
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [{"type": "function", "function": {"name": tool, "parameters": {"type": "object"}}}],
+    });
+    let (status, text) = chat_text(
+        &proxy.url,
+        body,
+        &[("x-llmtap-prompt-template", &template), ("x-team", &team)],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    // Forwarded unchanged: the upstream's business.
+    let seen = &up.mock.requests()[0];
+    let sent: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["model"].as_str().map(str::len), Some(model.len()));
+    assert!(seen
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-team" && *v == team));
+
+    let scrape_text = scrape(&proxy.url).await;
+    proxy.stop().await;
+    let spans = rx.spans();
+    let chat = spans
+        .iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("chat span");
+    assert_eq!(chat.name, format!("chat {}", &model[..MAX]));
+    for key in [
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "llmtap.prompt.template",
+        "http.request.header.x-team",
+    ] {
+        let v = chat
+            .str_attr(key)
+            .unwrap_or_else(|| panic!("{key} missing"));
+        assert_eq!(v.chars().count(), MAX, "{key}");
+    }
+    let tool_span = spans
+        .iter()
+        .find(|s| s.name.starts_with("execute_tool "))
+        .expect("tool span");
+    assert_eq!(tool_span.name, format!("execute_tool {}", &tool[..MAX]));
+    assert_eq!(tool_span.str_attr("gen_ai.tool.name"), Some(&tool[..MAX]));
+
+    // No label of unbounded size; the over-long values count as `other`.
+    let longest = scrape_text.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2 * MAX + 1024, "a {longest}-byte /metrics line");
+    for label in [
+        r#"gen_ai_request_model="other""#,
+        r#"gen_ai_response_model="other""#,
+        r#"x_team="other""#,
+        r#"gen_ai_tool_name="other""#,
+    ] {
+        assert!(
+            scrape_text.contains(label),
+            "{label} missing:\n{scrape_text}"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use super::cost;
+use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{effective_usage, request_model};
@@ -85,6 +86,10 @@ impl Bounded {
     }
 
     pub fn value(&self, v: &str) -> String {
+        // Never a label of unbounded size, and never a slot taken by one.
+        if !limits::fits(v) {
+            return OTHER.into();
+        }
         if self.known.contains(v) {
             return v.to_string();
         }
@@ -264,7 +269,9 @@ impl Instruments {
         }
         let mut with_error = base.clone();
         if let Some(e) = &f.error {
-            with_error.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+            // Upstream error codes become error.type: bounded in size like any value.
+            let e = if limits::fits(e) { e.as_str() } else { OTHER };
+            with_error.push(KeyValue::new(sc::ERROR_TYPE, e.to_string()));
         }
         let duration = f.ended.saturating_duration_since(f.started).as_secs_f64();
         self.duration.record(duration, &with_error);
@@ -328,7 +335,10 @@ impl Instruments {
                 let name = request_model(f).unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {
-                        tracing::info!(model = %name, "no price known for model; no cost recorded");
+                        tracing::info!(
+                            model = limits::cut(&name),
+                            "no price known for model; no cost recorded"
+                        );
                     }
                 }
             }
@@ -392,5 +402,12 @@ mod tests {
         assert_eq!(b.value("a"), "a");
         assert_eq!(b.value("gpt-4o"), "gpt-4o");
         assert_eq!(b.value("gpt-5-mini"), OTHER);
+        // An over-long value is `other` and takes no slot.
+        let b = Bounded::new([], 1);
+        assert_eq!(
+            b.value(&"m".repeat(limits::MAX_IDENTIFIER_CHARS + 1)),
+            OTHER
+        );
+        assert_eq!(b.value("short"), "short");
     }
 }

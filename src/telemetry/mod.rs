@@ -8,6 +8,7 @@ pub mod console;
 pub mod content;
 pub mod cost;
 pub mod export;
+pub mod limits;
 pub mod metrics;
 pub mod prometheus;
 pub mod propagation;
@@ -486,20 +487,20 @@ fn log_access(f: &FinishedRequest) {
             tracing::info!(
                 target: "llmtap::access",
                 method = %f.method,
-                path = %f.path,
+                path = %limits::cut(&f.path),
                 status = f.status.unwrap_or(0),
-                model = spans::request_model(f).unwrap_or("-"),
+                model = limits::cut(spans::request_model(f).unwrap_or("-")),
                 upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
                 duration_ms = format_args!("{duration_ms:.1}"),
                 bytes_out = f.bytes_out,
-                error = f.error.as_deref().unwrap_or("-"),
+                error = limits::cut(f.error.as_deref().unwrap_or("-")),
                 $($hint)*
                 "request"
             )
         };
     }
     match &f.hint {
-        Some(h) => access!(hint = %h,),
+        Some(h) => access!(hint = %limits::cut(h),),
         None => access!(),
     }
 }

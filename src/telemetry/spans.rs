@@ -9,6 +9,7 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::content::Redactor;
+use super::limits::cut;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::tools::PendingCall;
@@ -91,7 +92,8 @@ pub fn inference_span(
     links: Vec<SpanContext>,
 ) -> Option<SpanData> {
     let op = f.operation?;
-    let model = request_model(f);
+    // Identifiers from the request (and the upstream) are cut to the documented length.
+    let model = request_model(f).map(cut);
     let name = match model {
         Some(m) => format!("{} {m}", op.name()),
         None => op.name().to_string(),
@@ -180,17 +182,23 @@ pub fn inference_span(
         }
     }
     if let Some(t) = &f.prompt_template {
-        a.push(KeyValue::new(sc::LLMTAP_PROMPT_TEMPLATE, t.clone()));
+        a.push(KeyValue::new(
+            sc::LLMTAP_PROMPT_TEMPLATE,
+            cut(t).to_string(),
+        ));
     }
     if let Some(c) = &f.conversation_id {
-        a.push(KeyValue::new(sc::GEN_AI_CONVERSATION_ID, c.clone()));
+        a.push(KeyValue::new(
+            sc::GEN_AI_CONVERSATION_ID,
+            cut(c).to_string(),
+        ));
     }
     let r = &f.response;
     if let Some(v) = &r.id {
-        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_ID, s(v)));
+        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_ID, s(cut(v))));
     }
     if let Some(v) = &r.model {
-        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, s(v)));
+        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, s(cut(v))));
     }
     if !r.finish_reasons.is_empty() {
         let reasons: Vec<StringValue> = r
@@ -256,11 +264,11 @@ pub fn inference_span(
         a.push(KeyValue::new(sc::HTTP_RESPONSE_STATUS_CODE, st as i64));
     }
     for (k, v) in &f.extra_attributes {
-        a.push(KeyValue::new(k.clone(), v.clone()));
+        a.push(KeyValue::new(k.clone(), cut(v).to_string()));
     }
     let status = match &f.error {
         Some(e) => {
-            a.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+            a.push(KeyValue::new(sc::ERROR_TYPE, cut(e).to_string()));
             let msg = r
                 .error
                 .as_ref()
@@ -352,13 +360,13 @@ pub fn tool_span(
 ) -> SpanData {
     let mut a = vec![
         KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"),
-        KeyValue::new(sc::GEN_AI_TOOL_NAME, call.name.clone()),
-        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, call.call_id.clone()),
-        KeyValue::new(sc::GEN_AI_TOOL_TYPE, call.kind.clone()),
+        KeyValue::new(sc::GEN_AI_TOOL_NAME, cut(&call.name).to_string()),
+        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, cut(&call.call_id).to_string()),
+        KeyValue::new(sc::GEN_AI_TOOL_TYPE, cut(&call.kind).to_string()),
         KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
     ];
     if let Some(m) = &call.request_model {
-        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.clone()));
+        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, cut(m).to_string()));
     }
     if let Some(red) = cx.redactor {
         if let Some(args) = &call.arguments {
@@ -380,7 +388,7 @@ pub fn tool_span(
         parent_span_id: call.parent_span_id,
         parent_span_is_remote: false,
         span_kind: SpanKind::Internal,
-        name: Cow::Owned(format!("execute_tool {}", call.name)),
+        name: Cow::Owned(format!("execute_tool {}", cut(&call.name))),
         start_time: call.requested_at,
         end_time: end.max(call.requested_at),
         attributes: a,
