@@ -43,6 +43,9 @@ pub enum Command {
         #[arg(long, env = "LLMTAP_MOCK_FIXTURES")]
         fixtures: Option<PathBuf>,
     },
+    /// Read a client key from stdin and print its `sha256:` line for `auth.keys` in the
+    /// config (so the key itself never goes in a file).
+    HashKey,
     /// Exit 0 when the `/healthz` endpoint at URL answers 200 (for container health checks).
     Healthcheck {
         #[arg(

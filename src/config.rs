@@ -125,6 +125,36 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Client keys (gateway mode): when present, every proxied request must carry one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub keys: Vec<ClientKeyConfig>,
+}
+
+/// One client key: its SHA-256 (never the key), its tenant and its limits.
+#[derive(Clone, PartialEq)]
+pub struct ClientKeyConfig {
+    pub sha256: [u8; 32],
+    pub tenant: String,
+    pub requests_per_minute: Option<u32>,
+    pub max_concurrent: Option<u32>,
+}
+
+impl std::fmt::Debug for ClientKeyConfig {
+    // The digest is not the key, but a weak key could be found from it: show only a prefix.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKeyConfig")
+            .field(
+                "sha256",
+                &format!("{:02x}{:02x}…", self.sha256[0], self.sha256[1]),
+            )
+            .field("tenant", &self.tenant)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("max_concurrent", &self.max_concurrent)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Model name or glob.
@@ -212,6 +242,8 @@ pub struct MetricsConfig {
     pub header_attributes: Vec<String>,
     /// Distinct values per opt-in attribute before new ones become `other`.
     pub max_attribute_values: usize,
+    /// The client key's tenant (`auth.keys[].tenant`) as the metric attribute `llmtap.tenant`.
+    pub tenant_attribute: bool,
     /// Serve `/metrics` on the listen port.
     pub prometheus: bool,
     pub prices: Vec<Price>,
@@ -224,6 +256,7 @@ impl Default for MetricsConfig {
             baggage_attributes: Vec::new(),
             header_attributes: Vec::new(),
             max_attribute_values: 100,
+            tenant_attribute: false,
             prometheus: true,
             prices: crate::telemetry::cost::default_prices(),
         }
@@ -245,6 +278,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
+    /// Client keys; `None` (the default) lets every request through.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Config {
@@ -271,6 +306,7 @@ impl Config {
             ca_file: None,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
+            auth: None,
         }
     }
 
@@ -304,6 +340,22 @@ struct FileConfig {
     ca_file: Option<PathBuf>,
     telemetry: Option<FileTelemetry>,
     metrics: Option<FileMetrics>,
+    auth: Option<FileAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    keys: Vec<FileClientKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClientKey {
+    sha256: String,
+    tenant: String,
+    requests_per_minute: Option<u32>,
+    max_concurrent: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +409,7 @@ struct FileMetrics {
     baggage_attributes: Option<Vec<String>>,
     header_attributes: Option<Vec<String>>,
     max_attribute_values: Option<usize>,
+    tenant_attribute: Option<bool>,
     prometheus: Option<bool>,
     prices: Option<Vec<Price>>,
     /// Keep the shipped OpenAI price table under `prices` (default true).
@@ -524,6 +577,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         if let Some(v) = m.max_attribute_values {
             d.max_attribute_values = v;
         }
+        if let Some(v) = m.tenant_attribute {
+            d.tenant_attribute = v;
+        }
         if let Some(v) = m.prometheus {
             d.prometheus = v;
         }
@@ -534,7 +590,72 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         d.prices = prices;
     }
+    if let Some(a) = file.auth {
+        cfg.auth = Some(auth_from_file(a)?);
+    }
     Ok(cfg)
+}
+
+fn auth_from_file(a: FileAuth) -> Result<AuthConfig, ConfigError> {
+    if a.keys.is_empty() {
+        return Err(err(
+            "auth.keys: at least one key is required (leave auth out to let every request in)",
+        ));
+    }
+    let mut keys: Vec<ClientKeyConfig> = Vec::with_capacity(a.keys.len());
+    for (i, k) in a.keys.into_iter().enumerate() {
+        let key = |f: &str| format!("auth.keys[{i}].{f}");
+        let sha256 = parse_sha256(k.sha256.trim()).ok_or_else(|| {
+            let what = if k.sha256.starts_with("sk-") {
+                "looks like a key itself; put its SHA-256 here"
+            } else {
+                "must be 64 hex characters, the SHA-256 of the key"
+            };
+            err(format!(
+                "{}: {what} (`llmtap hash-key` prints the line)",
+                key("sha256")
+            ))
+        })?;
+        if keys.iter().any(|o| o.sha256 == sha256) {
+            return Err(err(format!("{}: the same key twice", key("sha256"))));
+        }
+        if k.tenant.trim().is_empty() {
+            return Err(err(format!("{}: must not be empty", key("tenant"))));
+        }
+        if k.requests_per_minute == Some(0) {
+            return Err(err(format!(
+                "{}: must be at least 1 (leave it out for no limit)",
+                key("requests_per_minute")
+            )));
+        }
+        if k.max_concurrent == Some(0) {
+            return Err(err(format!(
+                "{}: must be at least 1 (leave it out for no limit)",
+                key("max_concurrent")
+            )));
+        }
+        keys.push(ClientKeyConfig {
+            sha256,
+            tenant: k.tenant,
+            requests_per_minute: k.requests_per_minute,
+            max_concurrent: k.max_concurrent,
+        });
+    }
+    Ok(AuthConfig { keys })
+}
+
+fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
 }
 
 fn upstream_from_file(
@@ -696,6 +817,23 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if cfg.max_body_bytes == 0 {
         return Err(err("max_body_bytes: must be greater than 0"));
     }
+    let copied = [
+        (
+            "telemetry.header_attributes",
+            &cfg.telemetry.header_attributes,
+        ),
+        ("metrics.header_attributes", &cfg.metrics.header_attributes),
+    ];
+    for (key, names) in copied {
+        if let Some(h) = names
+            .iter()
+            .find(|h| crate::auth::CREDENTIAL_HEADERS.contains(&h.as_str()))
+        {
+            return Err(err(format!(
+                "{key}: {h} carries a credential and is never copied onto telemetry"
+            )));
+        }
+    }
     for (i, r) in cfg.telemetry.redact.iter().enumerate() {
         regex::Regex::new(&r.pattern)
             .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
@@ -776,6 +914,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("routes[0].upstream"), "{e}");
+    }
+
+    #[test]
+    fn client_keys_are_digests_with_valid_limits() {
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let cfg = load_yaml(
+            &format!("auth:\n  keys:\n    - sha256: \"{}\"\n      tenant: t\n      requests_per_minute: 60\n      max_concurrent: 8\n", sha.to_uppercase()),
+            &env(&[]),
+        )
+        .unwrap();
+        let k = &cfg.auth.as_ref().unwrap().keys[0];
+        assert_eq!(crate::auth::hex(&k.sha256), sha);
+        assert_eq!(
+            (k.requests_per_minute, k.max_concurrent),
+            (Some(60), Some(8))
+        );
+        assert!(!format!("{cfg:?}").contains(sha));
+        assert!(load_yaml("", &env(&[])).unwrap().auth.is_none());
+        for (yaml, key) in [
+            ("auth:\n  keys: []\n", "auth.keys"),
+            ("auth:\n  keys:\n    - sha256: sk-abc\n      tenant: t\n", "looks like a key itself"),
+            ("auth:\n  keys:\n    - sha256: abc\n      tenant: t\n", "auth.keys[0].sha256"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: \"\"\n"), "auth.keys[0].tenant"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: t\n      requests_per_minute: 0\n"), "requests_per_minute"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: t\n      max_concurrent: 0\n"), "max_concurrent"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: a\n    - sha256: {sha}\n      tenant: b\n"), "auth.keys[1].sha256"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: a\n      key: x\n"), "key"),
+            ("telemetry:\n  header_attributes: [Authorization]\n", "credential"),
+            ("metrics:\n  header_attributes: [x-api-key]\n", "credential"),
+        ] {
+            let e = load_yaml(yaml, &env(&[])).unwrap_err();
+            assert!(e.0.contains(key), "{yaml}: {e}");
+        }
     }
 
     #[test]

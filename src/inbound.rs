@@ -15,6 +15,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 
+use crate::auth::ClientKeys;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::injection::{self, InjectionRefusals, RefusalKey, MAX_REFUSAL_BODY};
@@ -38,12 +39,16 @@ pub struct AppState {
     pub abort: tokio::sync::watch::Sender<bool>,
     /// Upstreams that refused the injected `stream_options` lately.
     pub refusals: InjectionRefusals,
+    /// Client keys with their limiters, when `auth.keys` is configured.
+    pub client_keys: Option<ClientKeys>,
 }
 
 impl AppState {
     pub fn new(config: Config, telemetry: Telemetry) -> Result<Arc<AppState>, String> {
         let upstreams = Upstreams::new(&config)?;
+        let client_keys = config.auth.as_ref().map(ClientKeys::new);
         Ok(Arc::new(AppState {
+            client_keys,
             config: Arc::new(config),
             upstreams,
             telemetry,
@@ -117,9 +122,60 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
         return own_error(ProxyError::NotFound { path, hint }, record);
     };
     record.operation = target.operation;
-    match forward(&s, parts, body, target, &mut record).await {
+    // Client keys: known key, then its limits. The upstream is never called for a refusal.
+    let mut permit = None;
+    if let Some(keys) = &s.client_keys {
+        match keys.admit(&parts.headers) {
+            Ok(admission) => {
+                record.tenant = Some(admission.tenant);
+                permit = admission.permit;
+            }
+            Err(refusal) => {
+                record.tenant = refusal.tenant();
+                return own_error(refusal.into(), record);
+            }
+        }
+    }
+    let response = match forward(&s, parts, body, target, &mut record).await {
         Ok(up) => relay(up, record, s.abort.subscribe()),
         Err(e) => own_error(e, record),
+    };
+    match permit {
+        // The key's concurrency slot is held until the response body ends (or the client
+        // goes away), not just until the headers are sent.
+        Some(p) => response.map(|b| {
+            Body::new(HoldPermit {
+                body: b,
+                _permit: p,
+            })
+        }),
+        None => response,
+    }
+}
+
+/// A response body that holds a concurrency permit for as long as it lives.
+struct HoldPermit {
+    body: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for HoldPermit {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -131,7 +187,9 @@ fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
     record.fail(e.code());
     record.bytes_out = body.len() as u64;
     record.finish();
-    ProxyError::response(status, body)
+    let mut resp = ProxyError::response(status, body);
+    resp.headers_mut().extend(e.headers());
+    resp
 }
 
 /// An upstream response whose body is still to be relayed.
@@ -294,7 +352,8 @@ async fn forward(
     record.upstream = Some(upstream.info.clone());
     record.usage_injected = inject;
 
-    let mut headers = upstream::request_headers(&parts.headers, &upstream.config);
+    let mut headers =
+        upstream::request_headers(&parts.headers, &upstream.config, s.client_keys.is_some());
     if target.operation.is_some() {
         annotate(s, &parts.headers, record);
         if !s.telemetry.settings().sdk_disabled {

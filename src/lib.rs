@@ -4,6 +4,7 @@
 //! `app()` builds the whole service as an axum `Router`, so tests start the real thing
 //! in-process; `serve()` adds the listener, graceful shutdown and the telemetry flush.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

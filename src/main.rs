@@ -41,6 +41,7 @@ fn main() -> ExitCode {
                 run_mock(&listen, fixtures).await
             }
             Some(Command::Healthcheck { url }) => healthcheck(&url).await,
+            Some(Command::HashKey) => hash_key(),
         }
     })
 }
@@ -200,6 +201,28 @@ async fn run_mock(listen: &str, fixtures: Option<std::path::PathBuf>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// `llmtap hash-key`: one key on stdin (surrounding whitespace and the newline ignored), its
+/// YAML line on stdout.
+fn hash_key() -> ExitCode {
+    use std::io::Read;
+    if std::io::stdin().is_terminal() {
+        eprintln!("llmtap hash-key: paste the client key, then Enter and Ctrl-D");
+    }
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(64 * 1024).read_to_end(&mut input) {
+        return config_failure(&format!("hash-key: cannot read stdin: {e}"));
+    }
+    let key = input.trim_ascii();
+    if key.is_empty() {
+        return config_failure("hash-key: no key on stdin");
+    }
+    if key.iter().any(u8::is_ascii_whitespace) {
+        return config_failure("hash-key: one key per run (the input contains whitespace)");
+    }
+    println!("{}", llmtap::auth::yaml_line(key));
+    ExitCode::SUCCESS
 }
 
 /// Checks `/healthz` at `url`: a base URL (`http://host:8080`) gets `/healthz` appended, a URL

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::otlp;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -347,4 +348,303 @@ metrics:
             "{label} missing:\n{scrape_text}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Client keys, tenants and limits
+// ---------------------------------------------------------------------------------------
+
+const KEY_A: &str = "sk-client-team-a-0123456789";
+const KEY_B: &str = "sk-client-team-b-9876543210";
+const UPSTREAM_KEY: &str = "sk-upstream-secret-abcdef";
+
+/// `llmtap hash-key` with `key` on stdin: the YAML line it prints.
+fn hash_key(key: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin::BIN)
+        .arg("hash-key")
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{key}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A config with an upstream key and the given client-key entries (YAML list items).
+fn gateway_yaml(keys: &[String]) -> String {
+    format!(
+        "upstreams:\n  - name: openai\n    base_url: \"{{upstream}}/v1\"\n    api_key_env: UPSTREAM_KEY\n\
+         telemetry:\n  tool_call_ttl_secs: 0.2\n\
+         metrics:\n  tenant_attribute: true\n\
+         auth:\n  keys:\n{}",
+        keys.concat()
+    )
+}
+
+fn key_entry(sha_line: &str, tenant: &str, extra: &str) -> String {
+    format!("    - {sha_line}\n      tenant: {tenant}\n{extra}")
+}
+
+fn hi(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+#[tokio::test]
+async fn hash_key_prints_the_line_for_a_key_on_stdin_and_refuses_none() {
+    // SHA-256("abc"), FIPS 180-2 appendix B.1.
+    assert_eq!(
+        hash_key("abc"),
+        "sha256: \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\""
+    );
+    let out = std::process::Command::new(bin::BIN)
+        .arg("hash-key")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
+}
+
+#[tokio::test]
+async fn client_keys_let_known_keys_in_by_tenant_and_the_upstream_gets_only_its_own_key() {
+    let yaml = gateway_yaml(&[
+        key_entry(&hash_key(KEY_A), "team-a", ""),
+        key_entry(&hash_key(KEY_B), "team-b", ""),
+    ]);
+    let (up, rx, proxy) = start_traced(
+        "http/protobuf",
+        Some(&yaml),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+    )
+    .await;
+    let c = client();
+    let chat_url = format!("{}/v1/chat/completions", proxy.url);
+
+    // No key, an unknown key, a key in a scheme other than Bearer: 401 in OpenAI's shape.
+    let wrong_key = format!("Bearer {KEY_A}x");
+    for headers in [
+        vec![],
+        vec![("authorization", wrong_key.as_str())],
+        vec![("x-api-key", "sk-nobody")],
+        vec![("authorization", "Basic c2stY2xpZW50")],
+    ] {
+        let mut r = c.post(&chat_url).json(&hi("gpt-4o-mini"));
+        for (k, v) in &headers {
+            r = r.header(*k, *v);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{headers:?}");
+        assert_eq!(
+            r.headers().get("www-authenticate").map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_api_key", "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+    // Every proxied path needs a key; health does not.
+    let r = c
+        .get(format!("{}/v1/models", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(format!("{}/healthz", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(up.mock.requests().is_empty(), "{:?}", up.mock.requests());
+
+    // Known keys, in each of the three headers.
+    let bearer_a = format!("Bearer {KEY_A}");
+    let with_tool = serde_json::json!({"model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "weather?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]});
+    for (body, header) in [
+        (hi("gpt-4o-mini"), ("authorization", bearer_a.as_str())),
+        (hi("gpt-4o"), ("api-key", KEY_B)),
+        (with_tool, ("x-api-key", KEY_A)),
+    ] {
+        let (status, text) = chat_text(&proxy.url, body, &[header]).await;
+        assert_eq!(status, 200, "{header:?}: {text}");
+    }
+    let seen = up.mock.requests();
+    assert_eq!(seen.len(), 3);
+    for r in &seen {
+        let auth: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| ["authorization", "api-key", "x-api-key"].contains(&k.as_str()))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(auth, [format!("Bearer {UPSTREAM_KEY}")], "{:?}", r.headers);
+    }
+    let scraped = scrape(&proxy.url).await;
+    proxy.stop().await;
+
+    let spans = rx.spans();
+    let refused: Vec<_> = spans
+        .iter()
+        .filter(|s| s.str_attr("error.type") == Some("invalid_api_key"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{}", otlp::spans_json(&spans));
+    for s in &refused {
+        assert_eq!(s.int_attr("http.response.status_code"), Some(401));
+        assert!(s.attr("llmtap.tenant").is_none());
+    }
+    // No key material on any span, anywhere.
+    let all = otlp::spans_json(&spans);
+    for secret in [KEY_A, KEY_B, UPSTREAM_KEY, "sk-nobody"] {
+        assert!(!all.contains(secret), "{secret} on a span");
+    }
+    let tenant_of = |name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.str_attr("llmtap.tenant").unwrap_or("-").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tenant_of("chat gpt-4o"), ["team-b"]);
+    assert_eq!(tenant_of("chat gpt-4o-mini"), ["team-a", "team-a"]);
+    // Refused before the body was read: the span has no model, and no tenant.
+    assert_eq!(tenant_of("chat"), ["-", "-", "-", "-"]);
+    // The tool call the model asked for in team-a's request is team-a's too.
+    assert_eq!(tenant_of("execute_tool get_weather"), ["team-a"]);
+    assert!(scraped.contains(r#"llmtap_tenant="team-a""#), "{scraped}");
+    assert!(scraped.contains(r#"llmtap_tenant="team-b""#));
+}
+
+#[tokio::test]
+async fn over_requests_per_minute_is_a_429_with_openais_rate_limit_headers() {
+    let yaml = gateway_yaml(&[
+        key_entry(&hash_key(KEY_A), "team-a", "      requests_per_minute: 2\n"),
+        key_entry(&hash_key(KEY_B), "team-b", ""),
+    ]);
+    let (up, rx, proxy) = start_traced(
+        "http/protobuf",
+        Some(&yaml),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+    )
+    .await;
+    for _ in 0..2 {
+        let (status, _) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[("api-key", KEY_A)]).await;
+        assert_eq!(status, 200);
+    }
+    let r = post_chat(&proxy.url, hi("gpt-4o-mini"), &[("api-key", KEY_A)]).await;
+    assert_eq!(r.status(), 429);
+    let h = r.headers().clone();
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let retry: u64 = header("retry-after").parse().unwrap();
+    assert!((1..=30).contains(&retry), "retry-after {retry}");
+    assert_eq!(header("x-ratelimit-limit-requests"), "2");
+    assert_eq!(header("x-ratelimit-remaining-requests"), "0");
+    assert!(header("x-ratelimit-reset-requests").ends_with('s'), "{h:?}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    assert_eq!(body["error"]["type"], "requests");
+    // Another key is not held back by team-a's limit.
+    let (status, _) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[("api-key", KEY_B)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(up.mock.requests().len(), 3);
+    proxy.stop().await;
+    let spans = rx.spans();
+    let limited: Vec<_> = spans
+        .iter()
+        .filter(|s| s.str_attr("error.type") == Some("rate_limit_exceeded"))
+        .collect();
+    assert_eq!(limited.len(), 1, "{}", otlp::spans_json(&spans));
+    assert_eq!(limited[0].str_attr("llmtap.tenant"), Some("team-a"));
+    assert_eq!(limited[0].int_attr("http.response.status_code"), Some(429));
+}
+
+#[tokio::test]
+async fn over_max_concurrent_is_a_429_at_once_and_the_slot_frees_when_the_stream_ends() {
+    let yaml = gateway_yaml(&[key_entry(
+        &hash_key(KEY_A),
+        "team-a",
+        "      max_concurrent: 1\n",
+    )]);
+    let (up, _rx, proxy) = start_traced(
+        "http/protobuf",
+        Some(&yaml),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+    )
+    .await;
+    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    // A stream of 5 chunks 200 ms apart: in flight for about a second after its headers.
+    let first = post_chat(
+        &proxy.url,
+        stream,
+        &[
+            ("api-key", KEY_A),
+            ("x-mock-chunks", "5"),
+            ("x-mock-chunk-delay-ms", "200"),
+        ],
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    let started = std::time::Instant::now();
+    let r = post_chat(&proxy.url, hi("gpt-4o-mini"), &[("api-key", KEY_A)]).await;
+    assert_eq!(r.status(), 429);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "queued for {:?}",
+        started.elapsed()
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "concurrency_limit_exceeded",
+        "{body}"
+    );
+    // The first stream's slot is held until its body ends, then it is free again.
+    let text = first.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let mut status = 0;
+    for _ in 0..50 {
+        status = chat_text(&proxy.url, hi("gpt-4o-mini"), &[("api-key", KEY_A)])
+            .await
+            .0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(up.mock.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn the_shipped_config_documents_client_keys_and_its_example_loads() {
+    let text = read("config/llmtap.yaml");
+    let start = text
+        .find("\n# auth:\n")
+        .expect("config/llmtap.yaml has a commented auth example");
+    // The commented block, uncommented: `# auth:` and the lines under it.
+    let block: String = text[start + 1..]
+        .lines()
+        .take_while(|l| *l == "# auth:" || l.starts_with("#   "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(block.contains("sha256:"), "{block}");
+    let env: std::collections::HashMap<String, String> = Default::default();
+    let cfg = llmtap::config::load_yaml(&format!("{text}\n{block}"), &env)
+        .unwrap_or_else(|e| panic!("the uncommented auth example does not load: {e}\n{block}"));
+    let auth = cfg.auth.expect("auth");
+    assert!(!auth.keys.is_empty());
+    assert!(auth.keys.iter().all(|k| !k.tenant.is_empty()));
 }

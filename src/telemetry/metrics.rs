@@ -121,6 +121,8 @@ pub struct Instruments {
     pub dropped: Counter<u64>,
     models: Bounded,
     tools: Bounded,
+    /// `Some` when `metrics.tenant_attribute` is on.
+    tenants: Option<Bounded>,
     extra: HashMap<String, Bounded>,
     prices: Vec<Price>,
     upstream_prices: HashMap<String, Vec<Price>>,
@@ -225,6 +227,13 @@ impl Instruments {
                 .build(),
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),
+            tenants: config.metrics.tenant_attribute.then(|| {
+                let configured = config.auth.iter().flat_map(|a| &a.keys);
+                Bounded::new(
+                    configured.map(|k| k.tenant.clone()),
+                    config.metrics.max_attribute_values,
+                )
+            }),
             extra,
             prices: config.metrics.prices.clone(),
             upstream_prices: config
@@ -267,6 +276,11 @@ impl Instruments {
                 base.push(KeyValue::new(k.clone(), b.value(v)));
             }
         }
+        let tenant = match (&self.tenants, &f.tenant) {
+            (Some(b), Some(t)) => Some(KeyValue::new(sc::LLMTAP_TENANT, b.value(t))),
+            _ => None,
+        };
+        base.extend(tenant.clone());
         let mut with_error = base.clone();
         if let Some(e) = &f.error {
             // Upstream error codes become error.type: bounded in size like any value.
@@ -319,6 +333,8 @@ impl Instruments {
                 }
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));
                 cost_attrs.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, resp_model.clone()));
+                // Cost per tenant is what a shared gateway is asked for first.
+                cost_attrs.extend(tenant);
                 let billed = [
                     ("input", c.input, usage.input_tokens),
                     ("output", c.output, usage.output_tokens),

@@ -369,6 +369,7 @@ impl Worker {
                 requested_at,
                 requested: f.ended,
                 request_model: spans::request_model(&f).map(str::to_owned),
+                tenant: f.tenant.clone(),
                 arguments: self.redactor.as_ref().map(|r| r.apply(&c.arguments)),
             };
             if let Some(i) = &self.instruments {

@@ -45,6 +45,9 @@ pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 
 // llmtap's own span attributes.
 pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
+/// The client key's tenant (`auth.keys[].tenant`), on every span of its request; on metrics
+/// when `metrics.tenant_attribute` is on.
+pub const LLMTAP_TENANT: &str = "llmtap.tenant";
 pub const LLMTAP_CHUNK_COUNT: &str = "llmtap.response.chunk_count";
 pub const LLMTAP_USAGE_INJECTED: &str = "llmtap.usage.injected";
 pub const LLMTAP_USAGE_INJECTION_REFUSED: &str = "llmtap.usage.injection_refused";

@@ -111,6 +111,9 @@ pub fn inference_span(
         a.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
         a.push(KeyValue::new(sc::LLMTAP_UPSTREAM, u.name.clone()));
     }
+    if let Some(t) = &f.tenant {
+        a.push(KeyValue::new(sc::LLMTAP_TENANT, cut(t).to_string()));
+    }
     if let Some(m) = model {
         a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.to_string()));
     }
@@ -367,6 +370,9 @@ pub fn tool_span(
     ];
     if let Some(m) = &call.request_model {
         a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, cut(m).to_string()));
+    }
+    if let Some(t) = &call.tenant {
+        a.push(KeyValue::new(sc::LLMTAP_TENANT, cut(t).to_string()));
     }
     if let Some(red) = cx.redactor {
         if let Some(args) = &call.arguments {

@@ -21,6 +21,8 @@ pub struct PendingCall {
     pub requested_at: SystemTime,
     pub requested: Instant,
     pub request_model: Option<String>,
+    /// The tenant of the request whose response asked for the call.
+    pub tenant: Option<std::sync::Arc<str>>,
     /// Opt-in content: the arguments, already redacted.
     pub arguments: Option<String>,
 }
@@ -118,6 +120,7 @@ mod tests {
             requested_at: SystemTime::now(),
             requested: at,
             request_model: None,
+            tenant: None,
             arguments: None,
         }
     }
