@@ -648,3 +648,34 @@ async fn the_shipped_config_documents_client_keys_and_its_example_loads() {
     assert!(!auth.keys.is_empty());
     assert!(auth.keys.iter().all(|k| !k.tenant.is_empty()));
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. OTLP compression
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn otlp_exports_are_gzip_compressed_when_asked_over_http_and_grpc() {
+    for (protocol, header, value) in [
+        ("http/protobuf", "content-encoding", "gzip"),
+        ("http/json", "content-encoding", "gzip"),
+        ("grpc", "grpc-encoding", "gzip"),
+    ] {
+        let (_up, rx, proxy) = start_traced(
+            protocol,
+            None,
+            &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")],
+        )
+        .await;
+        let (status, _) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[]).await;
+        assert_eq!(status, 200);
+        proxy.stop().await;
+        let spans = rx.spans();
+        assert_eq!(spans.len(), 1, "{protocol}: {}", otlp::spans_json(&spans));
+        assert!(!rx.metrics().is_empty(), "{protocol}: no metrics");
+        let exports = rx.requests();
+        assert!(!exports.is_empty());
+        for e in &exports {
+            assert_eq!(e.header(header), Some(value), "{protocol}: {e:?}");
+        }
+    }
+}
