@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::otlp;
@@ -678,4 +679,153 @@ async fn otlp_exports_are_gzip_compressed_when_asked_over_http_and_grpc() {
             assert_eq!(e.header(header), Some(value), "{protocol}: {e:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. HTTPS upstreams against a real TLS server
+// ---------------------------------------------------------------------------------------
+
+/// A CA made in the test, and a server certificate for 127.0.0.1 and localhost signed by it.
+struct TestPki {
+    ca_pem: String,
+    server_cert: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    (params.self_signed(&key).unwrap(), key)
+}
+
+fn test_pki() -> TestPki {
+    let (ca, ca_key) = test_ca("llmtap test CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        server_cert: cert.der().clone(),
+        server_key: key.serialize_der(),
+    }
+}
+
+/// Accepts TCP connections and completes the TLS handshake (bounded); failed handshakes
+/// (a client that does not trust us) are skipped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.tls.accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The scripted upstream behind TLS with `pki`'s server certificate; its `https://` base.
+async fn start_tls_upstream(pki: &TestPki) -> (llmtap::mock::MockUpstream, String) {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.server_cert.clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(pki.server_key.clone().into()),
+        )
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = TlsListener {
+        tcp,
+        tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let mock = llmtap::mock::MockUpstream::new(llmtap::mock::MockConfig::default());
+    let router = mock.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (mock, format!("https://{addr}"))
+}
+
+async fn proxy_with_ca(upstream: &str, ca_file: std::path::PathBuf) -> Proxy {
+    start_proxy(
+        upstream,
+        ProxyOpts {
+            env: no_telemetry(),
+            tweak: Some(Box::new(move |c| c.ca_file = Some(ca_file))),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_https_upstream_signed_by_the_ca_file_works_and_a_wrong_ca_is_a_clear_502() {
+    let dir = TempDir::new("tls-upstream");
+    let pki = test_pki();
+    let (mock, base) = start_tls_upstream(&pki).await;
+    let good_ca = dir.path().join("ca.pem");
+    std::fs::write(&good_ca, &pki.ca_pem).unwrap();
+
+    // Trusted through --ca-file: plain and streamed calls go through.
+    let proxy = proxy_with_ca(&base, good_ca).await;
+    let (status, text) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("chat.completion"));
+    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, text) = chat_text(&proxy.url, stream, &[]).await;
+    assert_eq!(status, 200);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(mock.requests().len(), 2);
+    proxy.stop().await;
+
+    // A CA that did not sign the server's certificate: 502 saying why.
+    let (other_ca, _) = test_ca("some other CA");
+    let wrong_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong_ca, other_ca.pem()).unwrap();
+    let proxy = proxy_with_ca(&base, wrong_ca).await;
+    let r = post_chat(&proxy.url, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unreachable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("invalid peer certificate: UnknownIssuer"),
+        "the cause is not clear: {message}"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the upstream saw the refused call"
+    );
 }
