@@ -208,8 +208,10 @@ async fn hostile_values_cannot_forge_text_log_lines() {
         &config,
         format!(
             "upstreams:\n  - name: scripted\n    base_url: {}/v1\n  - name: hostile\n    base_url: {hostile}/v1\n\
-             routes:\n  - model: \"hostile-*\"\n    upstream: hostile\ndefault_upstream: scripted\n",
-            up.base
+             routes:\n  - model: \"hostile-*\"\n    upstream: hostile\ndefault_upstream: scripted\n\
+             auth:\n  keys:\n    - {}\n      tenant: team-a\n",
+            up.base,
+            hash_key(KEY_A),
         ),
     )
     .unwrap();
@@ -225,13 +227,17 @@ async fn hostile_values_cannot_forge_text_log_lines() {
     let chat = |model: &str| serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
     // A hostile model (unpriced, so it is also named on the "no price known" line), and a
     // hostile upstream error code (it becomes error.type on the access line).
-    let (status, _) = chat_text(&base, chat(EVIL_MODEL), &[]).await;
+    let key = [("api-key", KEY_A)];
+    let (status, _) = chat_text(&base, chat(EVIL_MODEL), &key).await;
     assert_eq!(status, 200);
-    let (status, _) = chat_text(&base, chat("hostile-1"), &[]).await;
+    let (status, _) = chat_text(&base, chat("hostile-1"), &key).await;
     assert_eq!(status, 400);
-    eventually("two access lines", Duration::from_secs(5), || {
+    // And one without a key: refused, logged without a tenant.
+    let (status, _) = chat_text(&base, chat("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 401);
+    eventually("three access lines", Duration::from_secs(5), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.matches("llmtap::access").count() >= 2 && text.contains("no price known")
+        text.matches("llmtap::access").count() >= 3 && text.contains("no price known")
     })
     .await;
     let text = std::fs::read_to_string(&log).unwrap();
@@ -240,7 +246,7 @@ async fn hostile_values_cannot_forge_text_log_lines() {
         .lines()
         .filter(|l| l.contains("llmtap::access"))
         .collect();
-    assert_eq!(access.len(), 2, "one access line per request:\n{text}");
+    assert_eq!(access.len(), 3, "one access line per request:\n{text}");
     for line in text.lines().filter(|l| !l.is_empty()) {
         // Every line is a real event: it starts with its timestamp, never with forged text.
         assert!(
@@ -265,6 +271,14 @@ async fn hostile_values_cannot_forge_text_log_lines() {
         "{}",
         access[1]
     );
+    // The client key's tenant is on the access line; a refused request has none.
+    assert!(access[0].contains(r#"tenant="team-a""#), "{}", access[0]);
+    assert!(
+        access[2].contains(r#"error="invalid_api_key""#) && !access[2].contains("tenant="),
+        "{}",
+        access[2]
+    );
+    assert!(!text.contains(KEY_A), "a client key in the log");
     // The request itself went upstream unchanged.
     let sent: serde_json::Value = serde_json::from_slice(&up.mock.requests()[0].body).unwrap();
     assert_eq!(sent["model"], EVIL_MODEL);

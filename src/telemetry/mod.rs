@@ -500,8 +500,12 @@ fn log_access(f: &FinishedRequest) {
             )
         };
     }
-    match &f.hint {
-        Some(h) => access!(hint = %limits::cut(h),),
-        None => access!(),
+    // `tenant` only with client keys on, so lines without them stay as they were.
+    let tenant = f.tenant.as_deref().map(limits::cut);
+    match (&f.hint, tenant) {
+        (Some(h), Some(t)) => access!(tenant = t, hint = %limits::cut(h),),
+        (Some(h), None) => access!(hint = %limits::cut(h),),
+        (None, Some(t)) => access!(tenant = t,),
+        (None, None) => access!(),
     }
 }
