@@ -272,6 +272,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub default_upstream: String,
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's head, from connecting (or from the previous
+    /// response on a kept-alive connection); slower clients are disconnected.
+    pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
@@ -301,6 +304,7 @@ impl Config {
             routes: Vec::new(),
             default_upstream: "default".into(),
             max_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             ca_file: None,
@@ -335,6 +339,7 @@ struct FileConfig {
     routes: Option<Vec<FileRoute>>,
     default_upstream: Option<String>,
     max_body_bytes: Option<usize>,
+    header_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
@@ -520,6 +525,12 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     if let Some(v) = file.max_body_bytes {
         cfg.max_body_bytes = v;
+    }
+    if let Some(v) = file.header_read_timeout_secs {
+        cfg.header_read_timeout = secs("header_read_timeout_secs", v)?;
+        if cfg.header_read_timeout.is_zero() {
+            return Err(err("header_read_timeout_secs: must be greater than 0"));
+        }
     }
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;

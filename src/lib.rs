@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod inbound;
 pub mod injection;
+pub mod listen;
 pub mod logfmt;
 pub mod mock;
 pub mod path;
@@ -19,12 +20,11 @@ pub mod stream;
 pub mod telemetry;
 pub mod upstream;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -60,32 +60,25 @@ pub async fn serve(
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
+    let limits = listen::ConnLimits {
+        header_read_timeout: state.config.header_read_timeout,
+    };
 
     let metrics_task = metrics_listener.map(|l| {
         let router = inbound::metrics_router(state.clone());
-        let rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router)
-                .with_graceful_shutdown(wait_stop(rx))
-                .await;
-        })
+        tokio::spawn(listen::serve(l, router, limits, stop_rx.clone()))
     });
 
-    // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm and the client's
-    // delayed ACK hold each chunk back by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(wait_stop(stop_rx.clone()))
-        .into_future();
+    let server = listen::serve(listener, app(state.clone()), limits, stop_rx.clone());
     tokio::pin!(server);
-    let result = tokio::select! {
-        r = &mut server => r,
+    // Serving itself cannot fail (accept errors are retried): the result is for the caller's
+    // sake, should that change.
+    let result: std::io::Result<()> = tokio::select! {
+        () = &mut server => Ok(()),
         _ = wait_stop(stop_rx.clone()) => {
             // Stopped accepting; in-flight requests get the grace period, then are cut.
             match tokio::time::timeout(grace, &mut server).await {
-                Ok(r) => r,
+                Ok(()) => Ok(()),
                 Err(_) => {
                     tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight requests still running at the shutdown timeout; closing them");
                     // Cut what is left; each relay ends its record with error.type=shutdown.
