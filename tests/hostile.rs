@@ -209,3 +209,156 @@ async fn request_smuggling_shapes_are_refused_or_read_one_way_then_closed() {
     assert_eq!(seen[0].body.as_ref(), body.as_bytes());
     others_are_served(&proxy).await;
 }
+
+/// Resident memory and open descriptors of process `pid`, from /proc.
+fn rss_kb_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (rss, fds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_are_bounded_and_others_are_served() {
+    const CONNECTIONS: usize = 10_000;
+    let dir = TempDir::new("idle-connections");
+    let log = dir.path().join("stderr.log");
+    let up = start_upstream().await;
+    let config = dir.path().join("llmtap.yaml");
+    // A header timeout longer than the test: the connections stay until the client leaves.
+    // (That the timeout closes silent connections is tested above.)
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n  - name: scripted\n    base_url: {}/v1\nheader_read_timeout_secs: 120\n",
+            up.base
+        ),
+    )
+    .unwrap();
+    let (proc, base) = bin::start(
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+        &log,
+    )
+    .await;
+    let pid = proc.0.id();
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let (rss_before, fds_before) = rss_kb_and_fds(pid);
+
+    // Open them in batches (the listen backlog is 1024), all within 60 s.
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(CONNECTIONS);
+    while conns.len() < CONNECTIONS && started.elapsed() < Duration::from_secs(60) {
+        let batch = (CONNECTIONS - conns.len()).min(500);
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| TcpStream::connect(addr))).await;
+        conns.extend(opened.into_iter().filter_map(Result::ok));
+    }
+    assert_eq!(conns.len(), CONNECTIONS, "opened {} in 60 s", conns.len());
+    let opened_in = started.elapsed();
+    // llmtap holds them: nearly all accepted (a burst can overflow the kernel's accept
+    // queue, whose connections then wait in the kernel, not in llmtap).
+    let mut fds_open = 0;
+    for _ in 0..50 {
+        fds_open = rss_kb_and_fds(pid).1;
+        if fds_open >= fds_before + CONNECTIONS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = fds_open.saturating_sub(fds_before);
+    assert!(
+        held >= CONNECTIONS * 9 / 10,
+        "{fds_before} -> {fds_open} fds"
+    );
+    // Others are served while they sit there.
+    let c = client();
+    let t = Instant::now();
+    let r = c.get(format!("{base}/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Bounded memory per idle connection: under 10 KB each.
+    let rss_open = rss_kb_and_fds(pid).0;
+    let per_conn = (rss_open.saturating_sub(rss_before) * 1024) / held as u64;
+    assert!(
+        per_conn < 10 * 1024,
+        "{per_conn} bytes per idle connection ({rss_before} -> {rss_open} KB)"
+    );
+
+    // When the client goes, so do they.
+    drop(conns);
+    let mut fds_after = fds_open;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fds_after = rss_kb_and_fds(pid).1;
+        if fds_after <= fds_before + 10 {
+            break;
+        }
+    }
+    assert!(
+        fds_after <= fds_before + 10,
+        "{fds_before} -> {fds_open} -> {fds_after} fds"
+    );
+    let r = c.get(format!("{base}/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    eprintln!(
+        "10,000 idle connections opened in {opened_in:?}: RSS {rss_before} -> {rss_open} KB ({per_conn} B each), fds {fds_before} -> {fds_open} -> {fds_after}"
+    );
+}
+
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_is_bounded_and_others_are_served() {
+    const STREAMS: usize = 5_000;
+    let (up, proxy) = proxy_with_header_timeout().await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut h2, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let started = Instant::now();
+    let mut reset = 0;
+    for _ in 0..STREAMS {
+        let req = http::Request::post(format!("http://{}/v1/chat/completions", proxy.addr))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        match h2.send_request(req, false) {
+            Ok((_response, mut stream)) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                reset += 1;
+            }
+            Err(_) => break,
+        }
+        // `ready` takes the handle; on a failure (GOAWAY) a clone is kept to drop below.
+        h2 = match tokio::time::timeout(Duration::from_secs(5), h2.clone().ready()).await {
+            Ok(Ok(h)) => h,
+            _ => break,
+        };
+        if started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    // Either every reset was absorbed or the server sent GOAWAY; the process is fine and
+    // serves others, and no half-sent request reached the upstream.
+    others_are_served(&proxy).await;
+    assert!(reset > 0);
+    drop(h2);
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(
+        up.mock.requests().iter().all(|r| r.path == "/v1/models"),
+        "{} requests reached the upstream",
+        up.mock.requests().len()
+    );
+    eprintln!(
+        "rapid reset: {reset} streams reset in {:?}",
+        started.elapsed()
+    );
+}
