@@ -362,3 +362,89 @@ async fn an_http2_rapid_reset_flood_is_bounded_and_others_are_served() {
         started.elapsed()
     );
 }
+
+/// An upstream that streams SSE content chunks of 64 KB for as long as it is read (at
+/// most 256 MB), counting the bytes it has handed to its HTTP server.
+async fn start_endless_stream_upstream() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            let text = "x".repeat(64 * 1024);
+            let event = format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n"
+            );
+            let event = bytes::Bytes::from(event);
+            let chunks = (0..4096).map(move |_| {
+                counter.fetch_add(event.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(event.clone())
+            });
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), sent, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_slowly_holds_the_upstream_back() {
+    use std::sync::atomic::Ordering;
+    let (base, sent, _task) = start_endless_stream_upstream().await;
+    let proxy = start_proxy(
+        &base,
+        ProxyOpts {
+            env: no_telemetry(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let body = serde_json::json!({"model": "m", "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let resp = post_chat(&proxy.url, body, &[]).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    // Take 4 MB, then stop reading.
+    let mut received = 0u64;
+    let started = Instant::now();
+    while received < 4 * 1024 * 1024 && started.elapsed() < Duration::from_secs(30) {
+        use futures_util::StreamExt;
+        match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+            Ok(Some(Ok(b))) => received += b.len() as u64,
+            other => panic!("the stream ended early: {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent_paused = sent.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent_later = sent.load(Ordering::Relaxed);
+    // While the client does not read, the upstream is not read either: what it has sent
+    // stays what the sockets' buffers hold beyond the client's 4 MB, far from its 256 MB.
+    assert_eq!(sent_paused, sent_later, "the upstream kept being read");
+    let ahead = sent_paused.saturating_sub(received);
+    assert!(
+        ahead < 64 * 1024 * 1024,
+        "{} MB read from the upstream for {} MB taken by the client",
+        sent_paused >> 20,
+        received >> 20
+    );
+    eprintln!(
+        "slow reader: client took {} MB, upstream had sent {} MB",
+        received >> 20,
+        sent_paused >> 20
+    );
+    drop(stream);
+}
