@@ -102,6 +102,12 @@ pub struct ProxyArgs {
     /// Extra PEM CA bundle to trust for HTTPS upstreams.
     #[arg(long, env = "LLMTAP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Serve TLS with this PEM certificate chain (with --tls-key; SIGHUP reloads both).
+    #[arg(long, env = "LLMTAP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "LLMTAP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Export prompt and completion text (off by default).
     #[arg(long, env = "LLMTAP_CAPTURE_CONTENT")]
     pub capture_content: Option<bool>,

@@ -125,6 +125,13 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The PEM files inbound TLS is served from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Client keys (gateway mode): when present, every proxied request must carry one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
@@ -279,6 +286,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Inbound TLS: PEM certificate chain and private key (both or neither).
+    pub tls: Option<TlsFiles>,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
     /// Client keys; `None` (the default) lets every request through.
@@ -308,6 +317,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             ca_file: None,
+            tls: None,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
             auth: None,
@@ -343,6 +353,8 @@ struct FileConfig {
     shutdown_timeout_secs: Option<f64>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     telemetry: Option<FileTelemetry>,
     metrics: Option<FileMetrics>,
     auth: Option<FileAuth>,
@@ -539,6 +551,7 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         cfg.log_format = v;
     }
     cfg.ca_file = file.ca_file;
+    cfg.tls = tls_files(file.tls_cert, file.tls_key, "tls_cert", "tls_key")?;
     if let Some(t) = file.telemetry {
         let d = &mut cfg.telemetry;
         if let Some(v) = t.capture_content {
@@ -768,6 +781,14 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = &a.ca_file {
         cfg.ca_file = Some(v.clone());
     }
+    if a.tls_cert.is_some() || a.tls_key.is_some() {
+        cfg.tls = tls_files(
+            a.tls_cert.clone(),
+            a.tls_key.clone(),
+            "--tls-cert",
+            "--tls-key",
+        )?;
+    }
     if let Some(v) = a.capture_content {
         cfg.telemetry.capture_content = v;
     }
@@ -775,6 +796,21 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
         cfg.metrics.max_models = v;
     }
     Ok(())
+}
+
+/// Both TLS files or neither.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cert_key: &str,
+    key_key: &str,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(err(format!("{key_key}: required with {cert_key}"))),
+        (None, Some(_)) => Err(err(format!("{cert_key}: required with {key_key}"))),
+    }
 }
 
 /// Checks an upstream base URL; `key` is what the user typed it under.

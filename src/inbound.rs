@@ -41,14 +41,21 @@ pub struct AppState {
     pub refusals: InjectionRefusals,
     /// Client keys with their limiters, when `auth.keys` is configured.
     pub client_keys: Option<ClientKeys>,
+    /// The inbound TLS certificate, when `tls_cert`/`tls_key` are configured.
+    pub tls: Option<Arc<crate::tls::ServerCert>>,
 }
 
 impl AppState {
     pub fn new(config: Config, telemetry: Telemetry) -> Result<Arc<AppState>, String> {
         let upstreams = Upstreams::new(&config)?;
         let client_keys = config.auth.as_ref().map(ClientKeys::new);
+        let tls = match &config.tls {
+            Some(f) => Some(Arc::new(crate::tls::ServerCert::load(&f.cert, &f.key)?)),
+            None => None,
+        };
         Ok(Arc::new(AppState {
             client_keys,
+            tls,
             config: Arc::new(config),
             upstreams,
             telemetry,

@@ -18,6 +18,7 @@ pub mod request;
 pub mod route;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -63,13 +64,18 @@ pub async fn serve(
     let limits = listen::ConnLimits {
         header_read_timeout: state.config.header_read_timeout,
     };
+    let tls = match &state.tls {
+        Some(cert) => Some(cert.acceptor().map_err(std::io::Error::other)?),
+        None => None,
+    };
 
+    // `/metrics` on its own address stays plain HTTP (scrapers inside the pod or cluster).
     let metrics_task = metrics_listener.map(|l| {
         let router = inbound::metrics_router(state.clone());
-        tokio::spawn(listen::serve(l, router, limits, stop_rx.clone()))
+        tokio::spawn(listen::serve(l, router, limits, None, stop_rx.clone()))
     });
 
-    let server = listen::serve(listener, app(state.clone()), limits, stop_rx.clone());
+    let server = listen::serve(listener, app(state.clone()), limits, tls, stop_rx.clone());
     tokio::pin!(server);
     // Serving itself cannot fail (accept errors are retried): the result is for the caller's
     // sake, should that change.
@@ -96,6 +102,31 @@ pub async fn serve(
     tokio::task::yield_now().await;
     state.telemetry.shutdown(Duration::from_secs(10)).await;
     result
+}
+
+/// Reloads the inbound TLS certificate on every SIGHUP, for as long as the process runs.
+/// A reload that fails keeps the certificate in use, with a warning saying why.
+pub async fn reload_tls_on_sighup(cert: Arc<tls::ServerCert>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the TLS certificate will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match cert.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %cert.cert_file().display(), "TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cert;
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

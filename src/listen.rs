@@ -28,15 +28,18 @@ use tokio::sync::watch;
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
+    /// Also bounds the TLS handshake.
     pub header_read_timeout: Duration,
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then stops accepting, lets every
 /// connection finish its in-flight requests, and returns when all are closed.
+/// With `tls`, every connection is a TLS one (handshake within the header timeout).
 pub fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -64,6 +67,7 @@ pub fn serve(
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let mut stop = stop.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 // hyper's header timer starts once it knows the protocol, which needs the
                 // first bytes: a connection that sends none is closed here.
@@ -76,10 +80,27 @@ pub fn serve(
                     }
                     _ = stop.wait_for(|v| *v) => return,
                 }
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                    .into_owned();
-                let _ = watcher.watch(conn).await;
+                match tls {
+                    None => {
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(tcp);
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(limits.header_read_timeout, handshake).await
+                        else {
+                            // A failed or stalled handshake: nothing to answer.
+                            return;
+                        };
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                }
             });
         }
         drop(listener);

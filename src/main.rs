@@ -103,12 +103,22 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(listen = %addr, upstreams = %upstreams.join(", "), "llmtap listening");
-    tracing::info!("telemetry: {}", telemetry.describe());
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let described = telemetry.describe();
+    // Upstream clients and TLS files are checked first: a bad one is the only line printed.
     let state = match AppState::new(config, telemetry) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
     };
+    tracing::info!(listen = %addr, scheme, upstreams = %upstreams.join(", "), "llmtap listening");
+    tracing::info!("telemetry: {described}");
+    if let Some(cert) = state.tls.clone() {
+        tokio::spawn(llmtap::reload_tls_on_sighup(cert));
+    }
     if let Some(b) = banner {
         println!("{}", b.replace("{addr}", &addr));
     }
