@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry::metrics::{
+    Counter, Histogram, Meter, MeterProvider as _, ObservableGauge, UpDownCounter,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -119,6 +121,8 @@ pub struct Instruments {
     tool_duration: Histogram<f64>,
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
+    /// Kept so its callback stays registered.
+    _tasks: Option<ObservableGauge<i64>>,
     models: Bounded,
     tools: Bounded,
     /// `Some` when `metrics.tenant_attribute` is on.
@@ -220,6 +224,13 @@ impl Instruments {
                 .with_unit("{request}")
                 .with_description("Requests in flight through the proxy")
                 .build(),
+            _tasks: tokio::runtime::Handle::try_current().ok().map(|rt| {
+                m.i64_observable_gauge(sc::METRIC_RUNTIME_TASKS)
+                    .with_unit("{task}")
+                    .with_description("Tasks alive on llmtap's async runtime")
+                    .with_callback(move |o| o.observe(rt.metrics().num_alive_tasks() as i64, &[]))
+                    .build()
+            }),
             dropped: m
                 .u64_counter(sc::METRIC_TELEMETRY_DROPPED)
                 .with_unit("{item}")

@@ -74,6 +74,8 @@ pub const METRIC_TOOL_CALLS: &str = "llmtap.tool.calls";
 pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
+/// Tasks alive on llmtap's runtime: flat under steady load, or something leaks.
+pub const METRIC_RUNTIME_TASKS: &str = "llmtap.runtime.tasks";
 /// Attribute of `llmtap.telemetry.dropped`: which signal lost data.
 pub const SIGNAL: &str = "signal";
 
