@@ -43,6 +43,9 @@ pub enum Command {
         #[arg(long, env = "LLMTAP_MOCK_FIXTURES")]
         fixtures: Option<PathBuf>,
     },
+    /// Read a client key from stdin and print its `sha256:` line for `auth.keys` in the
+    /// config (so the key itself never goes in a file).
+    HashKey,
     /// Exit 0 when the `/healthz` endpoint at URL answers 200 (for container health checks).
     Healthcheck {
         #[arg(
@@ -102,6 +105,12 @@ pub struct ProxyArgs {
     /// Extra PEM CA bundle to trust for HTTPS upstreams.
     #[arg(long, env = "LLMTAP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Serve TLS with this PEM certificate chain (with --tls-key; SIGHUP reloads both).
+    #[arg(long, env = "LLMTAP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "LLMTAP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Export prompt and completion text (off by default).
     #[arg(long, env = "LLMTAP_CAPTURE_CONTENT")]
     pub capture_content: Option<bool>,

@@ -132,6 +132,43 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The PEM files inbound TLS is served from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Client keys (gateway mode): when present, every proxied request must carry one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub keys: Vec<ClientKeyConfig>,
+}
+
+/// One client key: its SHA-256 (never the key), its tenant and its limits.
+#[derive(Clone, PartialEq)]
+pub struct ClientKeyConfig {
+    pub sha256: [u8; 32],
+    pub tenant: String,
+    pub requests_per_minute: Option<u32>,
+    pub max_concurrent: Option<u32>,
+}
+
+impl std::fmt::Debug for ClientKeyConfig {
+    // The digest is not the key, but a weak key could be found from it: show only a prefix.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKeyConfig")
+            .field(
+                "sha256",
+                &format!("{:02x}{:02x}…", self.sha256[0], self.sha256[1]),
+            )
+            .field("tenant", &self.tenant)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("max_concurrent", &self.max_concurrent)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Model name or glob.
@@ -225,6 +262,8 @@ pub struct MetricsConfig {
     pub header_attributes: Vec<String>,
     /// Distinct values per opt-in attribute before new ones become `other`.
     pub max_attribute_values: usize,
+    /// The client key's tenant (`auth.keys[].tenant`) as the metric attribute `llmtap.tenant`.
+    pub tenant_attribute: bool,
     /// Serve `/metrics` on the listen port.
     pub prometheus: bool,
     pub prices: Vec<Price>,
@@ -237,6 +276,7 @@ impl Default for MetricsConfig {
             baggage_attributes: Vec::new(),
             header_attributes: Vec::new(),
             max_attribute_values: 100,
+            tenant_attribute: false,
             prometheus: true,
             prices: crate::telemetry::cost::default_prices(),
         }
@@ -279,6 +319,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub default_upstream: String,
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's head, from connecting (or from the previous
+    /// response on a kept-alive connection); slower clients are disconnected.
+    pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
@@ -286,9 +329,13 @@ pub struct Config {
     /// Redis shared by replicas (`redis://HOST:PORT[/DB]`, `rediss://` for TLS): pending tool
     /// calls live there so any replica can close them. `None`: each replica alone.
     pub state_url: Option<String>,
+    /// Inbound TLS: PEM certificate chain and private key (both or neither).
+    pub tls: Option<TlsFiles>,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
     pub ui: UiConfig,
+    /// Client keys; `None` (the default) lets every request through.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Config {
@@ -310,13 +357,16 @@ impl Config {
             routes: Vec::new(),
             default_upstream: "default".into(),
             max_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             ca_file: None,
             state_url: None,
+            tls: None,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
             ui: UiConfig::default(),
+            auth: None,
         }
     }
 
@@ -353,13 +403,17 @@ struct FileConfig {
     routes: Option<Vec<FileRoute>>,
     default_upstream: Option<String>,
     max_body_bytes: Option<usize>,
+    header_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
     state_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     telemetry: Option<FileTelemetry>,
     metrics: Option<FileMetrics>,
     ui: Option<FileUi>,
+    auth: Option<FileAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,6 +424,21 @@ struct FileUi {
     trace_url: Option<String>,
     only_on_metrics_listen: Option<bool>,
     tenant_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    keys: Vec<FileClientKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClientKey {
+    sha256: String,
+    tenant: String,
+    requests_per_minute: Option<u32>,
+    max_concurrent: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -424,6 +493,7 @@ struct FileMetrics {
     baggage_attributes: Option<Vec<String>>,
     header_attributes: Option<Vec<String>>,
     max_attribute_values: Option<usize>,
+    tenant_attribute: Option<bool>,
     prometheus: Option<bool>,
     prices: Option<Vec<Price>>,
     /// Keep the shipped OpenAI price table under `prices` (default true).
@@ -535,6 +605,12 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     if let Some(v) = file.max_body_bytes {
         cfg.max_body_bytes = v;
     }
+    if let Some(v) = file.header_read_timeout_secs {
+        cfg.header_read_timeout = secs("header_read_timeout_secs", v)?;
+        if cfg.header_read_timeout.is_zero() {
+            return Err(err("header_read_timeout_secs: must be greater than 0"));
+        }
+    }
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
     }
@@ -545,6 +621,7 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     if let Some(url) = file.state_url {
         cfg.state_url = Some(check_state_url("state_url", &url)?);
     }
+    cfg.tls = tls_files(file.tls_cert, file.tls_key, "tls_cert", "tls_key")?;
     if let Some(t) = file.telemetry {
         let d = &mut cfg.telemetry;
         if let Some(v) = t.capture_content {
@@ -597,6 +674,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         if let Some(v) = m.max_attribute_values {
             d.max_attribute_values = v;
         }
+        if let Some(v) = m.tenant_attribute {
+            d.tenant_attribute = v;
+        }
         if let Some(v) = m.prometheus {
             d.prometheus = v;
         }
@@ -621,7 +701,72 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
             d.tenant_key = v;
         }
     }
+    if let Some(a) = file.auth {
+        cfg.auth = Some(auth_from_file(a)?);
+    }
     Ok(cfg)
+}
+
+fn auth_from_file(a: FileAuth) -> Result<AuthConfig, ConfigError> {
+    if a.keys.is_empty() {
+        return Err(err(
+            "auth.keys: at least one key is required (leave auth out to let every request in)",
+        ));
+    }
+    let mut keys: Vec<ClientKeyConfig> = Vec::with_capacity(a.keys.len());
+    for (i, k) in a.keys.into_iter().enumerate() {
+        let key = |f: &str| format!("auth.keys[{i}].{f}");
+        let sha256 = parse_sha256(k.sha256.trim()).ok_or_else(|| {
+            let what = if k.sha256.starts_with("sk-") {
+                "looks like a key itself; put its SHA-256 here"
+            } else {
+                "must be 64 hex characters, the SHA-256 of the key"
+            };
+            err(format!(
+                "{}: {what} (`llmtap hash-key` prints the line)",
+                key("sha256")
+            ))
+        })?;
+        if keys.iter().any(|o| o.sha256 == sha256) {
+            return Err(err(format!("{}: the same key twice", key("sha256"))));
+        }
+        if k.tenant.trim().is_empty() {
+            return Err(err(format!("{}: must not be empty", key("tenant"))));
+        }
+        if k.requests_per_minute == Some(0) {
+            return Err(err(format!(
+                "{}: must be at least 1 (leave it out for no limit)",
+                key("requests_per_minute")
+            )));
+        }
+        if k.max_concurrent == Some(0) {
+            return Err(err(format!(
+                "{}: must be at least 1 (leave it out for no limit)",
+                key("max_concurrent")
+            )));
+        }
+        keys.push(ClientKeyConfig {
+            sha256,
+            tenant: k.tenant,
+            requests_per_minute: k.requests_per_minute,
+            max_concurrent: k.max_concurrent,
+        });
+    }
+    Ok(AuthConfig { keys })
+}
+
+fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
 }
 
 fn upstream_from_file(
@@ -727,6 +872,14 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = &a.ca_file {
         cfg.ca_file = Some(v.clone());
     }
+    if a.tls_cert.is_some() || a.tls_key.is_some() {
+        cfg.tls = tls_files(
+            a.tls_cert.clone(),
+            a.tls_key.clone(),
+            "--tls-cert",
+            "--tls-key",
+        )?;
+    }
     if let Some(v) = a.capture_content {
         cfg.telemetry.capture_content = v;
     }
@@ -760,6 +913,21 @@ fn check_state_url(key: &str, v: &str) -> Result<String, ConfigError> {
         )));
     }
     Ok(v.to_string())
+}
+
+/// Both TLS files or neither.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cert_key: &str,
+    key_key: &str,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(err(format!("{key_key}: required with {cert_key}"))),
+        (None, Some(_)) => Err(err(format!("{cert_key}: required with {key_key}"))),
+    }
 }
 
 /// Checks an upstream base URL; `key` is what the user typed it under.
@@ -812,6 +980,23 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
     }
     if cfg.max_body_bytes == 0 {
         return Err(err("max_body_bytes: must be greater than 0"));
+    }
+    let copied = [
+        (
+            "telemetry.header_attributes",
+            &cfg.telemetry.header_attributes,
+        ),
+        ("metrics.header_attributes", &cfg.metrics.header_attributes),
+    ];
+    for (key, names) in copied {
+        if let Some(h) = names
+            .iter()
+            .find(|h| crate::auth::CREDENTIAL_HEADERS.contains(&h.as_str()))
+        {
+            return Err(err(format!(
+                "{key}: {h} carries a credential and is never copied onto telemetry"
+            )));
+        }
     }
     for (i, r) in cfg.telemetry.redact.iter().enumerate() {
         regex::Regex::new(&r.pattern)
@@ -967,6 +1152,39 @@ mod tests {
                 "ui.only_on_metrics_listen",
             ),
             ("ui:\n  colour: red\n", "colour"),
+        ] {
+            let e = load_yaml(yaml, &env(&[])).unwrap_err();
+            assert!(e.0.contains(key), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn client_keys_are_digests_with_valid_limits() {
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let cfg = load_yaml(
+            &format!("auth:\n  keys:\n    - sha256: \"{}\"\n      tenant: t\n      requests_per_minute: 60\n      max_concurrent: 8\n", sha.to_uppercase()),
+            &env(&[]),
+        )
+        .unwrap();
+        let k = &cfg.auth.as_ref().unwrap().keys[0];
+        assert_eq!(crate::auth::hex(&k.sha256), sha);
+        assert_eq!(
+            (k.requests_per_minute, k.max_concurrent),
+            (Some(60), Some(8))
+        );
+        assert!(!format!("{cfg:?}").contains(sha));
+        assert!(load_yaml("", &env(&[])).unwrap().auth.is_none());
+        for (yaml, key) in [
+            ("auth:\n  keys: []\n", "auth.keys"),
+            ("auth:\n  keys:\n    - sha256: sk-abc\n      tenant: t\n", "looks like a key itself"),
+            ("auth:\n  keys:\n    - sha256: abc\n      tenant: t\n", "auth.keys[0].sha256"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: \"\"\n"), "auth.keys[0].tenant"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: t\n      requests_per_minute: 0\n"), "requests_per_minute"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: t\n      max_concurrent: 0\n"), "max_concurrent"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: a\n    - sha256: {sha}\n      tenant: b\n"), "auth.keys[1].sha256"),
+            (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: a\n      key: x\n"), "key"),
+            ("telemetry:\n  header_attributes: [Authorization]\n", "credential"),
+            ("metrics:\n  header_attributes: [x-api-key]\n", "credential"),
         ] {
             let e = load_yaml(yaml, &env(&[])).unwrap_err();
             assert!(e.0.contains(key), "{yaml}: {e}");

@@ -2,7 +2,9 @@
 //! (`{"error":{"message","type","param","code"}}`) so SDKs raise their usual exceptions.
 //! Errors from the upstream are never rewritten: they pass through as the upstream sent them.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +12,9 @@ pub enum ProxyError {
     /// A path llmtap does not serve; `hint` suggests the path the caller probably meant.
     #[error("no route for {path}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     NotFound { path: String, hint: Option<String> },
+    /// A path refused before routing (it would leave the upstream's base, or is ambiguous).
+    #[error("invalid path: {0}")]
+    BadPath(crate::path::PathError),
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
@@ -20,17 +25,50 @@ pub enum ProxyError {
     UpstreamTimeout { upstream: String, secs: f64 },
     #[error("llmtap is shutting down")]
     ShuttingDown,
+    /// Client keys are on and the request has none, or an unknown one.
+    #[error("{}", if *missing {
+        "no API key provided; send it as Authorization: Bearer <key>, api-key or x-api-key"
+    } else {
+        "invalid API key"
+    })]
+    InvalidApiKey { missing: bool },
+    /// Over the key's `requests_per_minute`.
+    #[error("rate limit reached for requests: {limit} per minute for this key; try again in {}",
+        crate::auth::reset_text(*retry_after))]
+    RateLimited { limit: u32, retry_after: Duration },
+    /// The key already has `max_concurrent` requests in flight.
+    #[error("too many concurrent requests: at most {limit} at once for this key")]
+    TooManyConcurrent { limit: u32 },
+}
+
+impl From<crate::auth::Refusal> for ProxyError {
+    fn from(r: crate::auth::Refusal) -> Self {
+        use crate::auth::Refusal;
+        match r {
+            Refusal::MissingKey => ProxyError::InvalidApiKey { missing: true },
+            Refusal::UnknownKey => ProxyError::InvalidApiKey { missing: false },
+            Refusal::RateLimited {
+                limit, retry_after, ..
+            } => ProxyError::RateLimited { limit, retry_after },
+            Refusal::TooManyConcurrent { limit, .. } => ProxyError::TooManyConcurrent { limit },
+        }
+    }
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::InvalidApiKey { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::RateLimited { .. } | ProxyError::TooManyConcurrent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -38,11 +76,15 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::NotFound { .. } => "not_found",
+            ProxyError::BadPath(_) => "invalid_path",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadRequestBody(_) => "invalid_request_body",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "timeout",
             ProxyError::ShuttingDown => "shutting_down",
+            ProxyError::InvalidApiKey { .. } => "invalid_api_key",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::TooManyConcurrent { .. } => "concurrency_limit_exceeded",
         }
     }
 
@@ -51,10 +93,41 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NotFound { .. }
+            | ProxyError::BadPath(_)
             | ProxyError::BodyTooLarge { .. }
-            | ProxyError::BadRequestBody(_) => "invalid_request_error",
+            | ProxyError::BadRequestBody(_)
+            | ProxyError::InvalidApiKey { .. } => "invalid_request_error",
+            // OpenAI's own rate-limit errors say `requests` here.
+            ProxyError::RateLimited { .. } | ProxyError::TooManyConcurrent { .. } => "requests",
             _ => "proxy_error",
         }
+    }
+
+    /// Headers this error is answered with besides `content-type`: how to authenticate, and
+    /// OpenAI's rate-limit headers, which the SDKs read to back off.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        match self {
+            ProxyError::InvalidApiKey { .. } => put("www-authenticate", "Bearer".into()),
+            ProxyError::RateLimited { limit, retry_after } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                put("retry-after", secs.to_string());
+                put("retry-after-ms", retry_after.as_millis().max(1).to_string());
+                put("x-ratelimit-limit-requests", limit.to_string());
+                put("x-ratelimit-remaining-requests", "0".into());
+                put(
+                    "x-ratelimit-reset-requests",
+                    crate::auth::reset_text(*retry_after),
+                );
+            }
+            _ => {}
+        }
+        h
     }
 }
 
@@ -85,7 +158,9 @@ impl ProxyError {
 
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
-        ProxyError::response(self.status(), self.body())
+        let mut resp = ProxyError::response(self.status(), self.body());
+        resp.headers_mut().extend(self.headers());
+        resp
     }
 }
 

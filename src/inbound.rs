@@ -15,6 +15,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 
+use crate::auth::ClientKeys;
 use crate::config::Config;
 use crate::dialect;
 use crate::error::ProxyError;
@@ -42,12 +43,23 @@ pub struct AppState {
     /// Set when shutdown starts: endless responses (the live view's event stream) end then,
     /// so they never hold up the drain.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Client keys with their limiters, when `auth.keys` is configured.
+    pub client_keys: Option<ClientKeys>,
+    /// The inbound TLS certificate, when `tls_cert`/`tls_key` are configured.
+    pub tls: Option<Arc<crate::tls::ServerCert>>,
 }
 
 impl AppState {
     pub fn new(config: Config, telemetry: Telemetry) -> Result<Arc<AppState>, String> {
         let upstreams = Upstreams::new(&config)?;
+        let client_keys = config.auth.as_ref().map(ClientKeys::new);
+        let tls = match &config.tls {
+            Some(f) => Some(Arc::new(crate::tls::ServerCert::load(&f.cert, &f.key)?)),
+            None => None,
+        };
         Ok(Arc::new(AppState {
+            client_keys,
+            tls,
             config: Arc::new(config),
             upstreams,
             telemetry,
@@ -126,8 +138,15 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 
 async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let mut record = RequestRecord::new(s.telemetry.clone(), parts.method.as_str(), &path);
+    let mut record =
+        RequestRecord::new(s.telemetry.clone(), parts.method.as_str(), parts.uri.path());
+    // Routed and forwarded in its normalised form only, so the path the upstream serves is
+    // the one checked here.
+    let path = match crate::path::normalize(parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => return own_error(ProxyError::BadPath(e), record),
+    };
+    record.path.clone_from(&path);
     let Some(target) = route::target(&path, &parts.method) else {
         let hint = route::missing_v1_hint(&path);
         record.hint = hint.clone();
@@ -135,9 +154,60 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     };
     record.operation = target.operation;
     record.dialect = target.dialect;
-    match forward(&s, parts, body, target, &mut record).await {
+    // Client keys: known key, then its limits. The upstream is never called for a refusal.
+    let mut permit = None;
+    if let Some(keys) = &s.client_keys {
+        match keys.admit(&parts.headers) {
+            Ok(admission) => {
+                record.tenant = Some(admission.tenant);
+                permit = admission.permit;
+            }
+            Err(refusal) => {
+                record.tenant = refusal.tenant();
+                return own_error(refusal.into(), record);
+            }
+        }
+    }
+    let response = match forward(&s, parts, body, target, &mut record).await {
         Ok(up) => relay(up, record, s.abort.subscribe()),
         Err(e) => own_error(e, record),
+    };
+    match permit {
+        // The key's concurrency slot is held until the response body ends (or the client
+        // goes away), not just until the headers are sent.
+        Some(p) => response.map(|b| {
+            Body::new(HoldPermit {
+                body: b,
+                _permit: p,
+            })
+        }),
+        None => response,
+    }
+}
+
+/// A response body that holds a concurrency permit for as long as it lives.
+struct HoldPermit {
+    body: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for HoldPermit {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -154,7 +224,9 @@ fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
     record.fail(e.code());
     record.bytes_out = body.len() as u64;
     record.finish();
-    ProxyError::response(status, body)
+    let mut resp = ProxyError::response(status, body);
+    resp.headers_mut().extend(e.headers());
+    resp
 }
 
 /// An upstream response whose body is still to be relayed.
@@ -318,7 +390,8 @@ async fn forward(
     record.upstream = Some(upstream.info.clone());
     record.usage_injected = inject;
 
-    let mut headers = upstream::request_headers(&parts.headers, &upstream.config);
+    let mut headers =
+        upstream::request_headers(&parts.headers, &upstream.config, s.client_keys.is_some());
     if target.operation.is_some() {
         annotate(s, &parts.headers, record);
         if !s.telemetry.settings().sdk_disabled {
@@ -343,11 +416,7 @@ async fn forward(
     } else {
         upstream.config.base_url.as_str()
     };
-    let mut url = format!("{base}{}", target.upstream_path);
-    if let Some(q) = parts.uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
+    let url = upstream_url(base, &target.upstream_path, parts.uri.query())?;
     let body = match out_body {
         OutBody::Whole(b) => reqwest::Body::from(b),
         OutBody::Streamed(b) => reqwest::Body::wrap_stream(
@@ -384,7 +453,7 @@ async fn forward(
     if s.refusals.remember(refusal_key.clone()) {
         tracing::info!(
             upstream = %refusal_key.upstream,
-            scope = %refusal_key.scope,
+            scope = crate::telemetry::limits::cut(&refusal_key.scope),
             status = status.as_u16(),
             "upstream refused the injected stream_options; resending the client's body, and not injecting here for the next hour (usage is estimated)"
         );
@@ -411,17 +480,44 @@ fn origin(base: &str) -> &str {
     }
 }
 
+/// `<base_url><path>?<query>`, checked once more after URL parsing: the path must still lie
+/// under the base URL's path on the base URL's host. `path` is already normalised; this
+/// guards against any disagreement between our normalisation and the URL parser's.
+fn upstream_url(
+    base_url: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<reqwest::Url, ProxyError> {
+    let mut raw = format!("{base_url}{path}");
+    if let Some(q) = query {
+        raw.push('?');
+        raw.push_str(q);
+    }
+    let leaves = || ProxyError::BadPath(crate::path::PathError::LeavesBase);
+    let url = reqwest::Url::parse(&raw).map_err(|_| leaves())?;
+    let base = reqwest::Url::parse(base_url).map_err(|_| leaves())?;
+    let base_path = base.path().trim_end_matches('/');
+    let inside = url
+        .path()
+        .strip_prefix(base_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !inside || url.host() != base.host() || url.port() != base.port() {
+        return Err(leaves());
+    }
+    Ok(url)
+}
+
 /// Sends one request upstream within the first-byte timeout.
 async fn send(
     upstream: &upstream::Upstream,
     method: &http::Method,
-    url: &str,
+    url: &reqwest::Url,
     headers: reqwest::header::HeaderMap,
     body: reqwest::Body,
 ) -> Result<reqwest::Response, ProxyError> {
     let send = upstream
         .client
-        .request(method.clone(), url)
+        .request(method.clone(), url.clone())
         .headers(headers)
         .body(body)
         .send();
@@ -545,4 +641,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_stay_under_the_base() {
+        let u = upstream_url("http://up:8000/v1", "/chat/completions", Some("a=../b")).unwrap();
+        assert_eq!(u.as_str(), "http://up:8000/v1/chat/completions?a=../b");
+        let u = upstream_url("https://az.example", "/openai/x", None).unwrap();
+        assert_eq!(u.path(), "/openai/x");
+        // Normalisation runs first; this is the second line of defence.
+        for path in ["/../admin", "/%2e%2e/admin", "/..\\admin"] {
+            assert!(upstream_url("http://up/v1", path, None).is_err(), "{path}");
+        }
+        // A path that reads as a different authority once glued to the base.
+        assert!(upstream_url("http://up", "@evil/x", None).is_err());
+    }
 }

@@ -4,28 +4,32 @@
 //! `app()` builds the whole service as an axum `Router`, so tests start the real thing
 //! in-process; `serve()` adds the listener, graceful shutdown and the telemetry flush.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dialect;
 pub mod error;
 pub mod inbound;
 pub mod injection;
+pub mod listen;
+pub mod logfmt;
 pub mod mock;
+pub mod path;
 pub mod request;
 pub mod route;
 pub mod state;
 pub mod stream;
 pub mod summary;
 pub mod telemetry;
+pub mod tls;
 pub mod ui;
 pub mod upstream;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -62,32 +66,30 @@ pub async fn serve(
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
+    let limits = listen::ConnLimits {
+        header_read_timeout: state.config.header_read_timeout,
+    };
+    let tls = match &state.tls {
+        Some(cert) => Some(cert.acceptor().map_err(std::io::Error::other)?),
+        None => None,
+    };
 
+    // `/metrics` on its own address stays plain HTTP (scrapers inside the pod or cluster).
     let metrics_task = metrics_listener.map(|l| {
         let router = inbound::metrics_router(state.clone());
-        let rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router)
-                .with_graceful_shutdown(wait_stop(rx))
-                .await;
-        })
+        tokio::spawn(listen::serve(l, router, limits, None, stop_rx.clone()))
     });
 
-    // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm and the client's
-    // delayed ACK hold each chunk back by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(wait_stop(stop_rx.clone()))
-        .into_future();
+    let server = listen::serve(listener, app(state.clone()), limits, tls, stop_rx.clone());
     tokio::pin!(server);
-    let result = tokio::select! {
-        r = &mut server => r,
+    // Serving itself cannot fail (accept errors are retried): the result is for the caller's
+    // sake, should that change.
+    let result: std::io::Result<()> = tokio::select! {
+        () = &mut server => Ok(()),
         _ = wait_stop(stop_rx.clone()) => {
             // Stopped accepting; in-flight requests get the grace period, then are cut.
             match tokio::time::timeout(grace, &mut server).await {
-                Ok(r) => r,
+                Ok(()) => Ok(()),
                 Err(_) => {
                     tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight requests still running at the shutdown timeout; closing them");
                     // Cut what is left; each relay ends its record with error.type=shutdown.
@@ -105,6 +107,31 @@ pub async fn serve(
     tokio::task::yield_now().await;
     state.telemetry.shutdown(Duration::from_secs(10)).await;
     result
+}
+
+/// Reloads the inbound TLS certificate on every SIGHUP, for as long as the process runs.
+/// A reload that fails keeps the certificate in use, with a warning saying why.
+pub async fn reload_tls_on_sighup(cert: Arc<tls::ServerCert>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the TLS certificate will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match cert.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %cert.cert_file().display(), "TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cert;
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
                 run_mock(&listen, fixtures).await
             }
             Some(Command::Healthcheck { url }) => healthcheck(&url).await,
+            Some(Command::HashKey) => hash_key(),
         }
     })
 }
@@ -57,7 +58,8 @@ fn init_logs(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Request-derived values cannot forge lines or colour the terminal (see logfmt).
+        LogFormat::Text => builder.fmt_fields(llmtap::logfmt::EscapedFields).try_init(),
     };
 }
 
@@ -101,22 +103,35 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(listen = %addr, upstreams = %upstreams.join(", "), "llmtap listening");
-    tracing::info!("telemetry: {}", telemetry.describe());
-    if config.ui_enabled() {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let described = telemetry.describe();
+    // Upstream clients and TLS files are checked first: a bad one is the only line printed.
+    let live_view = config.ui_enabled().then(|| {
         let at = match (config.ui.only_on_metrics_listen, config.metrics_listen) {
             (true, Some(m)) => m.to_string(),
             _ => addr.clone(),
         };
-        tracing::info!(
-            "live view at http://{at}/ui (last {} calls; --ui false turns it off)",
+        format!(
+            "live view at {scheme}://{at}/ui (last {} calls; --ui false turns it off)",
             config.ui.max_calls
-        );
-    }
+        )
+    });
     let state = match AppState::new(config, telemetry) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
     };
+    tracing::info!(listen = %addr, scheme, upstreams = %upstreams.join(", "), "llmtap listening");
+    tracing::info!("telemetry: {described}");
+    if let Some(line) = live_view {
+        tracing::info!("{line}");
+    }
+    if let Some(cert) = state.tls.clone() {
+        tokio::spawn(llmtap::reload_tls_on_sighup(cert));
+    }
     if let Some(b) = banner {
         println!("{}", b.replace("{addr}", &addr));
     }
@@ -220,6 +235,28 @@ async fn run_mock(listen: &str, fixtures: Option<std::path::PathBuf>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// `llmtap hash-key`: one key on stdin (surrounding whitespace and the newline ignored), its
+/// YAML line on stdout.
+fn hash_key() -> ExitCode {
+    use std::io::Read;
+    if std::io::stdin().is_terminal() {
+        eprintln!("llmtap hash-key: paste the client key, then Enter and Ctrl-D");
+    }
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(64 * 1024).read_to_end(&mut input) {
+        return config_failure(&format!("hash-key: cannot read stdin: {e}"));
+    }
+    let key = input.trim_ascii();
+    if key.is_empty() {
+        return config_failure("hash-key: no key on stdin");
+    }
+    if key.iter().any(u8::is_ascii_whitespace) {
+        return config_failure("hash-key: one key per run (the input contains whitespace)");
+    }
+    println!("{}", llmtap::auth::yaml_line(key));
+    ExitCode::SUCCESS
 }
 
 /// Checks `/healthz` at `url`: a base URL (`http://host:8080`) gets `/healthz` appended, a URL

@@ -47,6 +47,9 @@ pub struct StoredCall {
     pub arguments: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The tenant of the request that asked (client keys), for the span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl StoredCall {
@@ -66,6 +69,7 @@ impl StoredCall {
             request_model: c.request_model.clone(),
             arguments: c.arguments.clone(),
             description: c.description.clone(),
+            tenant: c.tenant.as_deref().map(str::to_owned),
         }
     }
 
@@ -96,6 +100,7 @@ impl StoredCall {
             request_model: self.request_model,
             arguments: self.arguments,
             description: self.description,
+            tenant: self.tenant.map(std::sync::Arc::from),
         })
     }
 }
@@ -226,6 +231,7 @@ mod tests {
             request_model: Some("gpt-4o".into()),
             arguments: None,
             description: Some("Weather for a city".into()),
+            tenant: Some("team-a".into()),
         };
         let stored = StoredCall::from_pending(&c);
         let json = serde_json::to_string(&stored).unwrap();
@@ -236,6 +242,7 @@ mod tests {
         assert_eq!(p.trace_state.header(), "vendor=x");
         assert_eq!(p.name, "get_weather");
         assert_eq!(p.description.as_deref(), Some("Weather for a city"));
+        assert_eq!(p.tenant.as_deref(), Some("team-a"));
         let drift = p
             .requested_at
             .duration_since(c.requested_at)

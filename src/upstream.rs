@@ -113,8 +113,13 @@ pub const PROMPT_TEMPLATE_HEADER: &str = "x-llmtap-prompt-template";
 
 /// The request headers sent upstream: the client's, minus hop-by-hop headers, `Host` (set
 /// from the upstream URL) and `Content-Length` (recomputed), with the client's credential
-/// replaced when the upstream has its own key.
-pub fn request_headers(inbound: &HeaderMap, upstream: &UpstreamConfig) -> HeaderMap {
+/// replaced when the upstream has its own key. With client keys on (`client_keys`), the
+/// client's credential is llmtap's, never the provider's: it is never forwarded.
+pub fn request_headers(
+    inbound: &HeaderMap,
+    upstream: &UpstreamConfig,
+    client_keys: bool,
+) -> HeaderMap {
     let listed = connection_listed(inbound);
     let mut out = HeaderMap::with_capacity(inbound.len());
     for (name, value) in inbound {
@@ -127,6 +132,13 @@ pub fn request_headers(inbound: &HeaderMap, upstream: &UpstreamConfig) -> Header
             continue;
         }
         out.append(name.clone(), value.clone());
+    }
+    if client_keys {
+        for h in crate::auth::CREDENTIAL_HEADERS {
+            if h != "cookie" {
+                out.remove(h);
+            }
+        }
     }
     if let Some(key) = &upstream.api_key {
         out.remove(header::AUTHORIZATION);
@@ -179,18 +191,26 @@ mod tests {
         h.insert("authorization", "Bearer client".parse().unwrap());
         h.insert("x-llmtap-prompt-template", "summarize".parse().unwrap());
         h.insert("openai-organization", "org".parse().unwrap());
-        let out = request_headers(&h, &cfg.upstreams[0]);
+        let out = request_headers(&h, &cfg.upstreams[0], false);
         assert!(out.get("host").is_none());
         assert!(out.get("x-hop").is_none());
         assert!(out.get("x-llmtap-prompt-template").is_none());
         assert_eq!(out.get("authorization").unwrap(), "Bearer client");
         assert_eq!(out.get("openai-organization").unwrap(), "org");
 
+        // Client keys on, no upstream key: the client's credential goes nowhere.
+        h.insert("x-api-key", "client".parse().unwrap());
+        let out = request_headers(&h, &cfg.upstreams[0], true);
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("x-api-key").is_none());
         cfg.upstreams[0].api_key = Some(test_secret("sk-gw"));
-        let out = request_headers(&h, &cfg.upstreams[0]);
+        let out = request_headers(&h, &cfg.upstreams[0], true);
+        assert_eq!(out.get("authorization").unwrap(), "Bearer sk-gw");
+        assert!(out.get("x-api-key").is_none());
+        let out = request_headers(&h, &cfg.upstreams[0], false);
         assert_eq!(out.get("authorization").unwrap(), "Bearer sk-gw");
         cfg.upstreams[0].provider = Provider::Azure;
-        let out = request_headers(&h, &cfg.upstreams[0]);
+        let out = request_headers(&h, &cfg.upstreams[0], false);
         assert!(out.get("authorization").is_none());
         assert_eq!(out.get("api-key").unwrap(), "sk-gw");
     }

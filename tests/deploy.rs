@@ -3373,6 +3373,7 @@ fn readme_states_the_size_of_a_stored_tool_call() {
         request_model: Some("gpt-4o-mini".into()),
         arguments: None,
         description: Some("Current weather for a city, in Celsius.".into()),
+        tenant: None,
     };
     let json = serde_json::to_string(&call).unwrap();
     let readme = read("README.md");

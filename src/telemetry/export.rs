@@ -36,25 +36,54 @@ fn header_map(t: &OtlpTarget) -> http::HeaderMap {
     h
 }
 
+/// The compression to ask the exporter for, from `Settings` (tests pass their own
+/// environment). Without one the SDK would look at the process environment itself, where
+/// the variable, if set at all, says the same.
+fn compression(t: &OtlpTarget) -> Option<opentelemetry_otlp::Compression> {
+    match t.compression.as_deref() {
+        None => None,
+        Some("gzip") => Some(opentelemetry_otlp::Compression::Gzip),
+        Some(other) => {
+            tracing::warn!(
+                compression = other,
+                endpoint = %t.endpoint,
+                "unsupported OTEL_EXPORTER_OTLP_COMPRESSION (gzip and none are); exporting uncompressed"
+            );
+            None
+        }
+    }
+}
+
 pub fn otlp_span_exporter(
     t: &OtlpTarget,
     resource: &Resource,
 ) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let gzip = compression(t);
     let mut e = match t.protocol {
-        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(t.endpoint.clone())
-            .with_timeout(t.timeout)
-            .with_metadata(tonic_metadata(t))
-            .build(),
-        p => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(http_client(t)?)
-            .with_protocol(protocol(p))
-            .with_endpoint(t.endpoint.clone())
-            .with_timeout(t.timeout)
-            .with_headers(t.headers.clone())
-            .build(),
+        Protocol::Grpc => {
+            let b = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(t.endpoint.clone())
+                .with_timeout(t.timeout)
+                .with_metadata(tonic_metadata(t));
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
+            }
+        }
+        p => {
+            let b = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(http_client(t)?)
+                .with_protocol(protocol(p))
+                .with_endpoint(t.endpoint.clone())
+                .with_timeout(t.timeout)
+                .with_headers(t.headers.clone());
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
+            }
+        }
     }
     .map_err(|e| e.to_string())?;
     e.set_resource(resource);
@@ -86,23 +115,34 @@ pub fn otlp_metric_exporter(
     temporality: Temporality,
 ) -> Result<opentelemetry_otlp::MetricExporter, String> {
     let temporality = sdk_temporality(temporality);
+    let gzip = compression(t);
     match t.protocol {
-        Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(t.endpoint.clone())
-            .with_timeout(t.timeout)
-            .with_metadata(tonic_metadata(t))
-            .with_temporality(temporality)
-            .build(),
-        p => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_http_client(http_client(t)?)
-            .with_protocol(protocol(p))
-            .with_endpoint(t.endpoint.clone())
-            .with_timeout(t.timeout)
-            .with_headers(t.headers.clone())
-            .with_temporality(temporality)
-            .build(),
+        Protocol::Grpc => {
+            let b = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(t.endpoint.clone())
+                .with_timeout(t.timeout)
+                .with_metadata(tonic_metadata(t))
+                .with_temporality(temporality);
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
+            }
+        }
+        p => {
+            let b = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_http_client(http_client(t)?)
+                .with_protocol(protocol(p))
+                .with_endpoint(t.endpoint.clone())
+                .with_timeout(t.timeout)
+                .with_headers(t.headers.clone())
+                .with_temporality(temporality);
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
+            }
+        }
     }
     .map_err(|e| e.to_string())
 }

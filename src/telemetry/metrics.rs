@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry::metrics::{
+    Counter, Histogram, Meter, MeterProvider as _, ObservableGauge, UpDownCounter,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -16,6 +18,7 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use super::cost;
+use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{request_model, token_usage, TokenUsage};
@@ -87,6 +90,10 @@ impl Bounded {
     }
 
     pub fn value(&self, v: &str) -> String {
+        // Never a label of unbounded size, and never a slot taken by one.
+        if !limits::fits(v) {
+            return OTHER.into();
+        }
         if self.known.contains(v) {
             return v.to_string();
         }
@@ -146,8 +153,12 @@ pub struct Instruments {
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
     pub state_errors: Counter<u64>,
+    /// Kept so its callback stays registered.
+    _tasks: Option<ObservableGauge<i64>>,
     models: Bounded,
     tools: Bounded,
+    /// `Some` when `metrics.tenant_attribute` is on.
+    tenants: Option<Bounded>,
     extra: HashMap<String, Bounded>,
     prices: cost::PriceTable,
     warned_unpriced: Mutex<HashSet<String>>,
@@ -359,6 +370,13 @@ impl Instruments {
                 .with_unit("{request}")
                 .with_description("Requests in flight through the proxy")
                 .build(),
+            _tasks: tokio::runtime::Handle::try_current().ok().map(|rt| {
+                m.i64_observable_gauge(sc::METRIC_RUNTIME_TASKS)
+                    .with_unit("{task}")
+                    .with_description("Tasks alive on llmtap's async runtime")
+                    .with_callback(move |o| o.observe(rt.metrics().num_alive_tasks() as i64, &[]))
+                    .build()
+            }),
             dropped: m
                 .u64_counter(sc::METRIC_TELEMETRY_DROPPED)
                 .with_unit("{item}")
@@ -371,6 +389,13 @@ impl Instruments {
                 .build(),
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),
+            tenants: config.metrics.tenant_attribute.then(|| {
+                let configured = config.auth.iter().flat_map(|a| &a.keys);
+                Bounded::new(
+                    configured.map(|k| k.tenant.clone()),
+                    config.metrics.max_attribute_values,
+                )
+            }),
             extra,
             prices: cost::PriceTable::new(config),
             warned_unpriced: Mutex::new(HashSet::new()),
@@ -411,6 +436,11 @@ impl Instruments {
                 base.push(KeyValue::new(k.clone(), b.value(v)));
             }
         }
+        let tenant = match (&self.tenants, &f.tenant) {
+            (Some(b), Some(t)) => Some(KeyValue::new(sc::LLMTAP_TENANT, b.value(t))),
+            _ => None,
+        };
+        base.extend(tenant.clone());
         let mut with_error = base.clone();
         if let Some(e) = &f.error {
             with_error.push(KeyValue::new(
@@ -540,6 +570,10 @@ impl Instruments {
                 if flag {
                     cost_attrs.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
                 }
+                // Cost per tenant is what a shared gateway is asked for first.
+                if let (Some(b), Some(t)) = (&self.tenants, &f.tenant) {
+                    cost_attrs.push(KeyValue::new(sc::LLMTAP_TENANT, b.value(t)));
+                }
                 let billed = [
                     ("input", c.input, usage.input_tokens),
                     ("output", c.output, usage.output_tokens),
@@ -556,7 +590,10 @@ impl Instruments {
                 let name = request_model(f).unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {
-                        tracing::info!(model = %name, "no price known for model; no cost recorded");
+                        tracing::info!(
+                            model = limits::cut(&name),
+                            "no price known for model; no cost recorded"
+                        );
                     }
                 }
             }
@@ -633,6 +670,13 @@ mod tests {
         assert_eq!(b.value("a"), "a");
         assert_eq!(b.value("gpt-4o"), "gpt-4o");
         assert_eq!(b.value("gpt-5-mini"), OTHER);
+        // An over-long value is `other` and takes no slot.
+        let b = Bounded::new([], 1);
+        assert_eq!(
+            b.value(&"m".repeat(limits::MAX_IDENTIFIER_CHARS + 1)),
+            OTHER
+        );
+        assert_eq!(b.value("short"), "short");
     }
 
     #[test]

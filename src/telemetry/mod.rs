@@ -9,6 +9,7 @@ pub mod content;
 pub mod cost;
 pub mod events;
 pub mod export;
+pub mod limits;
 pub mod metrics;
 pub mod prometheus;
 pub mod propagation;
@@ -542,6 +543,7 @@ impl Worker {
                     .iter()
                     .find(|(name, _)| *name == c.name)
                     .map(|(_, d)| d.clone()),
+                tenant: f.tenant.clone(),
                 arguments: self.redactor.as_ref().map(|_| c.arguments.clone()),
             };
             if let Some(i) = &self.instruments {
@@ -743,20 +745,24 @@ fn log_access(f: &FinishedRequest) {
             tracing::info!(
                 target: "llmtap::access",
                 method = %f.method,
-                path = %f.path,
+                path = %limits::cut(&f.path),
                 status = f.status.unwrap_or(0),
-                model = spans::request_model(f).unwrap_or("-"),
+                model = limits::cut(spans::request_model(f).unwrap_or("-")),
                 upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
                 duration_ms = format_args!("{duration_ms:.1}"),
                 bytes_out = f.bytes_out,
-                error = f.error.as_deref().unwrap_or("-"),
+                error = limits::cut(f.error.as_deref().unwrap_or("-")),
                 $($hint)*
                 "request"
             )
         };
     }
-    match &f.hint {
-        Some(h) => access!(hint = %h,),
-        None => access!(),
+    // `tenant` only with client keys on, so lines without them stay as they were.
+    let tenant = f.tenant.as_deref().map(limits::cut);
+    match (&f.hint, tenant) {
+        (Some(h), Some(t)) => access!(tenant = t, hint = %limits::cut(h),),
+        (Some(h), None) => access!(hint = %limits::cut(h),),
+        (None, Some(t)) => access!(tenant = t,),
+        (None, None) => access!(),
     }
 }

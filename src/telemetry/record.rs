@@ -49,6 +49,8 @@ pub struct RequestFacts {
     pub metric_attributes: Vec<(String, String)>,
     pub prompt_template: Option<String>,
     pub conversation_id: Option<String>,
+    /// The client key's tenant, when client keys are on and the key was known.
+    pub tenant: Option<Arc<str>>,
     pub status: Option<u16>,
     /// `error.type` once something failed.
     pub error: Option<String>,
@@ -270,6 +272,7 @@ impl RequestFacts {
             metric_attributes: Vec::new(),
             prompt_template: None,
             conversation_id: None,
+            tenant: None,
             status: None,
             error: None,
             usage_injected: false,

@@ -62,6 +62,9 @@ pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 
 // llmtap's own span attributes.
 pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
+/// The client key's tenant (`auth.keys[].tenant`), on every span of its request; on metrics
+/// when `metrics.tenant_attribute` is on.
+pub const LLMTAP_TENANT: &str = "llmtap.tenant";
 pub const LLMTAP_CHUNK_COUNT: &str = "llmtap.response.chunk_count";
 pub const LLMTAP_USAGE_INJECTED: &str = "llmtap.usage.injected";
 pub const LLMTAP_USAGE_INJECTION_REFUSED: &str = "llmtap.usage.injection_refused";
@@ -122,6 +125,8 @@ pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
 pub const METRIC_STATE_ERRORS: &str = "llmtap.state.errors";
+/// Tasks alive on llmtap's runtime: flat under steady load, or something leaks.
+pub const METRIC_RUNTIME_TASKS: &str = "llmtap.runtime.tasks";
 /// Attribute of `llmtap.telemetry.dropped`: which signal lost data.
 pub const SIGNAL: &str = "signal";
 

@@ -74,6 +74,9 @@ pub struct OtlpTarget {
     /// PEM CA bundle trusted for an `https` endpoint (`OTEL_EXPORTER_OTLP_CERTIFICATE`),
     /// on top of the system roots. HTTP transports only.
     pub certificate: Option<std::path::PathBuf>,
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION` (+ per signal), lower-cased: `gzip` is supported,
+    /// `none` or unset sends uncompressed; anything else is warned about at start.
+    pub compression: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,12 +221,17 @@ impl Settings {
             let certificate = get(&format!("OTEL_EXPORTER_OTLP_{up}_CERTIFICATE"))
                 .or_else(|| get("OTEL_EXPORTER_OTLP_CERTIFICATE"))
                 .map(std::path::PathBuf::from);
+            let compression = get(&format!("OTEL_EXPORTER_OTLP_{up}_COMPRESSION"))
+                .or_else(|| get("OTEL_EXPORTER_OTLP_COMPRESSION"))
+                .map(|v| v.to_ascii_lowercase())
+                .filter(|v| v != "none");
             OtlpTarget {
                 protocol,
                 endpoint,
                 headers,
                 timeout,
                 certificate,
+                compression,
             }
         };
         let traces_otlp = traces.iter().any(|e| e == "otlp").then(|| target("traces"));
@@ -302,7 +310,16 @@ impl Settings {
         let sinks = |o: &Option<OtlpTarget>, console: bool| {
             let mut v = Vec::new();
             if let Some(o) = o {
-                v.push(format!("otlp {} {}", o.protocol.otel_name(), o.endpoint));
+                let gzip = if o.compression.as_deref() == Some("gzip") {
+                    " (gzip)"
+                } else {
+                    ""
+                };
+                v.push(format!(
+                    "otlp {} {}{gzip}",
+                    o.protocol.otel_name(),
+                    o.endpoint
+                ));
             }
             if console {
                 v.push("console".into());
@@ -385,6 +402,8 @@ mod tests {
         let s = Settings::from_env(&env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
             ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db,tenant=t"),
@@ -404,6 +423,7 @@ mod tests {
             t.certificate.as_deref(),
             Some(std::path::Path::new("/etc/otel/ca.pem"))
         );
+        assert_eq!(t.compression.as_deref(), Some("gzip"));
         assert!(s.traces_console);
         assert!(s.metrics_otlp.is_none());
         assert!(s.metrics_prometheus);

@@ -9,6 +9,7 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::content::Redactor;
+use super::limits::cut;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::tools::PendingCall;
@@ -133,7 +134,8 @@ pub const CONTENT_KEYS: [&str; 6] = [
 /// The span name: `{operation} {request model}`.
 pub fn inference_span_name(f: &FinishedRequest) -> Option<String> {
     let op = f.operation?;
-    Some(match request_model(f) {
+    // Identifiers from the request (and the upstream) are cut to the documented length.
+    Some(match request_model(f).map(cut) {
         Some(m) => format!("{} {m}", op.name()),
         None => op.name().to_string(),
     })
@@ -163,8 +165,11 @@ pub fn inference_attributes(
         a.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
         a.push(KeyValue::new(sc::LLMTAP_UPSTREAM, u.name.clone()));
     }
+    if let Some(t) = &f.tenant {
+        a.push(KeyValue::new(sc::LLMTAP_TENANT, cut(t).to_string()));
+    }
     if let Some(m) = model {
-        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.to_string()));
+        a.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, cut(m).to_string()));
     }
     if let Some(r) = &f.request {
         let mut f64_attr = |k: &'static str, v: Option<f64>| {
@@ -263,19 +268,25 @@ pub fn inference_attributes(
         }
     }
     if let Some(t) = &f.prompt_template {
-        a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, t.clone()));
-        a.push(KeyValue::new(sc::LLMTAP_PROMPT_TEMPLATE, t.clone()));
+        a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, cut(t).to_string()));
+        a.push(KeyValue::new(
+            sc::LLMTAP_PROMPT_TEMPLATE,
+            cut(t).to_string(),
+        ));
     }
     let from_body = f.request.as_ref().and_then(|r| r.conversation_id.as_ref());
     if let Some(c) = f.conversation_id.as_ref().or(from_body) {
-        a.push(KeyValue::new(sc::GEN_AI_CONVERSATION_ID, c.clone()));
+        a.push(KeyValue::new(
+            sc::GEN_AI_CONVERSATION_ID,
+            cut(c).to_string(),
+        ));
     }
     let r = &f.response;
     if let Some(v) = &r.id {
-        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_ID, s(v)));
+        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_ID, s(cut(v))));
     }
     if let Some(v) = &r.model {
-        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, s(v)));
+        a.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, s(cut(v))));
     }
     if !r.finish_reasons.is_empty() {
         let reasons: Vec<StringValue> = r
@@ -321,10 +332,10 @@ pub fn inference_attributes(
         a.push(KeyValue::new(sc::HTTP_RESPONSE_STATUS_CODE, st as i64));
     }
     for (k, v) in &f.extra_attributes {
-        a.push(KeyValue::new(k.clone(), v.clone()));
+        a.push(KeyValue::new(k.clone(), cut(v).to_string()));
     }
     if let Some(e) = &f.error {
-        a.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+        a.push(KeyValue::new(sc::ERROR_TYPE, cut(e).to_string()));
     }
     Some(InferenceAttributes {
         attributes: a,
@@ -485,13 +496,16 @@ pub fn tool_span(
     // does not run it (the metrics keep it, as llmtap's own attribute).
     let mut a = vec![
         KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"),
-        KeyValue::new(sc::GEN_AI_TOOL_NAME, call.name.clone()),
-        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, call.call_id.clone()),
-        KeyValue::new(sc::GEN_AI_TOOL_TYPE, call.kind.clone()),
+        KeyValue::new(sc::GEN_AI_TOOL_NAME, cut(&call.name).to_string()),
+        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, cut(&call.call_id).to_string()),
+        KeyValue::new(sc::GEN_AI_TOOL_TYPE, cut(&call.kind).to_string()),
         KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
     ];
     if let Some(d) = &call.description {
         a.push(KeyValue::new(sc::GEN_AI_TOOL_DESCRIPTION, d.clone()));
+    }
+    if let Some(t) = &call.tenant {
+        a.push(KeyValue::new(sc::LLMTAP_TENANT, cut(t).to_string()));
     }
     if let (Some(red), true) = (cx.redactor, cx.content_on_spans) {
         if let Some(args) = &call.arguments {
@@ -519,7 +533,7 @@ pub fn tool_span(
         parent_span_id: call.parent_span_id,
         parent_span_is_remote: false,
         span_kind: SpanKind::Internal,
-        name: Cow::Owned(format!("execute_tool {}", call.name)),
+        name: Cow::Owned(format!("execute_tool {}", cut(&call.name))),
         start_time: call.requested_at,
         end_time: end.max(call.requested_at),
         attributes: a,

@@ -23,6 +23,8 @@ pub struct PendingCall {
     pub request_model: Option<String>,
     /// `gen_ai.tool.description`: the description of the tool in the request that offered it.
     pub description: Option<String>,
+    /// The tenant of the request whose response asked for the call.
+    pub tenant: Option<std::sync::Arc<str>>,
     /// Opt-in content: the arguments as sent (redacted and cut when the span is built).
     pub arguments: Option<String>,
 }
@@ -121,6 +123,7 @@ mod tests {
             requested: at,
             request_model: None,
             description: None,
+            tenant: None,
             arguments: None,
         }
     }

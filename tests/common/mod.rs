@@ -2,6 +2,7 @@
 //! `serve()`), an OTLP receiver, and the official Python SDK, all on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod otlp;
 
 use std::collections::HashMap;

@@ -1,0 +1,123 @@
+//! Accepting connections: HTTP/1.1 and HTTP/2 on one port, with the limits a gateway exposed
+//! to hostile clients needs, and graceful shutdown.
+//!
+//! `axum::serve` gives no access to hyper's connection settings, so connections are served
+//! here with hyper-util directly:
+//! - A client has `header_read_timeout` to send a request's head: from the moment it
+//!   connects (a connection that sends nothing is closed), and again between requests on a
+//!   kept-alive connection. Slow-header clients (slowloris) are cut at that point.
+//! - Heads over hyper's limits (100 headers, about 400 KB) are a 431; two different
+//!   `Content-Length`s are a 400; with both `Content-Length` and `Transfer-Encoding` the body
+//!   is read as chunked and the connection closed after the response (RFC 9112 §6.1).
+//! - HTTP/2 keeps h2's defenses against rapid reset (a bounded number of streams reset
+//!   before they are accepted).
+//! - Accepted sockets get `TCP_NODELAY`: streams are many small writes, and Nagle's
+//!   algorithm with the client's delayed ACK would hold each chunk back by up to 40 ms.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Also bounds the TLS handshake.
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then stops accepting, lets every
+/// connection finish its in-flight requests, and returns when all are closed.
+/// With `tls`, every connection is a TLS one (handshake within the header timeout).
+pub fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    async move {
+        let graceful = GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|v| *v) => break,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone());
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let mut stop = stop.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                // hyper's header timer starts once it knows the protocol, which needs the
+                // first bytes: a connection that sends none is closed here.
+                let mut first = [0u8; 1];
+                tokio::select! {
+                    r = tokio::time::timeout(limits.header_read_timeout, tcp.peek(&mut first)) => {
+                        if !matches!(r, Ok(Ok(n)) if n > 0) {
+                            return;
+                        }
+                    }
+                    _ = stop.wait_for(|v| *v) => return,
+                }
+                match tls {
+                    None => {
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(tcp);
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(limits.header_read_timeout, handshake).await
+                        else {
+                            // A failed or stalled handshake: nothing to answer.
+                            return;
+                        };
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    }
+}
+
+/// Accept errors: a connection that failed before it was accepted is nothing to wait for;
+/// anything else (out of file descriptors) is retried after a pause instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}

@@ -1,0 +1,352 @@
+//! TLS both ways (issue 19 §4): HTTPS upstreams against a real rustls server with a CA made
+//! in the test, and llmtap's own inbound TLS with a SIGHUP reload that drops no connection.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+fn hi(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTPS upstreams against a real TLS server
+// ---------------------------------------------------------------------------------------
+
+/// A CA made in the test, and a server certificate for 127.0.0.1 and localhost signed by it.
+struct TestPki {
+    ca_pem: String,
+    server_cert: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    (params.self_signed(&key).unwrap(), key)
+}
+
+fn test_pki() -> TestPki {
+    let (ca, ca_key) = test_ca("llmtap test CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        server_cert: cert.der().clone(),
+        server_key: key.serialize_der(),
+    }
+}
+
+/// Accepts TCP connections and completes the TLS handshake (bounded); failed handshakes
+/// (a client that does not trust us) are skipped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.tls.accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The scripted upstream behind TLS with `pki`'s server certificate; its `https://` base.
+async fn start_tls_upstream(pki: &TestPki) -> (llmtap::mock::MockUpstream, String) {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.server_cert.clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(pki.server_key.clone().into()),
+        )
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = TlsListener {
+        tcp,
+        tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let mock = llmtap::mock::MockUpstream::new(llmtap::mock::MockConfig::default());
+    let router = mock.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (mock, format!("https://{addr}"))
+}
+
+async fn proxy_with_ca(upstream: &str, ca_file: std::path::PathBuf) -> Proxy {
+    start_proxy(
+        upstream,
+        ProxyOpts {
+            env: no_telemetry(),
+            tweak: Some(Box::new(move |c| c.ca_file = Some(ca_file))),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_https_upstream_signed_by_the_ca_file_works_and_a_wrong_ca_is_a_clear_502() {
+    let dir = TempDir::new("tls-upstream");
+    let pki = test_pki();
+    let (mock, base) = start_tls_upstream(&pki).await;
+    let good_ca = dir.path().join("ca.pem");
+    std::fs::write(&good_ca, &pki.ca_pem).unwrap();
+
+    // Trusted through --ca-file: plain and streamed calls go through.
+    let proxy = proxy_with_ca(&base, good_ca).await;
+    let (status, text) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("chat.completion"));
+    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, text) = chat_text(&proxy.url, stream, &[]).await;
+    assert_eq!(status, 200);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(mock.requests().len(), 2);
+    proxy.stop().await;
+
+    // A CA that did not sign the server's certificate: 502 saying why.
+    let (other_ca, _) = test_ca("some other CA");
+    let wrong_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong_ca, other_ca.pem()).unwrap();
+    let proxy = proxy_with_ca(&base, wrong_ca).await;
+    let r = post_chat(&proxy.url, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unreachable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("invalid peer certificate: UnknownIssuer"),
+        "the cause is not clear: {message}"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the upstream saw the refused call"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Inbound TLS
+// ---------------------------------------------------------------------------------------
+
+/// Writes `pki`'s server certificate and key as the PEM files llmtap serves.
+fn write_server_files(pki: &TestPki, cert: &Path, key: &Path) {
+    let pem = |label: &str, der: &[u8]| {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    std::fs::write(cert, pem("CERTIFICATE", &pki.server_cert)).unwrap();
+    std::fs::write(key, pem("PRIVATE KEY", &pki.server_key)).unwrap();
+}
+
+/// A client that trusts only `ca_pem`, with a fresh connection pool.
+fn client_trusting(ca_pem: &str) -> reqwest::Client {
+    llmtap::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn sighup(proc: &bin::Proc) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &proc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn inbound_tls_serves_http2_and_reloads_on_sighup_without_dropping_a_stream() {
+    let dir = TempDir::new("inbound-tls");
+    let (cert, key, log) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("stderr.log"),
+    );
+    let (old, new) = (test_pki(), test_pki());
+    write_server_files(&old, &cert, &key);
+    let up = start_upstream().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let upstream = format!("{}/v1", up.base);
+    let args = [
+        "--listen",
+        listen.as_str(),
+        "--upstream",
+        upstream.as_str(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let env = [
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ];
+    let proc = bin::Proc(bin::command(&args, &env, &log).spawn().unwrap());
+    let base = format!("https://{listen}");
+    let trusts_old = client_trusting(&old.ca_pem);
+    let mut healthy = false;
+    for _ in 0..200 {
+        if let Ok(r) = trusts_old.get(format!("{base}/healthz")).send().await {
+            healthy = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        healthy,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // HTTPS, HTTP/2 by ALPN, through to the upstream.
+    let r = trusts_old
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&hi("gpt-4o-mini"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    // Plain HTTP on the TLS port is not served.
+    let plain = client()
+        .get(format!("http://{listen}/healthz"))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+
+    // A stream of 10 chunks 200 ms apart, running across the reload.
+    let stream = trusts_old
+        .post(format!("{base}/v1/chat/completions"))
+        .header("x-mock-chunks", "10")
+        .header("x-mock-chunk-delay-ms", "200")
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+            "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    write_server_files(&new, &cert, &key);
+    sighup(&proc);
+    eventually("the reload", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("TLS certificate reloaded")
+    })
+    .await;
+    let text = stream.text().await.unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "the stream was cut: {text}"
+    );
+
+    // New handshakes get the new certificate: its CA is trusted, the old one no longer is.
+    let r = client_trusting(&new.ca_pem)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let err = client_trusting(&old.ca_pem)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+
+    // A reload from a broken file keeps the certificate in use, and says why.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    sighup(&proc);
+    eventually("the failed reload", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("TLS certificate not reloaded")
+    })
+    .await;
+    let r = client_trusting(&new.ca_pem)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_tls_cert_without_its_key_or_a_key_that_does_not_match_is_refused_at_start() {
+    let dir = TempDir::new("tls-config");
+    let (a, b) = (test_pki(), test_pki());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    write_server_files(&a, &cert, &key);
+    let other_key = dir.path().join("other-key.pem");
+    write_server_files(&b, &dir.path().join("other-cert.pem"), &other_key);
+    let run = |args: &[&str]| {
+        let log = dir.path().join("stderr.log");
+        let out = bin::command(args, &[], &log).status().unwrap();
+        (
+            out.code(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+    };
+    let (code, err) = run(&["--tls-cert", cert.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-key"), "{err}");
+    let (code, err) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        other_key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("tls key") && err.lines().count() == 1, "{err}");
+}
