@@ -55,6 +55,40 @@ pub struct Cost {
     pub output: f64,
 }
 
+/// The price tables: `metrics.prices` and the upstreams' own `prices`. One lookup for the cost
+/// metric and the cost span attributes, so the two cannot disagree.
+#[derive(Debug, Clone, Default)]
+pub struct PriceBook {
+    default: Vec<Price>,
+    by_upstream: std::collections::HashMap<String, Vec<Price>>,
+}
+
+impl PriceBook {
+    pub fn from_config(config: &crate::config::Config) -> PriceBook {
+        PriceBook {
+            default: config.metrics.prices.clone(),
+            by_upstream: config
+                .upstreams
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.prices.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// The price for a call through `upstream` (its own table when it has one).
+    pub fn find(
+        &self,
+        upstream: Option<&str>,
+        response_model: Option<&str>,
+        request_model: Option<&str>,
+    ) -> Option<&Price> {
+        let table = upstream
+            .and_then(|u| self.by_upstream.get(u))
+            .unwrap_or(&self.default);
+        find_price(table, response_model, request_model)
+    }
+}
+
 /// First matching price: the response model (the real version) first, then the request model.
 pub fn find_price<'p>(
     prices: &'p [Price],

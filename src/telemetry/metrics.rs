@@ -20,7 +20,7 @@ use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{request_model, token_usage, TokenUsage};
 use super::tools::PendingCall;
-use crate::config::{Config, Price};
+use crate::config::Config;
 use crate::route::Operation;
 use crate::stream::openai::Usage;
 
@@ -149,8 +149,7 @@ pub struct Instruments {
     models: Bounded,
     tools: Bounded,
     extra: HashMap<String, Bounded>,
-    prices: Vec<Price>,
-    upstream_prices: HashMap<String, Vec<Price>>,
+    prices: cost::PriceBook,
     warned_unpriced: Mutex<HashSet<String>>,
     report_estimated: bool,
 }
@@ -373,12 +372,7 @@ impl Instruments {
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),
             extra,
-            prices: config.metrics.prices.clone(),
-            upstream_prices: config
-                .upstreams
-                .iter()
-                .filter_map(|u| Some((u.name.clone(), u.prices.clone()?)))
-                .collect(),
+            prices: cost::PriceBook::from_config(config),
             warned_unpriced: Mutex::new(HashSet::new()),
             report_estimated: config.telemetry.report_estimated_usage,
         }
@@ -525,12 +519,11 @@ impl Instruments {
             (None, TokenUsage::Estimated(u)) => (u, &self.cost_estimated, false),
             (None, _) => return,
         };
-        let table = f
-            .upstream
-            .as_ref()
-            .and_then(|u| self.upstream_prices.get(&u.name))
-            .unwrap_or(&self.prices);
-        match cost::find_price(table, f.response.model.as_deref(), request_model(f)) {
+        let upstream = f.upstream.as_ref().map(|u| u.name.as_str());
+        match self
+            .prices
+            .find(upstream, f.response.model.as_deref(), request_model(f))
+        {
             Some(price) => {
                 let c = cost::compute(price, usage);
                 let mut cost_attrs = vec![];

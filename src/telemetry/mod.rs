@@ -4,6 +4,7 @@
 //! Nothing here is global: every `Telemetry` owns its providers and exporters, so tests can
 //! run several proxies in one process, each exporting to its own receiver.
 
+pub mod compat;
 pub mod console;
 pub mod content;
 pub mod cost;
@@ -172,6 +173,8 @@ impl Telemetry {
             content_on_spans: content.on_spans(),
             latest: settings.genai_latest,
             report_estimated: config.telemetry.report_estimated_usage,
+            compat: compat::Compat::new(&config.telemetry.compat),
+            prices: cost::PriceBook::from_config(config),
             value_limit: settings.attribute_value_limit,
             sample_ratio: settings.sample_ratio,
             parent_based: settings.parent_based,
@@ -321,6 +324,8 @@ macro_rules! span_cx {
             value_limit: $w.value_limit,
             latest: $w.latest,
             report_estimated: $w.report_estimated,
+            compat: $w.compat,
+            prices: &$w.prices,
         }
     };
 }
@@ -344,6 +349,8 @@ struct Worker {
     content_on_spans: bool,
     latest: bool,
     report_estimated: bool,
+    compat: compat::Compat,
+    prices: cost::PriceBook,
     value_limit: Option<usize>,
     sample_ratio: f64,
     parent_based: bool,
