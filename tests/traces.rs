@@ -372,7 +372,10 @@ telemetry:
     );
     // The system prompt stays in the input messages (chat completions carry it there).
     assert_eq!(messages[0]["role"], "system", "{input}");
-    assert_eq!(messages[0]["parts"][0]["content"], "You are terse.", "{input}");
+    assert_eq!(
+        messages[0]["parts"][0]["content"], "You are terse.",
+        "{input}"
+    );
     assert!(s.str_attr("gen_ai.system_instructions").is_none());
     let output: Value =
         serde_json::from_str(s.str_attr("gen_ai.output.messages").unwrap()).unwrap();
