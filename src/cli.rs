@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{LogFormat, Provider};
+use crate::config::{CompatProfile, LogFormat, Provider};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +118,10 @@ pub struct ProxyArgs {
     /// llmtap.usage.estimated=true [default: false].
     #[arg(long, env = "LLMTAP_REPORT_ESTIMATED_USAGE")]
     pub report_estimated_usage: Option<bool>,
+    /// Also write these backends' own span attributes next to the gen_ai ones, a comma
+    /// list of openinference, langfuse, openlit [default: none].
+    #[arg(long, env = "LLMTAP_COMPAT", value_enum, value_delimiter = ',')]
+    pub compat: Option<Vec<CompatProfile>>,
     /// Distinct model names kept as metric attribute values before others become `other` [default: 100].
     #[arg(long, env = "LLMTAP_MAX_MODELS")]
     pub max_models: Option<usize>,

@@ -54,6 +54,19 @@ impl Provider {
     }
 }
 
+/// A GenAI backend whose own attribute names are added next to the `gen_ai.*` ones
+/// (`telemetry.compat`); see `telemetry::compat` for the names and where each comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CompatProfile {
+    /// OpenInference (Arize Phoenix older than 15.10, Arize AX).
+    Openinference,
+    /// Langfuse's OTLP ingestion.
+    Langfuse,
+    /// OpenLIT's dashboards.
+    Openlit,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -210,6 +223,8 @@ pub struct TelemetryConfig {
     pub slow_request: Duration,
     /// Finished requests waiting for the telemetry worker; beyond this they are dropped and counted.
     pub queue_size: usize,
+    /// Backends whose own names are added to the spans (none by default).
+    pub compat: Vec<CompatProfile>,
 }
 
 impl Default for TelemetryConfig {
@@ -226,6 +241,7 @@ impl Default for TelemetryConfig {
             max_pending_tool_calls: 10_000,
             slow_request: Duration::from_secs(10),
             queue_size: 8192,
+            compat: Vec::new(),
         }
     }
 }
@@ -484,6 +500,7 @@ struct FileTelemetry {
     max_pending_tool_calls: Option<usize>,
     slow_request_secs: Option<f64>,
     queue_size: Option<usize>,
+    compat: Option<Vec<CompatProfile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -658,6 +675,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.queue_size {
             d.queue_size = v;
+        }
+        if let Some(v) = t.compat {
+            d.compat = v;
         }
     }
     if let Some(m) = file.metrics {
@@ -885,6 +905,9 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     }
     if let Some(v) = a.report_estimated_usage {
         cfg.telemetry.report_estimated_usage = v;
+    }
+    if let Some(v) = &a.compat {
+        cfg.telemetry.compat = v.clone();
     }
     if let Some(v) = a.max_models {
         cfg.metrics.max_models = v;
@@ -1189,6 +1212,34 @@ mod tests {
             let e = load_yaml(yaml, &env(&[])).unwrap_err();
             assert!(e.0.contains(key), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn compat_profiles_from_file_and_flag() {
+        use clap::Parser;
+        let cfg = load_yaml(
+            "telemetry:\n  compat: [openinference, langfuse]\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.telemetry.compat,
+            vec![CompatProfile::Openinference, CompatProfile::Langfuse]
+        );
+        assert!(load_yaml("telemetry:\n  compat: [phoenix]\n", &env(&[])).is_err());
+        assert!(load_yaml("", &env(&[]))
+            .unwrap()
+            .telemetry
+            .compat
+            .is_empty());
+        let cli =
+            crate::cli::Cli::try_parse_from(["llmtap", "--compat", "openlit,langfuse"]).unwrap();
+        assert_eq!(
+            cli.proxy.compat,
+            Some(vec![CompatProfile::Openlit, CompatProfile::Langfuse])
+        );
+        let cfg = load(&cli.proxy, &env(&[])).unwrap();
+        assert_eq!(cfg.telemetry.compat.len(), 2);
     }
 
     #[test]

@@ -271,7 +271,9 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
     let mut out = RequestContent::default();
     match op {
         Operation::Chat => {
-            let mut system = Vec::new();
+            // System and developer messages stay in the input messages: the conventions
+            // give system instructions their own attribute only when the API carries them
+            // apart from the messages (Anthropic `system`, Responses `instructions`).
             let mut input = Vec::new();
             for m in obj
                 .get("messages")
@@ -281,10 +283,6 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
             {
                 let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
                 let text = content_text(m.get("content"));
-                if role == "system" || role == "developer" {
-                    system.push(serde_json::json!({"type": "text", "content": text}));
-                    continue;
-                }
                 let mut parts = Vec::new();
                 if role == "tool" {
                     parts.push(serde_json::json!({
@@ -312,9 +310,6 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                 input.push(serde_json::json!({"role": role, "parts": parts}));
             }
             out.input_messages = Some(Value::Array(input));
-            if !system.is_empty() {
-                out.system_instructions = Some(Value::Array(system));
-            }
             if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
                 let defs: Vec<Value> = tools
                     .iter()
@@ -470,16 +465,12 @@ mod tests {
         assert_eq!(info.tool_results, vec![("call_1".into(), "42".into())]);
         assert_eq!(info.prompt_hash.as_ref().unwrap().len(), 64);
         let c = info.content.unwrap();
-        assert!(c
-            .system_instructions
-            .unwrap()
-            .to_string()
-            .contains("be nice"));
-        assert!(c
-            .input_messages
-            .unwrap()
-            .to_string()
-            .contains("tool_call_response"));
+        // Chat completions carry the system prompt as a message: it stays one.
+        assert!(c.system_instructions.is_none());
+        let input = c.input_messages.unwrap();
+        assert_eq!(input[0]["role"], "system");
+        assert_eq!(input[0]["parts"][0]["content"], "be nice");
+        assert!(input.to_string().contains("tool_call_response"));
         // Same messages with different spacing/key order hash the same.
         let b2 = br#"{"messages":[{"content":"be nice","role":"system"},{"role":"user","content":[{"text":"hi there","type":"text"}]},{"tool_call_id":"call_1","role":"tool","content":"42"}],"model":"other"}"#;
         let (info2, _) = parse(b2, Operation::Chat, false).unwrap();

@@ -365,13 +365,18 @@ telemetry:
     );
     // Cut by leaf: the message text is cut (and marked), the JSON still parses.
     let messages: Value = serde_json::from_str(input).expect("truncated content parses");
-    let text = messages[0]["parts"][0]["content"].as_str().unwrap();
+    let text = messages[1]["parts"][0]["content"].as_str().unwrap();
     assert!(
         text.ends_with("…[truncated]") && text.chars().count() <= 200 + 12,
         "{input}"
     );
-    let system = s.str_attr("gen_ai.system_instructions").unwrap();
-    assert!(system.contains("You are terse."), "{system}");
+    // The system prompt stays in the input messages (chat completions carry it there).
+    assert_eq!(messages[0]["role"], "system", "{input}");
+    assert_eq!(
+        messages[0]["parts"][0]["content"], "You are terse.",
+        "{input}"
+    );
+    assert!(s.str_attr("gen_ai.system_instructions").is_none());
     let output: Value =
         serde_json::from_str(s.str_attr("gen_ai.output.messages").unwrap()).unwrap();
     assert_eq!(output[0]["role"], "assistant");

@@ -29,14 +29,25 @@ impl PriceTable {
         }
     }
 
-    /// The price of a finished request: from its upstream's own table when it has one.
+    /// The price of a finished request: from its upstream's own table when it has one. One
+    /// lookup for the cost metric, the span's cost attributes and the live view, so they
+    /// cannot disagree.
     pub fn price_for(&self, f: &FinishedRequest) -> Option<&Price> {
-        let table = f
-            .upstream
-            .as_ref()
-            .and_then(|u| self.per_upstream.get(&u.name))
+        let upstream = f.upstream.as_ref().map(|u| u.name.as_str());
+        self.find(upstream, f.response.model.as_deref(), request_model(f))
+    }
+
+    /// The price for a call through `upstream` (its own table when it has one).
+    pub fn find(
+        &self,
+        upstream: Option<&str>,
+        response_model: Option<&str>,
+        request_model: Option<&str>,
+    ) -> Option<&Price> {
+        let table = upstream
+            .and_then(|u| self.per_upstream.get(u))
             .unwrap_or(&self.global);
-        find_price(table, f.response.model.as_deref(), request_model(f))
+        find_price(table, response_model, request_model)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Nothing here is global: every `Telemetry` owns its providers and exporters, so tests can
 //! run several proxies in one process, each exporting to its own receiver.
 
+pub mod compat;
 pub mod console;
 pub mod content;
 pub mod cost;
@@ -83,6 +84,9 @@ struct Inner {
     /// Redaction and truncation of captured content; `None` when capture is off.
     redactor: Option<Arc<Redactor>>,
     report_estimated: bool,
+    /// Backend compatibility profiles and prices, for views that rebuild span attributes.
+    compat: compat::Compat,
+    prices: cost::PriceTable,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
 }
@@ -188,6 +192,8 @@ impl Telemetry {
             content_on_spans: content.on_spans(),
             latest: settings.genai_latest,
             report_estimated: config.telemetry.report_estimated_usage,
+            compat: compat::Compat::new(&config.telemetry.compat),
+            prices: cost::PriceTable::new(config),
             value_limit: settings.attribute_value_limit,
             sample_ratio: settings.sample_ratio,
             parent_based: settings.parent_based,
@@ -215,6 +221,8 @@ impl Telemetry {
                 recent,
                 redactor,
                 report_estimated: config.telemetry.report_estimated_usage,
+                compat: compat::Compat::new(&config.telemetry.compat),
+                prices: cost::PriceTable::new(config),
                 _meter_provider: meter_provider,
             }),
         }
@@ -255,6 +263,8 @@ impl Telemetry {
             value_limit: self.inner.settings.attribute_value_limit,
             latest: self.inner.settings.genai_latest,
             report_estimated: self.inner.report_estimated,
+            compat: self.inner.compat,
+            prices: &self.inner.prices,
         }
     }
 
@@ -359,6 +369,8 @@ macro_rules! span_cx {
             value_limit: $w.value_limit,
             latest: $w.latest,
             report_estimated: $w.report_estimated,
+            compat: $w.compat,
+            prices: &$w.prices,
         }
     };
 }
@@ -382,6 +394,8 @@ struct Worker {
     content_on_spans: bool,
     latest: bool,
     report_estimated: bool,
+    compat: compat::Compat,
+    prices: cost::PriceTable,
     value_limit: Option<usize>,
     sample_ratio: f64,
     parent_based: bool,

@@ -8,7 +8,9 @@ use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, Status, TraceFla
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
+use super::compat::{self, Compat};
 use super::content::Redactor;
+use super::cost::{self, PriceTable};
 use super::limits::cut;
 use super::record::FinishedRequest;
 use super::semconv as sc;
@@ -27,6 +29,10 @@ pub struct SpanContextInfo<'a> {
     pub latest: bool,
     /// llmtap's estimates are written to the standard usage names (flagged).
     pub report_estimated: bool,
+    /// Backends whose own names are added (`telemetry.compat`).
+    pub compat: Compat,
+    /// For the compat profiles' cost.
+    pub prices: &'a PriceTable,
 }
 
 /// Token counts of a finished request: what the upstream reported, or llmtap's estimate from
@@ -397,10 +403,37 @@ pub fn inference_span(
         attributes: mut a,
         content,
     } = attrs;
+    let (mut input, mut output) = (None, None);
     if let (Some(red), true) = (cx.redactor, cx.content_on_spans) {
         for (k, v) in &content {
-            a.push(KeyValue::new(*k, red.content_string(v, cx.value_limit)));
+            let text = red.content_string(v, cx.value_limit);
+            match *k {
+                sc::GEN_AI_INPUT_MESSAGES => input = Some(text.clone()),
+                sc::GEN_AI_OUTPUT_MESSAGES => output = Some(text.clone()),
+                _ => {}
+            }
+            a.push(KeyValue::new(*k, text));
         }
+    }
+    if cx.compat.any() {
+        let usage = token_usage(f);
+        let standard = usage.standard(cx.report_estimated).map(|(u, _)| u);
+        let upstream = f.upstream.as_ref().map(|u| u.name.as_str());
+        let cost = standard.and_then(|u| {
+            let price = cx
+                .prices
+                .find(upstream, f.response.model.as_deref(), request_model(f))?;
+            let c = cost::compute(price, u);
+            Some(c.input + c.output)
+        });
+        let facts = compat::InferenceFacts {
+            f,
+            usage: standard,
+            cost,
+            input_messages: input.as_deref(),
+            output_messages: output.as_deref(),
+        };
+        compat::inference(cx.compat, &facts, &mut a);
     }
     let status = match &f.error {
         Some(e) => {
@@ -507,20 +540,27 @@ pub fn tool_span(
     if let Some(t) = &call.tenant {
         a.push(KeyValue::new(sc::LLMTAP_TENANT, cut(t).to_string()));
     }
+    let (mut args_out, mut result_out) = (None, None);
     if let (Some(red), true) = (cx.redactor, cx.content_on_spans) {
         if let Some(args) = &call.arguments {
-            a.push(KeyValue::new(
-                sc::GEN_AI_TOOL_CALL_ARGUMENTS,
-                tool_content(red, args, cx.value_limit),
-            ));
+            let v = tool_content(red, args, cx.value_limit);
+            args_out = Some(v.clone());
+            a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_ARGUMENTS, v));
         }
         if let Some(res) = result {
-            a.push(KeyValue::new(
-                sc::GEN_AI_TOOL_CALL_RESULT,
-                tool_content(red, res, cx.value_limit),
-            ));
+            let v = tool_content(red, res, cx.value_limit);
+            result_out = Some(v.clone());
+            a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_RESULT, v));
         }
     }
+    compat::tool(
+        cx.compat,
+        &call.name,
+        call.description.as_deref(),
+        args_out.as_deref(),
+        result_out.as_deref(),
+        &mut a,
+    );
     limit_values(&mut a, cx.value_limit);
     SpanData {
         span_context: SpanContext::new(
