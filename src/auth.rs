@@ -93,23 +93,56 @@ impl ClientKeys {
         }
     }
 
+    /// Like [`admit`](Self::admit), with the per-minute limit counted across replicas in the
+    /// shared state: one fixed one-minute window per key in Redis (`INCR`, the window's key
+    /// expiring after two minutes), so N replicas together admit at most the limit per
+    /// minute. Redis unavailable: this replica's own limiter decides (fail open, counted).
+    pub async fn admit_shared(
+        &self,
+        headers: &HeaderMap,
+        shared: &crate::state::SharedState,
+    ) -> Result<Admission, Refusal> {
+        let key = presented_key(headers).ok_or(Refusal::MissingKey)?;
+        let client = self.find(&digest(key)).ok_or(Refusal::UnknownKey)?;
+        let permit = client.take_slot()?;
+        if let Some((limit, limiter)) = &client.rate {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let minute = now.as_secs() / 60;
+            let id = hex(&client.digest[..16]);
+            match shared.count_in_window(&format!("rate:{id}:{minute}")).await {
+                Ok(n) if n > u64::from(*limit) => {
+                    return Err(Refusal::RateLimited {
+                        tenant: client.tenant.clone(),
+                        limit: *limit,
+                        retry_after: Duration::from_secs(60 - now.as_secs() % 60),
+                    })
+                }
+                Ok(_) => {}
+                Err(()) => {
+                    if let Err(not_until) = limiter.check() {
+                        return Err(Refusal::RateLimited {
+                            tenant: client.tenant.clone(),
+                            limit: *limit,
+                            retry_after: not_until.wait_time_from(self.clock.now()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Admission {
+            tenant: client.tenant.clone(),
+            permit,
+        })
+    }
+
     /// Checks the request's key and the key's limits; on success the request may go on.
     pub fn admit(&self, headers: &HeaderMap) -> Result<Admission, Refusal> {
         let key = presented_key(headers).ok_or(Refusal::MissingKey)?;
         let client = self.find(&digest(key)).ok_or(Refusal::UnknownKey)?;
         // Concurrency first: a slot not taken is given back for free, a rate token is not.
-        let permit = match &client.concurrency {
-            None => None,
-            Some((limit, sem)) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    return Err(Refusal::TooManyConcurrent {
-                        tenant: client.tenant.clone(),
-                        limit: *limit,
-                    })
-                }
-            },
-        };
+        let permit = client.take_slot()?;
         if let Some((limit, limiter)) = &client.rate {
             if let Err(not_until) = limiter.check() {
                 return Err(Refusal::RateLimited {
@@ -139,6 +172,20 @@ impl ClientKeys {
 }
 
 impl Client {
+    /// A concurrency slot, when the key is limited; refused at once when none is free.
+    fn take_slot(&self) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
+        match &self.concurrency {
+            None => Ok(None),
+            Some((limit, sem)) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Ok(Some(p)),
+                Err(_) => Err(Refusal::TooManyConcurrent {
+                    tenant: self.tenant.clone(),
+                    limit: *limit,
+                }),
+            },
+        }
+    }
+
     fn new(k: &ClientKeyConfig) -> Client {
         let rate = k.requests_per_minute.and_then(NonZeroU32::new).map(|n| {
             let limiter = RateLimiter::direct(Quota::per_minute(n))

@@ -157,7 +157,12 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     // Client keys: known key, then its limits. The upstream is never called for a refusal.
     let mut permit = None;
     if let Some(keys) = &s.client_keys {
-        match keys.admit(&parts.headers) {
+        let admitted = match s.telemetry.shared_state() {
+            // Shared by replicas: the per-minute limit is counted in Redis.
+            Some(shared) => keys.admit_shared(&parts.headers, shared).await,
+            None => keys.admit(&parts.headers),
+        };
+        match admitted {
             Ok(admission) => {
                 record.tenant = Some(admission.tenant);
                 permit = admission.permit;

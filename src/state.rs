@@ -174,6 +174,28 @@ impl SharedState {
         Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
+    /// Counts one more request in a fixed window (`llmtap:<window>`), in one round trip:
+    /// `INCR` and an `EXPIRE` of two minutes (set on the window's first request). Returns the
+    /// count including this request.
+    pub async fn count_in_window(&self, window: &str) -> Result<u64, ()> {
+        let key = format!("llmtap:{window}");
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(120)
+            .arg("NX")
+            .ignore();
+        let mut conn = self.conn.clone();
+        let res = tokio::time::timeout(STATE_TIMEOUT, pipe.query_async::<(u64,)>(&mut conn)).await;
+        self.outcome(
+            res.map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+        )
+        .map(|(n,)| n)
+    }
+
     /// Errors since the last call (for the `llmtap.state.errors` counter).
     pub fn take_errors(&self) -> u64 {
         self.errors.swap(0, Ordering::Relaxed)

@@ -1099,10 +1099,23 @@ async fn collector_redaction_targets_attributes_llmtap_exports() {
         .unwrap();
     assert!(resp.status().is_success());
     let _ = resp.bytes().await;
+    // Chat completions keep the system prompt among the input messages; the APIs that carry
+    // it apart (Anthropic's `system`) fill gen_ai.system_instructions.
+    let resp = client()
+        .post(format!("{}/v1/messages", proxy.url))
+        .json(
+            &json!({"model": "claude-haiku-4-5", "max_tokens": 32, "system": "You are terse.",
+            "messages": [{"role": "user", "content": "Weather in Paris?"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let _ = resp.bytes().await;
     let spans = rx
         .wait_for_spans(
             |s| {
-                s.iter().filter(|s| s.name.starts_with("chat ")).count() >= 2
+                s.iter().filter(|s| s.name.starts_with("chat ")).count() >= 3
                     && s.iter().any(|s| s.name.starts_with("execute_tool "))
             },
             Duration::from_secs(15),

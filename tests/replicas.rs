@@ -456,3 +456,73 @@ async fn redis_dying_fails_no_request_and_coming_back_is_picked_up() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_keys_per_minute_limit_holds_across_replicas() {
+    let Some(redis_bin) = tool_path("redis-server") else {
+        return;
+    };
+    let dir = TempDir::new("replicas-rate");
+    let port = free_port();
+    let _redis = start_redis(&redis_bin, port, dir.path());
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    const KEY: &str = "sk-client-shared-limit-0001";
+    const LIMIT: usize = 5;
+    let sha = llmtap::auth::hex(&llmtap::auth::digest(KEY.as_bytes()));
+    let yaml = format!(
+        "upstreams:\n  - name: openai\n    base_url: \"{{upstream}}/v1\"\n\
+         auth:\n  keys:\n    - sha256: \"{sha}\"\n      tenant: team-a\n      requests_per_minute: {LIMIT}\n"
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let url = redis_url.clone();
+        replicas.push(
+            start_proxy(
+                &up.base,
+                ProxyOpts {
+                    yaml: Some(yaml.clone()),
+                    env: otlp_env(&rx, "grpc"),
+                    tweak: Some(Box::new(move |c| c.state_url = Some(url))),
+                },
+            )
+            .await,
+        );
+    }
+    // The windows are calendar minutes: start well inside one.
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let c = client();
+    let mut admitted = 0;
+    let mut limited = 0;
+    for i in 0..(3 * LIMIT) {
+        let r = c
+            .post(format!("{}/v1/chat/completions", replicas[i % 2].url))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => admitted += 1,
+            429 => {
+                assert!(r.headers().contains_key("retry-after"));
+                limited += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // Each replica alone would admit LIMIT: together they admit LIMIT, not 2 x LIMIT.
+    assert_eq!(admitted, LIMIT, "admitted across both replicas");
+    assert_eq!(limited, 2 * LIMIT);
+    for p in replicas {
+        p.stop().await;
+    }
+}

@@ -84,6 +84,8 @@ struct Inner {
     /// Redaction and truncation of captured content; `None` when capture is off.
     redactor: Option<Arc<Redactor>>,
     report_estimated: bool,
+    /// Redis shared by replicas, when `--state-url` is set.
+    state: Option<Arc<crate::state::SharedState>>,
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
     compat: compat::Compat,
     prices: cost::PriceTable,
@@ -181,7 +183,7 @@ impl Telemetry {
                 config.telemetry.max_pending_tool_calls,
             ),
             tool_ttl: config.telemetry.tool_call_ttl,
-            state,
+            state: state.clone(),
             closed_tx,
             closed_rx,
             scope: InstrumentationScope::builder("llmtap")
@@ -221,6 +223,7 @@ impl Telemetry {
                 recent,
                 redactor,
                 report_estimated: config.telemetry.report_estimated_usage,
+                state,
                 compat: compat::Compat::new(&config.telemetry.compat),
                 prices: cost::PriceTable::new(config),
                 _meter_provider: meter_provider,
@@ -266,6 +269,11 @@ impl Telemetry {
             compat: self.inner.compat,
             prices: &self.inner.prices,
         }
+    }
+
+    /// Redis shared by replicas, when `--state-url` is set.
+    pub fn shared_state(&self) -> Option<&crate::state::SharedState> {
+        self.inner.state.as_deref()
     }
 
     /// The keyed hasher for `llmtap.prompt.hash`.
