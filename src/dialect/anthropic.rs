@@ -258,18 +258,10 @@ impl EventReader for MessagesReader {
     fn event(
         &mut self,
         _event: Option<&str>,
-        data: &[u8],
+        v: &Value,
         s: &mut ResponseSummary,
         count_only: bool,
-    ) -> bool {
-        let data = data.trim_ascii();
-        if data.is_empty() {
-            return false;
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
-            s.parse_failed = true;
-            return true;
-        };
+    ) {
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match v.get("type").and_then(Value::as_str).unwrap_or("") {
             "message_start" => {
@@ -330,11 +322,10 @@ impl EventReader for MessagesReader {
                 }
             }
             "message_stop" => s.stream_ended = true,
-            "error" => error(&v, s),
+            "error" => error(v, s),
             // `ping` and `content_block_stop` carry nothing for telemetry; still events.
             _ => {}
         }
-        true
     }
 
     fn finish(&mut self, s: &mut ResponseSummary) {

@@ -243,15 +243,15 @@ impl EventReader for OllamaReader {
     fn event(
         &mut self,
         _event: Option<&str>,
-        data: &[u8],
+        v: &Value,
         s: &mut ResponseSummary,
         count_only: bool,
-    ) -> bool {
-        match serde_json::from_slice::<Value>(data) {
-            Ok(v) if v.is_object() => self.line(&v, s, count_only),
-            _ => s.parse_failed = true,
+    ) {
+        if v.is_object() {
+            self.line(v, s, count_only);
+        } else {
+            s.parse_failed = true;
         }
-        true
     }
 }
 

@@ -336,18 +336,10 @@ impl EventReader for ResponsesReader {
     fn event(
         &mut self,
         _event: Option<&str>,
-        data: &[u8],
+        v: &Value,
         s: &mut ResponseSummary,
         count_only: bool,
-    ) -> bool {
-        let data = data.trim_ascii();
-        if data.is_empty() {
-            return false;
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
-            s.parse_failed = true;
-            return true;
-        };
+    ) {
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         let str_of = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
         match kind {
@@ -381,7 +373,7 @@ impl EventReader for ResponsesReader {
                 s.stream_ended = true;
             }
             "error" => {
-                let e = v.get("error").unwrap_or(&v);
+                let e = v.get("error").unwrap_or(v);
                 s.set_error(
                     e.get("message").and_then(Value::as_str),
                     e.get("type").and_then(Value::as_str),
@@ -390,7 +382,6 @@ impl EventReader for ResponsesReader {
             }
             _ => {}
         }
-        true
     }
 }
 

@@ -1,6 +1,8 @@
 //! Stream watchers shared by the dialects: SSE framing (typed events) and NDJSON framing
 //! (one JSON object per line), each handing whole events to the dialect's [`EventReader`].
 
+use serde_json::Value;
+
 use crate::stream::sse::SseParser;
 use crate::summary::{FeedOutcome, ResponseSummary};
 
@@ -9,17 +11,19 @@ use super::StreamWatcher;
 /// Longest NDJSON line buffered while waiting for its newline; a longer one stops parsing.
 const MAX_LINE: usize = 8 * 1024 * 1024;
 
-/// How a dialect reads one event (an SSE event, or an NDJSON line) into the summary.
+/// How a dialect reads one event (an SSE event, or an NDJSON line) into the summary. Every
+/// event of these APIs is one JSON value; the watcher parses it (an empty event is skipped,
+/// one that is not JSON stops parsing for the stream) and every parsed event is a chunk.
 pub(crate) trait EventReader: Send + Default + 'static {
-    /// Reads one event; returns whether it counts as a chunk. Sets
-    /// `summary.first_content_seen` when it carried content or a tool call.
+    /// Reads one event's JSON. Sets `summary.first_content_seen` when it carried content or a
+    /// tool call.
     fn event(
         &mut self,
         event: Option<&str>,
-        data: &[u8],
+        json: &Value,
         summary: &mut ResponseSummary,
         count_only: bool,
-    ) -> bool;
+    );
 
     /// At the end of the stream (tool calls completed, defaults filled).
     fn finish(&mut self, _summary: &mut ResponseSummary) {}
@@ -37,11 +41,17 @@ fn dispatch<R: EventReader>(
     if summary.parse_failed {
         return;
     }
-    let before = summary.first_content_seen;
-    if reader.event(event, data, summary, count_only) {
-        summary.chunk_count += 1;
-        outcome.chunks += 1;
+    let data = data.trim_ascii();
+    if data.is_empty() {
+        return;
     }
+    let before = summary.first_content_seen;
+    match serde_json::from_slice::<Value>(data) {
+        Ok(json) => reader.event(event, &json, summary, count_only),
+        Err(_) => summary.parse_failed = true,
+    }
+    summary.chunk_count += 1;
+    outcome.chunks += 1;
     outcome.first_content |= !before && summary.first_content_seen;
 }
 
