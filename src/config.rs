@@ -1004,23 +1004,6 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if cfg.max_body_bytes == 0 {
         return Err(err("max_body_bytes: must be greater than 0"));
     }
-    let copied = [
-        (
-            "telemetry.header_attributes",
-            &cfg.telemetry.header_attributes,
-        ),
-        ("metrics.header_attributes", &cfg.metrics.header_attributes),
-    ];
-    for (key, names) in copied {
-        if let Some(h) = names
-            .iter()
-            .find(|h| crate::auth::CREDENTIAL_HEADERS.contains(&h.as_str()))
-        {
-            return Err(err(format!(
-                "{key}: {h} carries a credential and is never copied onto telemetry"
-            )));
-        }
-    }
     for (i, r) in cfg.telemetry.redact.iter().enumerate() {
         regex::Regex::new(&r.pattern)
             .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
@@ -1206,8 +1189,6 @@ mod tests {
             (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: t\n      max_concurrent: 0\n"), "max_concurrent"),
             (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: a\n    - sha256: {sha}\n      tenant: b\n"), "auth.keys[1].sha256"),
             (&format!("auth:\n  keys:\n    - sha256: {sha}\n      tenant: a\n      key: x\n"), "key"),
-            ("telemetry:\n  header_attributes: [Authorization]\n", "credential"),
-            ("metrics:\n  header_attributes: [x-api-key]\n", "credential"),
         ] {
             let e = load_yaml(yaml, &env(&[])).unwrap_err();
             assert!(e.0.contains(key), "{yaml}: {e}");

@@ -53,6 +53,23 @@ impl AppState {
     pub fn new(config: Config, telemetry: Telemetry) -> Result<Arc<AppState>, String> {
         let upstreams = Upstreams::new(&config)?;
         let client_keys = config.auth.as_ref().map(ClientKeys::new);
+        let copied = [
+            (
+                "telemetry.header_attributes",
+                &config.telemetry.header_attributes,
+            ),
+            (
+                "metrics.header_attributes",
+                &config.metrics.header_attributes,
+            ),
+        ];
+        for (key, names) in copied {
+            for h in names.iter().filter(|h| is_credential(h)) {
+                tracing::warn!(
+                    "{key} names {h}, which carries a credential: it is never copied onto telemetry"
+                );
+            }
+        }
         let tls = match &config.tls {
             Some(f) => Some(Arc::new(crate::tls::ServerCert::load(&f.cert, &f.key)?)),
             None => None,
@@ -595,14 +612,15 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
             record.metric_attributes.push((k.clone(), v.clone()));
         }
     }
-    for name in &tcfg.header_attributes {
+    // A credential never becomes an attribute, whatever the config names.
+    for name in tcfg.header_attributes.iter().filter(|h| !is_credential(h)) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             record
                 .extra_attributes
                 .push((format!("http.request.header.{name}"), v.to_string()));
         }
     }
-    for name in &mcfg.header_attributes {
+    for name in mcfg.header_attributes.iter().filter(|h| !is_credential(h)) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             record.metric_attributes.push((name.clone(), v.to_string()));
         }
@@ -617,6 +635,10 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
     }
+}
+
+fn is_credential(header: &str) -> bool {
+    crate::auth::CREDENTIAL_HEADERS.contains(&header)
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ProxyError> {

@@ -560,4 +560,45 @@ mod tests {
             .encoding_formats
             .is_empty());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Any JSON text as a request body is parsed (or not) without a panic, and the usage
+        /// splice either declines or yields JSON.
+        #[test]
+        fn any_body_never_panics(text in "[\\[\\]{}:,\"a-z0-9 .truefalsn-]{0,200}") {
+            for op in [Operation::Chat, Operation::TextCompletion, Operation::Embeddings] {
+                if let Some((_, obj)) = parse(text.as_bytes(), op, true) {
+                    if let Some(out) = inject_include_usage(text.as_bytes(), &obj) {
+                        proptest::prop_assert!(serde_json::from_slice::<Value>(&out).is_ok(), "{}", text);
+                    }
+                }
+            }
+        }
+
+        /// Generated request objects (messages of any shape) never panic the parser.
+        #[test]
+        fn any_request_object_never_panics(
+            model in proptest::option::of(".{0,20}"),
+            stream in proptest::option::of(proptest::prelude::any::<bool>()),
+            contents in proptest::collection::vec(".{0,20}", 0..5),
+            roles in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just("user"), proptest::strategy::Just("tool"),
+                proptest::strategy::Just("system"), proptest::strategy::Just("assistant")], 0..5),
+        ) {
+            let messages: Vec<Value> = roles.iter().zip(contents.iter().chain(std::iter::repeat(&String::new())))
+                .map(|(r, c)| serde_json::json!({"role": r, "content": c, "tool_call_id": c}))
+                .collect();
+            let body = serde_json::json!({"model": model, "stream": stream, "messages": messages,
+                "prompt": contents, "input": contents}).to_string();
+            for op in [Operation::Chat, Operation::TextCompletion, Operation::Embeddings] {
+                if let Some((_, obj)) = parse(body.as_bytes(), op, true) {
+                    if let Some(out) = inject_include_usage(body.as_bytes(), &obj) {
+                        proptest::prop_assert!(serde_json::from_slice::<Value>(&out).is_ok());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -399,8 +399,8 @@ fn hash_key(key: &str) -> String {
 fn gateway_yaml(keys: &[String]) -> String {
     format!(
         "upstreams:\n  - name: openai\n    base_url: \"{{upstream}}/v1\"\n    api_key_env: UPSTREAM_KEY\n\
-         telemetry:\n  tool_call_ttl_secs: 0.2\n\
-         metrics:\n  tenant_attribute: true\n\
+         telemetry:\n  tool_call_ttl_secs: 0.2\n  header_attributes: [authorization, x-api-key, api-key]\n\
+         metrics:\n  tenant_attribute: true\n  header_attributes: [x-api-key]\n\
          auth:\n  keys:\n{}",
         keys.concat()
     )
@@ -539,6 +539,11 @@ async fn client_keys_let_known_keys_in_by_tenant_and_the_upstream_gets_only_its_
     // The tool call the model asked for in team-a's request is team-a's too.
     assert_eq!(tenant_of("execute_tool get_weather"), ["team-a"]);
     assert!(scraped.contains(r#"llmtap_tenant="team-a""#), "{scraped}");
+    // Credential headers named as attributes (a careless config) are never copied.
+    for secret in [KEY_A, KEY_B] {
+        assert!(!scraped.contains(secret), "{secret} on a metric");
+    }
+    assert!(!all.contains("http.request.header.x-api-key"), "{all}");
     assert!(scraped.contains(r#"llmtap_tenant="team-b""#));
 }
 

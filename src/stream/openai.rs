@@ -1130,6 +1130,7 @@ mod tests {
     use super::*;
     use crate::stream::fixtures_for_tests as fixtures;
     use crate::stream::sse::SseParser;
+    use serde_json::Value;
 
     fn accumulate(stream: &[u8]) -> ResponseSummary {
         let mut acc = StreamAccumulator::new();
@@ -1958,6 +1959,64 @@ mod tests {
                 }
             }
             assert!(stripped >= 5, "{name}");
+        }
+    }
+
+    /// JSON values of any shape, nested a little, with the keys a chunk has now and then.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("choices".to_string()),
+            Just("delta".to_string()),
+            Just("content".to_string()),
+            Just("usage".to_string()),
+            Just("tool_calls".to_string()),
+            Just("finish_reason".to_string()),
+            Just("index".to_string()),
+            Just("error".to_string()),
+            Just("model".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key.clone(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Any JSON as a stream chunk or as a whole body is summarised without a panic.
+        #[test]
+        fn any_json_never_panics(values in proptest::collection::vec(any_json(), 1..6)) {
+            let mut acc = StreamAccumulator::new();
+            for v in &values {
+                acc.feed(format!("data: {v}\n\n").as_bytes());
+                let _ = summarize_json_body(v.to_string().as_bytes());
+                let _ = is_usage_only_chunk(v.to_string().as_bytes());
+            }
+            acc.feed(b"data: [DONE]\n\n");
+            let _ = acc.finish();
+        }
+
+        /// Any bytes as a stream never panic either.
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let mut acc = StreamAccumulator::new();
+            acc.feed(&bytes);
+            let _ = acc.finish();
+            let _ = summarize_json_body(&bytes);
         }
     }
 }

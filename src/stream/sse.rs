@@ -734,4 +734,48 @@ mod tests {
             }
         }
     }
+
+    /// Pieces an SSE stream is made of: fields, line endings of every kind, comments, JSON.
+    fn sse_piece() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(b"data: ".to_vec()),
+            Just(b"data:".to_vec()),
+            Just(b"event: error".to_vec()),
+            Just(b": keep-alive".to_vec()),
+            Just(b"id: 7".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\n\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(br#"{"choices":[{"delta":{"content":"hi"}}]}"#.to_vec()),
+            Just(b"[DONE]".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Fed at any split, a stream yields the same events as fed whole.
+        #[test]
+        fn any_split_yields_the_same_events(
+            pieces in proptest::collection::vec(sse_piece(), 0..40),
+            sizes in proptest::collection::vec(1usize..32, 0..64),
+        ) {
+            let stream = pieces.concat();
+            let whole = parse(&stream);
+            let split = parse_in_pieces(&stream, sizes);
+            assert_same_events("generated", &stream, &whole, &split);
+        }
+
+        /// Arbitrary bytes at arbitrary splits never panic, and every byte is accounted for.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            sizes in proptest::collection::vec(1usize..512, 0..32),
+        ) {
+            let _ = parse_in_pieces(&bytes, sizes);
+        }
+    }
 }
