@@ -350,3 +350,59 @@ async fn a_tls_cert_without_its_key_or_a_key_that_does_not_match_is_refused_at_s
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("tls key") && err.lines().count() == 1, "{err}");
 }
+
+/// OTLP over gRPC with TLS: an `https` endpoint is reached through TLS, trusting the CA in
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`; a collector whose certificate that CA did not sign gets
+/// nothing (the export fails, is counted, and no request notices).
+#[tokio::test]
+async fn otlp_grpc_over_tls_trusts_the_certificate_variable() {
+    let (ca, ca_key) = test_ca("llmtap test collector CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let rx = OtlpReceiver::start_with_grpc_tls(Some((cert.pem(), key.serialize_pem()))).await;
+    assert!(rx.grpc_endpoint.starts_with("https://"));
+    let dir = TempDir::new("otlp-grpc-tls");
+    let ca_file = dir.path().join("collector-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (other_ca, _) = test_ca("some other CA");
+    let wrong_file = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong_file, other_ca.pem()).unwrap();
+    let up = start_upstream().await;
+    for (ca_path, trusted) in [(&ca_file, true), (&wrong_file, false)] {
+        rx.clear();
+        let proxy = start_proxy(
+            &up.base,
+            ProxyOpts {
+                env: env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.grpc_endpoint),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                    ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_path.to_str().unwrap()),
+                    ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+                    ("OTEL_METRICS_EXPORTER", "none"),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await;
+        let r = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the collector's TLS never fails a request");
+        if trusted {
+            let spans = rx
+                .wait_for_spans(|s| !s.is_empty(), Duration::from_secs(10))
+                .await;
+            assert_eq!(spans[0].name, "chat gpt-4o-mini");
+        } else {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert!(rx.spans().is_empty(), "an untrusted collector got spans");
+        }
+        proxy.stop().await;
+    }
+}

@@ -120,12 +120,15 @@ fn otlp_log_exporter(
 ) -> Result<opentelemetry_otlp::LogExporter, String> {
     use opentelemetry_sdk::logs::LogExporter as _;
     let mut e = match t.protocol {
-        Protocol::Grpc => opentelemetry_otlp::LogExporter::builder()
-            .with_tonic()
-            .with_endpoint(t.endpoint.clone())
-            .with_timeout(t.timeout)
-            .with_metadata(export::tonic_metadata(t))
-            .build(),
+        Protocol::Grpc => export::with_tls(
+            opentelemetry_otlp::LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(t.endpoint.clone())
+                .with_timeout(t.timeout)
+                .with_metadata(export::tonic_metadata(t)),
+            t,
+        )?
+        .build(),
         p => opentelemetry_otlp::LogExporter::builder()
             .with_http()
             .with_http_client(export::http_client(t)?)

@@ -54,6 +54,23 @@ fn compression(t: &OtlpTarget) -> Option<opentelemetry_otlp::Compression> {
     }
 }
 
+/// TLS for an `https` gRPC endpoint: the system's roots, plus `OTEL_EXPORTER_OTLP_CERTIFICATE`
+/// (the OTLP exporter spec's variable for the collector's CA) when set. A plain `http`
+/// endpoint is left as it is.
+pub fn with_tls<B: WithTonicConfig>(b: B, t: &OtlpTarget) -> Result<B, String> {
+    if !t.endpoint.starts_with("https://") {
+        return Ok(b);
+    }
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+    let mut tls = ClientTlsConfig::new().with_native_roots();
+    if let Some(path) = &t.certificate {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("OTEL_EXPORTER_OTLP_CERTIFICATE {}: {e}", path.display()))?;
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(b.with_tls_config(tls))
+}
+
 pub fn otlp_span_exporter(
     t: &OtlpTarget,
     resource: &Resource,
@@ -66,6 +83,7 @@ pub fn otlp_span_exporter(
                 .with_endpoint(t.endpoint.clone())
                 .with_timeout(t.timeout)
                 .with_metadata(tonic_metadata(t));
+            let b = with_tls(b, t)?;
             match gzip {
                 Some(c) => b.with_compression(c).build(),
                 None => b.build(),
@@ -124,6 +142,7 @@ pub fn otlp_metric_exporter(
                 .with_timeout(t.timeout)
                 .with_metadata(tonic_metadata(t))
                 .with_temporality(temporality);
+            let b = with_tls(b, t)?;
             match gzip {
                 Some(c) => b.with_compression(c).build(),
                 None => b.build(),

@@ -529,7 +529,14 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Starts both servers on 127.0.0.1:0 as tasks of the current Tokio runtime.
     pub async fn start() -> OtlpReceiver {
+        OtlpReceiver::start_with_grpc_tls(None).await
+    }
+
+    /// Like [`start`](Self::start), with the gRPC receiver behind TLS when `identity` (PEM
+    /// certificate chain, PEM key) is given; its endpoint is then `https://127.0.0.1:PORT`.
+    pub async fn start_with_grpc_tls(identity: Option<(String, String)>) -> OtlpReceiver {
         let shared = Arc::new(Shared::default());
+        let tls = identity.is_some();
 
         // gRPC
         let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -549,7 +556,14 @@ impl OtlpReceiver {
             .accept_compressed(gzip);
         let grpc_task = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-            let result = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some((cert, key)) = identity {
+                let identity = tonic::transport::Identity::from_pem(cert, key);
+                builder = builder
+                    .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                    .expect("gRPC receiver TLS config");
+            }
+            let result = builder
                 .add_service(traces)
                 .add_service(metrics)
                 .add_service(logs)
@@ -587,7 +601,7 @@ impl OtlpReceiver {
         });
 
         OtlpReceiver {
-            grpc_endpoint: format!("http://{grpc_addr}"),
+            grpc_endpoint: format!("{}://{grpc_addr}", if tls { "https" } else { "http" }),
             http_endpoint: format!("http://{http_addr}"),
             shared,
             stops: vec![grpc_stop_tx, http_stop_tx],
