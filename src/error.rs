@@ -131,6 +131,18 @@ impl ProxyError {
     }
 }
 
+/// The error and its causes on one line (reqwest's top-level message alone says little).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
 /// The JSON body of an OpenAI-shaped error.
 pub fn error_body(message: &str, kind: &str, code: &str) -> String {
     serde_json::json!({

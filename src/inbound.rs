@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use crate::auth::ClientKeys;
 use crate::config::Config;
 use crate::dialect;
-use crate::error::ProxyError;
+use crate::error::{error_chain, ProxyError};
 use crate::injection::{self, InjectionRefusals, RefusalKey, MAX_REFUSAL_BODY};
 use crate::request;
 use crate::route;
@@ -656,18 +656,6 @@ fn header_str(h: &reqwest::header::HeaderMap, name: header::HeaderName) -> Strin
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
-}
-
-/// The error and its causes on one line (reqwest's top-level message alone says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

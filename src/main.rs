@@ -282,7 +282,10 @@ async fn healthcheck(url: &str) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("llmtap healthcheck: {url}: {}", error_chain(&e));
+            eprintln!(
+                "llmtap healthcheck: {url}: {}",
+                llmtap::error::error_chain(&e)
+            );
             ExitCode::FAILURE
         }
     }
@@ -296,16 +299,4 @@ fn health_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-/// The error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

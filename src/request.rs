@@ -397,14 +397,7 @@ pub fn inject_include_usage(body: &[u8], obj: &Map<String, Value>) -> Option<Vec
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+use crate::auth::hex;
 
 #[cfg(test)]
 mod tests {

@@ -99,11 +99,18 @@ pub struct FeedOutcome {
 /// Error messages are kept to this many bytes.
 pub const ERROR_MESSAGE_CAP: usize = 4096;
 
+/// Choices with a higher index are ignored: `n` is at most 128 in OpenAI's API, and an index
+/// from the wire must not size our vectors.
+pub const MAX_CHOICES: usize = 128;
+
+/// Tool calls kept per response; further calls are ignored.
+pub const MAX_TOOL_CALLS: usize = 256;
+
 impl ResponseSummary {
     /// Appends output text to a choice (kept only when `count_only` is off, capped); returns
     /// whether it was non-empty. Marks the first content.
     pub fn push_text(&mut self, choice: usize, text: &str, count_only: bool) -> bool {
-        if choice >= 128 {
+        if choice >= MAX_CHOICES {
             return false;
         }
         if self.output_text.len() <= choice {
@@ -126,7 +133,7 @@ impl ResponseSummary {
 
     /// Sets a choice's finish reason (the latest non-empty one wins).
     pub fn set_finish_reason(&mut self, choice: usize, reason: &str) {
-        if choice >= 128 || reason.is_empty() {
+        if choice >= MAX_CHOICES || reason.is_empty() {
             return;
         }
         if self.finish_reasons.len() <= choice {
@@ -173,7 +180,7 @@ impl ResponseSummary {
         {
             return Some(k);
         }
-        if self.tool_calls.len() >= 256 {
+        if self.tool_calls.len() >= MAX_TOOL_CALLS {
             return None;
         }
         self.first_content_seen = true;
@@ -202,7 +209,8 @@ pub(crate) fn push_capped(target: &mut String, text: &str) {
     target.push_str(&text[..floor_char_boundary(text, room)]);
 }
 
-fn floor_char_boundary(s: &str, at: usize) -> usize {
+/// The largest char boundary of `s` at or below `at`.
+pub(crate) fn floor_char_boundary(s: &str, at: usize) -> usize {
     if at >= s.len() {
         return s.len();
     }

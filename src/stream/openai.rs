@@ -26,16 +26,9 @@ use super::sse::SseParser;
 /// `output_chars` keeps counting past it.
 pub const OUTPUT_TEXT_CAP: usize = 1024 * 1024;
 
-/// Choices with a higher index are ignored: `n` is at most 128 in OpenAI's API, and an index
-/// from the wire must not size our vectors.
-const MAX_CHOICES: u64 = 128;
+use crate::summary::{ERROR_MESSAGE_CAP, MAX_CHOICES, MAX_TOOL_CALLS};
 
-/// Tool calls kept per response; deltas for further calls are ignored.
-const MAX_TOOL_CALLS: usize = 256;
-
-/// Error messages are kept to this many bytes.
-const ERROR_MESSAGE_CAP: usize = 4096;
-
+use crate::summary::{floor_char_boundary, push_capped};
 pub use crate::summary::{FeedOutcome, ResponseSummary, ToolCall, UpstreamError, Usage};
 
 /// Watches a streamed response: feed it a copy of the body bytes as they are relayed.
@@ -389,7 +382,7 @@ impl Collector<'_> {
 
     fn choice(&mut self, choice: ChoiceWire<'_>) {
         let index = choice.index.0.unwrap_or(0);
-        if index >= MAX_CHOICES {
+        if index >= MAX_CHOICES as u64 {
             return;
         }
         let index = index as usize;
@@ -582,27 +575,10 @@ fn default_tool_kinds(calls: &mut [ToolCall]) {
     }
 }
 
-/// Appends as much of `text` as fits under [`OUTPUT_TEXT_CAP`], cut on a char boundary.
-fn push_capped(target: &mut String, text: &str) {
-    let room = OUTPUT_TEXT_CAP.saturating_sub(target.len());
-    target.push_str(&text[..floor_char_boundary(text, room)]);
-}
-
 fn cap_string(mut s: String, cap: usize) -> String {
     let end = floor_char_boundary(&s, cap);
     s.truncate(end);
     s
-}
-
-fn floor_char_boundary(s: &str, at: usize) -> usize {
-    if at >= s.len() {
-        return s.len();
-    }
-    let mut at = at;
-    while !s.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
 }
 
 fn skip_ws(data: &[u8], mut i: usize) -> usize {
