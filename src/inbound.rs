@@ -136,6 +136,11 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    // Requests are recorded on the telemetry thread: let it catch up first, so a scrape
+    // includes every request that finished before it.
+    s.telemetry
+        .sync(std::time::Duration::from_millis(250))
+        .await;
     match s.telemetry.prometheus_text() {
         Some(text) => (
             [(
@@ -434,9 +439,9 @@ async fn forward(
     }
 
     let base = if target.from_origin {
-        origin(&upstream.config.base_url)
+        &upstream.origin
     } else {
-        upstream.config.base_url.as_str()
+        &upstream.base
     };
     let url = upstream_url(base, &target.upstream_path, parts.uri.query())?;
     let body = match out_body {
@@ -493,37 +498,31 @@ async fn forward(
     Ok(UpstreamResponse::new(resp, false, idle))
 }
 
-/// `scheme://host[:port]` of a base URL (its path dropped).
-fn origin(base: &str) -> &str {
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    }
-}
-
-/// `<base_url><path>?<query>`, checked once more after URL parsing: the path must still lie
-/// under the base URL's path on the base URL's host. `path` is already normalised; this
-/// guards against any disagreement between our normalisation and the URL parser's.
+/// `<base><path>?<query>`: `path` (already normalised) joined onto the parsed base URL,
+/// checked once more: the result must still lie under the base's path. Only the path is
+/// parsed here, so the host cannot change; this guards against any disagreement between our
+/// normalisation and the URL parser's (`..`, `%2e%2e`, `\`).
 fn upstream_url(
-    base_url: &str,
+    base: &reqwest::Url,
     path: &str,
     query: Option<&str>,
 ) -> Result<reqwest::Url, ProxyError> {
-    let mut raw = format!("{base_url}{path}");
-    if let Some(q) = query {
-        raw.push('?');
-        raw.push_str(q);
-    }
     let leaves = || ProxyError::BadPath(crate::path::PathError::LeavesBase);
-    let url = reqwest::Url::parse(&raw).map_err(|_| leaves())?;
-    let base = reqwest::Url::parse(base_url).map_err(|_| leaves())?;
+    if !path.starts_with('/') {
+        return Err(leaves());
+    }
     let base_path = base.path().trim_end_matches('/');
+    let mut url = base.clone();
+    let mut joined = String::with_capacity(base_path.len() + path.len());
+    joined.push_str(base_path);
+    joined.push_str(path);
+    url.set_path(&joined);
+    url.set_query(query);
     let inside = url
         .path()
         .strip_prefix(base_path)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    if !inside || url.host() != base.host() || url.port() != base.port() {
+    if !inside {
         return Err(leaves());
     }
     Ok(url)
@@ -662,17 +661,34 @@ fn header_str(h: &reqwest::header::HeaderMap, name: header::HeaderName) -> Strin
 mod tests {
     use super::*;
 
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
     #[test]
     fn upstream_urls_stay_under_the_base() {
-        let u = upstream_url("http://up:8000/v1", "/chat/completions", Some("a=../b")).unwrap();
+        let u = upstream_url(
+            &url("http://up:8000/v1"),
+            "/chat/completions",
+            Some("a=../b"),
+        )
+        .unwrap();
         assert_eq!(u.as_str(), "http://up:8000/v1/chat/completions?a=../b");
-        let u = upstream_url("https://az.example", "/openai/x", None).unwrap();
+        let u = upstream_url(&url("https://az.example"), "/openai/x", None).unwrap();
         assert_eq!(u.path(), "/openai/x");
+        let u = upstream_url(&url("http://up:8000/v1/"), "/models", None).unwrap();
+        assert_eq!(u.as_str(), "http://up:8000/v1/models");
         // Normalisation runs first; this is the second line of defence.
-        for path in ["/../admin", "/%2e%2e/admin", "/..\\admin"] {
-            assert!(upstream_url("http://up/v1", path, None).is_err(), "{path}");
+        for path in ["/../admin", "/%2e%2e/admin", "/..\\admin", "/a/../../admin"] {
+            assert!(
+                upstream_url(&url("http://up/v1"), path, None).is_err(),
+                "{path}"
+            );
         }
-        // A path that reads as a different authority once glued to the base.
-        assert!(upstream_url("http://up", "@evil/x", None).is_err());
+        // Text that would read as a different authority if glued to the base as a string:
+        // refused, and a path can never move the host.
+        assert!(upstream_url(&url("http://up"), "@evil/x", None).is_err());
+        let u = upstream_url(&url("http://up"), "/@evil/x", None).unwrap();
+        assert_eq!(u.host_str(), Some("up"));
     }
 }

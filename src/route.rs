@@ -108,15 +108,27 @@ pub fn upstream_for<'c>(config: &'c Config, model: Option<&str>) -> &'c Upstream
 
 /// Glob match with `*` (any run) and `?` (one character), over characters.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    // Model names are ASCII: match bytes without allocating (this runs for every price and
+    // route pattern on every request). `?` is one character, so other text goes by chars.
+    if pattern.is_ascii() && text.is_ascii() {
+        glob(pattern.as_bytes(), text.as_bytes())
+    } else {
+        let p: Vec<char> = pattern.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        glob(&p, &t)
+    }
+}
+
+/// `*` and `?` matching with one backtrack point (the last `*`): linear in practice.
+fn glob<T: Copy + PartialEq + From<u8>>(p: &[T], t: &[T]) -> bool {
+    let (star_c, any_c) = (T::from(b'*'), T::from(b'?'));
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == any_c || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_c {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -127,7 +139,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == star_c)
 }
 
 #[cfg(test)]
@@ -143,6 +155,10 @@ mod tests {
         assert!(!glob_match("gpt-4o", "gpt-4o-mini"));
         assert!(!glob_match("a*b", "acd"));
         assert!(glob_match("*mini*", "gpt-4o-mini-2024"));
+        // Non-ASCII text: `?` is one character, not one byte.
+        assert!(glob_match("modèle-?", "modèle-é"));
+        assert!(!glob_match("modele-?", "modèle-é"));
+        assert!(glob_match("*-é", "modèle-é"));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::config::{Config, Provider, UpstreamConfig};
 pub struct UpstreamInfo {
     pub name: String,
     pub provider: Provider,
-    pub address: String,
+    /// Shared, so every span and metric point takes it without copying the text.
+    pub address: Arc<str>,
     pub port: u16,
 }
 
@@ -21,6 +22,11 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     pub client: reqwest::Client,
     pub info: Arc<UpstreamInfo>,
+    /// `base_url` parsed once: requests join their path onto it instead of parsing a URL
+    /// string each time (two URL parses were ~9% of a non-streamed request's instructions).
+    pub base: reqwest::Url,
+    /// `scheme://host[:port]` of the base, for APIs served from the origin (Ollama's `/api`).
+    pub origin: reqwest::Url,
 }
 
 pub struct Upstreams {
@@ -58,10 +64,13 @@ impl Upstreams {
                 .build()
                 .map_err(|e| format!("upstream {}: {e}", u.name))?;
             let url = reqwest::Url::parse(&u.base_url).map_err(|e| e.to_string())?;
+            let mut origin = url.clone();
+            origin.set_path("");
+            origin.set_query(None);
             let info = UpstreamInfo {
                 name: u.name.clone(),
                 provider: u.provider,
-                address: url.host_str().unwrap_or_default().to_string(),
+                address: Arc::from(url.host_str().unwrap_or_default()),
                 port: url.port_or_known_default().unwrap_or(0),
             };
             by_name.insert(
@@ -70,6 +79,8 @@ impl Upstreams {
                     config: u.clone(),
                     client,
                     info: Arc::new(info),
+                    base: url,
+                    origin,
                 }),
             );
         }

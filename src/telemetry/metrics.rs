@@ -69,9 +69,10 @@ impl MetricReader for SharedReader {
 /// kept; other values are kept while fewer than `max` have been seen, then become `other`.
 /// Globs in the config do not admit values on their own, since `*` would admit everything.
 pub struct Bounded {
-    known: HashSet<String>,
-    seen: Mutex<HashSet<String>>,
+    known: HashSet<Arc<str>>,
+    seen: Mutex<HashSet<Arc<str>>>,
     max: usize,
+    other: Arc<str>,
 }
 
 pub const OTHER: &str = "other";
@@ -81,33 +82,38 @@ impl Bounded {
         let known = configured
             .into_iter()
             .filter(|v| !v.contains(['*', '?']))
+            .map(Arc::from)
             .collect();
         Bounded {
             known,
             seen: Mutex::new(HashSet::new()),
             max,
+            other: Arc::from(OTHER),
         }
     }
 
-    pub fn value(&self, v: &str) -> String {
+    /// The value to put on a metric point: `v` itself, or `other`. Shared (`Arc<str>`), so
+    /// the attribute sets of every request point at one copy of each model name.
+    pub fn value(&self, v: &str) -> Arc<str> {
         // Never a label of unbounded size, and never a slot taken by one.
         if !limits::fits(v) {
-            return OTHER.into();
+            return self.other.clone();
         }
-        if self.known.contains(v) {
-            return v.to_string();
+        if let Some(k) = self.known.get(v) {
+            return k.clone();
         }
         let Ok(mut seen) = self.seen.lock() else {
-            return OTHER.into();
+            return self.other.clone();
         };
-        if seen.contains(v) {
-            return v.to_string();
+        if let Some(s) = seen.get(v) {
+            return s.clone();
         }
         if seen.len() < self.max {
-            seen.insert(v.to_string());
-            return v.to_string();
+            let s: Arc<str> = Arc::from(v);
+            seen.insert(s.clone());
+            return s;
         }
-        OTHER.into()
+        self.other.clone()
     }
 }
 
@@ -159,7 +165,9 @@ pub struct Instruments {
     tools: Bounded,
     /// `Some` when `metrics.tenant_attribute` is on.
     tenants: Option<Bounded>,
-    extra: HashMap<String, Bounded>,
+    /// Baggage and header attributes copied onto metrics: the attribute key, built once,
+    /// and the bound on its values.
+    extra: HashMap<String, (opentelemetry::Key, Bounded)>,
     prices: cost::PriceTable,
     warned_unpriced: Mutex<HashSet<String>>,
     report_estimated: bool,
@@ -237,7 +245,10 @@ impl Instruments {
             .map(|k| {
                 (
                     k.clone(),
-                    Bounded::new([], config.metrics.max_attribute_values),
+                    (
+                        opentelemetry::Key::from(k.clone()),
+                        Bounded::new([], config.metrics.max_attribute_values),
+                    ),
                 )
             })
             .collect();
@@ -403,11 +414,8 @@ impl Instruments {
         }
     }
 
-    fn model(&self, m: Option<&str>) -> String {
-        match m {
-            Some(m) => self.models.value(m),
-            None => String::new(),
-        }
+    fn model(&self, m: Option<&str>) -> Option<Arc<str>> {
+        m.map(|m| self.models.value(m)).filter(|m| !m.is_empty())
     }
 
     /// Records one finished inference request into every instrument it touches.
@@ -425,15 +433,15 @@ impl Instruments {
             base.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
             base.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
         }
-        if !req_model.is_empty() {
-            base.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, req_model.clone()));
+        if let Some(m) = &req_model {
+            base.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.clone()));
         }
-        if !resp_model.is_empty() {
-            base.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, resp_model.clone()));
+        if let Some(m) = &resp_model {
+            base.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, m.clone()));
         }
         for (k, v) in &f.metric_attributes {
-            if let Some(b) = self.extra.get(k) {
-                base.push(KeyValue::new(k.clone(), b.value(v)));
+            if let Some((key, b)) = self.extra.get(k) {
+                base.push(KeyValue::new(key.clone(), b.value(v)));
             }
         }
         let tenant = match (&self.tenants, &f.tenant) {
@@ -541,8 +549,8 @@ impl Instruments {
         usage: &TokenUsage,
         standard: Option<(&Usage, bool)>,
         base: &[KeyValue],
-        req_model: &str,
-        resp_model: &str,
+        req_model: &Option<Arc<str>>,
+        resp_model: &Option<Arc<str>>,
     ) {
         let (usage, counter, flag) = match (standard, usage) {
             (Some((u, estimated)), _) => (u, &self.cost, estimated),
@@ -559,14 +567,9 @@ impl Instruments {
                         f.provider().semconv_name(),
                     ));
                 }
-                cost_attrs.push(KeyValue::new(
-                    sc::GEN_AI_REQUEST_MODEL,
-                    req_model.to_string(),
-                ));
-                cost_attrs.push(KeyValue::new(
-                    sc::GEN_AI_RESPONSE_MODEL,
-                    resp_model.to_string(),
-                ));
+                let text = |m: &Option<Arc<str>>| m.clone().unwrap_or_else(|| Arc::from(""));
+                cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, text(req_model)));
+                cost_attrs.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, text(resp_model)));
                 if flag {
                     cost_attrs.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
                 }
@@ -622,7 +625,8 @@ impl Instruments {
             KeyValue::new(sc::GEN_AI_TOOL_NAME, self.tools.value(&call.name)),
             KeyValue::new(
                 sc::GEN_AI_REQUEST_MODEL,
-                self.model(call.request_model.as_deref()),
+                self.model(call.request_model.as_deref())
+                    .unwrap_or_else(|| Arc::from("")),
             ),
         ]
     }
@@ -649,10 +653,20 @@ pub fn provider(
     if let Some(r) = &otlp_reader {
         b = b.with_reader(r.clone());
     }
-    let prom_reader = prometheus.then(|| SharedReader::new(Temporality::Cumulative));
-    if let Some(r) = &prom_reader {
-        b = b.with_reader(r.clone());
-    }
+    // Every reader is a pipeline that each measurement is aggregated into (attributes hashed
+    // and looked up again): with cumulative OTLP export, scrapes read the same cumulative
+    // state, so one reader serves both. Collecting cumulative data changes nothing, so the
+    // export loop and a scrape may both collect from it. Delta export needs its own.
+    let shared = otlp == Some(Temporality::Cumulative);
+    let prom_reader = match &otlp_reader {
+        Some(r) if prometheus && shared => Some(r.clone()),
+        _ if prometheus => {
+            let r = SharedReader::new(Temporality::Cumulative);
+            b = b.with_reader(r.clone());
+            Some(r)
+        }
+        _ => None,
+    };
     (b.build(), otlp_reader, prom_reader)
 }
 
@@ -663,20 +677,20 @@ mod tests {
     #[test]
     fn bounded_values() {
         let b = Bounded::new(["gpt-4o".to_string(), "gpt-5*".to_string()], 2);
-        assert_eq!(b.value("gpt-4o"), "gpt-4o");
-        assert_eq!(b.value("a"), "a");
-        assert_eq!(b.value("b"), "b");
-        assert_eq!(b.value("c"), OTHER);
-        assert_eq!(b.value("a"), "a");
-        assert_eq!(b.value("gpt-4o"), "gpt-4o");
-        assert_eq!(b.value("gpt-5-mini"), OTHER);
+        assert_eq!(&*b.value("gpt-4o"), "gpt-4o");
+        assert_eq!(&*b.value("a"), "a");
+        assert_eq!(&*b.value("b"), "b");
+        assert_eq!(&*b.value("c"), OTHER);
+        assert_eq!(&*b.value("a"), "a");
+        assert_eq!(&*b.value("gpt-4o"), "gpt-4o");
+        assert_eq!(&*b.value("gpt-5-mini"), OTHER);
         // An over-long value is `other` and takes no slot.
         let b = Bounded::new([], 1);
         assert_eq!(
-            b.value(&"m".repeat(limits::MAX_IDENTIFIER_CHARS + 1)),
+            &*b.value(&"m".repeat(limits::MAX_IDENTIFIER_CHARS + 1)),
             OTHER
         );
-        assert_eq!(b.value("short"), "short");
+        assert_eq!(&*b.value("short"), "short");
     }
 
     #[test]

@@ -46,6 +46,8 @@ use tools::{PendingCall, PendingToolCalls};
 
 enum Msg {
     Finished(Box<FinishedRequest>),
+    /// Answered once every message queued before it is handled.
+    Sync(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -209,7 +211,24 @@ impl Telemetry {
             ids: RandomIdGenerator::default(),
             recent: recent.clone(),
         };
-        tokio::spawn(worker.run());
+        // Its own OS thread and single-threaded runtime, not the request workers: encoding
+        // and sending a batch of 512 spans takes about a millisecond, and a request queued
+        // behind it on a worker waited that long (p99 at one connection 1.1 ms; with span
+        // export off 0.17 ms; BENCHMARKS.md).
+        let started = std::thread::Builder::new()
+            .name("llmtap-telemetry".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(worker.run()),
+                    Err(e) => tracing::error!(error = %e, "telemetry runtime not started; telemetry is off"),
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "telemetry thread not started; telemetry is off");
+        }
         Telemetry {
             inner: Arc::new(Inner {
                 tx,
@@ -324,6 +343,16 @@ impl Telemetry {
         Some(prometheus::render(&rm))
     }
 
+    /// Waits (at most `timeout`) until the telemetry thread has handled every request that
+    /// finished before this call, so a scrape right after a response includes it. Returns at
+    /// once when the queue is full: a scrape never waits behind a backlog.
+    pub async fn sync(&self, timeout: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.try_send(Msg::Sync(tx)).is_ok() {
+            let _ = tokio::time::timeout(timeout, rx).await;
+        }
+    }
+
     /// Drains the queue, emits pending tool calls, exports what is left (bounded by `timeout`).
     pub async fn shutdown(&self, timeout: Duration) {
         let (tx, rx) = oneshot::channel();
@@ -425,6 +454,9 @@ impl Worker {
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Some(Msg::Finished(f)) => self.handle(*f),
+                    Some(Msg::Sync(ack)) => {
+                        let _ = ack.send(());
+                    }
                     Some(Msg::Shutdown(ack)) => {
                         self.shutdown().await;
                         let _ = ack.send(());
