@@ -153,20 +153,33 @@ impl Server {
     }
 
     async fn get(&self, path: &str) -> Value {
+        self.get_unless_404(path)
+            .await
+            .unwrap_or_else(|| panic!("{} GET {path}: 404", self.what))
+    }
+
+    /// As `get`, `None` for a 404 (Phoenix knows a project only once its first span is
+    /// stored, a moment after the export).
+    async fn get_unless_404(&self, path: &str) -> Option<Value> {
         let r = client()
             .get(format!("{}{path}", self.url))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{} GET {path}: {e}", self.what));
         let status = r.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
         let text = r.text().await.unwrap_or_default();
         assert!(
             status.is_success(),
             "{} GET {path}: {status}: {text}",
             self.what
         );
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} GET {path}: not JSON ({e}): {text}", self.what))
+        Some(
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} GET {path}: not JSON ({e}): {text}", self.what)),
+        )
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -601,9 +614,10 @@ async fn phoenix_shows_llmtaps_spans_as_llm_tool_and_embedding_spans_with_sessio
     let deadline = Instant::now() + Duration::from_secs(60);
     let spans = loop {
         phoenix.assert_running();
-        let got = phoenix.get(&path).await["data"]
-            .as_array()
-            .cloned()
+        let got = phoenix
+            .get_unless_404(&path)
+            .await
+            .and_then(|v| v["data"].as_array().cloned())
             .unwrap_or_default();
         if got.len() >= 9 {
             break got;
