@@ -387,8 +387,8 @@ telemetry:
             .starts_with("Hello!"),
         "{output}"
     );
-    // The per-message finish_reason is deprecated: finish_reasons carries it.
-    assert!(output[0].get("finish_reason").is_none(), "{output}");
+    // v1.41.1 (the default) requires each output message's finish_reason.
+    assert_eq!(output[0]["finish_reason"], "stop", "{output}");
     assert_eq!(s.str_attr("llmtap.prompt.template"), Some("greeting-v2"));
     proxy.stop().await;
 }

@@ -330,7 +330,7 @@ pub fn inference_attributes(
         a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTED, true));
     }
     if cx.redactor.is_some() {
-        if let Some(out) = output_messages(f) {
+        if let Some(out) = output_messages(f, cx.latest) {
             content.push((sc::GEN_AI_OUTPUT_MESSAGES, out));
         }
     }
@@ -485,9 +485,12 @@ fn span_links(contexts: Vec<SpanContext>) -> SpanLinks {
     out
 }
 
-/// `gen_ai.output.messages` in the semconv shape, reassembled from the stream. Without the
-/// per-message `finish_reason`, deprecated (#363): `gen_ai.response.finish_reasons` has it.
-fn output_messages(f: &FinishedRequest) -> Option<serde_json::Value> {
+/// `gen_ai.output.messages` in the semconv shape, reassembled from the stream. Each message
+/// carries its `finish_reason` under v1.41.1, whose output-message schema requires it (Arize
+/// Phoenix validates against that schema and drops every output message of a span when one
+/// lacks it: tests/backends.rs). genai `main` deprecates it (#363) in favour of
+/// `gen_ai.response.finish_reasons`, so `latest` leaves it out.
+fn output_messages(f: &FinishedRequest, latest: bool) -> Option<serde_json::Value> {
     let r = &f.response;
     if r.output_text.is_empty() && r.tool_calls.is_empty() {
         return None;
@@ -509,7 +512,13 @@ fn output_messages(f: &FinishedRequest) -> Option<serde_json::Value> {
                     }));
                 }
             }
-            serde_json::json!({"role": "assistant", "parts": parts})
+            let mut message = serde_json::json!({"role": "assistant", "parts": parts});
+            if !latest {
+                // As gen_ai.response.finish_reasons reads a choice whose reason never came.
+                let reason = r.finish_reasons.get(i).cloned().flatten();
+                message["finish_reason"] = reason.unwrap_or_else(|| "error".into()).into();
+            }
+            message
         })
         .collect();
     Some(serde_json::Value::Array(msgs))
