@@ -84,6 +84,10 @@ pub struct ProxyArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "LLMTAP_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<f64>,
+    /// Threads serving connections, each a single-threaded runtime that keeps a connection
+    /// and its upstream requests on one thread [default: the CPUs available].
+    #[arg(long, env = "LLMTAP_SERVE_THREADS")]
+    pub serve_threads: Option<usize>,
     /// Upstream connect timeout in seconds [default: 10].
     #[arg(long, env = "LLMTAP_CONNECT_TIMEOUT")]
     pub connect_timeout: Option<f64>,

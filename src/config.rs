@@ -339,6 +339,8 @@ pub struct Config {
     /// response on a kept-alive connection); slower clients are disconnected.
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Threads serving connections (`--serve-threads`); `None`: the CPUs available.
+    pub serve_threads: Option<usize>,
     pub log_format: LogFormat,
     /// Extra PEM CA bundle trusted for HTTPS upstreams, on top of the system roots.
     pub ca_file: Option<PathBuf>,
@@ -375,6 +377,7 @@ impl Config {
             max_body_bytes: 32 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            serve_threads: None,
             log_format: LogFormat::Text,
             ca_file: None,
             state_url: None,
@@ -421,6 +424,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     header_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
+    serve_threads: Option<usize>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
     state_url: Option<String>,
@@ -547,6 +551,16 @@ fn secs(key: &str, v: f64) -> Result<Duration, ConfigError> {
     }
 }
 
+fn threads(key: &str, v: usize) -> Result<usize, ConfigError> {
+    if (1..=1024).contains(&v) {
+        Ok(v)
+    } else {
+        Err(err(format!(
+            "{key}: must be from 1 to 1024 threads, got {v}"
+        )))
+    }
+}
+
 fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse()
         .map_err(|_| err(format!("{key}: not a socket address (host:port): {v:?}")))
@@ -630,6 +644,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
+    }
+    if let Some(v) = file.serve_threads {
+        cfg.serve_threads = Some(threads("serve_threads", v)?);
     }
     if let Some(v) = file.log_format {
         cfg.log_format = v;
@@ -881,6 +898,15 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     }
     if let Some(v) = a.shutdown_timeout {
         cfg.shutdown_timeout = secs("--shutdown-timeout", v)?;
+    }
+    if let Some(v) = a.serve_threads {
+        let key = flag_key(
+            "--serve-threads",
+            "LLMTAP_SERVE_THREADS",
+            &v.to_string(),
+            env,
+        );
+        cfg.serve_threads = Some(threads(&key, v)?);
     }
     if let Some(v) = a.log_format {
         cfg.log_format = v;

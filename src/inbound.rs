@@ -537,7 +537,7 @@ async fn send(
     body: reqwest::Body,
 ) -> Result<reqwest::Response, ProxyError> {
     let send = upstream
-        .client
+        .client()
         .request(method.clone(), url.clone())
         .headers(headers)
         .body(body)

@@ -73,14 +73,31 @@ pub async fn serve(
         Some(cert) => Some(cert.acceptor().map_err(std::io::Error::other)?),
         None => None,
     };
+    let threads = Arc::new(listen::ServingThreads::start(
+        listen::ServingThreads::count(state.config.serve_threads),
+    )?);
 
     // `/metrics` on its own address stays plain HTTP (scrapers inside the pod or cluster).
     let metrics_task = metrics_listener.map(|l| {
         let router = inbound::metrics_router(state.clone());
-        tokio::spawn(listen::serve(l, router, limits, None, stop_rx.clone()))
+        tokio::spawn(listen::serve(
+            l,
+            router,
+            limits,
+            None,
+            stop_rx.clone(),
+            threads.clone(),
+        ))
     });
 
-    let server = listen::serve(listener, app(state.clone()), limits, tls, stop_rx.clone());
+    let server = listen::serve(
+        listener,
+        app(state.clone()),
+        limits,
+        tls,
+        stop_rx.clone(),
+        threads.clone(),
+    );
     tokio::pin!(server);
     // Serving itself cannot fail (accept errors are retried): the result is for the caller's
     // sake, should that change.

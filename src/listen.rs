@@ -13,8 +13,12 @@
 //!   before they are accepted).
 //! - Accepted sockets get `TCP_NODELAY`: streams are many small writes, and Nagle's
 //!   algorithm with the client's delayed ACK would hold each chunk back by up to 40 ms.
+//! - Each accepted connection is handed to one of the [`ServingThreads`] and lives there,
+//!   with every task it spawns (see that type for why).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -24,6 +28,92 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// Threads that serve connections, each running a single-threaded tokio runtime. A
+/// connection, its request handlers, hyper's tasks and the upstream client's connection
+/// tasks (each thread has its own upstream pool, `Upstream::client`) all stay on one thread,
+/// as in nginx's worker model. On the multi-threaded runtime a request's tasks woke each
+/// other across threads several times per request; measured on 2 cores (bench/run cells,
+/// one runtime thread against two): 20-25% less CPU per stream, 5-20% per non-streamed
+/// request (BENCHMARKS.md). A new connection goes to the thread serving the fewest.
+pub struct ServingThreads {
+    threads: Vec<ServingThread>,
+}
+
+struct ServingThread {
+    handle: tokio::runtime::Handle,
+    connections: Arc<AtomicUsize>,
+    /// Dropping it ends the thread's runtime (its remaining tasks are cancelled).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ServingThreads {
+    /// Starts `n` threads (at least one).
+    pub fn start(n: usize) -> std::io::Result<ServingThreads> {
+        let mut threads = Vec::new();
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("llmtap-serve-{i}"))
+                .spawn(move || {
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    })
+                })?;
+            threads.push(ServingThread {
+                handle,
+                connections: Arc::new(AtomicUsize::new(0)),
+                _stop: stop,
+            });
+        }
+        Ok(ServingThreads { threads })
+    }
+
+    /// The number of threads for `configured` (`None`: the CPUs available).
+    pub fn count(configured: Option<usize>) -> usize {
+        configured
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1)
+    }
+
+    /// Runs `serve_connection(tcp)` on the least busy thread, the socket registered with that
+    /// thread's reactor so its readiness wakes that thread only.
+    fn spawn<F, Fut>(&self, tcp: tokio::net::TcpStream, serve_connection: F)
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(t) = self
+            .threads
+            .iter()
+            .min_by_key(|t| t.connections.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        // Deregistered here, registered again on the serving thread.
+        let Ok(std_tcp) = tcp.into_std() else {
+            return;
+        };
+        let connections = t.connections.clone();
+        connections.fetch_add(1, Ordering::Relaxed);
+        t.handle.spawn(async move {
+            struct Done(Arc<AtomicUsize>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            let _done = Done(connections);
+            if let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) {
+                serve_connection(tcp).await;
+            }
+        });
+    }
+}
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +131,7 @@ pub fn serve(
     limits: ConnLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
+    threads: Arc<ServingThreads>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -68,7 +159,7 @@ pub fn serve(
             let watcher = graceful.watcher();
             let mut stop = stop.clone();
             let tls = tls.clone();
-            tokio::spawn(async move {
+            threads.spawn(tcp, move |tcp| async move {
                 // hyper's header timer starts once it knows the protocol, which needs the
                 // first bytes: a connection that sends none is closed here.
                 let mut first = [0u8; 1];

@@ -20,7 +20,12 @@ pub struct UpstreamInfo {
 
 pub struct Upstream {
     pub config: UpstreamConfig,
-    pub client: reqwest::Client,
+    /// The client built (and checked) at start-up; threads other than the first get their own
+    /// with the same settings, see [`Upstream::client`].
+    client: reqwest::Client,
+    make_client: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
+    /// Tells this upstream's clients apart in each thread's cache.
+    id: usize,
     pub info: Arc<UpstreamInfo>,
     /// `base_url` parsed once: requests join their path onto it instead of parsing a URL
     /// string each time (two URL parses were ~9% of a non-streamed request's instructions).
@@ -38,6 +43,28 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+static NEXT_UPSTREAM_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Upstream {
+    /// This thread's client for the upstream (a cheap handle). Each serving thread keeps its
+    /// own connection pool: a pooled connection is driven by a task on the thread that opened
+    /// it, so a request from another thread would hand every chunk across threads both ways.
+    pub fn client(&self) -> reqwest::Client {
+        thread_local! {
+            static CLIENTS: std::cell::RefCell<HashMap<usize, reqwest::Client>> =
+                std::cell::RefCell::new(HashMap::new());
+        }
+        CLIENTS.with(|c| {
+            c.borrow_mut()
+                .entry(self.id)
+                // The settings were checked at start-up; should a build fail anyway, the
+                // start-up client (shared pool) still works.
+                .or_insert_with(|| (self.make_client)().unwrap_or_else(|_| self.client.clone()))
+                .clone()
+        })
+    }
+}
+
 impl Upstreams {
     pub fn new(config: &Config) -> Result<Upstreams, String> {
         install_crypto_provider();
@@ -52,17 +79,20 @@ impl Upstreams {
         };
         let mut by_name = HashMap::new();
         for u in &config.upstreams {
-            let client = reqwest::Client::builder()
-                .connect_timeout(u.timeouts.connect)
-                .pool_idle_timeout(std::time::Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .tcp_nodelay(true)
-                // The proxy forwards what the client sent; it never follows redirects itself.
-                .redirect(reqwest::redirect::Policy::none())
-                // HTTP(S)_PROXY and NO_PROXY from the environment apply (egress gateways).
-                .tls_certs_merge(extra_roots.iter().cloned())
-                .build()
-                .map_err(|e| format!("upstream {}: {e}", u.name))?;
+            let (connect, roots) = (u.timeouts.connect, extra_roots.clone());
+            let make_client = move || {
+                reqwest::Client::builder()
+                    .connect_timeout(connect)
+                    .pool_idle_timeout(std::time::Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .tcp_nodelay(true)
+                    // The proxy forwards what the client sent; it never follows redirects.
+                    .redirect(reqwest::redirect::Policy::none())
+                    // HTTP(S)_PROXY and NO_PROXY from the environment apply (egress gateways).
+                    .tls_certs_merge(roots.iter().cloned())
+                    .build()
+            };
+            let client = make_client().map_err(|e| format!("upstream {}: {e}", u.name))?;
             let url = reqwest::Url::parse(&u.base_url).map_err(|e| e.to_string())?;
             let mut origin = url.clone();
             origin.set_path("");
@@ -78,6 +108,8 @@ impl Upstreams {
                 Arc::new(Upstream {
                     config: u.clone(),
                     client,
+                    make_client: Box::new(make_client),
+                    id: NEXT_UPSTREAM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     info: Arc::new(info),
                     base: url,
                     origin,

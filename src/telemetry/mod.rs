@@ -211,10 +211,9 @@ impl Telemetry {
             ids: RandomIdGenerator::default(),
             recent: recent.clone(),
         };
-        // Its own OS thread and single-threaded runtime, not the request workers: encoding
-        // and sending a batch of 512 spans takes about a millisecond, and a request queued
-        // behind it on a worker waited that long (p99 at one connection 1.1 ms; with span
-        // export off 0.17 ms; BENCHMARKS.md).
+        // Its own OS thread and single-threaded runtime, apart from the serving threads:
+        // encoding and sending a batch of 512 spans takes about a millisecond, which a
+        // request on the same thread would wait behind.
         let started = std::thread::Builder::new()
             .name("llmtap-telemetry".into())
             .spawn(move || {
