@@ -51,6 +51,11 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// How often the telemetry thread takes finished requests off the queue, and at most how
+/// many at a time (other work, like ticks and exports, runs between batches).
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+const MAX_DRAINED: usize = 4096;
+
 /// How long a replica waits before looking a second time for a tool call it received the
 /// result of but did not find in the shared state.
 const LATE_STORE_GRACE: Duration = Duration::from_millis(300);
@@ -449,21 +454,31 @@ impl Worker {
         let mut metric_tick = tokio::time::interval(self.metric_interval);
         metric_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         metric_tick.tick().await; // the first tick fires at once; skip it
+                                  // Finished requests are drained on a short tick rather than awaited one by one: a
+                                  // receiver waiting on the queue is woken by every send, a cross-thread wake-up per
+                                  // request that cost the serving thread more than the send itself at low load.
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                msg = self.rx.recv() => match msg {
-                    Some(Msg::Finished(f)) => self.handle(*f),
-                    Some(Msg::Sync(ack)) => {
-                        let _ = ack.send(());
-                    }
-                    Some(Msg::Shutdown(ack)) => {
-                        self.shutdown().await;
-                        let _ = ack.send(());
-                        return;
-                    }
-                    None => {
-                        self.shutdown().await;
-                        return;
+                _ = drain.tick() => {
+                    for _ in 0..MAX_DRAINED {
+                        match self.rx.try_recv() {
+                            Ok(Msg::Finished(f)) => self.handle(*f),
+                            Ok(Msg::Sync(ack)) => {
+                                let _ = ack.send(());
+                            }
+                            Ok(Msg::Shutdown(ack)) => {
+                                self.shutdown().await;
+                                let _ = ack.send(());
+                                return;
+                            }
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                self.shutdown().await;
+                                return;
+                            }
+                        }
                     }
                 },
                 Some(c) = self.closed_rx.recv() => {
