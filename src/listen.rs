@@ -33,9 +33,9 @@ use tokio::sync::watch;
 /// connection, its request handlers, hyper's tasks and the upstream client's connection
 /// tasks (each thread has its own upstream pool, `Upstream::client`) all stay on one thread,
 /// as in nginx's worker model. On the multi-threaded runtime a request's tasks woke each
-/// other across threads several times per request; measured on 2 cores (bench/run cells,
-/// one runtime thread against two): 20-25% less CPU per stream, 5-20% per non-streamed
-/// request (BENCHMARKS.md). A new connection goes to the thread serving the fewest.
+/// other across threads several times per request; against it, on 2 cores at 32
+/// connections: 17-26% less CPU per non-streamed request and about 10% less per stream
+/// (BENCHMARKS.md, second round). A new connection goes to the thread serving the fewest.
 pub struct ServingThreads {
     threads: Vec<ServingThread>,
 }

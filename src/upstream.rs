@@ -20,8 +20,8 @@ pub struct UpstreamInfo {
 
 pub struct Upstream {
     pub config: UpstreamConfig,
-    /// The client built (and checked) at start-up; threads other than the first get their own
-    /// with the same settings, see [`Upstream::client`].
+    /// The client built (and so checked) at start-up. Each thread builds its own with the
+    /// same settings on first use ([`Upstream::client`]); this one is the fallback.
     client: reqwest::Client,
     make_client: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
     /// Tells this upstream's clients apart in each thread's cache.
