@@ -35,7 +35,18 @@ fn tool_path(name: &str) -> Option<PathBuf> {
 struct Proc(Child);
 
 impl Drop for Proc {
+    /// SIGTERM first: nginx's master stops its workers on TERM, while a SIGKILLed master
+    /// leaves them running, orphaned, on the test's port. Then SIGKILL after 3 s at most.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..30 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
