@@ -23,7 +23,7 @@ pub enum Provider {
     Vllm,
     Ollama,
     Anthropic,
-    // The README and the YAML spell it with an underscore; clap's own spelling is hyphenated.
+    // The docs and the YAML spell it with an underscore; clap's own spelling is hyphenated.
     #[value(alias = "openai_compatible")]
     OpenaiCompatible,
 }

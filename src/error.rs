@@ -180,7 +180,7 @@ impl IntoResponse for ProxyError {
 mod tests {
     use super::*;
 
-    /// Every code llmtap answers with is a documented `error.type` (semconv.rs, README).
+    /// Every code llmtap answers with is a documented `error.type` (semconv.rs, docs/telemetry.md).
     #[test]
     fn every_code_is_a_documented_error_type() {
         let all = [

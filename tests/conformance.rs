@@ -29,7 +29,7 @@ const MAIN_EMBEDDINGS: &str = "semantic-conventions-genai main docs/gen-ai/clien
 const MAIN_TOKENS: &str = "semantic-conventions-genai main docs/gen-ai/gen-ai-token-metrics.md";
 const MAIN_METRICS: &str = "semantic-conventions-genai main docs/gen-ai/gen-ai-metrics.md";
 const MAIN_SPANS: &str = "semantic-conventions-genai main docs/gen-ai/gen-ai-spans.md";
-const LLMTAP: &str = "llmtap's own (README.md, Traces and Metrics)";
+const LLMTAP: &str = "llmtap's own (docs/telemetry.md, Traces and Metrics)";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -1084,33 +1084,47 @@ async fn estimates_are_reported_as_usage_only_when_asked_and_stay_flagged() {
     assert!(model_points(&all, "llmtap.cost.estimated", "mock-no-usage").is_empty());
 }
 
-/// The README names what the code emits: every name in the table (with the spec version it
-/// comes from), every `error.type` llmtap produces itself, and the chunk histograms'
-/// buckets.
+/// The telemetry reference (docs/telemetry.md) names what the code emits: every name in the
+/// table (with the spec version it comes from), every `error.type` llmtap produces itself,
+/// and the chunk histograms' buckets.
 #[test]
-fn readme_matches_what_is_emitted() {
-    let readme = read("README.md");
+fn the_telemetry_reference_matches_what_is_emitted() {
+    const DOC: &str = "docs/telemetry.md";
+    let doc = read(DOC);
     for r in TABLE {
         assert!(
-            readme.contains(&format!("`{}`", r.name)),
-            "README lacks {}",
+            doc.contains(&format!("`{}`", r.name)),
+            "{DOC} lacks {}",
             r.name
         );
     }
-    let line = readme
+    let line = doc
         .lines()
         .find(|l| l.starts_with("| `error.type`"))
-        .expect("README's error.type row");
+        .unwrap_or_else(|| panic!("{DOC}'s error.type row"));
     for (value, _) in llmtap::telemetry::semconv::LLMTAP_ERROR_TYPES {
         assert!(
             line.contains(&format!("`{value}`")),
-            "README's error.type row lacks {value}"
+            "{DOC}'s error.type row lacks {value}"
         );
     }
     assert!(
-        !readme.contains("0.001 … 10 s"),
-        "server-metric buckets in the README"
+        !doc.contains("0.001 … 10 s"),
+        "server-metric buckets in {DOC}"
     );
-    assert!(readme.contains("gen_ai_latest_experimental"));
-    assert!(readme.contains("report_estimated_usage"));
+    let (d, t) = (
+        llmtap::telemetry::semconv::BUCKETS_DURATION,
+        llmtap::telemetry::semconv::BUCKETS_TOKENS,
+    );
+    for stated in [
+        format!("{} … {} s", d[0], d[d.len() - 1]),
+        format!("{} … {}", t[0], t[t.len() - 1]),
+    ] {
+        assert!(
+            doc.contains(&stated),
+            "{DOC} should state the buckets {stated:?}"
+        );
+    }
+    assert!(doc.contains("gen_ai_latest_experimental"));
+    assert!(doc.contains("report_estimated_usage"));
 }

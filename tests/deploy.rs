@@ -1605,21 +1605,6 @@ fn alerting_rule(name: &str) -> Value {
         .unwrap_or_else(|| panic!("no alert {name} in {ALERT_RULES}"))
 }
 
-/// GitHub's anchor for a Markdown heading: lower case, spaces to `-`, other punctuation
-/// dropped.
-fn github_anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The Prometheus series names METRICS.md lists (histograms with `_sum` and `_count`).
 fn documented_series() -> BTreeSet<String> {
     let re = regex::Regex::new(r"`((?:llmtap|gen_ai_client)_[A-Za-z_]+)`").unwrap();
@@ -1713,12 +1698,9 @@ fn every_alert_is_documented_uses_real_metrics_and_is_unit_tested_both_ways() {
         "the seed: an error rate above 1% pages"
     );
 
-    let readme = read("README.md");
-    let anchors: BTreeSet<String> = readme
-        .lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .map(|h| github_anchor(h.trim_start_matches('#')))
-        .collect();
+    // The runbooks live in the operations page, one heading per alert.
+    const RUNBOOKS: &str = "docs/operations.md";
+    let anchors = markdown_anchors(&read(RUNBOOKS));
     for (name, labels) in named {
         let a = alerting_rule(name);
         let severity = a["labels"]["severity"].as_str().unwrap_or("");
@@ -1742,11 +1724,12 @@ fn every_alert_is_documented_uses_real_metrics_and_is_unit_tested_both_ways() {
         }
         let runbook = ann["runbook"].as_str().unwrap();
         let anchor = runbook
-            .strip_prefix("README.md#")
-            .unwrap_or_else(|| panic!("{name}: runbook {runbook:?} is not README.md#<section>"));
+            .strip_prefix(RUNBOOKS)
+            .and_then(|a| a.strip_prefix('#'))
+            .unwrap_or_else(|| panic!("{name}: runbook {runbook:?} is not {RUNBOOKS}#<section>"));
         assert!(
             anchors.contains(anchor),
-            "{name}: README.md has no section #{anchor}"
+            "{name}: {RUNBOOKS} has no section #{anchor}"
         );
     }
 
@@ -3370,10 +3353,11 @@ fn kubernetes_gateway_runs_three_replicas_sharing_the_shipped_redis() {
     }
 }
 
-/// The README's size of a pending call in Redis is what llmtap stores for a typical one: an
-/// OpenAI-style call id, a tool name and a one-line description, content capture off.
+/// The size of a pending call in Redis that docs/deployment.md ("Scale on paper") states is
+/// what llmtap stores for a typical one: an OpenAI-style call id, a tool name and a one-line
+/// description, content capture off.
 #[test]
-fn readme_states_the_size_of_a_stored_tool_call() {
+fn the_deployment_page_states_the_size_of_a_stored_tool_call() {
     let call = llmtap::state::StoredCall {
         call_id: "call_Xk3fT9qLmA2bC7dE1gH5jK8n".into(),
         name: "get_weather".into(),
@@ -3389,10 +3373,10 @@ fn readme_states_the_size_of_a_stored_tool_call() {
         tenant: None,
     };
     let json = serde_json::to_string(&call).unwrap();
-    let readme = read("README.md");
+    let doc = read("docs/deployment.md");
     let phrase = format!("{} bytes of JSON", json.len());
     assert!(
-        readme.contains(&phrase),
-        "README.md (\"Scale on paper\") should say \"{phrase}\" for:\n{json}"
+        doc.contains(&phrase),
+        "docs/deployment.md (\"Scale on paper\") should say \"{phrase}\" for:\n{json}"
     );
 }

@@ -558,7 +558,9 @@ fn files_named_in_docs_and_comments_exist() {
         "Dockerfile".to_string(),
         "docker-compose.yml".to_string(),
     ];
-    for dir in ["config", "examples", "src", "tests", "bench", "benches"] {
+    for dir in [
+        "docs", "config", "examples", "src", "tests", "bench", "benches",
+    ] {
         collect(&root.join(dir), &root, &mut files);
     }
     let re = regex::Regex::new(
@@ -603,6 +605,103 @@ fn files_named_in_docs_and_comments_exist() {
             }
         }
     }
+}
+
+/// The Markdown pages a reader follows: the README and every page under docs/.
+fn markdown_pages() -> Vec<String> {
+    let mut pages = vec!["README.md".to_string()];
+    let entries = std::fs::read_dir(repo().join("docs")).expect("docs/");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// Every Markdown link in the README and docs/ leads somewhere: a relative target exists
+/// (resolved from the linking page's folder, as GitHub does), and a `#section` matches a
+/// heading of the page it points into. Links inside code (fenced or inline) are not links.
+#[test]
+fn links_in_the_readme_and_docs_lead_somewhere() {
+    let root = repo();
+    let pages = markdown_pages();
+    assert!(pages.len() > 1, "no pages under docs/: {pages:?}");
+    let link = regex::Regex::new(r"\]\(([^()\s]+)\)").unwrap();
+    let inline_code = regex::Regex::new(r"`[^`]*`").unwrap();
+    let (mut checked, mut broken) = (0, Vec::new());
+    for page in &pages {
+        let text = read(page);
+        let dir = Path::new(page).parent().unwrap_or(Path::new(""));
+        for line in markdown_prose(&text) {
+            let line = inline_code.replace_all(line, "");
+            for m in link.captures_iter(&line) {
+                let target = &m[1];
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                checked += 1;
+                let (file, section) = match target.split_once('#') {
+                    Some((f, s)) => (f, Some(s)),
+                    None => (target, None),
+                };
+                let path = if file.is_empty() {
+                    root.join(page)
+                } else {
+                    root.join(dir).join(file)
+                };
+                if !path.exists() {
+                    broken.push(format!("{page}: {target}: no such file"));
+                    continue;
+                }
+                let Some(section) = section else { continue };
+                let is_md = path.extension().is_some_and(|e| e == "md");
+                let anchors = if is_md {
+                    markdown_anchors(&std::fs::read_to_string(&path).unwrap_or_default())
+                } else {
+                    Default::default()
+                };
+                if !anchors.contains(section) {
+                    broken.push(format!("{page}: {target}: no heading #{section}"));
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} links found in {pages:?}");
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
+/// The YAML configurations shown in the README and docs/ (blocks with `upstreams:`) load, as
+/// the shipped files do.
+#[test]
+fn yaml_configs_shown_in_the_docs_load() {
+    let env: std::collections::HashMap<String, String> = Default::default();
+    let mut loaded = 0;
+    for page in markdown_pages() {
+        let text = read(&page);
+        let mut block: Option<String> = None;
+        for line in text.lines() {
+            match (&mut block, line.trim_start()) {
+                (None, l) if l.starts_with("```yaml") => block = Some(String::new()),
+                (Some(b), l) if l.starts_with("```") => {
+                    if b.lines().any(|l| l.starts_with("upstreams:")) {
+                        llmtap::config::load_yaml(b, &env)
+                            .unwrap_or_else(|e| panic!("{page}: {e}\n{b}"));
+                        loaded += 1;
+                    }
+                    block = None;
+                }
+                (Some(b), _) => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                (None, _) => {}
+            }
+        }
+    }
+    assert!(loaded >= 1, "no YAML configuration found in the docs");
 }
 
 /// `npm install` in examples/node leaves node_modules and a lock file: both are ignored, so

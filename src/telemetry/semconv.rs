@@ -143,7 +143,7 @@ pub const BUCKETS_TOKENS: &[f64] = &[
     16777216.0, 67108864.0,
 ];
 
-/// The `error.type` values llmtap itself produces, with what each means. The README's list
+/// The `error.type` values llmtap itself produces, with what each means. docs/telemetry.md's list
 /// is checked against this one (tests/conformance.rs).
 pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
     ("timeout", "no response headers within the first-byte timeout, or a stream silent past the idle timeout"),

@@ -74,6 +74,55 @@ pub fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// GitHub's anchor for a Markdown heading's text: lower case, spaces to `-`, punctuation
+/// other than `-` and `_` dropped (backticks included), as github.com links `#section`.
+pub fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The lines of a Markdown document outside fenced code blocks (```), with their text.
+pub fn markdown_prose(text: &str) -> impl Iterator<Item = &str> {
+    let mut fenced = false;
+    text.lines().filter(move |l| {
+        if l.trim_start().starts_with("```") {
+            fenced = !fenced;
+            return false;
+        }
+        !fenced
+    })
+}
+
+/// The anchors of a Markdown document's ATX headings (`#` lines outside code blocks); a
+/// repeated heading gets `-1`, `-2`, ... as on GitHub.
+pub fn markdown_anchors(text: &str) -> std::collections::BTreeSet<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = std::collections::BTreeSet::new();
+    for line in markdown_prose(text) {
+        let hashes = line.len() - line.trim_start_matches('#').len();
+        if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let base = github_anchor(&line[hashes..]);
+        let n = seen.entry(base.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
 /// The Dockerfile's instructions as (upper-cased op, arguments): continuation lines joined,
 /// comments and blank lines dropped.
 pub fn dockerfile_instructions() -> Vec<(String, String)> {
