@@ -673,6 +673,28 @@ fn links_in_the_readme_and_docs_lead_somewhere() {
     assert!(broken.is_empty(), "{broken:#?}");
 }
 
+/// The README's prerequisites name the Rust version `Cargo.toml` requires (`rust-version`),
+/// so a newcomer's first build does not fail on an older toolchain the README allowed.
+#[test]
+fn the_readme_names_the_rust_version_cargo_requires() {
+    let manifest = read("Cargo.toml");
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim().trim_matches('"'))
+        .expect("rust-version in Cargo.toml");
+    let readme = read("README.md");
+    let prerequisites = readme
+        .split("## Prerequisites")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Prerequisites section in README.md");
+    assert!(
+        prerequisites.contains(&format!("Rust {version} or later")),
+        "README.md's prerequisites should say \"Rust {version} or later\":\n{prerequisites}"
+    );
+}
+
 /// The YAML configurations shown in the README and docs/ (blocks with `upstreams:`) load, as
 /// the shipped files do.
 #[test]
