@@ -3030,20 +3030,20 @@ async fn shipped_nginx_config_round_robins_and_streams_through_two_llmtap_replic
     run_ok("nginx -t on config/nginx-replicas.conf", check).await;
 
     let access = dir.path().join("access.log");
-    let mut child = tokio::process::Command::new(&bin)
-        .args(["-c", &main_s, "-p", &prefix, "-g", "daemon off;"])
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["-c", &main_s, "-p", &prefix, "-g", "daemon off;"])
         .stdin(Stdio::null())
         // The site logs to /dev/stdout, as in the container.
         .stdout(std::fs::File::create(&access).unwrap())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nginx did not start");
+        .stderr(Stdio::null());
+    // Master and worker in one group, stopped together (a master killed alone left its
+    // worker running, orphaned and listening).
+    let mut nginx = common::process::Service::spawn(&mut cmd).expect("nginx did not start");
     let lb = format!("http://127.0.0.1:{lb_port}");
     let c = client();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = nginx.0.try_wait() {
             panic!(
                 "nginx exited ({status}):\n{}",
                 std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()

@@ -726,11 +726,17 @@ async fn run_chromium(bin: &Path, profile: &Path, args: &[&str], url: &str) -> S
         .args(args)
         .arg(url)
         .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+    common::process::own_group_tokio(&mut cmd);
+    let child = cmd.spawn().expect("chromium did not start");
+    // Its zygote and renderers go with it, however the test ends.
+    let _group = common::process::GroupGuard::of(&child);
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
         .await
         .expect("chromium timed out")
-        .expect("chromium did not start");
+        .expect("chromium's output");
     assert!(
         out.status.success(),
         "chromium failed: {}\n{}",
@@ -860,7 +866,9 @@ async fn a_real_browser_shows_calls_as_they_finish() {
     let (_up, proxy) = gateway_proxy("", None).await;
     let tmp = TempDir::new("ui-live");
     let profile = tmp.path().join("profile");
-    let _chrome = tokio::process::Command::new(&bin)
+    let mut chrome_cmd = tokio::process::Command::new(&bin);
+    common::process::own_group_tokio(&mut chrome_cmd);
+    let _chrome = chrome_cmd
         .args(HEADLESS)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--remote-debugging-port=0")
@@ -871,6 +879,7 @@ async fn a_real_browser_shows_calls_as_they_finish() {
         .kill_on_drop(true)
         .spawn()
         .expect("chromium starts");
+    let _chrome_group = common::process::GroupGuard::of(&_chrome);
     // Chromium writes the port it picked into its profile.
     let active = profile.join("DevToolsActivePort");
     let mut port = None;
