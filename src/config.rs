@@ -339,6 +339,10 @@ pub struct Config {
     /// response on a kept-alive connection); slower clients are disconnected.
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long `/readyz` answers 503 while every request is still
+    /// served, so a load balancer takes the instance out of rotation before the listener
+    /// closes (the Kubernetes pre-stop pattern). Zero: stop accepting at once.
+    pub drain_delay: Duration,
     /// Threads serving connections (`--serve-threads`); `None`: the CPUs available.
     pub serve_threads: Option<usize>,
     pub log_format: LogFormat,
@@ -377,6 +381,7 @@ impl Config {
             max_body_bytes: 32 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             serve_threads: None,
             log_format: LogFormat::Text,
             ca_file: None,
@@ -424,6 +429,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     header_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
+    drain_delay_secs: Option<f64>,
     serve_threads: Option<usize>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
@@ -644,6 +650,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
+    }
+    if let Some(v) = file.drain_delay_secs {
+        cfg.drain_delay = secs("drain_delay_secs", v)?;
     }
     if let Some(v) = file.serve_threads {
         cfg.serve_threads = Some(threads("serve_threads", v)?);
@@ -898,6 +907,9 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     }
     if let Some(v) = a.shutdown_timeout {
         cfg.shutdown_timeout = secs("--shutdown-timeout", v)?;
+    }
+    if let Some(v) = a.drain_delay {
+        cfg.drain_delay = secs("--drain-delay", v)?;
     }
     if let Some(v) = a.serve_threads {
         let key = flag_key(

@@ -154,6 +154,8 @@ pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
     ("request_too_large", "the request body is over `max_body_bytes`"),
     ("invalid_request_body", "the request body could not be read"),
     ("not_found", "no upstream for the request"),
+    ("invalid_path", "a path refused before routing (encoded separators, dot segments, control characters)"),
+    ("concurrency_limit_exceeded", "the client key already has `max_concurrent` requests in flight (answered 429)"),
     ("shutting_down", "a request that arrived while llmtap was draining (answered 503)"),
     ("shutdown", "a stream still running when the shutdown grace period ended, cut"),
 ];
