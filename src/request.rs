@@ -34,6 +34,9 @@ pub struct RequestInfo {
     /// The request's function tools as (name, description), for `gen_ai.tool.description` on
     /// the `execute_tool` spans of the calls the response asks for. Bounded.
     pub tool_descriptions: Vec<(String, String)>,
+    /// The one function the request forces the model to call, when it does (see
+    /// [`forced_tool`](crate::dialect::forced_tool)): its calls are the structured output.
+    pub forced_tool: Option<String>,
     /// Characters of all message content (or prompt/input text).
     pub prompt_chars: u64,
     pub message_count: u64,
@@ -191,6 +194,8 @@ pub fn facts(
         })
         .take(MAX_TOOL_DESCRIPTIONS)
         .collect();
+    info.forced_tool =
+        crate::dialect::forced_tool(obj, |t| t.get("function").and_then(|f| f.get("name")));
     match obj.get("stop") {
         Some(Value::String(s)) => info.stop = vec![s.clone()],
         Some(Value::Array(a)) => {

@@ -54,6 +54,7 @@ impl Dialect for OpenAiResponses {
                 .map(str::to_owned),
             service_tier: str_at(obj, "service_tier"),
             tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            forced_tool: super::forced_tool(obj, |t| t.get("name")),
             ..Default::default()
         };
         let instructions = str_at(obj, "instructions");
@@ -214,18 +215,17 @@ struct ResponsesReader {
 }
 
 impl ResponsesReader {
-    /// A whole response object (the terminal event's, or a non-streamed body).
+    /// A whole response object: `response.created` / `.in_progress` / `.queued`'s snapshot,
+    /// the terminal event's, or a non-streamed body. Each later snapshot overrides what an
+    /// earlier one said (id, model, service tier, usage, status): the terminal one describes
+    /// the finished response (`created` says `"service_tier":"auto"`, `completed` the tier
+    /// that served it).
     fn response(&mut self, r: &Value, s: &mut ResponseSummary, count_only: bool, whole: bool) {
         s.set_id_and_model(
             r.get("id").and_then(Value::as_str),
             r.get("model").and_then(Value::as_str),
         );
-        if s.service_tier.is_none() {
-            s.service_tier = r
-                .get("service_tier")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-        }
+        s.set_service_tier(r.get("service_tier").and_then(Value::as_str));
         if let Some(u) = r.get("usage").filter(|u| u.is_object()) {
             let n = |v: &Value| v.as_u64();
             s.usage = Some(Usage {
@@ -437,6 +437,40 @@ mod tests {
         );
         assert_eq!(e.finish_reasons, vec![Some("error".into())]);
         assert!(e.stream_ended);
+    }
+
+    /// The last word wins: `response.created` / `.in_progress` say `auto` and carry no usage;
+    /// the terminal event (`completed`, `incomplete` or `failed`) says which tier served the
+    /// request, the model version and the usage. Facts from tests/fixtures'
+    /// `openai-responses-stream-service-tier.sse` (learned from the Azure recording).
+    #[test]
+    fn the_terminal_event_has_the_last_word() {
+        let s = fixture("openai-responses-stream-service-tier.sse");
+        for split in [1, 9, s.len()] {
+            let w = watch(&s, split);
+            assert_eq!(w.service_tier.as_deref(), Some("default"), "split {split}");
+            assert_eq!(w.model.as_deref(), Some("gpt-5.1-2025-11-13"));
+            assert_eq!(w.id.as_deref(), Some("resp_llmtapTier0001"));
+            assert_eq!(w.finish_reasons, vec![Some("completed".into())]);
+            let u = w.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (Some(11), Some(9)));
+        }
+        let text = String::from_utf8(s).unwrap();
+        for (terminal, status, reason) in [
+            ("response.incomplete", "incomplete", "max_output_tokens"),
+            ("response.failed", "failed", "error"),
+        ] {
+            let t = text
+                .replace("response.completed", terminal)
+                .replace(r#""status":"completed","background""#, &format!(r#""status":"{status}","background""#))
+                .replace(r#""incomplete_details":null,"instructions":null,"max_output_tokens":16"#,
+                    r#""incomplete_details":{"reason":"max_output_tokens"},"instructions":null,"max_output_tokens":16"#);
+            let w = watch(t.as_bytes(), 13);
+            assert_eq!(w.service_tier.as_deref(), Some("default"), "{terminal}");
+            assert_eq!(w.model.as_deref(), Some("gpt-5.1-2025-11-13"), "{terminal}");
+            assert_eq!(w.finish_reasons, vec![Some(reason.into())], "{terminal}");
+            assert!(w.usage.is_some() && w.stream_ended, "{terminal}");
+        }
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub const LLMTAP_PROMPT_MESSAGES: &str = "llmtap.prompt.messages";
 pub const LLMTAP_PROMPT_HASH: &str = "llmtap.prompt.hash";
 pub const LLMTAP_PROMPT_TEMPLATE: &str = "llmtap.prompt.template";
 pub const LLMTAP_TOOL_RESULT_RECEIVED: &str = "llmtap.tool.result_received";
+/// The names of the tool calls that were the response's structured output (string array):
+/// recognised output tools (`telemetry::output_tools`), which get no `execute_tool` span.
+pub const LLMTAP_OUTPUT_TOOL: &str = "llmtap.output.tool";
+/// The request's cost in USD from the price table, on the inference span when the model is
+/// priced and usage was reported (or estimates are reported as usage): the sum of what
+/// `llmtap.cost` counts for the request, per token type.
 pub const LLMTAP_COST_USD: &str = "llmtap.cost.usd";
 /// Prefixes for configured baggage keys and request headers copied onto spans.
 pub const LLMTAP_BAGGAGE_PREFIX: &str = "llmtap.baggage.";
