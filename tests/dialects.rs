@@ -343,3 +343,224 @@ async fn llmtaps_own_errors_take_the_shape_of_the_api_called() {
     assert_eq!(body["error"]["code"], "upstream_unreachable");
     proxy.stop().await;
 }
+
+/// Issue 30, point 1: facts several events of a stream carry come from the terminal one. A
+/// Responses stream whose `response.created` / `.in_progress` say `service_tier: auto` and
+/// whose `response.completed` says `default` (and a dated model, and the usage) is recorded
+/// as the completed response says. The other dialects' golden tests cover theirs
+/// (`dialect::anthropic` message_delta usage, `dialect::ollama` done line,
+/// `stream::openai` last chunk).
+#[tokio::test]
+async fn the_terminal_event_has_the_last_word() {
+    let (_up, rx, proxy) = start_traced("http/protobuf", None, &[]).await;
+    let r = client()
+        .post(format!("{}/v1/responses", proxy.url))
+        .header("x-mock-scenario", "replay")
+        .header("x-mock-replay", "openai-responses-stream-service-tier.sse")
+        .json(&json!({"model": "gpt-5.1", "input": "Bonjour", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("response.completed"));
+    let spans = rx
+        .wait_for_spans(|s| !s.is_empty(), Duration::from_secs(10))
+        .await;
+    let s = &spans[0];
+    let dump = common::otlp::spans_json(&spans);
+    assert_eq!(
+        s.str_attr("openai.response.service_tier"),
+        Some("default"),
+        "{dump}"
+    );
+    assert_eq!(
+        s.str_attr("gen_ai.response.model"),
+        Some("gpt-5.1-2025-11-13")
+    );
+    assert_eq!(
+        s.str_attr("gen_ai.response.id"),
+        Some("resp_llmtapTier0001")
+    );
+    assert_eq!(s.int_attr("gen_ai.usage.input_tokens"), Some(11));
+    assert_eq!(s.int_attr("gen_ai.usage.output_tokens"), Some(9));
+    assert_eq!(
+        s.str_array_attr("gen_ai.response.finish_reasons"),
+        Some(vec!["completed".to_string()])
+    );
+    proxy.stop().await;
+}
+
+/// Issue 30, point 2: every embeddings shape the dialects see gets
+/// `gen_ai.embeddings.dimension.count`, the length of the vectors that came back: OpenAI's
+/// float arrays and base64 strings, Ollama's `/api/embed` (`embeddings`) and its legacy
+/// `/api/embeddings` (one `embedding`).
+#[tokio::test]
+async fn every_embeddings_shape_reports_its_dimensions() {
+    let (_up, rx, proxy) = start_traced("http/protobuf", None, &[]).await;
+    let c = client();
+    let post = |path: &str, body: Value| {
+        let req = c.post(format!("{}{path}", proxy.url)).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let float = post(
+        "/v1/embeddings",
+        json!({"model": "emb-float", "input": "hello", "encoding_format": "float"}),
+    )
+    .await;
+    let float_len = float["data"][0]["embedding"].as_array().unwrap().len() as i64;
+    let b64 = post(
+        "/v1/embeddings",
+        json!({"model": "emb-base64", "input": ["a", "b"], "encoding_format": "base64"}),
+    )
+    .await;
+    // Little-endian f32s: 4 bytes a dimension.
+    let b64_text = b64["data"][0]["embedding"].as_str().unwrap();
+    let b64_len = (b64_text.trim_end_matches('=').len() * 3 / 4 / 4) as i64;
+    let embed = post(
+        "/api/embed",
+        json!({"model": "emb-ollama", "input": ["a", "b"]}),
+    )
+    .await;
+    let embed_len = embed["embeddings"][0].as_array().unwrap().len() as i64;
+    let legacy = post(
+        "/api/embeddings",
+        json!({"model": "emb-legacy", "prompt": "hello"}),
+    )
+    .await;
+    let legacy_len = legacy["embedding"].as_array().unwrap().len() as i64;
+    assert!(legacy.get("embeddings").is_none(), "{legacy}");
+    let spans = rx
+        .wait_for_spans(|s| s.len() >= 4, Duration::from_secs(10))
+        .await;
+    let dump = common::otlp::spans_json(&spans);
+    for (model, want) in [
+        ("emb-float", float_len),
+        ("emb-base64", b64_len),
+        ("emb-ollama", embed_len),
+        ("emb-legacy", legacy_len),
+    ] {
+        let s = &spans_named(&spans, &format!("embeddings {model}"))[0];
+        assert!(want > 0, "{model}");
+        assert_eq!(
+            s.int_attr("gen_ai.embeddings.dimension.count"),
+            Some(want),
+            "{model}: {dump}"
+        );
+        assert!(s.attr("error.type").is_none(), "{model}: {dump}");
+    }
+    proxy.stop().await;
+}
+
+/// Issue 30, point 7: structured output through a tool call is output, not a tool
+/// execution. Each recognised shape (a forced `tool_choice` in the three APIs that have one,
+/// pydantic-ai's `final_result`, a name listed under `telemetry.output_tools`) gets
+/// `llmtap.output.tool` on its model span and no `execute_tool` span or tool-call point,
+/// while an ordinary tool call beside them still waits for its result (and is emitted
+/// unanswered at shutdown).
+#[tokio::test]
+async fn output_tools_are_output_not_tool_executions() {
+    let yaml = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+    provider: openai
+telemetry:
+  output_tools: ["emit_*"]
+"#;
+    let (_up, rx, proxy) = start_traced("http/protobuf", Some(yaml), &[]).await;
+    let c = client();
+    let tool = |name: &str| {
+        json!({"type": "function", "function": {"name": name, "description": "d",
+            "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}})
+    };
+    let user = json!([{"role": "user", "content": "Extract it"}]);
+    let cases: Vec<(&str, Value)> = vec![
+        // instructor's TOOLS mode: one tool, tool_choice naming it.
+        (
+            "/v1/chat/completions",
+            json!({"model": "m-instructor", "messages": user, "tools": [tool("UserInfo")],
+                "tool_choice": {"type": "function", "function": {"name": "UserInfo"}}}),
+        ),
+        // pydantic-ai: its output tool beside a real tool, any call required.
+        (
+            "/v1/chat/completions",
+            json!({"model": "m-pydantic", "messages": user, "stream": true,
+                "tools": [tool("get_weather"), tool("final_result")], "tool_choice": "required"}),
+        ),
+        // A name the operator listed.
+        (
+            "/v1/chat/completions",
+            json!({"model": "m-configured", "messages": user, "tools": [tool("emit_report")]}),
+        ),
+        // Anthropic's forced tool (instructor's ANTHROPIC_TOOLS).
+        (
+            "/v1/messages",
+            json!({"model": "m-anthropic", "max_tokens": 64, "messages": user,
+                "tools": [{"name": "Summary", "description": "d",
+                    "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}}}],
+                "tool_choice": {"type": "tool", "name": "Summary"}}),
+        ),
+        // Responses' forced function.
+        (
+            "/v1/responses",
+            json!({"model": "m-responses", "input": "Extract it",
+                "tools": [{"type": "function", "name": "Answer", "description": "d",
+                    "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}],
+                "tool_choice": {"type": "function", "name": "Answer"}}),
+        ),
+    ];
+    for (path, body) in &cases {
+        let r = c
+            .post(format!("{}{path}", proxy.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path} {body}");
+        let text = r.text().await.unwrap();
+        let name = body["tool_choice"]["function"]["name"]
+            .as_str()
+            .or(body["tool_choice"]["name"].as_str())
+            .unwrap_or("");
+        assert!(text.contains(name), "the mock called the tool: {text}");
+    }
+    proxy.stop().await; // emits what is still pending, exports spans and metrics
+    let spans = rx.spans();
+    let dump = common::otlp::spans_json(&spans);
+    let output_of = |model: &str| {
+        spans_named(&spans, &format!("chat {model}"))
+            .first()
+            .unwrap_or_else(|| panic!("no span for {model}: {dump}"))
+            .str_array_attr("llmtap.output.tool")
+    };
+    let one = |n: &str| Some(vec![n.to_string()]);
+    assert_eq!(output_of("m-instructor"), one("UserInfo"), "{dump}");
+    assert_eq!(output_of("m-pydantic"), one("final_result"), "{dump}");
+    assert_eq!(output_of("m-configured"), one("emit_report"), "{dump}");
+    assert_eq!(output_of("m-anthropic"), one("Summary"), "{dump}");
+    assert_eq!(output_of("m-responses"), one("Answer"), "{dump}");
+    let instructor = &spans_named(&spans, "chat m-instructor")[0];
+    assert_eq!(instructor.str_attr("gen_ai.output.type"), Some("json"));
+    // Only the real tool became an execution: pending until shutdown, then unanswered.
+    let tools: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("execute_tool"))
+        .filter_map(|s| s.str_attr("gen_ai.tool.name"))
+        .collect();
+    assert_eq!(tools, ["get_weather"], "{dump}");
+    let metrics = rx.metrics();
+    let counted: Vec<&str> = metrics
+        .iter()
+        .filter(|p| p.name == "llmtap.tool.calls" && p.value > 0.0)
+        .filter_map(|p| p.str_attr("gen_ai.tool.name"))
+        .collect();
+    assert!(
+        !counted.is_empty() && counted.iter().all(|n| *n == "get_weather"),
+        "{}",
+        common::otlp::metrics_json(&metrics)
+    );
+}

@@ -529,3 +529,71 @@ async fn shutdown_flushes_queued_spans_and_compressed_bodies_are_read() {
         Some(true)
     );
 }
+
+/// Issue 30, point 3: with `content_max_chars: 300`, a conversation whose first message is
+/// 1,500 characters and whose last is "and the last question" keeps its question. Short
+/// messages stay whole, the long one takes what remains, every message keeps its role and
+/// some text, the JSON parses, and the text stays within the limit.
+#[tokio::test]
+async fn truncation_keeps_the_conversation() {
+    let yaml = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+telemetry:
+  content_max_chars: 300
+"#;
+    let (_up, rx, proxy) = start_traced(
+        "http/protobuf",
+        Some(yaml),
+        &[(
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            "SPAN_ONLY",
+        )],
+    )
+    .await;
+    let first = format!("first {}", "q".repeat(1494));
+    let body = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "and the last question"}
+    ]});
+    let (status, _) = chat_text(&proxy.url, body, &[]).await;
+    assert_eq!(status, 200);
+    let spans = rx
+        .wait_for_spans(|s| !s.is_empty(), Duration::from_secs(10))
+        .await;
+    let input = spans[0]
+        .str_attr("gen_ai.input.messages")
+        .expect("content captured");
+    let messages: Value = serde_json::from_str(input).expect("the cut JSON parses");
+    let texts: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["parts"][0]["content"].as_str().unwrap())
+        .collect();
+    let roles: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"], "{input}");
+    assert_eq!(texts[0], "Be brief.", "{input}");
+    assert_eq!(texts[2], "Noted.", "{input}");
+    assert_eq!(texts[3], "and the last question", "{input}");
+    assert!(
+        texts[1].starts_with("first qq") && texts[1].ends_with("…[truncated]"),
+        "{input}"
+    );
+    let total: usize = texts.iter().map(|t| t.chars().count()).sum();
+    assert!(total <= 300, "{total} characters: {input}");
+    assert_eq!(total, 300, "the long message takes what remains: {input}");
+    // The output is its own attribute and fits: whole.
+    let output: Value =
+        serde_json::from_str(spans[0].str_attr("gen_ai.output.messages").unwrap()).unwrap();
+    assert!(!output.to_string().contains("…[truncated]"), "{output}");
+    proxy.stop().await;
+}
