@@ -597,3 +597,209 @@ telemetry:
     assert!(!output.to_string().contains("…[truncated]"), "{output}");
     proxy.stop().await;
 }
+
+/// One row of the cost table: a priced family's response with one kind of token, and what
+/// the shipped price table (2026-11-01, `telemetry::cost::default_prices`) makes of it.
+struct CostRow {
+    /// Request (and response) model: distinct per row, matched by the family's glob.
+    model: &'static str,
+    path: &'static str,
+    /// The upstream's whole (non-streamed) response body.
+    body: Value,
+    /// Expected USD for input and output tokens.
+    input_usd: f64,
+    output_usd: f64,
+}
+
+fn cost_rows() -> Vec<CostRow> {
+    let chat = |model: &str, prompt: u64, cached: u64, completion: u64, reasoning: u64| {
+        json!({"id": format!("chatcmpl-{model}"), "object": "chat.completion", "created": 1,
+            "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": cached},
+                "completion_tokens_details": {"reasoning_tokens": reasoning}}})
+    };
+    let responses = |model: &str, input: u64, cached: u64, output: u64, reasoning: u64| {
+        json!({"id": format!("resp_{model}"), "object": "response", "status": "completed",
+            "model": model, "output": [{"type": "message", "role": "assistant",
+                "content": [{"type": "output_text", "text": "ok"}]}],
+            "usage": {"input_tokens": input, "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": output, "output_tokens_details": {"reasoning_tokens": reasoning},
+                "total_tokens": input + output}})
+    };
+    let claude = |model: &str, fresh: u64, read: u64, write: u64, output: u64| {
+        json!({"id": format!("msg_{model}"), "type": "message", "role": "assistant",
+            "model": model, "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": fresh,
+                "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
+                "output_tokens": output}})
+    };
+    let m = 1e-6;
+    vec![
+        // OpenAI gpt-4o-mini: input 0.15, cached input 0.075, output 0.60 per 1M.
+        CostRow {
+            model: "gpt-4o-mini-input",
+            path: "/v1/chat/completions",
+            body: chat("gpt-4o-mini-input", 1000, 0, 0, 0),
+            input_usd: 1000.0 * 0.15 * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "gpt-4o-mini-cached",
+            path: "/v1/chat/completions",
+            body: chat("gpt-4o-mini-cached", 1000, 400, 0, 0),
+            input_usd: (600.0 * 0.15 + 400.0 * 0.075) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "gpt-4o-mini-output",
+            path: "/v1/chat/completions",
+            body: chat("gpt-4o-mini-output", 0, 0, 500, 0),
+            input_usd: 0.0,
+            output_usd: 500.0 * 0.60 * m,
+        },
+        // OpenAI gpt-5 (Responses): reasoning tokens are part of the output count, billed as
+        // output (1.25 input, 0.125 cached, 10.00 output).
+        CostRow {
+            model: "gpt-5-reasoning",
+            path: "/v1/responses",
+            body: responses("gpt-5-reasoning", 100, 0, 300, 200),
+            input_usd: 100.0 * 1.25 * m,
+            output_usd: 300.0 * 10.0 * m,
+        },
+        CostRow {
+            model: "gpt-5-cached",
+            path: "/v1/responses",
+            body: responses("gpt-5-cached", 1000, 800, 0, 0),
+            input_usd: (200.0 * 1.25 + 800.0 * 0.125) * m,
+            output_usd: 0.0,
+        },
+        // Anthropic claude-haiku-4-5: input 1.00, cache reads 0.1x, cache writes at the
+        // 1.25x premium, output 5.00.
+        CostRow {
+            model: "claude-haiku-4-5-write",
+            path: "/v1/messages",
+            body: claude("claude-haiku-4-5-write", 10, 0, 1000, 0),
+            input_usd: (10.0 + 1000.0 * 1.25) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "claude-haiku-4-5-read",
+            path: "/v1/messages",
+            body: claude("claude-haiku-4-5-read", 10, 1000, 0, 0),
+            input_usd: (10.0 + 1000.0 * 0.1) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "claude-haiku-4-5-output",
+            path: "/v1/messages",
+            body: claude("claude-haiku-4-5-output", 0, 0, 0, 200),
+            input_usd: 0.0,
+            output_usd: 200.0 * 5.0 * m,
+        },
+    ]
+}
+
+/// Issue 30, point 6: cost per token type (input, cached input, cache writes at their
+/// premium, output, reasoning) for each priced family, the same on the span
+/// (`llmtap.cost.usd`), the metric (`llmtap.cost` by `gen_ai.token.type`) and the live view.
+#[tokio::test]
+async fn cost_per_token_type_agrees_on_span_metric_and_view() {
+    let dir = TempDir::new("cost-table");
+    let rows = cost_rows();
+    for r in &rows {
+        std::fs::write(
+            dir.path().join(format!("{}.json", r.model)),
+            r.body.to_string(),
+        )
+        .unwrap();
+    }
+    let up = start_upstream_with(dir.path().to_path_buf()).await;
+    let rx = OtlpReceiver::start().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http/protobuf"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = client();
+    for r in &rows {
+        let resp = c
+            .post(format!("{}{}", proxy.url, r.path))
+            .header("x-mock-scenario", "replay")
+            .header("x-mock-replay", format!("{}.json", r.model))
+            .json(&json!({"model": r.model, "max_tokens": 16, "input": "hi",
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", r.model);
+        let _ = resp.bytes().await;
+    }
+    // The live view, before the proxy stops (the worker fills it off the request path).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v: Value = c
+            .get(format!("{}/ui/api/calls", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["calls"].as_array().is_some_and(|a| a.len() >= rows.len()) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the view never held every call: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    proxy.stop().await;
+    let spans = rx.spans();
+    let metrics = common::otlp::latest_points(&rx.metrics());
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    for r in &rows {
+        let want = r.input_usd + r.output_usd;
+        let span = spans
+            .iter()
+            .find(|s| s.str_attr("gen_ai.request.model") == Some(r.model))
+            .unwrap_or_else(|| panic!("no span for {}: {}", r.model, spans_json(&spans)));
+        let on_span = span.f64_attr("llmtap.cost.usd");
+        assert!(
+            on_span.is_some_and(|v| close(v, want)),
+            "{}: span {on_span:?}, want {want}",
+            r.model
+        );
+        for (token_type, usd) in [("input", r.input_usd), ("output", r.output_usd)] {
+            let point = metrics.iter().find(|p| {
+                p.name == "llmtap.cost"
+                    && p.str_attr("gen_ai.request.model") == Some(r.model)
+                    && p.str_attr("gen_ai.token.type") == Some(token_type)
+            });
+            let got = point.map(|p| p.value);
+            assert!(
+                got.is_some_and(|v| close(v, usd)),
+                "{} {token_type}: metric {got:?}, want {usd}",
+                r.model
+            );
+        }
+        let row = view["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == r.model)
+            .unwrap_or_else(|| panic!("{} not in the view: {view:#}", r.model));
+        let in_view = row["cost_usd"].as_f64();
+        assert!(
+            in_view.is_some_and(|v| close(v, want)),
+            "{}: view {in_view:?}, want {want}",
+            r.model
+        );
+    }
+}
