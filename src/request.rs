@@ -46,6 +46,9 @@ pub struct RequestInfo {
     pub encoding_formats: Vec<String>,
     /// A conversation the request continues (Responses `conversation` / `previous_response_id`).
     pub conversation_id: Option<String>,
+    /// Responses `previous_response_id`: `gen_ai.request.previous_response.id` (genai `main`,
+    /// #372).
+    pub previous_response_id: Option<String>,
     /// `role: tool` messages: (tool_call_id, result text).
     pub tool_results: Vec<(String, String)>,
     /// Semconv-shaped content, filled only when capture is on.

@@ -18,6 +18,41 @@ pub struct Usage {
     pub reasoning_output_tokens: Option<u64>,
 }
 
+/// Token counts by modality, where the API reports them (genai `main`, #440:
+/// `gen_ai.usage.{text,image,audio}.{input,output}_tokens`). Each is a subset of the input or
+/// output count and is set only when the provider reported it: OpenAI's
+/// `prompt_tokens_details` / `completion_tokens_details` (Chat) and `input_tokens_details` /
+/// `output_tokens_details` (Responses) `text_tokens`, `image_tokens`, `audio_tokens`.
+/// Anthropic and Ollama report no breakdown.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ModalityUsage {
+    pub text_input: Option<u64>,
+    pub image_input: Option<u64>,
+    pub audio_input: Option<u64>,
+    pub text_output: Option<u64>,
+    pub image_output: Option<u64>,
+    pub audio_output: Option<u64>,
+}
+
+impl ModalityUsage {
+    /// Later reports update the counts they carry.
+    pub fn update(&mut self, other: ModalityUsage) {
+        let pairs = [
+            (&mut self.text_input, other.text_input),
+            (&mut self.image_input, other.image_input),
+            (&mut self.audio_input, other.audio_input),
+            (&mut self.text_output, other.text_output),
+            (&mut self.image_output, other.image_output),
+            (&mut self.audio_output, other.audio_output),
+        ];
+        for (slot, v) in pairs {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+    }
+}
+
 /// One tool call, reassembled from its deltas.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ToolCall {
@@ -64,6 +99,8 @@ pub struct ResponseSummary {
     pub finish_reasons: Vec<Option<String>>,
     /// Only when the response carried usage.
     pub usage: Option<Usage>,
+    /// The usage's breakdown by modality, where the API reports one.
+    pub usage_by_modality: ModalityUsage,
     /// Data events received, excluding `[DONE]` and empty data.
     pub chunk_count: u64,
     /// `[DONE]` seen.

@@ -803,3 +803,106 @@ async fn cost_per_token_type_agrees_on_span_metric_and_view() {
         );
     }
 }
+
+/// Issue 30, point 4: genai `main`'s newer names, only with `gen_ai_latest_experimental`:
+/// per-modality token counts where the API reports them (#440), the Responses
+/// `previous_response_id` as `gen_ai.request.previous_response.id` (#372), and
+/// `gen_ai.prompt.version` from `x-llmtap-prompt-version` beside the template's name (#179).
+#[tokio::test]
+async fn newer_genai_names_only_with_the_opt_in() {
+    let dir = TempDir::new("latest-names");
+    let chat = json!({"id": "chatcmpl-audio", "object": "chat.completion", "created": 1,
+        "model": "gpt-4o-audio-preview", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 14, "total_tokens": 44,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 7, "text_tokens": 20,
+                "image_tokens": 3},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 5,
+                "text_tokens": 9}}});
+    std::fs::write(dir.path().join("chat-audio.json"), chat.to_string()).unwrap();
+    for latest in [false, true] {
+        let up = start_upstream_with(dir.path().to_path_buf()).await;
+        let rx = OtlpReceiver::start().await;
+        let mut e = otlp_env(&rx, "http/protobuf");
+        if latest {
+            e.extend(env(&[(
+                "OTEL_SEMCONV_STABILITY_OPT_IN",
+                "gen_ai_latest_experimental",
+            )]));
+        }
+        let proxy = start_proxy(
+            &up.base,
+            ProxyOpts {
+                env: e,
+                ..Default::default()
+            },
+        )
+        .await;
+        let c = client();
+        let r = c
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .header("x-mock-scenario", "replay")
+            .header("x-mock-replay", "chat-audio.json")
+            .header("x-llmtap-prompt-template", "support-triage")
+            .header("x-llmtap-prompt-version", "3.1.0")
+            .json(&json!({"model": "gpt-4o-audio-preview",
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c
+            .post(format!("{}/v1/responses", proxy.url))
+            .json(&json!({"model": "gpt-4o-mini", "input": "and then?",
+                "previous_response_id": "resp_prev123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let spans = rx
+            .wait_for_spans(|s| s.len() >= 2, Duration::from_secs(10))
+            .await;
+        let dump = spans_json(&spans);
+        let chat = spans
+            .iter()
+            .find(|s| s.name == "chat gpt-4o-audio-preview")
+            .unwrap();
+        let responses = spans.iter().find(|s| s.name == "chat gpt-4o-mini").unwrap();
+        let modal = [
+            ("gen_ai.usage.text.input_tokens", 20),
+            ("gen_ai.usage.image.input_tokens", 3),
+            ("gen_ai.usage.audio.input_tokens", 7),
+            ("gen_ai.usage.text.output_tokens", 9),
+            ("gen_ai.usage.audio.output_tokens", 5),
+        ];
+        for (k, v) in modal {
+            assert_eq!(
+                chat.int_attr(k),
+                latest.then_some(v),
+                "{k} latest={latest}: {dump}"
+            );
+        }
+        // Not reported by the API: not set.
+        assert!(
+            chat.attr("gen_ai.usage.image.output_tokens").is_none(),
+            "{dump}"
+        );
+        assert_eq!(chat.str_attr("gen_ai.prompt.name"), Some("support-triage"));
+        assert_eq!(
+            chat.str_attr("gen_ai.prompt.version"),
+            latest.then_some("3.1.0"),
+            "{dump}"
+        );
+        assert_eq!(
+            responses.str_attr("gen_ai.request.previous_response.id"),
+            latest.then_some("resp_prev123"),
+            "{dump}"
+        );
+        // Never forwarded upstream.
+        assert!(up.mock.requests().iter().all(|r| r
+            .headers
+            .iter()
+            .all(|(k, _)| k != "x-llmtap-prompt-version")));
+        proxy.stop().await;
+    }
+}

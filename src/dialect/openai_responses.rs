@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 use crate::request::{PromptHasher, RequestContent, RequestInfo};
-use crate::summary::{ResponseSummary, Usage};
+use crate::summary::{ModalityUsage, ResponseSummary, Usage};
 
 use super::watch::{EventReader, SseWatcher};
 use super::{f64_at, i64_at, str_at, ApiPath, Dialect, Operation, StreamWatcher};
@@ -47,6 +47,7 @@ impl Dialect for OpenAiResponses {
             top_p: f64_at(obj, "top_p"),
             max_tokens: i64_at(obj, "max_output_tokens"),
             conversation_id: conversation_id(obj),
+            previous_response_id: str_at(obj, "previous_response_id"),
             reasoning_level: obj
                 .get("reasoning")
                 .and_then(|r| r.get("effort"))
@@ -238,6 +239,15 @@ impl ResponsesReader {
                     .pointer("/output_tokens_details/reasoning_tokens")
                     .and_then(n),
                 cache_write_input_tokens: None,
+            });
+            let d = |path: &str| u.pointer(path).and_then(n);
+            s.usage_by_modality.update(ModalityUsage {
+                text_input: d("/input_tokens_details/text_tokens"),
+                image_input: d("/input_tokens_details/image_tokens"),
+                audio_input: d("/input_tokens_details/audio_tokens"),
+                text_output: d("/output_tokens_details/text_tokens"),
+                image_output: d("/output_tokens_details/image_tokens"),
+                audio_output: d("/output_tokens_details/audio_tokens"),
             });
         }
         if whole {

@@ -29,7 +29,9 @@ pub const OUTPUT_TEXT_CAP: usize = 1024 * 1024;
 use crate::summary::{ERROR_MESSAGE_CAP, MAX_CHOICES, MAX_TOOL_CALLS};
 
 use crate::summary::{floor_char_boundary, push_capped, set_latest};
-pub use crate::summary::{FeedOutcome, ResponseSummary, ToolCall, UpstreamError, Usage};
+pub use crate::summary::{
+    FeedOutcome, ModalityUsage, ResponseSummary, ToolCall, UpstreamError, Usage,
+};
 
 /// Watches a streamed response: feed it a copy of the body bytes as they are relayed.
 #[derive(Debug, Default)]
@@ -587,12 +589,23 @@ impl Collector<'_> {
     }
 
     fn usage(&mut self, wire: UsageWire) {
+        let (prompt, completion) = (
+            wire.prompt_tokens_details.as_ref(),
+            wire.completion_tokens_details.as_ref(),
+        );
+        self.summary.usage_by_modality.update(ModalityUsage {
+            text_input: prompt.and_then(|d| d.text_tokens.0),
+            image_input: prompt.and_then(|d| d.image_tokens.0),
+            audio_input: prompt.and_then(|d| d.audio_tokens.0),
+            text_output: completion.and_then(|d| d.text_tokens.0),
+            image_output: completion.and_then(|d| d.image_tokens.0),
+            audio_output: completion.and_then(|d| d.audio_tokens.0),
+        });
         let fields = [
             wire.prompt_tokens.0,
             wire.completion_tokens.0,
-            wire.prompt_tokens_details.and_then(|d| d.cached_tokens.0),
-            wire.completion_tokens_details
-                .and_then(|d| d.reasoning_tokens.0),
+            prompt.and_then(|d| d.cached_tokens.0),
+            completion.and_then(|d| d.reasoning_tokens.0),
             wire.cache_creation_input_tokens.0,
         ];
         if fields.iter().all(Option::is_none) {
@@ -804,12 +817,24 @@ struct UsageWire {
 struct PromptTokensDetailsWire {
     #[serde(default)]
     cached_tokens: Count,
+    #[serde(default)]
+    text_tokens: Count,
+    #[serde(default)]
+    image_tokens: Count,
+    #[serde(default)]
+    audio_tokens: Count,
 }
 
 #[derive(Deserialize)]
 struct CompletionTokensDetailsWire {
     #[serde(default)]
     reasoning_tokens: Count,
+    #[serde(default)]
+    text_tokens: Count,
+    #[serde(default)]
+    image_tokens: Count,
+    #[serde(default)]
+    audio_tokens: Count,
 }
 
 /// A string field read leniently: borrowed when the JSON has no escapes, numbers rendered as

@@ -275,6 +275,26 @@ pub fn inference_attributes(
             a.push(KeyValue::new(sc::GEN_AI_EMBEDDINGS_DIMENSION_COUNT, d));
         }
     }
+    if cx.latest {
+        // genai `main`'s newer names (#179, #372), only with the opt-in.
+        if let Some(v) = f
+            .prompt_version
+            .as_deref()
+            .filter(|_| f.prompt_template.is_some())
+        {
+            a.push(KeyValue::new(sc::GEN_AI_PROMPT_VERSION, cut(v).to_string()));
+        }
+        if let Some(id) = f
+            .request
+            .as_ref()
+            .and_then(|r| r.previous_response_id.as_deref())
+        {
+            a.push(KeyValue::new(
+                sc::GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID,
+                cut(id).to_string(),
+            ));
+        }
+    }
     if let Some(t) = &f.prompt_template {
         a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, cut(t).to_string()));
         a.push(KeyValue::new(
@@ -342,6 +362,22 @@ pub fn inference_attributes(
     }
     let usage = token_usage(f);
     usage_attributes(&usage, cx, &mut a);
+    if cx.latest && r.usage.is_some() {
+        // Per-modality counts (#440), only where the provider reported them.
+        let m = &r.usage_by_modality;
+        for (k, v) in [
+            (sc::GEN_AI_USAGE_TEXT_INPUT_TOKENS, m.text_input),
+            (sc::GEN_AI_USAGE_IMAGE_INPUT_TOKENS, m.image_input),
+            (sc::GEN_AI_USAGE_AUDIO_INPUT_TOKENS, m.audio_input),
+            (sc::GEN_AI_USAGE_TEXT_OUTPUT_TOKENS, m.text_output),
+            (sc::GEN_AI_USAGE_IMAGE_OUTPUT_TOKENS, m.image_output),
+            (sc::GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS, m.audio_output),
+        ] {
+            if let Some(v) = v {
+                a.push(KeyValue::new(k, v as i64));
+            }
+        }
+    }
     // The same number `llmtap.cost` counts and the live view shows: one price lookup, one
     // computation (`cost::compute`), from the usage under the standard names.
     if let Some((u, _)) = usage.standard(cx.report_estimated) {
