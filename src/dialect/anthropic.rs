@@ -196,6 +196,9 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
                         "id": b.get("id"), "name": b.get("name"), "arguments": b.get("input")}),
                     Some("tool_result") => serde_json::json!({"type": "tool_call_response",
                         "id": b.get("tool_use_id"), "response": block_text(b)}),
+                    Some(kind @ ("image" | "document")) => media_block(b, kind),
+                    Some("thinking") => serde_json::json!({"type": "reasoning",
+                        "content": b.get("thinking").and_then(Value::as_str).unwrap_or("")}),
                     _ => serde_json::json!({"type": "text", "content": block_text(b)}),
                 })
                 .collect(),
@@ -215,6 +218,23 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
         out.tool_definitions = Some(Value::Array(defs));
     }
     out
+}
+
+/// An `image` or `document` block in the semconv part shapes: `source.type` `base64` → `blob`,
+/// `url` → `uri`, `file` → `file` (by id).
+fn media_block(b: &Value, kind: &str) -> Value {
+    let modality = if kind == "image" { "image" } else { "document" };
+    let src = b.get("source");
+    let s = |k: &str| src.and_then(|v| v.get(k)).and_then(Value::as_str);
+    match s("type") {
+        Some("base64") => {
+            crate::request::blob_part(s("data").unwrap_or(""), s("media_type"), modality)
+        }
+        Some("url") => crate::request::media_url_part(s("url").unwrap_or(""), modality),
+        Some("file") => serde_json::json!({"type": "file", "modality": modality,
+            "file_id": s("file_id").unwrap_or("")}),
+        _ => serde_json::json!({"type": kind}),
+    }
 }
 
 /// Reads `usage` (message_start's, message_delta's cumulative one, or a whole body's).

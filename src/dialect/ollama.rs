@@ -158,7 +158,32 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
                 } else {
                     serde_json::json!({"type": "text", "content": text})
                 };
-                serde_json::json!({"role": role, "parts": [part]})
+                let mut parts = vec![part];
+                // `images`: base64 strings beside the text.
+                for img in m
+                    .get("images")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(b64) = img.as_str() {
+                        parts.push(crate::request::blob_part(b64, None, "image"));
+                    }
+                }
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let f = &call["function"];
+                    parts.push(
+                        serde_json::json!({"type": "tool_call", "id": call.get("id"),
+                        "name": f.get("name").and_then(Value::as_str).unwrap_or(""),
+                        "arguments": f.get("arguments")}),
+                    );
+                }
+                serde_json::json!({"role": role, "parts": parts})
             })
             .collect(),
         (_, _, Some(Value::String(p))) => {
@@ -167,6 +192,20 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
         _ => Vec::new(),
     };
     out.input_messages = Some(Value::Array(messages));
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let defs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let f = t.get("function");
+                let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
+                serde_json::json!({"type": kind,
+                    "name": f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or(kind),
+                    "description": f.and_then(|f| f.get("description")),
+                    "parameters": f.and_then(|f| f.get("parameters"))})
+            })
+            .collect();
+        out.tool_definitions = Some(Value::Array(defs));
+    }
     out
 }
 

@@ -146,6 +146,39 @@ fn item_text(item: &Value) -> String {
     }
 }
 
+/// A message item's content in the semconv part shapes: a string, or `input_text` /
+/// `output_text` parts as text, `input_image` as a `uri` or `blob` part, `input_file` as a
+/// `file` part (by id) or a `blob`.
+fn item_parts(item: &Value) -> Vec<Value> {
+    match item.get("content") {
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .map(|p| {
+                let s = |k: &str| p.get(k).and_then(Value::as_str);
+                match s("type").unwrap_or("") {
+                    "input_image" => match (s("image_url"), s("file_id")) {
+                        (Some(url), _) => crate::request::media_url_part(url, "image"),
+                        (None, Some(id)) => {
+                            serde_json::json!({"type": "file", "modality": "image", "file_id": id})
+                        }
+                        _ => serde_json::json!({"type": "input_image"}),
+                    },
+                    "input_file" => match (s("file_id"), s("file_data")) {
+                        (Some(id), _) => {
+                            serde_json::json!({"type": "file", "modality": "document", "file_id": id})
+                        }
+                        (None, Some(data)) => crate::request::media_url_part(data, "document"),
+                        _ => serde_json::json!({"type": "input_file"}),
+                    },
+                    _ => serde_json::json!({"type": "text",
+                        "content": s("text").or_else(|| s("refusal")).unwrap_or("")}),
+                }
+            })
+            .collect(),
+        _ => vec![serde_json::json!({"type": "text", "content": item_text(item)})],
+    }
+}
+
 /// A `function_call_output`'s `output`: a string, or parts with text.
 fn output_text(output: Option<&Value>) -> String {
     match output {
@@ -185,7 +218,7 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
                 }]}),
                 _ => serde_json::json!({
                     "role": item.get("role").and_then(Value::as_str).unwrap_or("user"),
-                    "parts": [{"type": "text", "content": item_text(item)}],
+                    "parts": item_parts(item),
                 }),
             })
             .collect(),
@@ -196,9 +229,11 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
         let defs: Vec<Value> = tools
             .iter()
             .map(|t| {
+                let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
                 serde_json::json!({
-                    "type": t.get("type").and_then(Value::as_str).unwrap_or("function"),
-                    "name": t.get("name"),
+                    "type": kind,
+                    // Built-in tools (`web_search`, `file_search`) have no name: their type.
+                    "name": t.get("name").and_then(Value::as_str).unwrap_or(kind),
                     "description": t.get("description"),
                     "parameters": t.get("parameters"),
                 })
