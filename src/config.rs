@@ -225,6 +225,10 @@ pub struct TelemetryConfig {
     pub queue_size: usize,
     /// Backends whose own names are added to the spans (none by default).
     pub compat: Vec<CompatProfile>,
+    /// Names (globs: `*`, `?`) of tools whose calls are the response's structured output, not
+    /// work for the application, besides the shapes llmtap recognises itself
+    /// (`telemetry::output_tools`): no pending state, no `execute_tool` span.
+    pub output_tools: Vec<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -242,6 +246,7 @@ impl Default for TelemetryConfig {
             slow_request: Duration::from_secs(10),
             queue_size: 8192,
             compat: Vec::new(),
+            output_tools: Vec::new(),
         }
     }
 }
@@ -511,6 +516,7 @@ struct FileTelemetry {
     slow_request_secs: Option<f64>,
     queue_size: Option<usize>,
     compat: Option<Vec<CompatProfile>>,
+    output_tools: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -704,6 +710,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.compat {
             d.compat = v;
+        }
+        if let Some(v) = t.output_tools {
+            d.output_tools = v;
         }
     }
     if let Some(m) = file.metrics {

@@ -27,7 +27,7 @@ use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
 use crate::telemetry::record::{RequestFacts, RequestRecord};
 use crate::telemetry::Telemetry;
-use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER};
+use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -626,6 +626,10 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
     }
     record.prompt_template = headers
         .get(PROMPT_TEMPLATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    record.prompt_version = headers
+        .get(PROMPT_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(h) = &tcfg.conversation_id_header {

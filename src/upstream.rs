@@ -153,6 +153,9 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 
 /// Header llmtap reads and does not forward: the app's prompt template name.
 pub const PROMPT_TEMPLATE_HEADER: &str = "x-llmtap-prompt-template";
+/// The version of the prompt template named by [`PROMPT_TEMPLATE_HEADER`]
+/// (`gen_ai.prompt.version`); like it, never forwarded upstream.
+pub const PROMPT_VERSION_HEADER: &str = "x-llmtap-prompt-version";
 
 /// The request headers sent upstream: the client's, minus hop-by-hop headers, `Host` (set
 /// from the upstream URL) and `Content-Length` (recomputed), with the client's credential
@@ -170,6 +173,7 @@ pub fn request_headers(
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name.as_str() == PROMPT_TEMPLATE_HEADER
+            || name.as_str() == PROMPT_VERSION_HEADER
             || listed.iter().any(|l| l == name.as_str())
         {
             continue;

@@ -51,6 +51,7 @@ impl Dialect for AnthropicMessages {
             stop: strings_at(obj, "stop_sequences"),
             top_k: f64_at(obj, "top_k"),
             tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            forced_tool: super::forced_tool(obj, |t| t.get("name")),
             ..Default::default()
         };
         let system = system_text(obj.get("system"));
@@ -195,6 +196,9 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
                         "id": b.get("id"), "name": b.get("name"), "arguments": b.get("input")}),
                     Some("tool_result") => serde_json::json!({"type": "tool_call_response",
                         "id": b.get("tool_use_id"), "response": block_text(b)}),
+                    Some(kind @ ("image" | "document")) => media_block(b, kind),
+                    Some("thinking") => serde_json::json!({"type": "reasoning",
+                        "content": b.get("thinking").and_then(Value::as_str).unwrap_or("")}),
                     _ => serde_json::json!({"type": "text", "content": block_text(b)}),
                 })
                 .collect(),
@@ -216,9 +220,31 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
     out
 }
 
+/// An `image` or `document` block in the semconv part shapes: `source.type` `base64` → `blob`,
+/// `url` → `uri`, `file` → `file` (by id).
+fn media_block(b: &Value, kind: &str) -> Value {
+    let modality = if kind == "image" { "image" } else { "document" };
+    let src = b.get("source");
+    let s = |k: &str| src.and_then(|v| v.get(k)).and_then(Value::as_str);
+    match s("type") {
+        Some("base64") => {
+            crate::request::blob_part(s("data").unwrap_or(""), s("media_type"), modality)
+        }
+        Some("url") => crate::request::media_url_part(s("url").unwrap_or(""), modality),
+        Some("file") => serde_json::json!({"type": "file", "modality": modality,
+            "file_id": s("file_id").unwrap_or("")}),
+        _ => serde_json::json!({"type": kind}),
+    }
+}
+
 /// Reads `usage` (message_start's, message_delta's cumulative one, or a whole body's).
 /// `gen_ai.usage.input_tokens` counts every input token, cached ones included (semconv), so
 /// Anthropic's uncached `input_tokens` and its cache reads and writes are added up.
+///
+/// The last word wins per field: `message_delta`'s cumulative usage overrides what
+/// `message_start` said for each count it carries (its `input_tokens` can be larger than the
+/// start's, e.g. 43 then 61), and a count it leaves out keeps the earlier value, so a delta
+/// with only `input_tokens` still adds the cache reads `message_start` reported.
 fn usage(u: &Value, s: &mut ResponseSummary) {
     let n = |k: &str| u.get(k).and_then(Value::as_u64);
     let usage = s.usage.get_or_insert_with(Usage::default);
@@ -228,12 +254,18 @@ fn usage(u: &Value, s: &mut ResponseSummary) {
         n("cache_creation_input_tokens"),
     );
     if fresh.is_some() || read.is_some() || write.is_some() {
-        usage.input_tokens = Some(fresh.unwrap_or(0) + read.unwrap_or(0) + write.unwrap_or(0));
-    }
-    if read.is_some() {
+        let (old_read, old_write) = (
+            usage.cache_read_input_tokens.unwrap_or(0),
+            usage.cache_write_input_tokens.unwrap_or(0),
+        );
+        let old_fresh = usage
+            .input_tokens
+            .map(|t| t.saturating_sub(old_read + old_write));
+        let fresh = fresh.or(old_fresh).unwrap_or(0);
+        let read = read.or(usage.cache_read_input_tokens);
+        let write = write.or(usage.cache_write_input_tokens);
+        usage.input_tokens = Some(fresh + read.unwrap_or(0) + write.unwrap_or(0));
         usage.cache_read_input_tokens = read;
-    }
-    if write.is_some() {
         usage.cache_write_input_tokens = write;
     }
     if let Some(o) = n("output_tokens") {
@@ -381,6 +413,41 @@ mod tests {
         assert_eq!(u.cache_write_input_tokens, Some(20));
         assert_eq!(u.output_tokens, Some(12));
         assert_eq!(whole.model.as_deref(), Some("claude-haiku-4-5-20251001"));
+    }
+
+    /// The last word wins per count: `message_delta`'s cumulative usage overrides
+    /// `message_start`'s (input 43 then 61, as Anthropic's recording
+    /// `anthropic-messages-delta-input-tokens.sse` shows), and a count the delta leaves out
+    /// (cache reads here) keeps the start's value.
+    #[test]
+    fn message_delta_usage_has_the_last_word() {
+        let stream = concat!(
+            "event: message_start\n",
+            r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-opus-4-5-20251101","content":[],"stop_reason":null,"usage":{"input_tokens":43,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":1}}}"#,
+            "\n\nevent: content_block_start\n",
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "\n\nevent: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"pong"}}"#,
+            "\n\nevent: message_delta\n",
+            r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":61,"output_tokens":2}}"#,
+            "\n\nevent: message_stop\n",
+            r#"data: {"type":"message_stop"}"#,
+            "\n\n"
+        );
+        for split in [1, 17, stream.len()] {
+            let s = watch(stream.as_bytes(), split);
+            let u = s.usage.clone().unwrap();
+            assert_eq!(
+                u.input_tokens,
+                Some(161),
+                "61 fresh + 100 read; split {split}"
+            );
+            assert_eq!(u.cache_read_input_tokens, Some(100));
+            assert_eq!(u.cache_write_input_tokens, Some(0));
+            assert_eq!(u.output_tokens, Some(2));
+            assert_eq!(s.finish_reasons, vec![Some("end_turn".into())]);
+            assert_eq!(s.model.as_deref(), Some("claude-opus-4-5-20251101"));
+        }
     }
 
     #[test]

@@ -201,6 +201,48 @@ pub(crate) fn tool_descriptions(
         .collect()
 }
 
+/// The one function a request forces the model to call, when it does: structured output done
+/// through a tool call, whose arguments are the answer (instructor, LangChain's
+/// `with_structured_output`, llama-index, the Vercel AI SDK's tool mode). Recognised shapes of
+/// `tool_choice`, per the APIs' references:
+/// - a named function: Chat Completions `{"type":"function","function":{"name"}}`, Responses
+///   `{"type":"function","name"}`, Anthropic `{"type":"tool","name"}`;
+/// - a call required but not named (`"required"`; Anthropic `{"type":"any"}`; Mistral
+///   `"any"`) when the request offers exactly one tool: that tool.
+///
+/// `tool_name` reads the name from one entry of `tools` (`function.name` on Chat Completions,
+/// `name` elsewhere). `None` for `auto`, `none`, no `tool_choice`, or a required choice among
+/// several tools (which of them is output cannot be told from the request).
+pub fn forced_tool(
+    obj: &Map<String, Value>,
+    tool_name: impl Fn(&Value) -> Option<&Value>,
+) -> Option<String> {
+    let only_tool = || {
+        let tools = obj.get("tools")?.as_array()?;
+        match tools.as_slice() {
+            [one] => tool_name(one)?.as_str().map(str::to_owned),
+            _ => None,
+        }
+    };
+    match obj.get("tool_choice")? {
+        Value::String(s) if s == "required" || s == "any" => only_tool(),
+        Value::Object(c) => {
+            let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
+            let named = c
+                .get("name")
+                .or_else(|| c.get("function").and_then(|f| f.get("name")))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty());
+            match (kind, named) {
+                ("function" | "tool", Some(n)) => Some(n.to_owned()),
+                ("any", _) => only_tool(),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// `stop` / `stop_sequences`: a string or an array of strings.
 pub(crate) fn strings_at(obj: &Map<String, Value>, key: &str) -> Vec<String> {
     match obj.get(key) {

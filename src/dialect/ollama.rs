@@ -62,6 +62,10 @@ impl Dialect for OllamaNative {
             seed: opt_i64("seed"),
             max_tokens: opt_i64("num_predict"),
             stop: options.map(|o| strings_at(o, "stop")).unwrap_or_default(),
+            // `/api/embed` takes `dimensions` (truncates the vectors).
+            dimensions: (op == Operation::Embeddings)
+                .then(|| super::i64_at(obj, "dimensions"))
+                .flatten(),
             top_k: opt_f64("top_k"),
             tool_descriptions: super::tool_descriptions(obj, |t| t.get("function")),
             ..Default::default()
@@ -154,7 +158,32 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
                 } else {
                     serde_json::json!({"type": "text", "content": text})
                 };
-                serde_json::json!({"role": role, "parts": [part]})
+                let mut parts = vec![part];
+                // `images`: base64 strings beside the text.
+                for img in m
+                    .get("images")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(b64) = img.as_str() {
+                        parts.push(crate::request::blob_part(b64, None, "image"));
+                    }
+                }
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let f = &call["function"];
+                    parts.push(
+                        serde_json::json!({"type": "tool_call", "id": call.get("id"),
+                        "name": f.get("name").and_then(Value::as_str).unwrap_or(""),
+                        "arguments": f.get("arguments")}),
+                    );
+                }
+                serde_json::json!({"role": role, "parts": parts})
             })
             .collect(),
         (_, _, Some(Value::String(p))) => {
@@ -163,6 +192,20 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
         _ => Vec::new(),
     };
     out.input_messages = Some(Value::Array(messages));
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let defs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let f = t.get("function");
+                let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
+                serde_json::json!({"type": kind,
+                    "name": f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or(kind),
+                    "description": f.and_then(|f| f.get("description")),
+                    "parameters": f.and_then(|f| f.get("parameters"))})
+            })
+            .collect();
+        out.tool_definitions = Some(Value::Array(defs));
+    }
     out
 }
 
@@ -233,8 +276,18 @@ impl OllamaReader {
                 u.output_tokens = Some(o);
             }
         }
-        if v.get("embeddings").is_some() {
+        // `/api/embed` answers `embeddings: [[...], ...]`; the legacy `/api/embeddings`
+        // answers one vector as `embedding: [...]`. Both end the response.
+        let first_vector = match (v.get("embeddings"), v.get("embedding")) {
+            (Some(Value::Array(vs)), _) => Some(vs.first().and_then(Value::as_array)),
+            (_, Some(Value::Array(one))) => Some(Some(one)),
+            _ => None,
+        };
+        if let Some(first) = first_vector {
             s.stream_ended = true;
+            if let Some(d) = first.filter(|d| !d.is_empty()) {
+                s.embedding_dimensions = Some(d.len() as u64);
+            }
         }
     }
 }
@@ -300,6 +353,39 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(s.tool_calls[0].arguments, r#"{"x":1}"#);
         assert!(!s.stream_ended, "no done line: truncated");
+    }
+
+    /// The last word wins: the `done` line's model, reason and counts describe the response.
+    #[test]
+    fn the_done_line_has_the_last_word() {
+        let lines = concat!(
+            r#"{"model":"qwen3","created_at":"2026-12-01T10:00:00Z","message":{"role":"assistant","content":"Hi"},"done":false}"#,
+            "\n",
+            r#"{"model":"qwen3:8b","created_at":"2026-12-01T10:00:01Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":12,"eval_count":5}"#,
+            "\n"
+        );
+        let mut w = OllamaNative.stream_watcher(false);
+        w.feed(lines.as_bytes());
+        let s = w.finish();
+        assert_eq!(s.model.as_deref(), Some("qwen3:8b"));
+        assert_eq!(s.finish_reasons, vec![Some("length".into())]);
+        let u = s.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (Some(12), Some(5)));
+    }
+
+    /// Every embeddings shape Ollama answers with: `/api/embed`'s `embeddings` (a list of
+    /// vectors) and the legacy `/api/embeddings`' single `embedding`.
+    #[test]
+    fn embedding_dimensions_of_both_shapes() {
+        let embed = OllamaNative.summarize_body(
+            br#"{"model":"nomic-embed-text","embeddings":[[0.1,0.2,0.3],[0.4,0.5,0.6]],"prompt_eval_count":2}"#,
+        );
+        assert_eq!(embed.embedding_dimensions, Some(3));
+        let legacy = OllamaNative.summarize_body(br#"{"embedding":[0.5,-0.25,0.125,1.0]}"#);
+        assert_eq!(legacy.embedding_dimensions, Some(4));
+        assert!(!legacy.parse_failed && legacy.stream_ended);
+        let empty = OllamaNative.summarize_body(br#"{"embeddings":[]}"#);
+        assert_eq!(empty.embedding_dimensions, None);
     }
 
     #[test]

@@ -284,6 +284,7 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Result<Target, 
             ("POST", "chat") => OllamaEndpoint::Chat,
             ("POST", "generate") => OllamaEndpoint::Generate,
             ("POST", "embed") => OllamaEndpoint::Embed,
+            ("POST", "embeddings") => OllamaEndpoint::Embeddings,
             _ => return Err(scenario::invalid_url(method, path)),
         };
         return Ok(Target {

@@ -48,6 +48,8 @@ pub struct RequestFacts {
     /// Metric attributes from configured baggage keys and headers (bounded later).
     pub metric_attributes: Vec<(String, String)>,
     pub prompt_template: Option<String>,
+    /// `x-llmtap-prompt-version`: `gen_ai.prompt.version` beside the template's name.
+    pub prompt_version: Option<String>,
     pub conversation_id: Option<String>,
     /// The client key's tenant, when client keys are on and the key was known.
     pub tenant: Option<Arc<str>>,
@@ -271,6 +273,7 @@ impl RequestFacts {
             extra_attributes: Vec::new(),
             metric_attributes: Vec::new(),
             prompt_template: None,
+            prompt_version: None,
             conversation_id: None,
             tenant: None,
             status: None,
