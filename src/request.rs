@@ -209,7 +209,7 @@ pub fn facts(
         info.dimensions = obj.get("dimensions").and_then(Value::as_i64);
     }
     let prompt_key = match op {
-        Operation::Chat => "messages",
+        Operation::Chat | Operation::GenerateContent => "messages",
         Operation::TextCompletion => "prompt",
         Operation::Embeddings => "input",
     };
@@ -270,7 +270,7 @@ pub fn content_text(content: Option<&Value>) -> String {
 fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
     let mut out = RequestContent::default();
     match op {
-        Operation::Chat => {
+        Operation::Chat | Operation::GenerateContent => {
             // System and developer messages stay in the input messages: the conventions
             // give system instructions their own attribute only when the API carries them
             // apart from the messages (Anthropic `system`, Responses `instructions`).

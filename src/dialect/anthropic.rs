@@ -143,7 +143,7 @@ impl Dialect for AnthropicMessages {
     }
 
     /// `{"type":"error","error":{"type","message"}}` with Anthropic's error types.
-    fn error_body(&self, message: &str, kind: &str, code: &str) -> String {
+    fn error_body(&self, message: &str, kind: &str, code: &str, _status: u16) -> String {
         let kind = match (kind, code) {
             (_, "not_found") => "not_found_error",
             (_, "request_too_large") => "request_too_large",
@@ -400,6 +400,7 @@ mod tests {
             "upstream down",
             "proxy_error",
             "upstream_unreachable",
+            502,
         ))
         .unwrap();
         assert_eq!(body["type"], "error");

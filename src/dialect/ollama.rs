@@ -67,7 +67,7 @@ impl Dialect for OllamaNative {
             ..Default::default()
         };
         let prompt_key = match op {
-            Operation::Chat => "messages",
+            Operation::Chat | Operation::GenerateContent => "messages",
             Operation::TextCompletion => "prompt",
             Operation::Embeddings => "input",
         };
@@ -132,7 +132,7 @@ impl Dialect for OllamaNative {
     }
 
     /// Ollama's error shape: `{"error": "..."}`.
-    fn error_body(&self, message: &str, _kind: &str, _code: &str) -> String {
+    fn error_body(&self, message: &str, _kind: &str, _code: &str, _status: u16) -> String {
         serde_json::json!({ "error": message }).to_string()
     }
 }
