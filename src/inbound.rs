@@ -662,12 +662,31 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
         .get(PROMPT_TEMPLATE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(h) = &tcfg.conversation_id_header {
-        record.conversation_id = headers
-            .get(h.as_str())
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-    }
+    record.conversation_id = session_id(headers, tcfg.conversation_id_header.as_deref());
+}
+
+/// Headers that name the client's session, after the configured one, in precedence order:
+/// Claude Code's (2.1.86 and later), the Codex CLI's (`session-id`; `session_id` from older
+/// builds and other agents), and the generic `x-session-id`. Sources in docs/coding-agents.md.
+const SESSION_HEADERS: [&str; 4] = [
+    "x-claude-code-session-id",
+    "session-id",
+    "session_id",
+    "x-session-id",
+];
+
+/// `gen_ai.conversation.id` from the request's headers: the configured header first, then
+/// [`SESSION_HEADERS`]; the first non-empty value wins. Never a generated id: a request that
+/// names no session has none (the body may still name one: Claude Code's
+/// `metadata.user_id`, the Responses API's `conversation`).
+fn session_id(headers: &HeaderMap, configured: Option<&str>) -> Option<String> {
+    configured
+        .into_iter()
+        .chain(SESSION_HEADERS)
+        .filter_map(|h| headers.get(h)?.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 fn is_credential(header: &str) -> bool {
@@ -724,6 +743,39 @@ mod tests {
         assert!(upstream_url(&url("http://up"), "@evil/x", None).is_err());
         let u = upstream_url(&url("http://up"), "/@evil/x", None).unwrap();
         assert_eq!(u.host_str(), Some("up"));
+    }
+
+    #[test]
+    fn session_headers_in_precedence_order() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let all = h(&[
+            ("x-session-id", "generic"),
+            ("session-id", "codex"),
+            ("x-claude-code-session-id", "claude"),
+            ("x-my-session", "mine"),
+        ]);
+        assert_eq!(
+            session_id(&all, Some("x-my-session")).as_deref(),
+            Some("mine")
+        );
+        assert_eq!(session_id(&all, None).as_deref(), Some("claude"));
+        let codex = h(&[("session_id", "codex-old"), ("x-session-id", "g")]);
+        assert_eq!(session_id(&codex, None).as_deref(), Some("codex-old"));
+        assert_eq!(
+            session_id(&h(&[("x-session-id", " ")]), None),
+            None,
+            "blank is none"
+        );
+        assert_eq!(session_id(&HeaderMap::new(), Some("x-my-session")), None);
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub struct RequestInfo {
     pub prompt_hash: Option<String>,
     /// `encoding_format` of an embeddings request (`float`, `base64`).
     pub encoding_formats: Vec<String>,
-    /// A conversation the request continues (Responses `conversation` / `previous_response_id`).
+    /// A conversation the request continues (Responses `conversation` / `previous_response_id`,
+    /// the session in Claude Code's `metadata.user_id`).
     pub conversation_id: Option<String>,
     /// `role: tool` messages: (tool_call_id, result text).
     pub tool_results: Vec<(String, String)>,

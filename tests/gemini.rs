@@ -42,7 +42,12 @@ fn span_with_id<'a>(spans: &'a [SpanView], id: &str) -> &'a SpanView {
 #[tokio::test]
 async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
     let (up, rx, proxy) = start_traced("grpc", Some(GEMINI_YAML), &[]).await;
-    let Some(sdk) = run_sdk("gemini.py", &proxy.url, &[("LLMTAP_URL", proxy.url.as_str())]).await
+    let Some(sdk) = run_sdk(
+        "gemini.py",
+        &proxy.url,
+        &[("LLMTAP_URL", proxy.url.as_str())],
+    )
+    .await
     else {
         return;
     };
@@ -165,7 +170,9 @@ async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
         .into_iter()
         .find(|r| r.path.contains("/publishers/google/models/gemini-2.5-pro:"))
         .expect("the Vertex call reached the upstream");
-    assert!(vertex_req.path.starts_with("/v1beta1/projects/llmtap-test/"));
+    assert!(vertex_req
+        .path
+        .starts_with("/v1beta1/projects/llmtap-test/"));
     assert!(vertex_req
         .headers
         .iter()
@@ -183,9 +190,10 @@ async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
             Duration::from_secs(10),
         )
         .await;
-    assert!(metrics.iter().any(|p| p.name
-        == "gen_ai.client.operation.time_to_first_chunk"
-        && p.str_attr("gen_ai.provider.name") == Some("gcp.gemini")));
+    assert!(metrics
+        .iter()
+        .any(|p| p.name == "gen_ai.client.operation.time_to_first_chunk"
+            && p.str_attr("gen_ai.provider.name") == Some("gcp.gemini")));
     assert!(metrics
         .iter()
         .any(|p| p.name == "gen_ai.client.operation.duration"
@@ -218,7 +226,11 @@ async fn both_stream_framings_relay_unchanged_and_are_traced() {
             .await
             .unwrap();
         assert_eq!(via.status(), 200);
-        assert_eq!(via.bytes().await.unwrap(), direct, "{query:?}: byte for byte");
+        assert_eq!(
+            via.bytes().await.unwrap(),
+            direct,
+            "{query:?}: byte for byte"
+        );
     }
     let spans = rx
         .wait_for_spans(|s| s.len() >= 2, Duration::from_secs(10))
@@ -229,7 +241,11 @@ async fn both_stream_framings_relay_unchanged_and_are_traced() {
         assert_eq!(s.name, "generate_content gemini-2.5-flash");
         assert_eq!(s.bool_attr("gen_ai.request.stream"), Some(true), "{dump}");
         // Ten text chunks, each its own event or array element.
-        assert_eq!(s.int_attr("llmtap.response.chunk_count"), Some(10), "{dump}");
+        assert_eq!(
+            s.int_attr("llmtap.response.chunk_count"),
+            Some(10),
+            "{dump}"
+        );
         assert!(s.f64_attr("gen_ai.response.time_to_first_chunk").is_some());
         assert!(s.int_attr("gen_ai.usage.output_tokens").is_some());
         assert!(s.attr("error.type").is_none(), "{dump}");
@@ -276,7 +292,10 @@ async fn google_keys_pass_through_and_are_never_recorded() {
     assert_eq!(r.status(), 200);
     // Passed through to the provider, both of them.
     let req = up.mock.requests().pop().unwrap();
-    assert_eq!(req.query.as_deref(), Some(format!("key={query_key}").as_str()));
+    assert_eq!(
+        req.query.as_deref(),
+        Some(format!("key={query_key}").as_str())
+    );
     assert!(req
         .headers
         .iter()
@@ -302,7 +321,10 @@ async fn google_keys_pass_through_and_are_never_recorded() {
     let exported = common::otlp::spans_json(&spans);
     assert!(exported.contains("generate_content gemini-2.5-flash"));
     assert!(logs.contains("generateContent"), "{logs}");
-    assert!(view.contains("gemini-2.5-flash"), "the live view has the call: {view}");
+    assert!(
+        view.contains("gemini-2.5-flash"),
+        "the live view has the call: {view}"
+    );
     for secret in [header_key, query_key] {
         assert!(!exported.contains(secret), "span: {exported}");
         assert!(!logs.contains(secret), "log: {logs}");

@@ -51,6 +51,11 @@ impl Dialect for AnthropicMessages {
             stop: strings_at(obj, "stop_sequences"),
             top_k: f64_at(obj, "top_k"),
             tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            conversation_id: obj
+                .get("metadata")
+                .and_then(|m| m.get("user_id"))
+                .and_then(Value::as_str)
+                .and_then(claude_code_session),
             ..Default::default()
         };
         let system = system_text(obj.get("system"));
@@ -154,6 +159,25 @@ impl Dialect for AnthropicMessages {
         serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             .to_string()
     }
+}
+
+/// The session Claude Code names in `metadata.user_id`: a JSON string with `session_id`
+/// (Claude Code 2.1.78 and later), or `user_{hash}_account_{uuid}_session_{uuid}` (earlier).
+/// `None` for any other user id: an app's own user id is not a session.
+fn claude_code_session(user_id: &str) -> Option<String> {
+    if user_id.starts_with('{') {
+        let v: Value = serde_json::from_str(user_id).ok()?;
+        return v
+            .get("session_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+    if !user_id.starts_with("user_") {
+        return None;
+    }
+    let (_, session) = user_id.rsplit_once("_session_")?;
+    (!session.is_empty()).then(|| session.to_owned())
 }
 
 /// `system`: a string or text blocks.
@@ -409,6 +433,26 @@ mod tests {
             br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
         );
         assert_eq!(s.error.unwrap().code.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn claude_codes_session_in_metadata_user_id() {
+        assert_eq!(
+            claude_code_session(
+                r#"{"device_id":"d1","account_uuid":"","session_id":"7d3f0c1e-4b7a-4c55-9a0e-2f1d6b8c9e01"}"#
+            )
+            .as_deref(),
+            Some("7d3f0c1e-4b7a-4c55-9a0e-2f1d6b8c9e01")
+        );
+        assert_eq!(
+            claude_code_session(
+                "user_abc123_account__session_5b9e2a44-0c1d-4e6f-8a7b-1c2d3e4f5a6b"
+            )
+            .as_deref(),
+            Some("5b9e2a44-0c1d-4e6f-8a7b-1c2d3e4f5a6b")
+        );
+        assert_eq!(claude_code_session("customer-42"), None);
+        assert_eq!(claude_code_session(r#"{"device_id":"d1"}"#), None);
     }
 
     #[test]

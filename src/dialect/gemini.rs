@@ -269,8 +269,7 @@ fn request_facts(
                 other => other.to_owned(),
             });
         // Gemini 3's `thinkingLevel`, else 2.5's `thinkingBudget` (tokens) as sent.
-        if let Some(t) = field(g, "thinkingConfig", "thinking_config").and_then(Value::as_object)
-        {
+        if let Some(t) = field(g, "thinkingConfig", "thinking_config").and_then(Value::as_object) {
             info.reasoning_level = match field(t, "thinkingLevel", "thinking_level") {
                 Some(Value::String(l)) => Some(l.clone()),
                 _ => field(t, "thinkingBudget", "thinking_budget")
@@ -281,7 +280,9 @@ fn request_facts(
     }
     info.tool_descriptions = tool_descriptions(obj);
     let system = field(obj, "systemInstruction", "system_instruction");
-    let system_text = system.map(|s| parts_text(s.get("parts"))).unwrap_or_default();
+    let system_text = system
+        .map(|s| parts_text(s.get("parts")))
+        .unwrap_or_default();
     info.prompt_chars += system_text.chars().count() as u64;
     let contents = obj.get("contents").and_then(Value::as_array);
     for c in contents.into_iter().flatten() {
@@ -374,8 +375,14 @@ fn tool_results(contents: &[Value]) -> Vec<(String, String)> {
                 continue;
             };
             let name = resp.get("name").and_then(Value::as_str).unwrap_or("");
-            let result = resp.get("response").map(Value::to_string).unwrap_or_default();
-            let id = resp.get("id").and_then(Value::as_str).filter(|i| !i.is_empty());
+            let result = resp
+                .get("response")
+                .map(Value::to_string)
+                .unwrap_or_default();
+            let id = resp
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|i| !i.is_empty());
             let slot = open
                 .iter_mut()
                 .find(|(n, key, done)| !done && (id.is_some_and(|i| i == key) || n == name));
@@ -685,7 +692,10 @@ impl GeminiReader {
             self.partial = Some((k, Map::new()));
             return;
         }
-        let args = call.get("args").cloned().unwrap_or(Value::Object(Map::new()));
+        let args = call
+            .get("args")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
         self.set_arguments(k, id, name, &args, s);
     }
 
@@ -915,10 +925,7 @@ mod tests {
     #[test]
     fn text_stream_with_crlf_framing() {
         let s = golden(&GeminiApi, "gemini-stream-text.sse");
-        assert_eq!(
-            s.output_text,
-            vec!["Ciel bleu, vent léger.\n".to_string()]
-        );
+        assert_eq!(s.output_text, vec!["Ciel bleu, vent léger.\n".to_string()]);
         assert_eq!(s.chunk_count, 3);
         assert_eq!(s.finish_reasons, vec![Some("STOP".into())]);
         assert!(s.stream_ended && GeminiApi.stream_complete(&s));
@@ -986,13 +993,18 @@ mod tests {
 
     #[test]
     fn vertex_streamed_arguments_are_reassembled() {
-        let s = golden(&VertexGemini, "vertex-stream-function-call-partial-args.sse");
+        let s = golden(
+            &VertexGemini,
+            "vertex-stream-function-call-partial-args.sse",
+        );
         assert_eq!(s.tool_calls.len(), 2);
         assert_eq!(s.tool_calls[0].name, "get_weather");
         assert_eq!(s.tool_calls[0].arguments, r#"{"city":"Saint-Malo"}"#);
         assert_eq!(s.tool_calls[1].arguments, r#"{"city":"Brest"}"#);
         // No ids: each gets its name-and-arguments key, distinct per call.
-        assert!(s.tool_calls[0].id.starts_with(crate::summary::UNNAMED_CALL_PREFIX));
+        assert!(s.tool_calls[0]
+            .id
+            .starts_with(crate::summary::UNNAMED_CALL_PREFIX));
         assert_ne!(s.tool_calls[0].id, s.tool_calls[1].id);
         assert_eq!(s.service_tier.as_deref(), Some("ON_DEMAND"));
     }
@@ -1022,8 +1034,7 @@ mod tests {
     #[test]
     fn own_errors_in_googles_shape() {
         let body: Value =
-            serde_json::from_str(&GeminiApi.error_body("no route", "x", "not_found", 404))
-                .unwrap();
+            serde_json::from_str(&GeminiApi.error_body("no route", "x", "not_found", 404)).unwrap();
         assert_eq!(body["error"]["code"], 404);
         assert_eq!(body["error"]["status"], "NOT_FOUND");
         assert_eq!(body["error"]["message"], "no route");
@@ -1032,21 +1043,21 @@ mod tests {
     #[test]
     fn function_responses_close_calls_by_id_else_by_name_in_order() {
         let body = serde_json::json!({
-            "systemInstruction": {"parts": [{"text": "Be brief."}]},
-            "generationConfig": {"temperature": 0.2, "maxOutputTokens": 64, "topK": 40,
-                "stopSequences": ["END"], "thinkingConfig": {"thinkingLevel": "low"}},
-            "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "Weather now"}]}],
-            "contents": [
-                {"role": "user", "parts": [{"text": "Lyon and Nantes?"}]},
-                {"role": "model", "parts": [
-                    {"functionCall": {"name": "get_weather", "args": {"city": "Lyon"}, "id": "fc1"}},
-                    {"functionCall": {"name": "get_weather", "args": {"city": "Nantes"}}},
-                    {"functionCall": {"name": "get_weather", "args": {"city": "Brest"}}}]},
-                {"role": "user", "parts": [
-                    {"functionResponse": {"name": "get_weather", "response": {"t": 18}, "id": "fc1"}},
-                    {"functionResponse": {"name": "get_weather", "response": {"t": 15}}},
-                    {"functionResponse": {"name": "get_weather", "response": {"t": 12}}}]}
-            ]});
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "generationConfig": {"temperature": 0.2, "maxOutputTokens": 64, "topK": 40,
+            "stopSequences": ["END"], "thinkingConfig": {"thinkingLevel": "low"}},
+        "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "Weather now"}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "Lyon and Nantes?"}]},
+            {"role": "model", "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"city": "Lyon"}, "id": "fc1"}},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Nantes"}}},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Brest"}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"t": 18}, "id": "fc1"}},
+                {"functionResponse": {"name": "get_weather", "response": {"t": 15}}},
+                {"functionResponse": {"name": "get_weather", "response": {"t": 12}}}]}
+        ]});
         let info = GeminiApi.request_facts(
             body.as_object().unwrap(),
             Operation::GenerateContent,

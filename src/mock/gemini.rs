@@ -362,9 +362,12 @@ mod tests {
 
     #[test]
     fn paths() {
-        let c = classify(&Method::POST, "/v1beta/models/gemini-2.5-flash:streamGenerateContent")
-            .unwrap()
-            .unwrap();
+        let c = classify(
+            &Method::POST,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(c.model, "gemini-2.5-flash");
         assert_eq!(c.method, GeminiMethod::Stream);
         let c = classify(
@@ -409,8 +412,10 @@ mod tests {
         };
         let tools = json!([{"functionDeclarations": [{"name": "get_weather",
             "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}}}]}]);
-        let b = body(json!({"contents": [{"role": "user", "parts": [{"text": "Lyon?"}]}],
-            "tools": tools}));
+        let b = body(
+            json!({"contents": [{"role": "user", "parts": [{"text": "Lyon?"}]}],
+            "tools": tools}),
+        );
         let r = answer(&call, &b, None, &Shape::default());
         let ReplyBody::Json(bytes) = r.body else {
             panic!("json")

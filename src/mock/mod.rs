@@ -499,9 +499,7 @@ impl AppState {
                     // Anthropic and Ollama answer with the model as asked.
                     Endpoint::Messages => dialects::messages(&json, model, &shape),
                     Endpoint::Ollama(e) => dialects::ollama(e, &json, model, &shape),
-                    Endpoint::Gemini(g) => {
-                        gemini::answer(&g, &json, call.query.as_deref(), &shape)
-                    }
+                    Endpoint::Gemini(g) => gemini::answer(&g, &json, call.query.as_deref(), &shape),
                     Endpoint::ListModels => embeddings::list_models(),
                     Endpoint::GetModel(id) => embeddings::get_model(&id),
                 }
