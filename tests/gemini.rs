@@ -377,3 +377,38 @@ async fn own_errors_take_googles_shape_and_a_doubled_v1_gets_a_hint() {
     assert!(msg.contains("did you mean /v1/messages?"), "{msg}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn claude_on_vertex_raw_predict_is_traced_as_anthropic_on_vertex() {
+    let (_up, rx, proxy) = start_traced("grpc", None, &[]).await;
+    let body = json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 64,
+        "stream": true, "messages": [{"role": "user", "content": "Bonjour"}]});
+    let r = client()
+        .post(format!(
+            "{}/v1/projects/p1/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5:streamRawPredict",
+            proxy.url
+        ))
+        .header("authorization", "Bearer ya29.fake-vertex-token")
+        .header("x-mock-scenario", "replay")
+        .header("x-mock-replay", "anthropic-messages-text.sse")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.unwrap();
+    let spans = rx
+        .wait_for_spans(|s| !s.is_empty(), Duration::from_secs(10))
+        .await;
+    let dump = common::otlp::spans_json(&spans);
+    let s = &spans[0];
+    assert_eq!(s.name, "chat claude-haiku-4-5", "{dump}");
+    assert_eq!(s.str_attr("gen_ai.provider.name"), Some("gcp.vertex_ai"));
+    assert_eq!(s.int_attr("gen_ai.usage.input_tokens"), Some(129), "{dump}");
+    assert_eq!(
+        s.str_array_attr("gen_ai.response.finish_reasons"),
+        Some(vec!["end_turn".to_string()])
+    );
+    assert!(s.attr("error.type").is_none(), "{dump}");
+    proxy.stop().await;
+}

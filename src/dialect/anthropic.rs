@@ -161,6 +161,71 @@ impl Dialect for AnthropicMessages {
     }
 }
 
+/// Anthropic's models on Vertex AI: `POST /{v1|v1beta1}/projects/{p}/locations/{l}/
+/// publishers/anthropic/models/{model}:rawPredict` (and `:streamRawPredict`), which carry
+/// Messages bodies (with `anthropic_version` and no `model`) and answer in the Messages wire
+/// format. Everything but the paths and the provider (`gcp.vertex_ai`) is [`AnthropicMessages`].
+#[derive(Debug)]
+pub struct VertexAnthropic;
+
+impl Dialect for VertexAnthropic {
+    fn name(&self) -> &'static str {
+        "vertex_anthropic"
+    }
+
+    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
+        None
+    }
+
+    fn claim_path(&self, path: &str, method: &http::Method) -> Option<super::PathClaim> {
+        let (rest, _) = super::gemini::vertex_publisher_path(path)?;
+        let (model, verb) = rest
+            .strip_prefix("publishers/anthropic/models/")?
+            .split_once(':')?;
+        if model.is_empty() || model.contains('/') {
+            return None;
+        }
+        let post = method == http::Method::POST;
+        Some(super::PathClaim {
+            operation: (post && matches!(verb, "rawPredict" | "streamRawPredict"))
+                .then_some(Operation::Chat),
+            model: Some(model.to_owned()),
+            stream: verb == "streamRawPredict",
+        })
+    }
+
+    fn provider(&self) -> Option<Provider> {
+        Some(Provider::VertexAi)
+    }
+
+    fn request_facts(
+        &self,
+        obj: &Map<String, Value>,
+        op: Operation,
+        capture: bool,
+        hasher: &PromptHasher,
+    ) -> RequestInfo {
+        AnthropicMessages.request_facts(obj, op, capture, hasher)
+    }
+
+    fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
+        AnthropicMessages.stream_watcher(count_only)
+    }
+
+    fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
+        AnthropicMessages.summarize_body(body)
+    }
+
+    fn stream_complete(&self, s: &ResponseSummary) -> bool {
+        AnthropicMessages.stream_complete(s)
+    }
+
+    /// Vertex answers its own errors (auth, quota) in Google's shape.
+    fn error_body(&self, message: &str, _kind: &str, _code: &str, status: u16) -> String {
+        super::gemini::google_error_body(message, status)
+    }
+}
+
 /// The session Claude Code names in `metadata.user_id`: a JSON string with `session_id`
 /// (Claude Code 2.1.78 and later), or `user_{hash}_account_{uuid}_session_{uuid}` (earlier).
 /// `None` for any other user id: an app's own user id is not a session.
@@ -433,6 +498,25 @@ mod tests {
             br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
         );
         assert_eq!(s.error.unwrap().code.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn claude_on_vertex_paths() {
+        let c = VertexAnthropic
+            .claim_path(
+                "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+                &http::Method::POST,
+            )
+            .unwrap();
+        assert_eq!(c.operation, Some(Operation::Chat));
+        assert_eq!(c.model.as_deref(), Some("claude-sonnet-4-5@20250929"));
+        assert!(c.stream);
+        let d = super::super::claim(
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5:rawPredict",
+            &http::Method::POST,
+        )
+        .map(|(d, _)| d.name());
+        assert_eq!(d, Some("vertex_anthropic"));
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Dialect for GeminiApi {
     }
 
     fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
-        Box::new(GeminiWatcher::new(count_only, false))
+        Box::new(GeminiWatcher::new(count_only))
     }
 
     fn streams_json(&self) -> bool {
@@ -84,7 +84,7 @@ impl Dialect for GeminiApi {
     }
 
     fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
-        summarize_body(body, false)
+        summarize_body(body)
     }
 
     fn stream_complete(&self, s: &ResponseSummary) -> bool {
@@ -106,28 +106,14 @@ impl Dialect for VertexGemini {
     }
 
     fn claim_path(&self, path: &str, method: &http::Method) -> Option<PathClaim> {
-        let (version, rest) = path.strip_prefix('/')?.split_once('/')?;
-        if !matches!(version, "v1" | "v1beta1") {
-            return None;
-        }
-        // projects/{p}/locations/{l}/publishers/google/models/{model}:{method}
-        let publisher = match rest.strip_prefix("projects/") {
-            Some(after) => {
-                let mut segs = after.splitn(4, '/');
-                let (_project, locations, _location, tail) =
-                    (segs.next()?, segs.next()?, segs.next()?, segs.next()?);
-                if locations != "locations" {
-                    return None;
-                }
-                tail
-            }
-            // Express mode (an API key instead of a project).
-            None => rest,
-        };
+        let (publisher, under_project) = vertex_publisher_path(path)?;
         match publisher.strip_prefix("publishers/google/") {
             Some(models) => Some(model_method(models, method).unwrap_or_default()),
-            // Other Vertex paths under a project (endpoints, cached contents): passed through.
-            None if rest.starts_with("projects/") => Some(PathClaim::default()),
+            // Other Vertex paths under a project (endpoints, cached contents): passed through,
+            // except other publishers' models, which their own dialects claim.
+            None if under_project && !publisher.starts_with("publishers/") => {
+                Some(PathClaim::default())
+            }
             None => None,
         }
     }
@@ -147,7 +133,7 @@ impl Dialect for VertexGemini {
     }
 
     fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
-        Box::new(GeminiWatcher::new(count_only, true))
+        Box::new(GeminiWatcher::new(count_only))
     }
 
     fn streams_json(&self) -> bool {
@@ -155,7 +141,7 @@ impl Dialect for VertexGemini {
     }
 
     fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
-        summarize_body(body, true)
+        summarize_body(body)
     }
 
     fn stream_complete(&self, s: &ResponseSummary) -> bool {
@@ -164,6 +150,24 @@ impl Dialect for VertexGemini {
 
     fn error_body(&self, message: &str, _kind: &str, _code: &str, status: u16) -> String {
         google_error_body(message, status)
+    }
+}
+
+/// A Vertex AI path, `/{v1|v1beta1}/projects/{p}/locations/{l}/{rest}` or express mode's
+/// `/{v1|v1beta1}/{rest}`: the `rest` and whether it was under a project.
+pub(super) fn vertex_publisher_path(path: &str) -> Option<(&str, bool)> {
+    let (version, rest) = path.strip_prefix('/')?.split_once('/')?;
+    if !matches!(version, "v1" | "v1beta1") {
+        return None;
+    }
+    match rest.strip_prefix("projects/") {
+        Some(after) => {
+            let mut segs = after.splitn(4, '/');
+            let (_project, locations, _location, tail) =
+                (segs.next()?, segs.next()?, segs.next()?, segs.next()?);
+            (locations == "locations").then_some((tail, true))
+        }
+        None => Some((rest, false)),
     }
 }
 
@@ -467,12 +471,9 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
 
 /// A whole response body: one response, an error, an embedding, or the array a
 /// `streamGenerateContent` without `alt=sse` returns when it was not watched as a stream.
-fn summarize_body(body: &[u8], vertex: bool) -> ResponseSummary {
+fn summarize_body(body: &[u8]) -> ResponseSummary {
     let mut s = ResponseSummary::default();
-    let mut reader = GeminiReader {
-        vertex,
-        ..Default::default()
-    };
+    let mut reader = GeminiReader::default();
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(items)) => {
             for v in &items {
@@ -569,7 +570,6 @@ fn usage(u: &Value, s: &mut ResponseSummary) {
 /// Reads `GenerateContentResponse` objects, one per chunk.
 #[derive(Default)]
 struct GeminiReader {
-    vertex: bool,
     /// A function call whose arguments are still streaming (`willContinue`): the call and its
     /// arguments so far, by JSON path.
     partial: Option<(usize, Map<String, Value>)>,
@@ -633,13 +633,6 @@ impl GeminiReader {
         }
         if let Some(u) = v.get("usageMetadata") {
             usage(u, s);
-        }
-        if self.vertex && s.service_tier.is_none() {
-            // Vertex's `trafficType` (`ON_DEMAND`, `ON_DEMAND_FLEX`, `PROVISIONED_THROUGHPUT`).
-            s.service_tier = v
-                .pointer("/usageMetadata/trafficType")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
         }
     }
 
@@ -790,17 +783,15 @@ impl EventReader for GeminiReader {
 /// first byte that is not whitespace (`[` for the array).
 struct GeminiWatcher {
     count_only: bool,
-    vertex: bool,
     inner: Option<Box<dyn StreamWatcher>>,
     /// The summary while nothing but whitespace came.
     empty: ResponseSummary,
 }
 
 impl GeminiWatcher {
-    fn new(count_only: bool, vertex: bool) -> Self {
+    fn new(count_only: bool) -> Self {
         GeminiWatcher {
             count_only,
-            vertex,
             inner: None,
             empty: ResponseSummary::default(),
         }
@@ -813,18 +804,10 @@ impl StreamWatcher for GeminiWatcher {
             let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
                 return FeedOutcome::default();
             };
-            let reader = GeminiReader {
-                vertex: self.vertex,
-                ..Default::default()
-            };
             self.inner = Some(if *first == b'[' {
-                let mut w = JsonArrayWatcher::<GeminiReader>::new(self.count_only);
-                *w.reader_mut() = reader;
-                Box::new(w)
+                Box::new(JsonArrayWatcher::<GeminiReader>::new(self.count_only))
             } else {
-                let mut w = SseWatcher::<GeminiReader>::new(self.count_only);
-                *w.reader_mut() = reader;
-                Box::new(w)
+                Box::new(SseWatcher::<GeminiReader>::new(self.count_only))
             });
         }
         match &mut self.inner {
@@ -1006,7 +989,8 @@ mod tests {
             .id
             .starts_with(crate::summary::UNNAMED_CALL_PREFIX));
         assert_ne!(s.tool_calls[0].id, s.tool_calls[1].id);
-        assert_eq!(s.service_tier.as_deref(), Some("ON_DEMAND"));
+        // Vertex's `trafficType` is not OpenAI's service tier: not reported as one.
+        assert_eq!(s.service_tier, None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::config::Provider;
 use crate::request::{PromptHasher, RequestInfo};
 use crate::summary::{FeedOutcome, ResponseSummary};
 
-pub use anthropic::AnthropicMessages;
+pub use anthropic::{AnthropicMessages, VertexAnthropic};
 pub use gemini::{GeminiApi, VertexGemini};
 pub use ollama::OllamaNative;
 pub use openai_chat::OpenAiChat;
@@ -36,6 +36,7 @@ pub static DIALECTS: &[&dyn Dialect] = &[
     &OllamaNative,
     &GeminiApi,
     &VertexGemini,
+    &VertexAnthropic,
 ];
 
 /// The gen_ai operation a request performs (`gen_ai.operation.name`, semconv GenAI spans).

@@ -72,11 +72,6 @@ impl<R: EventReader> SseWatcher<R> {
             ..Default::default()
         }
     }
-
-    /// The reader, to set it up before the first event.
-    pub(crate) fn reader_mut(&mut self) -> &mut R {
-        &mut self.reader
-    }
 }
 
 impl<R: EventReader> StreamWatcher for SseWatcher<R> {
@@ -209,11 +204,6 @@ impl<R: EventReader> JsonArrayWatcher<R> {
             count_only,
             ..Default::default()
         }
-    }
-
-    /// The reader, to set it up before the first event.
-    pub(crate) fn reader_mut(&mut self) -> &mut R {
-        &mut self.reader
     }
 }
 
