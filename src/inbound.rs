@@ -460,9 +460,10 @@ async fn forward(
     } else {
         &upstream.base
     };
-    // Google's `key=` is a credential: with client keys on it is llmtap's, and an upstream
-    // with its own key sends that one; either way the client's stays here.
-    let strip_key = s.client_keys.is_some() || upstream.config.api_key.is_some();
+    // Google's `key=` is a credential: a Gemini upstream with its own key sends that one (in
+    // `x-goog-api-key`), so the client's stays here, like its headers.
+    let strip_key = upstream.config.provider == crate::config::Provider::Gemini
+        && upstream.config.api_key.is_some();
     let query = forwarded_query(parts.uri.query(), strip_key);
     let url = upstream_url(base, &target.upstream_path, query.as_deref())?;
     let body = match out_body {
