@@ -26,6 +26,11 @@ pub enum Provider {
     // The README and the YAML spell it with an underscore; clap's own spelling is hyphenated.
     #[value(alias = "openai_compatible")]
     OpenaiCompatible,
+    /// Google's Gemini Developer API (`generativelanguage.googleapis.com`).
+    Gemini,
+    /// Google Vertex AI (`{location}-aiplatform.googleapis.com`).
+    #[value(alias = "vertex_ai")]
+    VertexAi,
 }
 
 impl Provider {
@@ -38,6 +43,8 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Gemini => "gemini",
+            Provider::VertexAi => "vertex_ai",
         }
     }
 
@@ -50,6 +57,8 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Gemini => "gcp.gemini",
+            Provider::VertexAi => "gcp.vertex_ai",
         }
     }
 }

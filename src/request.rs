@@ -44,7 +44,8 @@ pub struct RequestInfo {
     pub prompt_hash: Option<String>,
     /// `encoding_format` of an embeddings request (`float`, `base64`).
     pub encoding_formats: Vec<String>,
-    /// A conversation the request continues (Responses `conversation` / `previous_response_id`).
+    /// A conversation the request continues (Responses `conversation` / `previous_response_id`,
+    /// the session in Claude Code's `metadata.user_id`).
     pub conversation_id: Option<String>,
     /// Responses `previous_response_id`: `gen_ai.request.previous_response.id` (genai `main`,
     /// #372).
@@ -217,7 +218,7 @@ pub fn facts(
         info.dimensions = obj.get("dimensions").and_then(Value::as_i64);
     }
     let prompt_key = match op {
-        Operation::Chat => "messages",
+        Operation::Chat | Operation::GenerateContent => "messages",
         Operation::TextCompletion => "prompt",
         Operation::Embeddings => "input",
     };
@@ -278,7 +279,7 @@ pub fn content_text(content: Option<&Value>) -> String {
 fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
     let mut out = RequestContent::default();
     match op {
-        Operation::Chat => {
+        Operation::Chat | Operation::GenerateContent => {
             // System and developer messages stay in the input messages: the conventions
             // give system instructions their own attribute only when the API carries them
             // apart from the messages (Anthropic `system`, Responses `instructions`).

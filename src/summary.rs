@@ -256,6 +256,28 @@ pub(crate) fn set_latest(slot: &mut Option<String>, value: Option<&str>) {
     }
 }
 
+/// The start of the key llmtap gives a tool call that came without an id (Gemini, Ollama's
+/// native API): such a key is never exported as `gen_ai.tool.call.id`.
+pub const UNNAMED_CALL_PREFIX: &str = "llmtap-unnamed:";
+
+/// The key of a tool call without an id, from what both the response asking for it and the
+/// request answering it repeat: the tool's name and the canonical JSON of its arguments
+/// (`{UNNAMED_CALL_PREFIX}{name}:{16 hex digits of FNV-1a}`). Two calls of one tool with the
+/// same arguments share a key; the later one then closes with the first result.
+pub fn unnamed_call_key(name: &str, canonical_arguments: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical_arguments.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{UNNAMED_CALL_PREFIX}{name}:{h:016x}")
+}
+
+/// Whether a tool call's id is a key llmtap made ([`unnamed_call_key`]), not the provider's.
+pub fn is_unnamed_call(id: &str) -> bool {
+    id.starts_with(UNNAMED_CALL_PREFIX)
+}
+
 /// Appends as much of `text` as fits under the output cap, cut on a char boundary.
 pub(crate) fn push_capped(target: &mut String, text: &str) {
     let cap = crate::stream::openai::OUTPUT_TEXT_CAP;

@@ -191,12 +191,16 @@ pub fn request_headers(
         out.remove(header::AUTHORIZATION);
         out.remove("api-key");
         out.remove("x-api-key");
+        out.remove("x-goog-api-key");
         let set = match upstream.provider {
             Provider::Azure => {
                 HeaderValue::from_str(key.expose()).map(|v| (HeaderName::from_static("api-key"), v))
             }
             Provider::Anthropic => HeaderValue::from_str(key.expose())
                 .map(|v| (HeaderName::from_static("x-api-key"), v)),
+            // Vertex AI takes an OAuth access token as a bearer: the default arm.
+            Provider::Gemini => HeaderValue::from_str(key.expose())
+                .map(|v| (HeaderName::from_static("x-goog-api-key"), v)),
             _ => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map(|v| (header::AUTHORIZATION, v)),
         };
@@ -260,6 +264,16 @@ mod tests {
         let out = request_headers(&h, &cfg.upstreams[0], false);
         assert!(out.get("authorization").is_none());
         assert_eq!(out.get("api-key").unwrap(), "sk-gw");
+        // Gemini: the key goes in x-goog-api-key, replacing the client's.
+        h.insert("x-goog-api-key", "client".parse().unwrap());
+        cfg.upstreams[0].provider = Provider::Gemini;
+        let out = request_headers(&h, &cfg.upstreams[0], false);
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out.get("x-goog-api-key").unwrap(), "sk-gw");
+        // Client keys on: a client's x-goog-api-key is llmtap's key, never forwarded.
+        cfg.upstreams[0].api_key = None;
+        let out = request_headers(&h, &cfg.upstreams[0], true);
+        assert!(out.get("x-goog-api-key").is_none());
     }
 
     fn test_secret(s: &str) -> Secret {

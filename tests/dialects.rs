@@ -999,3 +999,63 @@ async fn exported_content_validates_against_the_genai_schemas() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn ollama_native_tool_calls_without_ids_get_tool_spans_closed_by_the_next_request() {
+    let (_up, rx, proxy) = start_traced("grpc", None, &[]).await;
+    let c = client();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let first = json!({"model": "qwen3", "stream": false, "tools": tools,
+        "messages": [{"role": "user", "content": "Weather in Lyon?"}]});
+    let r: Value = c
+        .post(format!("{}/api/chat", proxy.url))
+        .json(&first)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = r["message"]["tool_calls"].clone();
+    assert_eq!(calls[0]["function"]["name"], "get_weather", "{r}");
+    assert!(
+        calls[0].get("id").is_none(),
+        "Ollama's native calls carry no id"
+    );
+    let second = json!({"model": "qwen3", "stream": false, "tools": tools, "messages": [
+        {"role": "user", "content": "Weather in Lyon?"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "tool_name": "get_weather", "content": "18 C"}]});
+    let r = c
+        .post(format!("{}/api/chat", proxy.url))
+        .json(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    let spans = rx
+        .wait_for_spans(
+            |s| s.iter().any(|s| s.name == "execute_tool get_weather"),
+            Duration::from_secs(10),
+        )
+        .await;
+    let dump = common::otlp::spans_json(&spans);
+    let tool = spans
+        .iter()
+        .find(|s| s.name == "execute_tool get_weather")
+        .unwrap();
+    assert_eq!(
+        tool.bool_attr("llmtap.tool.result_received"),
+        Some(true),
+        "{dump}"
+    );
+    assert!(tool.attr("gen_ai.tool.call.id").is_none(), "{dump}");
+    assert_eq!(
+        tool.str_attr("gen_ai.tool.description"),
+        Some("Weather for a city")
+    );
+    proxy.stop().await;
+}

@@ -52,6 +52,11 @@ impl Dialect for AnthropicMessages {
             top_k: f64_at(obj, "top_k"),
             tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
             forced_tool: super::forced_tool(obj, |t| t.get("name")),
+            conversation_id: obj
+                .get("metadata")
+                .and_then(|m| m.get("user_id"))
+                .and_then(Value::as_str)
+                .and_then(claude_code_session),
             ..Default::default()
         };
         let system = system_text(obj.get("system"));
@@ -144,7 +149,7 @@ impl Dialect for AnthropicMessages {
     }
 
     /// `{"type":"error","error":{"type","message"}}` with Anthropic's error types.
-    fn error_body(&self, message: &str, kind: &str, code: &str) -> String {
+    fn error_body(&self, message: &str, kind: &str, code: &str, _status: u16) -> String {
         let kind = match (kind, code) {
             (_, "not_found") => "not_found_error",
             (_, "request_too_large") => "request_too_large",
@@ -155,6 +160,90 @@ impl Dialect for AnthropicMessages {
         serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             .to_string()
     }
+}
+
+/// Anthropic's models on Vertex AI: `POST /{v1|v1beta1}/projects/{p}/locations/{l}/
+/// publishers/anthropic/models/{model}:rawPredict` (and `:streamRawPredict`), which carry
+/// Messages bodies (with `anthropic_version` and no `model`) and answer in the Messages wire
+/// format. Everything but the paths and the provider (`gcp.vertex_ai`) is [`AnthropicMessages`].
+#[derive(Debug)]
+pub struct VertexAnthropic;
+
+impl Dialect for VertexAnthropic {
+    fn name(&self) -> &'static str {
+        "vertex_anthropic"
+    }
+
+    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
+        None
+    }
+
+    fn claim_path(&self, path: &str, method: &http::Method) -> Option<super::PathClaim> {
+        let (rest, _) = super::gemini::vertex_publisher_path(path)?;
+        let (model, verb) = rest
+            .strip_prefix("publishers/anthropic/models/")?
+            .split_once(':')?;
+        if model.is_empty() || model.contains('/') {
+            return None;
+        }
+        let post = method == http::Method::POST;
+        Some(super::PathClaim {
+            operation: (post && matches!(verb, "rawPredict" | "streamRawPredict"))
+                .then_some(Operation::Chat),
+            model: Some(model.to_owned()),
+            stream: verb == "streamRawPredict",
+        })
+    }
+
+    fn provider(&self) -> Option<Provider> {
+        Some(Provider::VertexAi)
+    }
+
+    fn request_facts(
+        &self,
+        obj: &Map<String, Value>,
+        op: Operation,
+        capture: bool,
+        hasher: &PromptHasher,
+    ) -> RequestInfo {
+        AnthropicMessages.request_facts(obj, op, capture, hasher)
+    }
+
+    fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
+        AnthropicMessages.stream_watcher(count_only)
+    }
+
+    fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
+        AnthropicMessages.summarize_body(body)
+    }
+
+    fn stream_complete(&self, s: &ResponseSummary) -> bool {
+        AnthropicMessages.stream_complete(s)
+    }
+
+    /// Vertex answers its own errors (auth, quota) in Google's shape.
+    fn error_body(&self, message: &str, _kind: &str, _code: &str, status: u16) -> String {
+        super::gemini::google_error_body(message, status)
+    }
+}
+
+/// The session Claude Code names in `metadata.user_id`: a JSON string with `session_id`
+/// (Claude Code 2.1.78 and later), or `user_{hash}_account_{uuid}_session_{uuid}` (earlier).
+/// `None` for any other user id: an app's own user id is not a session.
+fn claude_code_session(user_id: &str) -> Option<String> {
+    if user_id.starts_with('{') {
+        let v: Value = serde_json::from_str(user_id).ok()?;
+        return v
+            .get("session_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+    if !user_id.starts_with("user_") {
+        return None;
+    }
+    let (_, session) = user_id.rsplit_once("_session_")?;
+    (!session.is_empty()).then(|| session.to_owned())
 }
 
 /// `system`: a string or text blocks.
@@ -467,6 +556,7 @@ mod tests {
             "upstream down",
             "proxy_error",
             "upstream_unreachable",
+            502,
         ))
         .unwrap();
         assert_eq!(body["type"], "error");
@@ -475,6 +565,45 @@ mod tests {
             br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
         );
         assert_eq!(s.error.unwrap().code.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn claude_on_vertex_paths() {
+        let c = VertexAnthropic
+            .claim_path(
+                "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+                &http::Method::POST,
+            )
+            .unwrap();
+        assert_eq!(c.operation, Some(Operation::Chat));
+        assert_eq!(c.model.as_deref(), Some("claude-sonnet-4-5@20250929"));
+        assert!(c.stream);
+        let d = super::super::claim(
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5:rawPredict",
+            &http::Method::POST,
+        )
+        .map(|(d, _)| d.name());
+        assert_eq!(d, Some("vertex_anthropic"));
+    }
+
+    #[test]
+    fn claude_codes_session_in_metadata_user_id() {
+        assert_eq!(
+            claude_code_session(
+                r#"{"device_id":"d1","account_uuid":"","session_id":"7d3f0c1e-4b7a-4c55-9a0e-2f1d6b8c9e01"}"#
+            )
+            .as_deref(),
+            Some("7d3f0c1e-4b7a-4c55-9a0e-2f1d6b8c9e01")
+        );
+        assert_eq!(
+            claude_code_session(
+                "user_abc123_account__session_5b9e2a44-0c1d-4e6f-8a7b-1c2d3e4f5a6b"
+            )
+            .as_deref(),
+            Some("5b9e2a44-0c1d-4e6f-8a7b-1c2d3e4f5a6b")
+        );
+        assert_eq!(claude_code_session("customer-42"), None);
+        assert_eq!(claude_code_session(r#"{"device_id":"d1"}"#), None);
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Dialect for OllamaNative {
             ..Default::default()
         };
         let prompt_key = match op {
-            Operation::Chat => "messages",
+            Operation::Chat | Operation::GenerateContent => "messages",
             Operation::TextCompletion => "prompt",
             Operation::Embeddings => "input",
         };
@@ -86,12 +86,8 @@ impl Dialect for OllamaNative {
                     info.message_count += 1;
                     let text = m.get("content").and_then(Value::as_str).unwrap_or("");
                     info.prompt_chars += text.chars().count() as u64;
-                    if m.get("role").and_then(Value::as_str) == Some("tool") {
-                        if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
-                            info.tool_results.push((id.to_owned(), text.to_owned()));
-                        }
-                    }
                 }
+                info.tool_results = tool_results(items);
             }
             Some(Value::String(s)) => {
                 info.message_count = 1;
@@ -136,9 +132,82 @@ impl Dialect for OllamaNative {
     }
 
     /// Ollama's error shape: `{"error": "..."}`.
-    fn error_body(&self, message: &str, _kind: &str, _code: &str) -> String {
+    fn error_body(&self, message: &str, _kind: &str, _code: &str, _status: u16) -> String {
         serde_json::json!({ "error": message }).to_string()
     }
+}
+
+/// A call's arguments as canonical JSON (an object, or a JSON string holding one).
+fn canonical_arguments(args: Option<&Value>) -> String {
+    match args {
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| s.clone()),
+        Some(v) => v.to_string(),
+        None => "{}".to_owned(),
+    }
+}
+
+/// The key of a call in an assistant message's `tool_calls`: its `id`, else (Ollama's native
+/// API sends none) its name-and-arguments key.
+fn call_key(call: &Value) -> (String, String) {
+    let f = &call["function"];
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let key = match call.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => crate::summary::unnamed_call_key(&name, &canonical_arguments(f.get("arguments"))),
+    };
+    (name, key)
+}
+
+/// `role: tool` messages close the calls of the latest assistant message before them: by
+/// `tool_call_id` when sent, else by `tool_name` (Ollama's field), else in order.
+fn tool_results(messages: &[Value]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut open: Vec<(String, String, bool)> = Vec::new();
+    for m in messages {
+        match m.get("role").and_then(Value::as_str) {
+            Some("assistant") => {
+                open = m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let (name, key) = call_key(c);
+                        (name, key, false)
+                    })
+                    .collect();
+            }
+            Some("tool") => {
+                let text = m.get("content").and_then(Value::as_str).unwrap_or("");
+                if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
+                    if let Some(slot) = open.iter_mut().find(|(_, k, _)| k == id) {
+                        slot.2 = true;
+                    }
+                    out.push((id.to_owned(), text.to_owned()));
+                    continue;
+                }
+                let name = m
+                    .get("tool_name")
+                    .or_else(|| m.get("name"))
+                    .and_then(Value::as_str);
+                let slot = open
+                    .iter_mut()
+                    .find(|(n, _, done)| !done && name.is_none_or(|name| n == name));
+                if let Some(slot) = slot {
+                    slot.2 = true;
+                    out.push((slot.1.clone(), text.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
@@ -239,7 +308,10 @@ impl OllamaReader {
             {
                 let f = &call["function"];
                 let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-                let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+                // No id (the native API sends none): the name-and-arguments key, which the
+                // next request's assistant message repeats, so the `role: tool` result closes it.
+                let (_, key) = call_key(call);
+                let id = key.as_str();
                 let index = f
                     .get("index")
                     .and_then(Value::as_u64)
@@ -386,6 +458,40 @@ mod tests {
         assert!(!legacy.parse_failed && legacy.stream_ended);
         let empty = OllamaNative.summarize_body(br#"{"embeddings":[]}"#);
         assert_eq!(empty.embedding_dimensions, None);
+    }
+
+    #[test]
+    fn id_less_calls_close_by_tool_name_else_in_order() {
+        let line = br#"{"model":"qwen3","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"a","arguments":{"x":1}}},{"function":{"name":"b","arguments":{}}}]},"done":false}"#;
+        let mut w = OllamaNative.stream_watcher(false);
+        w.feed(line);
+        w.feed(b"\n");
+        let s = w.finish();
+        assert!(s
+            .tool_calls
+            .iter()
+            .all(|c| crate::summary::is_unnamed_call(&c.id)));
+        let body = serde_json::json!({"model": "qwen3", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "a", "arguments": {"x": 1}}},
+                {"function": {"name": "b", "arguments": {}}}]},
+            {"role": "tool", "tool_name": "b", "content": "B"},
+            {"role": "tool", "content": "A"}
+        ]});
+        let info = OllamaNative.request_facts(
+            body.as_object().unwrap(),
+            Operation::Chat,
+            false,
+            &PromptHasher::from_secret(b"k"),
+        );
+        assert_eq!(
+            info.tool_results,
+            vec![
+                (s.tool_calls[1].id.clone(), "B".to_string()),
+                (s.tool_calls[0].id.clone(), "A".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -135,6 +135,15 @@ impl RequestRecord {
         let Some(dialect) = self.dialect.filter(|_| self.operation.is_some()) else {
             return;
         };
+        // A streaming request answered with JSON that is itself a stream (Gemini's array).
+        if !self.streaming
+            && (200..300).contains(&status)
+            && content_type.starts_with("application/json")
+            && dialect.streams_json()
+            && self.request.as_ref().and_then(|r| r.stream) == Some(true)
+        {
+            self.streaming = true;
+        }
         match Decoder::for_encoding(content_encoding) {
             None => {}
             Some(Ok(d)) => self.decoder = Some(d),

@@ -219,4 +219,21 @@ pub const KNOWN_UPSTREAM_ERROR_CODES: &[&str] = &[
     "resource_exhausted",
     "unavailable",
     "deadline_exceeded",
+    // Google's own APIs (Gemini, Vertex AI): `error.status`, google.rpc.Code's names (matched
+    // without regard to case, so the three above cover theirs: metrics write them lower-case).
+    "INVALID_ARGUMENT",
+    "FAILED_PRECONDITION",
+    "OUT_OF_RANGE",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "ABORTED",
+    "ALREADY_EXISTS",
+    "CANCELLED",
+    "DATA_LOSS",
+    "UNKNOWN",
+    "INTERNAL",
+    "UNIMPLEMENTED",
+    // Gemini's `promptFeedback.blockReason`: a prompt refused before any candidate.
+    "prompt_blocked",
 ];

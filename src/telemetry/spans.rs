@@ -570,8 +570,9 @@ fn output_messages(f: &FinishedRequest, latest: bool) -> Option<serde_json::Valu
                     let args = crate::request::arguments_value(&serde_json::Value::String(
                         c.arguments.clone(),
                     ));
+                    let id = (!crate::summary::is_unnamed_call(&c.id)).then_some(&c.id);
                     parts.push(serde_json::json!({
-                        "type": "tool_call", "id": c.id, "name": c.name, "arguments": args
+                        "type": "tool_call", "id": id, "name": c.name, "arguments": args
                     }));
                 }
             }
@@ -602,10 +603,16 @@ pub fn tool_span(
     let mut a = vec![
         KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"),
         KeyValue::new(sc::GEN_AI_TOOL_NAME, cut(&call.name).to_string()),
-        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, cut(&call.call_id).to_string()),
         KeyValue::new(sc::GEN_AI_TOOL_TYPE, cut(&call.kind).to_string()),
         KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
     ];
+    // A call that came without an id has llmtap's key, which is not the provider's id.
+    if !crate::summary::is_unnamed_call(&call.call_id) {
+        a.push(KeyValue::new(
+            sc::GEN_AI_TOOL_CALL_ID,
+            cut(&call.call_id).to_string(),
+        ));
+    }
     if let Some(d) = &call.description {
         a.push(KeyValue::new(sc::GEN_AI_TOOL_DESCRIPTION, d.clone()));
     }
