@@ -26,6 +26,11 @@ pub enum Provider {
     // The docs and the YAML spell it with an underscore; clap's own spelling is hyphenated.
     #[value(alias = "openai_compatible")]
     OpenaiCompatible,
+    /// Google's Gemini Developer API (`generativelanguage.googleapis.com`).
+    Gemini,
+    /// Google Vertex AI (`{location}-aiplatform.googleapis.com`).
+    #[value(alias = "vertex_ai")]
+    VertexAi,
 }
 
 impl Provider {
@@ -38,6 +43,8 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Gemini => "gemini",
+            Provider::VertexAi => "vertex_ai",
         }
     }
 
@@ -50,6 +57,8 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Gemini => "gcp.gemini",
+            Provider::VertexAi => "gcp.vertex_ai",
         }
     }
 }
@@ -225,6 +234,10 @@ pub struct TelemetryConfig {
     pub queue_size: usize,
     /// Backends whose own names are added to the spans (none by default).
     pub compat: Vec<CompatProfile>,
+    /// Names (globs: `*`, `?`) of tools whose calls are the response's structured output, not
+    /// work for the application, besides the shapes llmtap recognises itself
+    /// (`telemetry::output_tools`): no pending state, no `execute_tool` span.
+    pub output_tools: Vec<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -242,6 +255,7 @@ impl Default for TelemetryConfig {
             slow_request: Duration::from_secs(10),
             queue_size: 8192,
             compat: Vec::new(),
+            output_tools: Vec::new(),
         }
     }
 }
@@ -511,6 +525,7 @@ struct FileTelemetry {
     slow_request_secs: Option<f64>,
     queue_size: Option<usize>,
     compat: Option<Vec<CompatProfile>>,
+    output_tools: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -704,6 +719,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.compat {
             d.compat = v;
+        }
+        if let Some(v) = t.output_tools {
+            d.output_tools = v;
         }
     }
     if let Some(m) = file.metrics {

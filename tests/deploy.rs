@@ -3281,7 +3281,8 @@ async fn shipped_nginx_config_round_robins_and_streams_through_two_llmtap_replic
         "buffered: first event after {first:?}, end after {total:?}"
     );
 
-    let _ = child.kill().await;
+    // Stopped (TERM, so it flushes its log) before the access log is read.
+    drop(nginx);
     let log = std::fs::read_to_string(&access).unwrap_or_default();
     let served = |p: &Proxy| {
         log.lines()

@@ -393,6 +393,8 @@ pub(crate) enum OllamaEndpoint {
     Chat,
     Generate,
     Embed,
+    /// The legacy `/api/embeddings`: `prompt` in, one vector out as `embedding`.
+    Embeddings,
 }
 
 pub(crate) fn ollama(
@@ -403,12 +405,20 @@ pub(crate) fn ollama(
 ) -> Reply {
     let key = match endpoint {
         OllamaEndpoint::Chat => "messages",
-        OllamaEndpoint::Generate => "prompt",
+        OllamaEndpoint::Generate | OllamaEndpoint::Embeddings => "prompt",
         OllamaEndpoint::Embed => "input",
     };
     let prompt = body.get(key).cloned().unwrap_or(Value::Null);
     let hash = hash_json(&prompt);
     let prompt_tokens = tokens_for_chars(text_chars(&prompt));
+    if endpoint == OllamaEndpoint::Embeddings {
+        // Ollama's legacy endpoint: no model, no usage, no `done`; just the vector.
+        let seed = wire::mix(hash);
+        let vector: Vec<f64> = (0..12)
+            .map(|k| ((seed >> ((k % 8) * 8)) & 0xff) as f64 / 255.0 - 0.5)
+            .collect();
+        return json_reply(&json!({ "embedding": vector }), hash);
+    }
     if endpoint == OllamaEndpoint::Embed {
         let inputs = match &prompt {
             Value::Array(a) => a.len().max(1),

@@ -40,6 +40,10 @@ pub fn command(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
     super::process::own_group(&mut c);
+    // tests/run's mark, by which it finds anything a test left running.
+    if let Ok(mark) = std::env::var("TAP_TEST_RUN") {
+        c.env("TAP_TEST_RUN", mark);
+    }
     for (k, v) in envs {
         c.env(k, v);
     }
