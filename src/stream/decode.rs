@@ -3,13 +3,45 @@
 
 use std::io::Write;
 
-/// An incremental decoder for one `content-encoding`. Output accumulates in an inner `Vec`
-/// that the caller drains after each write.
+/// Compressed bytes handed to a decoder at a time: with [`MAX_DECODED_PER_READ`], the largest
+/// expansion llmtap follows is 4096:1 (deflate's own limit is about 1032:1; legitimate JSON
+/// and SSE compress far less).
+pub const DECODE_INPUT_STEP: usize = 1024;
+
+/// Decoded bytes one [`DECODE_INPUT_STEP`] may produce. Past it the body is a decompression
+/// bomb: telemetry stops parsing it, and a relay that decodes for the client cuts the stream
+/// (it cannot hand the client a faithful rest).
+pub const MAX_DECODED_PER_READ: usize = 4 * 1024 * 1024;
+
+/// Where a decoder writes: a buffer that refuses to grow past [`MAX_DECODED_PER_READ`]
+/// (`ErrorKind::OutOfMemory`), drained after every step.
+#[derive(Default)]
+pub struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_DECODED_PER_READ {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "decoded output over llmtap's per-read bound",
+            ));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An incremental decoder for one `content-encoding`, fed at most [`DECODE_INPUT_STEP`]
+/// compressed bytes at a time, each step's output capped at [`MAX_DECODED_PER_READ`].
 pub enum Decoder {
-    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
-    Deflate(Box<flate2::write::ZlibDecoder<Vec<u8>>>),
-    Brotli(Box<brotli_decompressor::DecompressorWriter<Vec<u8>>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
+    Gzip(Box<flate2::write::GzDecoder<Capped>>),
+    Deflate(Box<flate2::write::ZlibDecoder<Capped>>),
+    Brotli(Box<brotli_decompressor::DecompressorWriter<Capped>>),
+    Zstd(Box<zstd::stream::write::Decoder<'static, Capped>>),
 }
 
 impl Decoder {
@@ -17,13 +49,17 @@ impl Decoder {
     pub fn for_encoding(encoding: &str) -> Option<Result<Decoder, ()>> {
         let d = match encoding.trim().to_ascii_lowercase().as_str() {
             "" | "identity" => return None,
-            "gzip" | "x-gzip" => Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new()))),
-            "deflate" => Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(Vec::new()))),
+            "gzip" | "x-gzip" => {
+                Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Capped::default())))
+            }
+            "deflate" => {
+                Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(Capped::default())))
+            }
             "br" => Decoder::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(
-                Vec::new(),
+                Capped::default(),
                 4096,
             ))),
-            "zstd" => match zstd::stream::write::Decoder::new(Vec::new()) {
+            "zstd" => match zstd::stream::write::Decoder::new(Capped::default()) {
                 Ok(d) => Decoder::Zstd(Box::new(d)),
                 Err(_) => return Some(Err(())),
             },
@@ -32,36 +68,56 @@ impl Decoder {
         Some(Ok(d))
     }
 
-    /// Decodes the next compressed bytes; returns what they decoded to (possibly nothing yet).
-    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// Decodes one step of at most [`DECODE_INPUT_STEP`] bytes; returns what it decoded to
+    /// (possibly nothing yet). An error of kind `OutOfMemory` is a step that decoded past
+    /// [`MAX_DECODED_PER_READ`]: a decompression bomb.
+    pub fn step(&mut self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        debug_assert!(bytes.len() <= DECODE_INPUT_STEP);
+        fn run<W: Write>(d: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+            d.write_all(bytes)?;
+            d.flush()
+        }
         match self {
             Decoder::Gzip(d) => {
-                d.write_all(bytes)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
+                run(d.as_mut(), bytes)?;
+                Ok(std::mem::take(&mut d.get_mut().0))
             }
             Decoder::Deflate(d) => {
-                d.write_all(bytes)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
+                run(d.as_mut(), bytes)?;
+                Ok(std::mem::take(&mut d.get_mut().0))
             }
             Decoder::Brotli(d) => {
-                d.write_all(bytes)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
+                run(d.as_mut(), bytes)?;
+                Ok(std::mem::take(&mut d.get_mut().0))
             }
             Decoder::Zstd(d) => {
-                d.write_all(bytes)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
+                run(d.as_mut(), bytes)?;
+                Ok(std::mem::take(&mut d.get_mut().0))
             }
         }
+    }
+
+    /// Decodes `bytes` step by step, handing each step's output to `sink` before the next
+    /// step is decoded; stops early (`Ok`) when `sink` returns false.
+    pub fn write_with(
+        &mut self,
+        bytes: &[u8],
+        mut sink: impl FnMut(&[u8]) -> bool,
+    ) -> std::io::Result<()> {
+        for piece in bytes.chunks(DECODE_INPUT_STEP) {
+            let out = self.step(piece)?;
+            if !out.is_empty() && !sink(&out) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn gzip_in_pieces() {
@@ -73,7 +129,7 @@ mod tests {
         };
         let mut out = Vec::new();
         for piece in z.chunks(5) {
-            out.extend(d.write(piece).unwrap());
+            out.extend(d.step(piece).unwrap());
         }
         assert_eq!(out, br#"{"usage":{"prompt_tokens":3}}"#);
     }
@@ -84,8 +140,43 @@ mod tests {
         let Some(Ok(mut d)) = Decoder::for_encoding("zstd") else {
             panic!()
         };
-        assert_eq!(d.write(&z).unwrap(), b"hello zstd");
+        let mut out = Vec::new();
+        d.write_with(&z, |b| {
+            out.extend_from_slice(b);
+            true
+        })
+        .unwrap();
+        assert_eq!(out, b"hello zstd");
         assert!(matches!(Decoder::for_encoding("compress"), Some(Err(()))));
         assert!(Decoder::for_encoding("identity").is_none());
+    }
+
+    #[test]
+    fn a_bomb_is_refused_within_one_step() {
+        // 256 MiB of zeros: a few hundred KB compressed with gzip, far less with zstd.
+        let zeros = vec![0u8; 1 << 20];
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..256 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        let zst = zstd::encode_all(std::io::repeat(0).take(256 << 20), 19).unwrap();
+        for (enc, body) in [("gzip", gz), ("zstd", zst)] {
+            let Some(Ok(mut d)) = Decoder::for_encoding(enc) else {
+                panic!()
+            };
+            let (mut total, mut largest) = (0usize, 0usize);
+            let r = d.write_with(&body, |b| {
+                total += b.len();
+                largest = largest.max(b.len());
+                true
+            });
+            assert!(largest <= MAX_DECODED_PER_READ, "{enc}: {largest}");
+            match r {
+                // gzip's ratio stays under the per-step bound: every step is handed on.
+                Ok(()) => assert_eq!(total, 256 << 20, "{enc}"),
+                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory, "{enc}"),
+            }
+        }
     }
 }

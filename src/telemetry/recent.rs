@@ -175,7 +175,7 @@ fn scrub(f: &mut FinishedRequest) {
     f.facts.chunk_gaps = Vec::new();
     let r = &mut f.response;
     for c in &mut r.tool_calls {
-        r.output_chars += c.arguments.len() as u64;
+        r.output_chars += c.arguments_len();
         c.arguments = String::new();
     }
     r.output_text = Vec::new();
