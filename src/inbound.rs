@@ -401,8 +401,11 @@ async fn forward(
     // Stored (on the record, the span, pending tool calls, the live view) only within the
     // bounds; the body is forwarded as it came.
     if let Some(i) = info.as_mut() {
-        if i.bound(s.telemetry.capture_content()) {
-            record.hit_limit(Limit::Identifier, "request identifiers or tool results cut");
+        for limit in i.bound(s.telemetry.capture_content()) {
+            record.hit_limit(
+                limit,
+                "request identifiers cut, or tool results beyond the bound",
+            );
         }
     }
     let refusal_key = RefusalKey::new(

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::dialect::Operation;
-use crate::telemetry::limits::{MAX_STOP_SEQUENCES, MAX_TOOL_RESULTS};
+use crate::telemetry::limits::{Limit, MAX_STOP_SEQUENCES, MAX_TOOL_RESULTS};
 
 /// Facts read from a request body. Content is kept only when capture is on.
 #[derive(Debug, Default, Clone)]
@@ -55,10 +55,11 @@ impl RequestInfo {
     /// identifiers cut to [`MAX_IDENTIFIER_CHARS`](crate::telemetry::limits::MAX_IDENTIFIER_CHARS),
     /// at most [`MAX_TOOL_RESULTS`] tool results (the last ones: the new results of a long
     /// conversation) with their text kept only when `capture` is on, at most
-    /// [`MAX_STOP_SEQUENCES`] stop sequences. Returns whether anything was cut.
-    pub fn bound(&mut self, capture: bool) -> bool {
+    /// [`MAX_STOP_SEQUENCES`] stop sequences. Returns the bounds that were hit.
+    pub fn bound(&mut self, capture: bool) -> Vec<Limit> {
         use crate::telemetry::limits::truncate;
         let mut cut = false;
+        let mut hit = Vec::new();
         for s in [
             &mut self.model,
             &mut self.reasoning_level,
@@ -77,7 +78,7 @@ impl RequestInfo {
         if self.tool_results.len() > MAX_TOOL_RESULTS {
             let extra = self.tool_results.len() - MAX_TOOL_RESULTS;
             self.tool_results.drain(..extra);
-            cut = true;
+            hit.push(Limit::ToolResults);
         }
         for (id, text) in &mut self.tool_results {
             cut |= truncate(id);
@@ -93,7 +94,10 @@ impl RequestInfo {
         for s in self.stop.iter_mut().chain(&mut self.encoding_formats) {
             cut |= truncate(s);
         }
-        cut
+        if cut {
+            hit.push(Limit::Identifier);
+        }
+        hit
     }
 }
 
@@ -580,7 +584,7 @@ mod tests {
             stop: vec![long.clone(); 40],
             ..Default::default()
         };
-        assert!(info.bound(false));
+        assert_eq!(info.bound(false), [Limit::ToolResults, Limit::Identifier]);
         assert_eq!(info.model.as_deref().map(str::len), Some(256));
         assert_eq!(info.tool_results.len(), MAX_TOOL_RESULTS);
         assert!(info
@@ -593,7 +597,7 @@ mod tests {
             tool_results: vec![("call_1".into(), "42".into())],
             ..Default::default()
         };
-        assert!(!small.bound(true));
+        assert!(small.bound(true).is_empty());
         assert_eq!(small.tool_results[0].1, "42");
     }
 

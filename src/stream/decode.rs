@@ -14,19 +14,30 @@ pub const DECODE_INPUT_STEP: usize = 1024;
 pub const MAX_DECODED_PER_READ: usize = 4 * 1024 * 1024;
 
 /// Where a decoder writes: a buffer that refuses to grow past [`MAX_DECODED_PER_READ`]
-/// (`ErrorKind::OutOfMemory`), drained after every step.
+/// (`ErrorKind::OutOfMemory`, and every step after it too), drained after every step.
 #[derive(Default)]
-pub struct Capped(Vec<u8>);
+pub struct Capped {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+fn over_bound() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::OutOfMemory,
+        "decoded output over llmtap's per-read bound",
+    )
+}
 
 impl Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > MAX_DECODED_PER_READ {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::OutOfMemory,
-                "decoded output over llmtap's per-read bound",
-            ));
+        let room = MAX_DECODED_PER_READ.saturating_sub(self.buf.len());
+        if buf.len() > room {
+            // Keep what fits: it is handed on before the step fails.
+            self.buf.extend_from_slice(&buf[..room]);
+            self.over = true;
+            return Err(over_bound());
         }
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -69,31 +80,34 @@ impl Decoder {
     }
 
     /// Decodes one step of at most [`DECODE_INPUT_STEP`] bytes; returns what it decoded to
-    /// (possibly nothing yet). An error of kind `OutOfMemory` is a step that decoded past
-    /// [`MAX_DECODED_PER_READ`]: a decompression bomb.
+    /// (possibly nothing yet). A step that decodes past [`MAX_DECODED_PER_READ`] (a
+    /// decompression bomb) returns the output up to the bound, and every step after it an
+    /// error of kind `OutOfMemory`.
     pub fn step(&mut self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         debug_assert!(bytes.len() <= DECODE_INPUT_STEP);
-        fn run<W: Write>(d: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-            d.write_all(bytes)?;
-            d.flush()
+        if self.sink().over {
+            return Err(over_bound());
         }
+        let ran = match self {
+            Decoder::Gzip(d) => d.write_all(bytes).and_then(|_| d.flush()),
+            Decoder::Deflate(d) => d.write_all(bytes).and_then(|_| d.flush()),
+            Decoder::Brotli(d) => d.write_all(bytes).and_then(|_| d.flush()),
+            Decoder::Zstd(d) => d.write_all(bytes).and_then(|_| d.flush()),
+        };
+        let sink = self.sink();
+        match ran {
+            Ok(()) => Ok(std::mem::take(&mut sink.buf)),
+            Err(_) if sink.over && !sink.buf.is_empty() => Ok(std::mem::take(&mut sink.buf)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn sink(&mut self) -> &mut Capped {
         match self {
-            Decoder::Gzip(d) => {
-                run(d.as_mut(), bytes)?;
-                Ok(std::mem::take(&mut d.get_mut().0))
-            }
-            Decoder::Deflate(d) => {
-                run(d.as_mut(), bytes)?;
-                Ok(std::mem::take(&mut d.get_mut().0))
-            }
-            Decoder::Brotli(d) => {
-                run(d.as_mut(), bytes)?;
-                Ok(std::mem::take(&mut d.get_mut().0))
-            }
-            Decoder::Zstd(d) => {
-                run(d.as_mut(), bytes)?;
-                Ok(std::mem::take(&mut d.get_mut().0))
-            }
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Deflate(d) => d.get_mut(),
+            Decoder::Brotli(d) => d.get_mut(),
+            Decoder::Zstd(d) => d.get_mut(),
         }
     }
 
