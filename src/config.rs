@@ -353,6 +353,10 @@ pub struct Config {
     /// arrived; a slower (or stalled) body is answered 408 and its key's concurrency slot freed.
     pub body_read_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long `/readyz` answers 503 while every request is still
+    /// served, so a load balancer takes the instance out of rotation before the listener
+    /// closes (the Kubernetes pre-stop pattern). Zero: stop accepting at once.
+    pub drain_delay: Duration,
     /// Threads serving connections (`--serve-threads`); `None`: the CPUs available.
     pub serve_threads: Option<usize>,
     pub log_format: LogFormat,
@@ -392,6 +396,7 @@ impl Config {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             serve_threads: None,
             log_format: LogFormat::Text,
             ca_file: None,
@@ -440,6 +445,7 @@ struct FileConfig {
     header_read_timeout_secs: Option<f64>,
     body_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
+    drain_delay_secs: Option<f64>,
     serve_threads: Option<usize>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
@@ -668,6 +674,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
+    }
+    if let Some(v) = file.drain_delay_secs {
+        cfg.drain_delay = secs("drain_delay_secs", v)?;
     }
     if let Some(v) = file.serve_threads {
         cfg.serve_threads = Some(threads("serve_threads", v)?);
@@ -928,6 +937,9 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     }
     if let Some(v) = a.shutdown_timeout {
         cfg.shutdown_timeout = secs("--shutdown-timeout", v)?;
+    }
+    if let Some(v) = a.drain_delay {
+        cfg.drain_delay = secs("--drain-delay", v)?;
     }
     if let Some(v) = a.serve_threads {
         let key = flag_key(

@@ -183,16 +183,29 @@ pub(crate) fn responses(body: &Map<String, Value>, model: &str, shape: &Shape) -
                 "response.output_item.added",
                 json!({"output_index": 0, "item": added}),
             );
+            // The API announces each content part before its deltas; the SDKs' stream
+            // helpers (openai's `responses.stream`) index into the parts it added.
+            push(
+                "response.content_part.added",
+                json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []}}),
+            );
             for p in pieces {
                 push(
                     "response.output_text.delta",
-                    json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": p}),
+                    json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                        "delta": p, "logprobs": []}),
                 );
             }
             push(
                 "response.output_text.done",
                 json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-                    "text": pieces.concat()}),
+                    "text": pieces.concat(), "logprobs": []}),
+            );
+            push(
+                "response.content_part.done",
+                json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                    "part": item["content"][0]}),
             );
             push(
                 "response.output_item.done",
@@ -215,6 +228,10 @@ pub(crate) fn responses(body: &Map<String, Value>, model: &str, shape: &Shape) -
                         json!({"item_id": item["id"], "output_index": i, "delta": piece}),
                     );
                 }
+                push(
+                    "response.function_call_arguments.done",
+                    json!({"item_id": item["id"], "output_index": i, "arguments": args}),
+                );
                 push(
                     "response.output_item.done",
                     json!({"output_index": i, "item": item}),

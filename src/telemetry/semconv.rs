@@ -159,6 +159,8 @@ pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
     ("invalid_request_body", "the request body could not be read"),
     ("request_timeout", "the request body did not arrive within `body_read_timeout_secs` (answered 408)"),
     ("not_found", "no upstream for the request"),
+    ("invalid_path", "a path refused before routing (encoded separators, dot segments, control characters)"),
+    ("concurrency_limit_exceeded", "the client key already has `max_concurrent` requests in flight (answered 429)"),
     ("shutting_down", "a request that arrived while llmtap was draining (answered 503)"),
     ("shutdown", "a stream still running when the shutdown grace period ended, cut"),
 ];
