@@ -199,6 +199,7 @@ mod tests {
             ProxyError::BadPath(crate::path::PathError::Backslash),
             ProxyError::BodyTooLarge { limit: 1 },
             ProxyError::BadRequestBody("x".into()),
+            ProxyError::BodyTimeout { secs: 1.0 },
             ProxyError::UpstreamUnreachable {
                 upstream: "u".into(),
                 detail: "d".into(),
@@ -221,6 +222,7 @@ mod tests {
                 | ProxyError::BadPath(_)
                 | ProxyError::BodyTooLarge { .. }
                 | ProxyError::BadRequestBody(_)
+                | ProxyError::BodyTimeout { .. }
                 | ProxyError::UpstreamUnreachable { .. }
                 | ProxyError::UpstreamTimeout { .. }
                 | ProxyError::ShuttingDown

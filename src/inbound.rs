@@ -169,7 +169,8 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Ok(p) => p,
         Err(e) => return own_error(ProxyError::BadPath(e), record),
     };
-    record.path.clone_from(&path);
+    // Stored cut (the live view keeps it); routed and forwarded whole.
+    record.path = crate::telemetry::limits::owned(&path);
     let Some(target) = route::target(&path, &parts.method) else {
         let hint = route::missing_v1_hint(&path);
         record.hint = hint.clone();
@@ -626,12 +627,15 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
     record.trace = s.telemetry.propagation().extract(headers);
     let tcfg = &s.config.telemetry;
     let mcfg = &s.config.metrics;
+    // Values are stored cut to the identifier bound (baggage as a whole is at most 8 KB,
+    // the W3C limit the propagator enforces; a header value is bounded only by the head).
+    let own = crate::telemetry::limits::owned;
     for (k, v) in &record.trace.baggage {
         if tcfg.baggage_attributes.iter().any(|b| b == k) {
-            record.extra_attributes.push((k.clone(), v.clone()));
+            record.extra_attributes.push((k.clone(), own(v)));
         }
         if mcfg.baggage_attributes.iter().any(|b| b == k) {
-            record.metric_attributes.push((k.clone(), v.clone()));
+            record.metric_attributes.push((k.clone(), own(v)));
         }
     }
     // A credential never becomes an attribute, whatever the config names.
@@ -639,23 +643,23 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             record
                 .extra_attributes
-                .push((format!("http.request.header.{name}"), v.to_string()));
+                .push((format!("http.request.header.{name}"), own(v)));
         }
     }
     for name in mcfg.header_attributes.iter().filter(|h| !is_credential(h)) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-            record.metric_attributes.push((name.clone(), v.to_string()));
+            record.metric_attributes.push((name.clone(), own(v)));
         }
     }
     record.prompt_template = headers
         .get(PROMPT_TEMPLATE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(own);
     if let Some(h) = &tcfg.conversation_id_header {
         record.conversation_id = headers
             .get(h.as_str())
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(own);
     }
 }
 
@@ -663,9 +667,11 @@ fn is_credential(header: &str) -> bool {
     crate::auth::CREDENTIAL_HEADERS.contains(&header)
 }
 
-/// Reads an inference request's whole body within `body_read_timeout`, or until shutdown
-/// starts: a client that declares a body and never sends it holds neither the connection nor
-/// its key's concurrency slot past that, and still gets an answer, a span and an access line.
+/// Reads an inference request's whole body within `body_read_timeout`, or until the shutdown
+/// grace period ends (a body still arriving when shutdown starts gets the grace period, as
+/// every in-flight request does): a client that declares a body and never sends it holds
+/// neither the connection nor its key's concurrency slot past that, and still gets an answer,
+/// a span and an access line.
 async fn read_body(
     s: &AppState,
     body: Body,
@@ -673,7 +679,7 @@ async fn read_body(
     record: &mut RequestRecord,
 ) -> Result<Bytes, ProxyError> {
     let timeout = s.config.body_read_timeout;
-    let mut stopping = s.stopping.subscribe();
+    let mut abort = s.abort.subscribe();
     tokio::select! {
         r = tokio::time::timeout(timeout, read_limited(body, limit)) => match r {
             Ok(r) => r,
@@ -682,7 +688,7 @@ async fn read_body(
                 Err(ProxyError::BodyTimeout { secs: timeout.as_secs_f64() })
             }
         },
-        _ = stopping.wait_for(|v| *v) => Err(ProxyError::ShuttingDown),
+        _ = abort.wait_for(|v| *v) => Err(ProxyError::ShuttingDown),
     }
 }
 

@@ -69,7 +69,9 @@ fn bind_failure(what: &str, e: &std::io::Error, setting: &str) -> String {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::AddrInUse => {
-            format!("{what}: {e}; another process listens there: pick a free address with {setting}")
+            format!(
+                "{what}: {e}; another process listens there: pick a free address with {setting}"
+            )
         }
         ErrorKind::PermissionDenied => {
             format!("{what}: {e}; ports below 1024 need privileges: pick another with {setting}")

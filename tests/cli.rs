@@ -123,7 +123,6 @@ fn shipped_configs_load() {
     assert_eq!(cfg.ui.tenant_key, "tenant");
 }
 
-
 async fn wait_healthy(url: &str) {
     let c = client();
     for _ in 0..200 {
@@ -145,17 +144,17 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
     let url = format!("http://127.0.0.1:{port}");
     let mut cmd = Command::new(BIN);
     cmd.args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &format!("{}/v1", up.base),
-        ])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.grpc_endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        &format!("{}/v1", up.base),
+    ])
+    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.grpc_endpoint)
+    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+    .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     let mut proc = Proc::spawn(&mut cmd);
     wait_healthy(&url).await;
 
@@ -364,5 +363,8 @@ async fn sigterm_with_a_drain_delay_answers_503_on_readyz_while_still_serving() 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(status.expect("exited after the drain delay").code(), Some(0));
+    assert_eq!(
+        status.expect("exited after the drain delay").code(),
+        Some(0)
+    );
 }

@@ -816,9 +816,13 @@ async fn the_demos_streams_satisfy_every_official_sdk_stream_helper() {
     let _proc = Proc::spawn(&mut llmtap(&["demo", "--listen", &listen], &[], &log));
     let base = format!("http://{listen}");
     wait_healthy(&base).await;
-    let out = run_sdk("helpers.py", &base, &[("ANTHROPIC_BASE_URL", base.as_str())])
-        .await
-        .expect("python");
+    let out = run_sdk(
+        "helpers.py",
+        &base,
+        &[("ANTHROPIC_BASE_URL", base.as_str())],
+    )
+    .await
+    .expect("python");
     for (case, finish_key, finish) in [
         ("responses_text", "status", "completed"),
         ("chat_text", "finish", "stop"),
@@ -860,7 +864,10 @@ fn a_busy_port_names_the_setting_that_picks_another() {
     let log = dir.path().join("stderr.log");
     let out = llmtap(
         &["--listen", &addr, "--upstream", "http://127.0.0.1:9/v1"],
-        &[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_METRICS_EXPORTER", "none")],
+        &[
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
         &log,
     )
     .output()
@@ -868,6 +875,9 @@ fn a_busy_port_names_the_setting_that_picks_another() {
     assert_eq!(out.status.code(), Some(2));
     let text = read_log(&log);
     assert_eq!(text.trim().lines().count(), 1, "{text}");
-    assert!(text.starts_with(&format!("llmtap: listen {addr}: ")), "{text}");
+    assert!(
+        text.starts_with(&format!("llmtap: listen {addr}: ")),
+        "{text}"
+    );
     assert!(text.contains("--listen or LLMTAP_LISTEN"), "{text}");
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::bin::{self, Proc};
 use common::otlp::{spans_json, OtlpReceiver, SpanView};
+use common::process::Service;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -276,22 +277,20 @@ fn redis_server() -> Option<PathBuf> {
     found
 }
 
-fn start_redis(bin: &Path, port: u16, dir: &Path) -> Proc {
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--dir", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server did not start");
-    let proc = Proc(child);
+fn start_redis(bin: &Path, port: u16, dir: &Path) -> Service {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", "no", "--dir", dir.to_str().unwrap()])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let proc = Service::spawn(&mut cmd).expect("redis-server did not start");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return proc;

@@ -35,19 +35,19 @@ fn tool_path(name: &str) -> Option<PathBuf> {
 fn start_redis(bin: &Path, port: u16, dir: &Path) -> Proc {
     let mut cmd = Command::new(bin);
     cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        dir.to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let proc = Proc::spawn(&mut cmd).expect("redis-server did not start");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -263,7 +263,8 @@ async fn behind_nginx_round_robin_tool_loops_close_once() {
     )
     .unwrap();
     let mut nginx = Command::new(&nginx_bin);
-    nginx.args([
+    nginx
+        .args([
             "-c",
             conf.to_str().unwrap(),
             "-p",

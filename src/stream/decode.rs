@@ -13,6 +13,9 @@ pub const DECODE_INPUT_STEP: usize = 1024;
 /// (it cannot hand the client a faithful rest).
 pub const MAX_DECODED_PER_READ: usize = 4 * 1024 * 1024;
 
+/// Largest zstd window accepted: 2^23 = 8 MiB (RFC 9659 §2).
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
 /// Where a decoder writes: a buffer that refuses to grow past [`MAX_DECODED_PER_READ`]
 /// (`ErrorKind::OutOfMemory`, and every step after it too), drained after every step.
 #[derive(Default)]
@@ -70,10 +73,18 @@ impl Decoder {
                 Capped::default(),
                 4096,
             ))),
-            "zstd" => match zstd::stream::write::Decoder::new(Capped::default()) {
-                Ok(d) => Decoder::Zstd(Box::new(d)),
-                Err(_) => return Some(Err(())),
-            },
+            "zstd" => {
+                // RFC 9659 §2: HTTP's zstd content coding uses windows of at most 8 MiB; a
+                // frame asking for more (a decoder allocation of up to 2 GiB) is refused.
+                let d = zstd::stream::write::Decoder::new(Capped::default()).and_then(|mut d| {
+                    d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                    Ok(d)
+                });
+                match d {
+                    Ok(d) => Decoder::Zstd(Box::new(d)),
+                    Err(_) => return Some(Err(())),
+                }
+            }
             _ => return Some(Err(())),
         };
         Some(Ok(d))

@@ -181,6 +181,8 @@ fn scrub(f: &mut FinishedRequest) {
     r.output_text = Vec::new();
     if let Some(req) = &mut f.facts.request {
         req.content = None;
+        // Only the pending calls needed them, and those are made already.
+        req.tool_descriptions = Vec::new();
         for (_, text) in &mut req.tool_results {
             *text = String::new();
         }

@@ -15,7 +15,11 @@ pub struct Proc(pub Child);
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> Proc {
-        Proc(super::process::own_group(cmd).spawn().expect("llmtap starts"))
+        Proc(
+            super::process::own_group(cmd)
+                .spawn()
+                .expect("llmtap starts"),
+        )
     }
 }
 
