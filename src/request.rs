@@ -585,12 +585,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(info.bound(false), [Limit::ToolResults, Limit::Identifier]);
-        assert_eq!(info.model.as_deref().map(str::len), Some(256));
+        assert_eq!(info.model.as_deref().map(str::len), Some(257));
         assert_eq!(info.tool_results.len(), MAX_TOOL_RESULTS);
         assert!(info
             .tool_results
             .iter()
-            .all(|(id, t)| id.len() == 256 && t.is_empty()));
+            .all(|(id, t)| id.len() == 257 && t.is_empty()));
         assert_eq!(info.stop.len(), MAX_STOP_SEQUENCES);
         let mut small = RequestInfo {
             model: Some("gpt-4o".into()),

@@ -187,7 +187,7 @@ impl ResponseSummary {
     /// Starts a tool call (or returns the existing one with this `id`); returns its position.
     /// Id, name and kind are stored cut to the identifier bound.
     pub fn tool_call(&mut self, index: u32, id: &str, name: &str, kind: &str) -> Option<usize> {
-        let id = crate::telemetry::limits::cut(id);
+        let id = crate::telemetry::limits::stored(id);
         if let Some(k) = self
             .tool_calls
             .iter()

@@ -506,7 +506,7 @@ impl Collector<'_> {
             .id
             .0
             .filter(|id| !id.is_empty())
-            .map(|id| crate::telemetry::limits::cut(&id).to_owned());
+            .map(|id| crate::telemetry::limits::owned(&id));
         let (name, arguments) = match (call.function, call.custom) {
             (Some(f), _) => (f.name.0, f.arguments.0),
             (None, Some(c)) => (c.name.0, c.input.0),

@@ -30,14 +30,27 @@ pub fn cut(s: &str) -> &str {
     }
 }
 
-/// `s` cut to [`MAX_IDENTIFIER_CHARS`] characters, owned (the form identifiers are stored in).
-pub fn owned(s: &str) -> String {
-    cut(s).to_owned()
+/// Characters of an identifier kept where it is stored: one past [`MAX_IDENTIFIER_CHARS`], so
+/// that a value that was too long still reads as too long ([`fits`] is false: metrics count it
+/// as `other`) while spans and logs cut it to the bound as before.
+pub const STORED_IDENTIFIER_CHARS: usize = MAX_IDENTIFIER_CHARS + 1;
+
+/// `s` as it is stored: at most [`STORED_IDENTIFIER_CHARS`] characters (borrowed).
+pub fn stored(s: &str) -> &str {
+    match s.char_indices().nth(STORED_IDENTIFIER_CHARS) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
-/// Cuts a stored identifier in place; returns whether it was longer.
+/// [`stored`], owned: the form identifiers are kept in.
+pub fn owned(s: &str) -> String {
+    stored(s).to_owned()
+}
+
+/// Cuts an identifier to its stored form in place; returns whether it was longer.
 pub fn truncate(s: &mut String) -> bool {
-    let n = cut(s).len();
+    let n = stored(s).len();
     let longer = n < s.len();
     s.truncate(n);
     longer
@@ -175,7 +188,10 @@ mod tests {
         assert!(!fits(&"a".repeat(MAX_IDENTIFIER_CHARS + 1)));
         let mut s = "x".repeat(MAX_IDENTIFIER_CHARS + 5);
         assert!(truncate(&mut s));
-        assert_eq!(s.len(), MAX_IDENTIFIER_CHARS);
+        assert_eq!(s.len(), STORED_IDENTIFIER_CHARS);
+        // Stored, it is still too long for a metric and cut on spans.
+        assert!(!fits(&s));
+        assert_eq!(cut(&s).len(), MAX_IDENTIFIER_CHARS);
         assert!(!truncate(&mut s));
     }
 
