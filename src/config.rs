@@ -90,8 +90,13 @@ pub struct Timeouts {
     /// Until the response headers arrive. Reasoning models think for minutes, so the default
     /// is generous.
     pub first_byte: Duration,
-    /// Longest silence between two body chunks.
+    /// Longest silence between two body chunks. Any bytes end a silence, SSE keep-alive
+    /// comments included: upstreams send them so that proxies keep a thinking model's stream
+    /// open, so they are activity. `max_stream` bounds a stream that sends only those.
     pub idle: Duration,
+    /// Longest a response body may take from its headers to its end, however active; past it
+    /// the stream is cut (`error.type` `timeout`, `llmtap.limits.hit` `max_stream_duration`).
+    pub max_stream: Duration,
 }
 
 impl Default for Timeouts {
@@ -100,6 +105,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             first_byte: Duration::from_secs(600),
             idle: Duration::from_secs(300),
+            max_stream: Duration::from_secs(3600),
         }
     }
 }
@@ -226,8 +232,12 @@ pub struct TelemetryConfig {
     pub conversation_id_header: Option<String>,
     /// How long a requested tool call waits for its result before its span is emitted anyway.
     pub tool_call_ttl: Duration,
-    /// Most pending tool calls remembered at once.
+    /// Most pending tool calls remembered at once (all tenants); past it the oldest is ended
+    /// unanswered.
     pub max_pending_tool_calls: usize,
+    /// Most pending tool calls remembered for one tenant (client keys); past it the tenant's
+    /// further calls are not tracked, so no tenant can push out another's.
+    pub max_pending_tool_calls_per_tenant: usize,
     /// Requests slower than this are always kept by the sampler.
     pub slow_request: Duration,
     /// Finished requests waiting for the telemetry worker; beyond this they are dropped and counted.
@@ -252,6 +262,7 @@ impl Default for TelemetryConfig {
             conversation_id_header: None,
             tool_call_ttl: Duration::from_secs(600),
             max_pending_tool_calls: 10_000,
+            max_pending_tool_calls_per_tenant: 1_000,
             slow_request: Duration::from_secs(10),
             queue_size: 8192,
             compat: Vec::new(),
@@ -352,6 +363,9 @@ pub struct Config {
     /// How long a client has to send a request's head, from connecting (or from the previous
     /// response on a kept-alive connection); slower clients are disconnected.
     pub header_read_timeout: Duration,
+    /// How long a client has to send an inference request's whole body once its head
+    /// arrived; a slower (or stalled) body is answered 408 and its key's concurrency slot freed.
+    pub body_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     /// After SIGTERM/SIGINT, how long `/readyz` answers 503 while every request is still
     /// served, so a load balancer takes the instance out of rotation before the listener
@@ -394,6 +408,7 @@ impl Config {
             default_upstream: "default".into(),
             max_body_bytes: 32 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             serve_threads: None,
@@ -442,6 +457,7 @@ struct FileConfig {
     default_upstream: Option<String>,
     max_body_bytes: Option<usize>,
     header_read_timeout_secs: Option<f64>,
+    body_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
     drain_delay_secs: Option<f64>,
     serve_threads: Option<usize>,
@@ -499,6 +515,7 @@ struct FileTimeouts {
     connect_secs: Option<f64>,
     first_byte_secs: Option<f64>,
     idle_secs: Option<f64>,
+    max_stream_secs: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +539,7 @@ struct FileTelemetry {
     conversation_id_header: Option<String>,
     tool_call_ttl_secs: Option<f64>,
     max_pending_tool_calls: Option<usize>,
+    max_pending_tool_calls_per_tenant: Option<usize>,
     slow_request_secs: Option<f64>,
     queue_size: Option<usize>,
     compat: Option<Vec<CompatProfile>>,
@@ -663,6 +681,12 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
             return Err(err("header_read_timeout_secs: must be greater than 0"));
         }
     }
+    if let Some(v) = file.body_read_timeout_secs {
+        cfg.body_read_timeout = secs("body_read_timeout_secs", v)?;
+        if cfg.body_read_timeout.is_zero() {
+            return Err(err("body_read_timeout_secs: must be greater than 0"));
+        }
+    }
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
     }
@@ -710,6 +734,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.max_pending_tool_calls {
             d.max_pending_tool_calls = v;
+        }
+        if let Some(v) = t.max_pending_tool_calls_per_tenant {
+            d.max_pending_tool_calls_per_tenant = v;
         }
         if let Some(v) = t.slow_request_secs {
             d.slow_request = secs("telemetry.slow_request_secs", v)?;
@@ -849,6 +876,9 @@ fn upstream_from_file(
         }
         if let Some(v) = t.idle_secs {
             timeouts.idle = secs(&key("timeouts.idle_secs"), v)?;
+        }
+        if let Some(v) = t.max_stream_secs {
+            timeouts.max_stream = secs(&key("timeouts.max_stream_secs"), v)?;
         }
     }
     let api_key = resolve_key(&key("api_key_env"), u.api_key_env.as_deref(), env)?;

@@ -19,6 +19,9 @@ pub enum ProxyError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BadRequestBody(String),
+    /// The request body did not arrive within `body_read_timeout_secs`.
+    #[error("the request body did not arrive within {secs:.0} s")]
+    BodyTimeout { secs: f64 },
     #[error("upstream {upstream} is unreachable: {detail}")]
     UpstreamUnreachable { upstream: String, detail: String },
     #[error("upstream {upstream} did not answer within {secs:.0} s")]
@@ -62,6 +65,7 @@ impl ProxyError {
             ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +83,7 @@ impl ProxyError {
             ProxyError::BadPath(_) => "invalid_path",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadRequestBody(_) => "invalid_request_body",
+            ProxyError::BodyTimeout { .. } => "request_timeout",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "timeout",
             ProxyError::ShuttingDown => "shutting_down",
@@ -96,6 +101,7 @@ impl ProxyError {
             | ProxyError::BadPath(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody(_)
+            | ProxyError::BodyTimeout { .. }
             | ProxyError::InvalidApiKey { .. } => "invalid_request_error",
             // OpenAI's own rate-limit errors say `requests` here.
             ProxyError::RateLimited { .. } | ProxyError::TooManyConcurrent { .. } => "requests",
@@ -193,6 +199,7 @@ mod tests {
             ProxyError::BadPath(crate::path::PathError::Backslash),
             ProxyError::BodyTooLarge { limit: 1 },
             ProxyError::BadRequestBody("x".into()),
+            ProxyError::BodyTimeout { secs: 1.0 },
             ProxyError::UpstreamUnreachable {
                 upstream: "u".into(),
                 detail: "d".into(),
@@ -215,6 +222,7 @@ mod tests {
                 | ProxyError::BadPath(_)
                 | ProxyError::BodyTooLarge { .. }
                 | ProxyError::BadRequestBody(_)
+                | ProxyError::BodyTimeout { .. }
                 | ProxyError::UpstreamUnreachable { .. }
                 | ProxyError::UpstreamTimeout { .. }
                 | ProxyError::ShuttingDown

@@ -25,6 +25,7 @@ use crate::route;
 use crate::stream::decode::Decoder;
 use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
+use crate::telemetry::limits::Limit;
 use crate::telemetry::record::{RequestFacts, RequestRecord};
 use crate::telemetry::Telemetry;
 use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
@@ -168,7 +169,8 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Ok(p) => p,
         Err(e) => return own_error(ProxyError::BadPath(e), record),
     };
-    record.path.clone_from(&path);
+    // Stored cut (the live view keeps it); routed and forwarded whole.
+    record.path = crate::telemetry::limits::owned(&path);
     if let Some(hint) = route::doubled_v1_hint(&path) {
         // Answered in the shape of the API the caller meant.
         record.dialect = path
@@ -189,6 +191,7 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     // Client keys: known key, then its limits. The upstream is never called for a refusal.
     let mut permit = None;
     if let Some(keys) = &s.client_keys {
+        record.gateway = true;
         let admitted = match s.telemetry.shared_state() {
             // Shared by replicas: the per-minute limit is counted in Redis.
             Some(shared) => keys.admit_shared(&parts.headers, shared).await,
@@ -275,18 +278,18 @@ struct UpstreamResponse {
     body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
     content_length: Option<u64>,
     inject: bool,
-    idle: std::time::Duration,
+    timeouts: crate::config::Timeouts,
 }
 
 impl UpstreamResponse {
-    fn new(resp: reqwest::Response, inject: bool, idle: std::time::Duration) -> Self {
+    fn new(resp: reqwest::Response, inject: bool, timeouts: &crate::config::Timeouts) -> Self {
         UpstreamResponse {
             status: resp.status(),
             headers: resp.headers().clone(),
             content_length: resp.content_length(),
             body: resp.bytes_stream().boxed(),
             inject,
-            idle,
+            timeouts: timeouts.clone(),
         }
     }
 }
@@ -303,7 +306,7 @@ fn relay(
         body,
         content_length,
         inject,
-        idle,
+        timeouts,
     } = up;
     let mut out_headers = upstream::response_headers(&headers);
     let content_type = header_str(&headers, header::CONTENT_TYPE);
@@ -333,8 +336,9 @@ fn relay(
         None => content_length,
         Some(_) => None,
     };
-    let relay = Relay::new(body, record, stripper, idle, abort)
+    let relay = Relay::new(body, record, stripper, timeouts.idle, abort)
         .with_length(length)
+        .with_max_duration(timeouts.max_stream)
         .with_decoder(decoder);
     let mut response = Response::new(Body::from_stream(relay));
     *response.status_mut() = status;
@@ -369,7 +373,7 @@ async fn forward(
     // Everything else streams through untouched.
     let (mut out_body, parsed) = match (target.operation, target.dialect) {
         (Some(op), Some(dialect)) => {
-            let bytes = read_limited(body, limit).await?;
+            let bytes = read_body(s, body, limit, record).await?;
             let parsed = dialect::parse_request(
                 dialect,
                 &bytes,
@@ -381,10 +385,16 @@ async fn forward(
         }
         _ => (OutBody::Streamed(body), None),
     };
-    let (mut info, obj) = match parsed {
-        Some((i, o)) => (Some(i), Some(o)),
-        None => (None, None),
+    let (mut info, obj, lenient) = match parsed {
+        Some(p) => (Some(p.info), Some(p.obj), p.lenient),
+        None => (None, None, false),
     };
+    if lenient {
+        record.hit_limit(
+            Limit::LenientJson,
+            "request body read by the lenient JSON fallback",
+        );
+    }
     if target.path_model.is_some() && info.as_ref().is_none_or(|i| i.model.is_none()) {
         // Azure and Gemini name the model in the path; it routes the request, and a body
         // without one (or not JSON) still gets it on the span.
@@ -403,6 +413,16 @@ async fn forward(
             hint: None,
         })?;
 
+    // Stored (on the record, the span, pending tool calls, the live view) only within the
+    // bounds; the body is forwarded as it came.
+    if let Some(i) = info.as_mut() {
+        for limit in i.bound(s.telemetry.capture_content()) {
+            record.hit_limit(
+                limit,
+                "request identifiers cut, or tool results beyond the bound",
+            );
+        }
+    }
     let refusal_key = RefusalKey::new(
         &upstream.config.name,
         target
@@ -420,7 +440,10 @@ async fn forward(
     {
         // A body that is not a JSON object (`obj` is None) is never rewritten.
         let wants = i.include_usage == Some(true);
-        if upstream.config.inject_usage && dialect.injects_usage(op) && !wants {
+        // A leniently read body is only ever spliced, never re-serialized: the values the
+        // lenient reading replaced must reach the upstream as the client wrote them.
+        let rewrites = lenient && obj.contains_key("stream_options");
+        if upstream.config.inject_usage && dialect.injects_usage(op) && !wants && !rewrites {
             if s.refusals.refused(&refusal_key) {
                 record.injection_refused = i.stream == Some(true);
             } else if let Some(rewritten) = request::inject_include_usage(bytes, obj) {
@@ -475,7 +498,8 @@ async fn forward(
         ),
     };
     let resp = send(upstream, &parts.method, &url, headers, body).await?;
-    let idle = upstream.config.timeouts.idle;
+    let timeouts = &upstream.config.timeouts;
+    let idle = timeouts.idle;
     // A 4xx to a request llmtap changed: if it names the injected parameter, the client's
     // own body goes once more and its answer is the one relayed.
     let retry = match (original, client_headers) {
@@ -483,7 +507,7 @@ async fn forward(
         _ => None,
     };
     let Some((original, client_headers)) = retry else {
-        return Ok(UpstreamResponse::new(resp, inject, idle));
+        return Ok(UpstreamResponse::new(resp, inject, timeouts));
     };
     let status = resp.status();
     let resp_headers = resp.headers().clone();
@@ -496,7 +520,7 @@ async fn forward(
             body: replay(read, rest),
             content_length,
             inject,
-            idle,
+            timeouts: timeouts.clone(),
         });
     }
     if s.refusals.remember(refusal_key.clone()) {
@@ -517,7 +541,7 @@ async fn forward(
         reqwest::Body::from(original),
     )
     .await?;
-    Ok(UpstreamResponse::new(resp, false, idle))
+    Ok(UpstreamResponse::new(resp, false, timeouts))
 }
 
 /// `<base><path>?<query>`: `path` (already normalised) joined onto the parsed base URL,
@@ -638,12 +662,15 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
     record.trace = s.telemetry.propagation().extract(headers);
     let tcfg = &s.config.telemetry;
     let mcfg = &s.config.metrics;
+    // Values are stored cut to the identifier bound (baggage as a whole is at most 8 KB,
+    // the W3C limit the propagator enforces; a header value is bounded only by the head).
+    let own = crate::telemetry::limits::owned;
     for (k, v) in &record.trace.baggage {
         if tcfg.baggage_attributes.iter().any(|b| b == k) {
-            record.extra_attributes.push((k.clone(), v.clone()));
+            record.extra_attributes.push((k.clone(), own(v)));
         }
         if mcfg.baggage_attributes.iter().any(|b| b == k) {
-            record.metric_attributes.push((k.clone(), v.clone()));
+            record.metric_attributes.push((k.clone(), own(v)));
         }
     }
     // A credential never becomes an attribute, whatever the config names.
@@ -651,22 +678,22 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             record
                 .extra_attributes
-                .push((format!("http.request.header.{name}"), v.to_string()));
+                .push((format!("http.request.header.{name}"), own(v)));
         }
     }
     for name in mcfg.header_attributes.iter().filter(|h| !is_credential(h)) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-            record.metric_attributes.push((name.clone(), v.to_string()));
+            record.metric_attributes.push((name.clone(), own(v)));
         }
     }
     record.prompt_template = headers
         .get(PROMPT_TEMPLATE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(own);
     record.prompt_version = headers
         .get(PROMPT_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(own);
     record.conversation_id = session_id(headers, tcfg.conversation_id_header.as_deref());
 }
 
@@ -691,11 +718,36 @@ fn session_id(headers: &HeaderMap, configured: Option<&str>) -> Option<String> {
         .filter_map(|h| headers.get(h)?.to_str().ok())
         .map(str::trim)
         .find(|v| !v.is_empty())
-        .map(str::to_owned)
+        .map(crate::telemetry::limits::owned)
 }
 
 fn is_credential(header: &str) -> bool {
     crate::auth::CREDENTIAL_HEADERS.contains(&header)
+}
+
+/// Reads an inference request's whole body within `body_read_timeout`, or until the shutdown
+/// grace period ends (a body still arriving when shutdown starts gets the grace period, as
+/// every in-flight request does): a client that declares a body and never sends it holds
+/// neither the connection nor its key's concurrency slot past that, and still gets an answer,
+/// a span and an access line.
+async fn read_body(
+    s: &AppState,
+    body: Body,
+    limit: usize,
+    record: &mut RequestRecord,
+) -> Result<Bytes, ProxyError> {
+    let timeout = s.config.body_read_timeout;
+    let mut abort = s.abort.subscribe();
+    tokio::select! {
+        r = tokio::time::timeout(timeout, read_limited(body, limit)) => match r {
+            Ok(r) => r,
+            Err(_) => {
+                record.hit_limit(Limit::BodyReadTimeout, "request body not received within body_read_timeout_secs");
+                Err(ProxyError::BodyTimeout { secs: timeout.as_secs_f64() })
+            }
+        },
+        _ = abort.wait_for(|v| *v) => Err(ProxyError::ShuttingDown),
+    }
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ProxyError> {

@@ -7,9 +7,12 @@
 //! its local state. The connection manager reconnects by itself; nothing here ever blocks or
 //! fails a client's request (callers run these operations off the request path).
 //!
-//! Keys: `llmtap:tool:<call id>` → the call as JSON (`StoredCall`), with a TTL a little longer
-//! than the local one, so that the replica that asked can still take it at its local expiry.
-//! Taking is `GETDEL`: atomic, so one replica wins.
+//! Keys: `llmtap:tool:<call id>` (no client keys) or `llmtap:tool:t:<tenant length>:<tenant>:
+//! <call id>` (client keys: a tenant's result can only reach its own tenant's calls) → the call
+//! as JSON (`StoredCall`), with a TTL a little longer than the local one, so that the replica
+//! that asked can still take it at its local expiry. Taking is `GETDEL`: atomic, so one
+//! replica wins. The results of one request are taken in one round trip (a pipeline), at most
+//! [`MAX_TOOL_RESULTS`](crate::telemetry::limits::MAX_TOOL_RESULTS) of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -66,7 +69,7 @@ impl StoredCall {
                 .requested_at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
-            request_model: c.request_model.clone(),
+            request_model: c.request_model.as_deref().map(str::to_owned),
             arguments: c.arguments.clone(),
             description: c.description.clone(),
             tenant: c.tenant.as_deref().map(str::to_owned),
@@ -97,7 +100,7 @@ impl StoredCall {
             keep: self.keep,
             requested_at,
             requested: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
-            request_model: self.request_model,
+            request_model: self.request_model.map(std::sync::Arc::from),
             arguments: self.arguments,
             description: self.description,
             tenant: self.tenant.map(std::sync::Arc::from),
@@ -105,8 +108,13 @@ impl StoredCall {
     }
 }
 
-fn key(call_id: &str) -> String {
-    format!("llmtap:tool:{call_id}")
+/// The key of a tenant's call. The tenant's length goes first, so no tenant and id can spell
+/// another tenant's key.
+fn key(tenant: Option<&str>, call_id: &str) -> String {
+    match tenant {
+        None => format!("llmtap:tool:{call_id}"),
+        Some(t) => format!("llmtap:tool:t:{}:{t}:{call_id}", t.len()),
+    }
 }
 
 /// The connection to the shared state, with its failure accounting.
@@ -147,7 +155,7 @@ impl SharedState {
         for c in calls {
             let value = serde_json::to_string(c).map_err(|_| ())?;
             pipe.cmd("SET")
-                .arg(key(&c.call_id))
+                .arg(key(c.tenant.as_deref(), &c.call_id))
                 .arg(value)
                 .arg("PX")
                 .arg(ttl_ms)
@@ -161,17 +169,45 @@ impl SharedState {
         )
     }
 
-    /// Takes a call (atomically: `GETDEL`); `Ok(None)` when no replica holds it any more.
-    pub async fn take_call(&self, call_id: &str) -> Result<Option<StoredCall>, ()> {
+    /// Takes a tenant's call (atomically: `GETDEL`); `Ok(None)` when no replica holds it any
+    /// more.
+    pub async fn take_call(
+        &self,
+        tenant: Option<&str>,
+        call_id: &str,
+    ) -> Result<Option<StoredCall>, ()> {
+        let ids = [call_id.to_owned()];
+        Ok(self.take_calls(tenant, &ids).await?.pop().flatten())
+    }
+
+    /// Takes a tenant's calls, one answer per id in order, in one round trip (a pipeline of
+    /// `GETDEL`s): a request with many tool results costs one operation, not one per result.
+    pub async fn take_calls(
+        &self,
+        tenant: Option<&str>,
+        call_ids: &[String],
+    ) -> Result<Vec<Option<StoredCall>>, ()> {
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in call_ids {
+            pipe.cmd("GETDEL").arg(key(tenant, id));
+        }
         let mut conn = self.conn.clone();
-        let cmd = redis::cmd("GETDEL").arg(key(call_id)).to_owned();
-        let res =
-            tokio::time::timeout(STATE_TIMEOUT, cmd.query_async::<Option<String>>(&mut conn)).await;
-        let value = self.outcome(
+        let res = tokio::time::timeout(
+            STATE_TIMEOUT,
+            pipe.query_async::<Vec<Option<String>>>(&mut conn),
+        )
+        .await;
+        let values = self.outcome(
             res.map_err(|_| "timed out".to_string())
                 .and_then(|r| r.map_err(|e| e.to_string())),
         )?;
-        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|v| serde_json::from_str(&v).ok()))
+            .collect())
     }
 
     /// Counts one more request in a fixed window (`llmtap:<window>`), in one round trip:
@@ -250,7 +286,7 @@ mod tests {
             keep: true,
             requested_at: SystemTime::now() - Duration::from_millis(500),
             requested: Instant::now(),
-            request_model: Some("gpt-4o".into()),
+            request_model: Some(std::sync::Arc::from("gpt-4o")),
             arguments: None,
             description: Some("Weather for a city".into()),
             tenant: Some("team-a".into()),
@@ -271,6 +307,17 @@ mod tests {
             .unwrap_or_else(|e| e.duration());
         assert!(drift < Duration::from_micros(1));
         assert!(p.requested.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn keys_separate_tenants() {
+        assert_eq!(key(None, "call_1"), "llmtap:tool:call_1");
+        assert_eq!(
+            key(Some("team-a"), "call_1"),
+            "llmtap:tool:t:6:team-a:call_1"
+        );
+        // A tenant name and id that share a spelling still differ by the length prefix.
+        assert_ne!(key(Some("a:b"), "c"), key(Some("a"), "b:c"));
     }
 
     #[test]

@@ -64,8 +64,18 @@ pub struct ToolCall {
     pub name: String,
     /// `type`: `function` (also when the server never said), or e.g. `custom`.
     pub kind: String,
-    /// Arguments as sent (JSON text for functions), capped at [`OUTPUT_TEXT_CAP`](crate::stream::openai::OUTPUT_TEXT_CAP).
+    /// Arguments as sent (JSON text for functions), capped at [`OUTPUT_TEXT_CAP`](crate::stream::openai::OUTPUT_TEXT_CAP);
+    /// kept only when content capture is on (empty otherwise: see `argument_bytes`).
     pub arguments: String,
+    /// Bytes of arguments received, kept or not (for estimating output tokens).
+    pub argument_bytes: u64,
+}
+
+impl ToolCall {
+    /// Bytes of arguments received, whether they were kept or not.
+    pub fn arguments_len(&self) -> u64 {
+        self.argument_bytes.max(self.arguments.len() as u64)
+    }
 }
 
 /// An error reported by the upstream, in a non-2xx body or inside a stream.
@@ -182,7 +192,7 @@ impl ResponseSummary {
         if self.finish_reasons.len() <= choice {
             self.finish_reasons.resize(choice + 1, None);
         }
-        self.finish_reasons[choice] = Some(reason.to_owned());
+        self.finish_reasons[choice] = Some(crate::telemetry::limits::owned(reason));
     }
 
     /// The latest non-empty id and model win (the last word of a stream describes the
@@ -202,8 +212,11 @@ impl ResponseSummary {
         if self.error.is_some() {
             return;
         }
-        let own = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
-        let mut message = own(message);
+        let own = |v: Option<&str>| {
+            v.filter(|v| !v.is_empty())
+                .map(crate::telemetry::limits::owned)
+        };
+        let mut message = message.filter(|v| !v.is_empty()).map(str::to_owned);
         if let Some(m) = &mut message {
             let end = floor_char_boundary(m, ERROR_MESSAGE_CAP);
             m.truncate(end);
@@ -216,7 +229,9 @@ impl ResponseSummary {
     }
 
     /// Starts a tool call (or returns the existing one with this `id`); returns its position.
+    /// Id, name and kind are stored cut to the identifier bound.
     pub fn tool_call(&mut self, index: u32, id: &str, name: &str, kind: &str) -> Option<usize> {
+        let id = crate::telemetry::limits::stored(id);
         if let Some(k) = self
             .tool_calls
             .iter()
@@ -228,20 +243,26 @@ impl ResponseSummary {
             return None;
         }
         self.first_content_seen = true;
+        let own = crate::telemetry::limits::owned;
         self.tool_calls.push(ToolCall {
             index,
-            id: id.to_owned(),
-            name: name.to_owned(),
-            kind: if kind.is_empty() { "function" } else { kind }.to_owned(),
+            id: own(id),
+            name: own(name),
+            kind: own(if kind.is_empty() { "function" } else { kind }),
             arguments: String::new(),
+            argument_bytes: 0,
         });
         Some(self.tool_calls.len() - 1)
     }
 
-    /// Appends argument text to tool call `k` (capped).
-    pub fn push_arguments(&mut self, k: usize, text: &str) {
+    /// Appends argument text to tool call `k` (capped), or only counts it when `count_only`
+    /// (content capture off: arguments are content and are not held).
+    pub fn push_arguments(&mut self, k: usize, text: &str, count_only: bool) {
         if let Some(call) = self.tool_calls.get_mut(k) {
-            push_capped(&mut call.arguments, text);
+            call.argument_bytes += text.len() as u64;
+            if !count_only {
+                push_capped(&mut call.arguments, text);
+            }
         }
     }
 }
@@ -249,7 +270,12 @@ impl ResponseSummary {
 /// Replaces `slot` with `value` when it is non-empty and differs: a stream repeating the same
 /// value on every chunk allocates once.
 pub(crate) fn set_latest(slot: &mut Option<String>, value: Option<&str>) {
-    if let Some(v) = value.filter(|v| !v.is_empty()) {
+    // Compared and stored cut to the identifier bound (issue 23): a huge id repeated on
+    // every chunk is neither held whole nor copied again.
+    if let Some(v) = value
+        .filter(|v| !v.is_empty())
+        .map(crate::telemetry::limits::stored)
+    {
         if slot.as_deref() != Some(v) {
             *slot = Some(v.to_owned());
         }

@@ -126,7 +126,7 @@ impl Dialect for AnthropicMessages {
                             if let Some(k) = s.tool_call(i as u32, id, name, "function") {
                                 let input =
                                     b.get("input").map(Value::to_string).unwrap_or_default();
-                                s.push_arguments(k, &input);
+                                s.push_arguments(k, &input, false);
                             }
                         }
                         _ => {}
@@ -428,7 +428,7 @@ impl EventReader for MessagesReader {
                     Some("thinking_delta") => s.push_reasoning(text("thinking")),
                     Some("input_json_delta") => {
                         if let Some((_, k)) = self.blocks.iter().find(|(i, _)| *i == index) {
-                            s.push_arguments(*k, text("partial_json"));
+                            s.push_arguments(*k, text("partial_json"), count_only);
                         }
                     }
                     _ => {}

@@ -199,12 +199,19 @@ pub fn parse_request(
     op: Operation,
     capture: bool,
     hasher: &PromptHasher,
-) -> Option<(RequestInfo, Map<String, Value>)> {
-    let Value::Object(obj) = serde_json::from_slice::<Value>(body).ok()? else {
-        return None;
-    };
+) -> Option<ParsedRequest> {
+    let (obj, lenient) = crate::request::json_object(body)?;
     let info = dialect.request_facts(&obj, op, capture, hasher);
-    Some((info, obj))
+    Some(ParsedRequest { info, obj, lenient })
+}
+
+/// A request body read as JSON, and the facts read from it.
+pub struct ParsedRequest {
+    pub info: RequestInfo,
+    pub obj: Map<String, Value>,
+    /// The strict parser refused the body (an out-of-range number, a lone surrogate) and the
+    /// lenient reading ([`crate::request::lenient_json`]) was used: facts may be approximate.
+    pub lenient: bool,
 }
 
 /// A number field read as `f64`/`i64` (helpers for request facts).

@@ -321,7 +321,7 @@ impl OllamaReader {
                 if let Some(k) = s.tool_call(index, id, name, "function") {
                     if k == before || id.is_empty() {
                         let args = f.get("arguments").map(Value::to_string).unwrap_or_default();
-                        s.push_arguments(k, &args);
+                        s.push_arguments(k, &args, count_only);
                     }
                 }
             }

@@ -352,7 +352,7 @@ impl ResponsesReader {
                         .unwrap_or("");
                     if !args.is_empty() && (whole || item["status"] == "completed") {
                         s.tool_calls[k].arguments.clear();
-                        s.push_arguments(k, args);
+                        s.push_arguments(k, args, count_only);
                     }
                 }
             }
@@ -408,7 +408,7 @@ impl EventReader for ResponsesReader {
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
                 let item_id = str_of("item_id");
                 if let Some((_, k)) = self.items.iter().find(|(id, _)| id == item_id) {
-                    s.push_arguments(*k, str_of("delta"));
+                    s.push_arguments(*k, str_of("delta"), count_only);
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {

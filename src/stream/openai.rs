@@ -505,7 +505,12 @@ impl Collector<'_> {
     }
 
     fn tool_call(&mut self, choice: u32, call: ToolCallWire<'_>, fallback_index: Option<u32>) {
-        let id = call.id.0.filter(|id| !id.is_empty());
+        // Compared with (and stored as) the id cut to the identifier bound.
+        let id = call
+            .id
+            .0
+            .filter(|id| !id.is_empty())
+            .map(|id| crate::telemetry::limits::owned(&id));
         let (name, arguments) = match (call.function, call.custom) {
             (Some(f), _) => (f.name.0, f.arguments.0),
             (None, Some(c)) => (c.name.0, c.input.0),
@@ -566,25 +571,30 @@ impl Collector<'_> {
             }
         };
         let entry = &mut self.summary.tool_calls[k];
+        // Identifiers are stored cut to their bound; arguments only with capture on.
+        let own = crate::telemetry::limits::owned;
         if let Some(id) = id {
             if entry.id.is_empty() {
-                entry.id = id.into_owned();
+                entry.id = id;
             }
         }
         // Only the first non-empty name counts: some servers repeat it on every delta, others
         // send `name: ""` later.
         if let Some(name) = name.filter(|n| !n.is_empty()) {
             if entry.name.is_empty() {
-                entry.name = name.into_owned();
+                entry.name = own(&name);
             }
         }
         if let Some(kind) = call.kind.0.filter(|k| !k.is_empty()) {
             if entry.kind.is_empty() {
-                entry.kind = kind.into_owned();
+                entry.kind = own(&kind);
             }
         }
         if let Some(arguments) = arguments {
-            push_capped(&mut entry.arguments, &arguments);
+            entry.argument_bytes += arguments.len() as u64;
+            if !self.count_only {
+                push_capped(&mut entry.arguments, &arguments);
+            }
         }
     }
 
@@ -1483,6 +1493,7 @@ mod tests {
                 name: "docSearchTool".into(),
                 kind: "function".into(),
                 arguments: r#"{"query": "llmtap span names"}"#.into(),
+                argument_bytes: 30,
             }]
         );
         assert_eq!(sum.usage, usage(150, 12, Some(96), None));

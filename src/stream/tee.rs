@@ -30,9 +30,21 @@ pub trait BodyWatcher: Send + Unpin {
     /// All events of one read were observed (or framing failed: `framing_failed`).
     fn observed_read(&mut self, _read: FeedOutcome, _framing_failed: bool) {}
     fn sent(&mut self, bytes: u64);
+    /// The relay hit one of its bounds (counted and flagged on the span by the watcher).
+    fn bound_hit(&mut self, _bound: RelayBound) {}
     /// Records the `error.type`; the first one wins.
     fn fail(&mut self, error_type: &str);
     fn finish(&mut self);
+}
+
+/// A bound the relay enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayBound {
+    /// One decoding step produced more than
+    /// [`MAX_DECODED_PER_READ`](super::decode::MAX_DECODED_PER_READ).
+    DecodedPerRead,
+    /// The body ran past the upstream's `timeouts.max_stream_secs`.
+    StreamDuration,
 }
 
 /// Why the relay cut the client's stream. Yielding an error makes hyper abort the response
@@ -45,6 +57,10 @@ pub enum RelayError {
     Idle(Duration),
     #[error("llmtap shut down before the stream ended")]
     Shutdown,
+    #[error("stream ran past the longest allowed, {0:?}")]
+    TooLong(Duration),
+    #[error("upstream body decodes past llmtap's per-read bound (a decompression bomb)")]
+    DecodedTooLarge,
 }
 
 type AbortSignal = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -57,6 +73,11 @@ pub struct Relay<S, W> {
     decoder: Option<Decoder>,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// The whole body's deadline (`max_stream`), however active the upstream is.
+    max_stream: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Compressed bytes read but not decoded yet: decoded one bounded step per poll, so a
+    /// small read that expands hugely never sits in memory whole.
+    pending: Bytes,
     abort: AbortSignal,
     /// Bytes still due when the upstream declared a length: once all are relayed the response
     /// is complete, even if hyper never polls this stream again to see its end.
@@ -84,6 +105,8 @@ impl<S, W> Relay<S, W> {
             decoder: None,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
+            max_stream: None,
+            pending: Bytes::new(),
             done: false,
         }
     }
@@ -93,6 +116,13 @@ impl<S, W> Relay<S, W> {
     /// The upstream's `content-length`, when the body is relayed unchanged.
     pub fn with_length(mut self, len: Option<u64>) -> Self {
         self.remaining = len;
+        self
+    }
+
+    /// Cut the body `max` after it started, however active (a stream that only sends
+    /// keep-alive comments is active, so the idle timeout never ends it).
+    pub fn with_max_duration(mut self, max: Duration) -> Self {
+        self.max_stream = Some((max, Box::pin(tokio::time::sleep(max))));
         self
     }
 
@@ -116,60 +146,53 @@ where
             if this.done {
                 return Poll::Ready(None);
             }
+            if let Some((max, deadline)) = &mut this.max_stream {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    let max = *max;
+                    this.done = true;
+                    this.record.bound_hit(RelayBound::StreamDuration);
+                    this.record.fail("timeout");
+                    this.record.finish();
+                    return Poll::Ready(Some(Err(RelayError::TooLong(max))));
+                }
+            }
+            if let (Some(d), false) = (&mut this.decoder, this.pending.is_empty()) {
+                let piece = this
+                    .pending
+                    .split_to(this.pending.len().min(super::decode::DECODE_INPUT_STEP));
+                match d.step(&piece) {
+                    Ok(decoded) => match this.pass(Bytes::from(decoded)) {
+                        Some(out) => return Poll::Ready(Some(Ok(out))),
+                        None => continue,
+                    },
+                    Err(e) => {
+                        // The client cannot be given a faithful stream.
+                        this.done = true;
+                        let bomb = e.kind() == std::io::ErrorKind::OutOfMemory;
+                        if bomb {
+                            this.record.bound_hit(RelayBound::DecodedPerRead);
+                        }
+                        this.record.fail("stream_truncated");
+                        this.record.finish();
+                        return Poll::Ready(Some(Err(if bomb {
+                            RelayError::DecodedTooLarge
+                        } else {
+                            RelayError::Upstream(format!("undecodable body: {e}"))
+                        })));
+                    }
+                }
+            }
             match Pin::new(&mut this.upstream).poll_next(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {
                     let deadline = Instant::now() + this.idle;
                     this.sleep.as_mut().reset(deadline);
-                    let bytes = match &mut this.decoder {
-                        None => bytes,
-                        Some(d) => match d.write(&bytes) {
-                            Ok(decoded) => Bytes::from(decoded),
-                            Err(e) => {
-                                // Undecodable: the client cannot be given a faithful stream.
-                                this.done = true;
-                                this.record.fail("stream_truncated");
-                                this.record.finish();
-                                return Poll::Ready(Some(Err(RelayError::Upstream(format!(
-                                    "undecodable body: {e}"
-                                )))));
-                            }
-                        },
-                    };
-                    if bytes.is_empty() {
+                    if this.decoder.is_some() {
+                        this.pending = bytes;
                         continue;
                     }
-                    let out = match &mut this.stripper {
-                        // Frame once: the stripper's events feed the record too.
-                        Some(s) if this.record.takes_events() => {
-                            let mut read = FeedOutcome::default();
-                            let record = &mut this.record;
-                            let out = s.process_with(&bytes, |event, data| {
-                                record.observe_event(event, data, &mut read)
-                            });
-                            this.record.observed_read(read, s.framing_failed());
-                            out
-                        }
-                        Some(s) => {
-                            this.record.observe(&bytes);
-                            s.process(&bytes)
-                        }
-                        None => {
-                            this.record.observe(&bytes);
-                            bytes
-                        }
-                    };
-                    if out.is_empty() {
-                        continue;
+                    if let Some(out) = this.pass(bytes) {
+                        return Poll::Ready(Some(Ok(out)));
                     }
-                    this.record.sent(out.len() as u64);
-                    if let Some(r) = &mut this.remaining {
-                        *r = r.saturating_sub(out.len() as u64);
-                        if *r == 0 {
-                            this.done = true;
-                            this.record.finish();
-                        }
-                    }
-                    return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
@@ -208,5 +231,47 @@ where
                 }
             }
         }
+    }
+}
+
+impl<S, W: BodyWatcher> Relay<S, W> {
+    /// Plain (or decoded) body bytes: the record watches them, the stripper takes out what
+    /// the injection added. Returns what goes to the client now, if anything.
+    fn pass(&mut self, bytes: Bytes) -> Option<Bytes> {
+        if bytes.is_empty() {
+            return None;
+        }
+        let out = match &mut self.stripper {
+            // Frame once: the stripper's events feed the record too.
+            Some(s) if self.record.takes_events() => {
+                let mut read = FeedOutcome::default();
+                let record = &mut self.record;
+                let out = s.process_with(&bytes, |event, data| {
+                    record.observe_event(event, data, &mut read)
+                });
+                self.record.observed_read(read, s.framing_failed());
+                out
+            }
+            Some(s) => {
+                self.record.observe(&bytes);
+                s.process(&bytes)
+            }
+            None => {
+                self.record.observe(&bytes);
+                bytes
+            }
+        };
+        if out.is_empty() {
+            return None;
+        }
+        self.record.sent(out.len() as u64);
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(out.len() as u64);
+            if *r == 0 {
+                self.done = true;
+                self.record.finish();
+            }
+        }
+        Some(out)
     }
 }

@@ -1,12 +1,23 @@
-//! The documented bound on identifiers that come from requests (model names, prompt template
-//! names, tenants, header- and baggage-derived values, tool names, upstream error codes) as
-//! they reach spans, metrics and logs. The request itself is forwarded unchanged: only what
-//! llmtap writes about it is bounded.
+//! The bounds on everything llmtap holds for a client or an upstream (docs/limits.md lists
+//! each with its default), and what happens when one is hit: serving and relaying go on
+//! unchanged, the hit is counted (`llmtap.limits.hit{limit}`), the request's span carries
+//! `llmtap.limits.hit` (the names of the bounds it hit), and a WARN line is logged at most
+//! once a minute per bound.
 //!
+//! Identifiers that come from requests and responses (model names, prompt template names,
+//! tenants, header- and baggage-derived values, tool-call ids and names, upstream error
+//! codes) are cut to [`MAX_IDENTIFIER_CHARS`] when they are stored, not only when exported, so
+//! nothing a client sends is held whole. The request itself is forwarded unchanged.
 //! - Spans and log lines carry at most [`MAX_IDENTIFIER_CHARS`] characters of such a value
 //!   (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` still applies on top, to every string attribute).
 //! - A longer value never becomes a metric attribute: it is counted as `other`, so a client
 //!   cannot mint a 200 KB Prometheus label.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::metrics::Counter;
+use opentelemetry::KeyValue;
 
 /// Characters of a request-derived identifier kept on spans and log lines.
 pub const MAX_IDENTIFIER_CHARS: usize = 256;
@@ -19,10 +30,146 @@ pub fn cut(s: &str) -> &str {
     }
 }
 
+/// Characters of an identifier kept where it is stored: one past [`MAX_IDENTIFIER_CHARS`], so
+/// that a value that was too long still reads as too long ([`fits`] is false: metrics count it
+/// as `other`) while spans and logs cut it to the bound as before.
+pub const STORED_IDENTIFIER_CHARS: usize = MAX_IDENTIFIER_CHARS + 1;
+
+/// `s` as it is stored: at most [`STORED_IDENTIFIER_CHARS`] characters (borrowed).
+pub fn stored(s: &str) -> &str {
+    match s.char_indices().nth(STORED_IDENTIFIER_CHARS) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// [`stored`], owned: the form identifiers are kept in.
+pub fn owned(s: &str) -> String {
+    stored(s).to_owned()
+}
+
+/// Cuts an identifier to its stored form in place; returns whether it was longer.
+pub fn truncate(s: &mut String) -> bool {
+    let n = stored(s).len();
+    let longer = n < s.len();
+    s.truncate(n);
+    longer
+}
+
 /// Whether `s` is short enough to be a metric attribute value.
 pub fn fits(s: &str) -> bool {
     // Bytes bound characters from above: the common short value needs no count.
     s.len() <= MAX_IDENTIFIER_CHARS || s.chars().count() <= MAX_IDENTIFIER_CHARS
+}
+
+/// Most tool results (`role: tool` messages) of one request that close pending calls: the
+/// last ones in the conversation, which are the new ones; older results closed their calls
+/// on earlier requests.
+pub const MAX_TOOL_RESULTS: usize = 256;
+
+/// Most stop sequences kept from one request (OpenAI accepts 4).
+pub const MAX_STOP_SEQUENCES: usize = 16;
+
+/// Decoded bytes of one response that llmtap parses (each decoding step is bounded too:
+/// [`DECODE_INPUT_STEP`](crate::stream::decode::DECODE_INPUT_STEP) in,
+/// [`MAX_DECODED_PER_READ`](crate::stream::decode::MAX_DECODED_PER_READ) out); past it parsing stops and the bytes are
+/// relayed unparsed.
+pub const MAX_DECODED_TOTAL: u64 = 64 * 1024 * 1024;
+
+/// The bounds that can be hit, by their `limit` attribute value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The request body did not arrive within `body_read_timeout_secs`.
+    BodyReadTimeout,
+    /// A stream ran past its upstream's `timeouts.max_stream_secs`.
+    StreamDuration,
+    /// A compressed response decoded past the per-step bound or [`MAX_DECODED_TOTAL`].
+    Decoded,
+    /// An identifier longer than [`MAX_IDENTIFIER_CHARS`] was cut.
+    Identifier,
+    /// A request carried more than [`MAX_TOOL_RESULTS`] tool results.
+    ToolResults,
+    /// A tenant had `telemetry.max_pending_tool_calls_per_tenant` calls pending.
+    PendingPerTenant,
+    /// `telemetry.max_pending_tool_calls` were pending: the oldest was ended unanswered.
+    PendingTotal,
+    /// A JSON body llmtap's strict parser refused was read by the lenient fallback.
+    LenientJson,
+}
+
+const ALL: [Limit; 8] = [
+    Limit::BodyReadTimeout,
+    Limit::StreamDuration,
+    Limit::Decoded,
+    Limit::Identifier,
+    Limit::ToolResults,
+    Limit::PendingPerTenant,
+    Limit::PendingTotal,
+    Limit::LenientJson,
+];
+
+impl Limit {
+    /// The `limit` attribute value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::BodyReadTimeout => "body_read_timeout",
+            Limit::StreamDuration => "max_stream_duration",
+            Limit::Decoded => "decoded_bytes",
+            Limit::Identifier => "identifier_chars",
+            Limit::ToolResults => "tool_results",
+            Limit::PendingPerTenant => "pending_tool_calls_per_tenant",
+            Limit::PendingTotal => "pending_tool_calls",
+            Limit::LenientJson => "lenient_json",
+        }
+    }
+
+    fn index(self) -> usize {
+        ALL.iter().position(|l| *l == self).unwrap_or(0)
+    }
+}
+
+/// Least time between two WARN lines about the same bound.
+const WARN_EVERY_SECS: u64 = 60;
+
+/// Counts bound hits and rate-limits their WARN lines; one per process, on the telemetry
+/// handle, so every layer that holds something reports the same way.
+pub struct LimitHits {
+    counter: Option<Counter<u64>>,
+    /// Unix seconds of the last WARN per bound (0: never).
+    warned: [AtomicU64; ALL.len()],
+}
+
+impl LimitHits {
+    /// `counter`: `llmtap.limits.hit`, when metrics are on.
+    pub fn new(counter: Option<Counter<u64>>) -> LimitHits {
+        LimitHits {
+            counter,
+            warned: Default::default(),
+        }
+    }
+
+    /// One hit of `limit`; `detail` says what was bounded, for the WARN line.
+    pub fn hit(&self, limit: Limit, detail: &str) {
+        if let Some(c) = &self.counter {
+            c.add(1, &[KeyValue::new("limit", limit.name())]);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = &self.warned[limit.index()];
+        let prev = last.load(Ordering::Relaxed);
+        if (prev == 0 || now >= prev + WARN_EVERY_SECS)
+            && last
+                .compare_exchange(prev, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                limit = limit.name(),
+                detail = cut(detail),
+                "a bound was hit; serving goes on (counted in llmtap.limits.hit, at most one such line a minute per bound)"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -39,5 +186,26 @@ mod tests {
         assert_eq!(cut(&exact), exact);
         assert!(fits(&exact));
         assert!(!fits(&"a".repeat(MAX_IDENTIFIER_CHARS + 1)));
+        let mut s = "x".repeat(MAX_IDENTIFIER_CHARS + 5);
+        assert!(truncate(&mut s));
+        assert_eq!(s.len(), STORED_IDENTIFIER_CHARS);
+        // Stored, it is still too long for a metric and cut on spans.
+        assert!(!fits(&s));
+        assert_eq!(cut(&s).len(), MAX_IDENTIFIER_CHARS);
+        assert!(!truncate(&mut s));
+    }
+
+    #[test]
+    fn every_limit_has_its_own_slot() {
+        for (i, l) in ALL.iter().enumerate() {
+            assert_eq!(l.index(), i, "{}", l.name());
+        }
+        let hits = LimitHits::new(None);
+        hits.hit(Limit::Decoded, "test");
+        assert!(hits.warned[Limit::Decoded.index()].load(Ordering::Relaxed) > 0);
+        assert_eq!(
+            hits.warned[Limit::Identifier.index()].load(Ordering::Relaxed),
+            0
+        );
     }
 }

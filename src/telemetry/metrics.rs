@@ -159,6 +159,7 @@ pub struct Instruments {
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
     pub state_errors: Counter<u64>,
+    pub limits_hit: Counter<u64>,
     /// Kept so its callback stays registered.
     _tasks: Option<ObservableGauge<i64>>,
     models: Bounded,
@@ -397,6 +398,11 @@ impl Instruments {
                 .u64_counter(sc::METRIC_STATE_ERRORS)
                 .with_unit("{operation}")
                 .with_description("Shared-state (Redis) operations that failed or timed out; local state was used instead")
+                .build(),
+            limits_hit: m
+                .u64_counter(sc::METRIC_LIMITS_HIT)
+                .with_unit("{hit}")
+                .with_description("Bounds hit on what llmtap holds for a client or an upstream (docs/limits.md); serving went on")
                 .build(),
             models: Bounded::new(configured_models, config.metrics.max_models),
             tools: Bounded::new([], config.metrics.max_attribute_values),

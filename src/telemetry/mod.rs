@@ -98,6 +98,8 @@ struct Inner {
     compat: compat::Compat,
     prices: cost::PriceTable,
     output_tools: output_tools::OutputTools,
+    /// Bound hits: counted, flagged, warned about.
+    limits: Arc<limits::LimitHits>,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
 }
@@ -181,6 +183,9 @@ impl Telemetry {
         });
         let (closed_tx, closed_rx) = mpsc::channel(4096);
         let events_on = events.is_some();
+        let limits = Arc::new(limits::LimitHits::new(
+            instruments.as_ref().map(|i| i.limits_hit.clone()),
+        ));
         let worker = Worker {
             rx,
             batcher: SpanBatcher::new(&settings, span_sinks),
@@ -190,6 +195,7 @@ impl Telemetry {
             tools: PendingToolCalls::new(
                 config.telemetry.tool_call_ttl,
                 config.telemetry.max_pending_tool_calls,
+                config.telemetry.max_pending_tool_calls_per_tenant,
             ),
             tool_ttl: config.telemetry.tool_call_ttl,
             state: state.clone(),
@@ -218,6 +224,7 @@ impl Telemetry {
                 .unwrap_or(Duration::from_secs(10)),
             ids: RandomIdGenerator::default(),
             recent: recent.clone(),
+            limits: limits.clone(),
         };
         // Its own OS thread and single-threaded runtime, apart from the serving threads:
         // encoding and sending a batch of 512 spans takes about a millisecond, which a
@@ -253,6 +260,7 @@ impl Telemetry {
                 compat: compat::Compat::new(&config.telemetry.compat),
                 prices: cost::PriceTable::new(config),
                 output_tools: output_tools::OutputTools::new(&config.telemetry.output_tools),
+                limits,
                 _meter_provider: meter_provider,
             }),
         }
@@ -297,6 +305,11 @@ impl Telemetry {
             prices: &self.inner.prices,
             output_tools: &self.inner.output_tools,
         }
+    }
+
+    /// Where bound hits are counted (`llmtap.limits.hit`) and warned about.
+    pub fn limits(&self) -> &limits::LimitHits {
+        &self.inner.limits
     }
 
     /// Redis shared by replicas, when `--state-url` is set.
@@ -452,6 +465,7 @@ struct Worker {
     metric_timeout: Duration,
     ids: RandomIdGenerator,
     recent: Option<Arc<RecentCalls>>,
+    limits: Arc<limits::LimitHits>,
 }
 
 impl Worker {
@@ -523,46 +537,68 @@ impl Worker {
         // can walk a tool loop even when the app has no tracing of its own (two traces).
         let mut asked_by: Vec<opentelemetry::trace::SpanContext> = Vec::new();
         if let Some(req) = &f.request {
+            // Only the tenant's own calls: a result naming another tenant's call id closes
+            // nothing (`PendingToolCalls` and the shared state key calls by tenant).
+            let tenant = f.tenant.as_ref();
+            let mut remote = Vec::new();
             for (id, result) in &req.tool_results {
                 let res = self.redactor.is_some().then_some(result.as_str());
-                if let Some(call) = self.tools.take(id) {
+                if let Some(call) = self.tools.take(tenant, id) {
                     if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
                         asked_by.push(spans::requesting_span_context(&call));
                     }
                     self.emit_tool(call, f.started_at, res, Some(f.trace.span_id));
                     // Taken here: remove it from the shared state so no replica emits it again.
                     if let Some(state) = self.state.clone() {
-                        let id = id.clone();
+                        let (id, tenant) = (id.clone(), tenant.cloned());
                         tokio::spawn(async move {
-                            let _ = state.take_call(&id).await;
+                            let _ = state.take_call(tenant.as_deref(), &id).await;
                         });
                     }
-                } else if let Some(state) = self.state.clone() {
-                    // Asked for through another replica: whoever takes it from Redis emits it.
-                    let (id, tx, end) = (id.clone(), self.closed_tx.clone(), f.started_at);
-                    let closed_by = Some(f.trace.span_id);
-                    let result = res.map(str::to_owned);
-                    tokio::spawn(async move {
-                        let mut taken = state.take_call(&id).await;
-                        if matches!(taken, Ok(None)) {
-                            // The asking replica stores its calls right after its response;
-                            // an app that runs its tool in a millisecond can beat that write.
-                            tokio::time::sleep(LATE_STORE_GRACE).await;
-                            taken = state.take_call(&id).await;
-                        }
-                        if let Ok(Some(stored)) = taken {
-                            if let Some(call) = stored.into_pending() {
-                                let closed = Closed {
-                                    call,
-                                    end,
-                                    result,
-                                    closed_by,
-                                };
-                                let _ = tx.send(closed).await;
+                } else if self.state.is_some() {
+                    remote.push((id.clone(), res.map(str::to_owned)));
+                }
+            }
+            // Asked for through another replica: whoever takes it from Redis emits it. One
+            // task and one round trip for all of this request's results.
+            if let (Some(state), false) = (self.state.clone(), remote.is_empty()) {
+                let (tx, end, tenant) = (self.closed_tx.clone(), f.started_at, tenant.cloned());
+                let closed_by = Some(f.trace.span_id);
+                tokio::spawn(async move {
+                    let tenant = tenant.as_deref();
+                    let ids: Vec<String> = remote.iter().map(|(id, _)| id.clone()).collect();
+                    let Ok(mut taken) = state.take_calls(tenant, &ids).await else {
+                        return;
+                    };
+                    let missing: Vec<String> = ids
+                        .iter()
+                        .zip(&taken)
+                        .filter(|(_, t)| t.is_none())
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    if !missing.is_empty() {
+                        // The asking replica stores its calls right after its response; an
+                        // app that runs its tool in a millisecond can beat that write.
+                        tokio::time::sleep(LATE_STORE_GRACE).await;
+                        if let Ok(late) = state.take_calls(tenant, &missing).await {
+                            let mut late = late.into_iter();
+                            for slot in taken.iter_mut().filter(|t| t.is_none()) {
+                                *slot = late.next().flatten();
                             }
                         }
-                    });
-                }
+                    }
+                    for ((_, result), stored) in remote.into_iter().zip(taken) {
+                        if let Some(call) = stored.and_then(|s| s.into_pending()) {
+                            let closed = Closed {
+                                call,
+                                end,
+                                result,
+                                closed_by,
+                            };
+                            let _ = tx.send(closed).await;
+                        }
+                    }
+                });
             }
         }
         let keep = self.keep(&f);
@@ -592,6 +628,8 @@ impl Worker {
             .as_ref()
             .map(|r| r.tool_descriptions.as_slice())
             .unwrap_or_default();
+        // One copy of the model for all the calls of this response.
+        let request_model: Option<Arc<str>> = spans::request_model(&f).map(Arc::from);
         for c in &f.response.tool_calls {
             // A call with no id cannot be answered; an output tool's call is the answer
             // itself (structured output), never executed: neither waits for a result.
@@ -617,7 +655,7 @@ impl Worker {
                 keep,
                 requested_at,
                 requested: f.ended,
-                request_model: spans::request_model(&f).map(str::to_owned),
+                request_model: request_model.clone(),
                 description: descriptions
                     .iter()
                     .find(|(name, _)| *name == c.name)
@@ -631,7 +669,22 @@ impl Worker {
             if self.state.is_some() {
                 shared.push(crate::state::StoredCall::from_pending(&call));
             }
-            for old in self.tools.insert(call) {
+            let inserted = self.tools.insert(call);
+            if inserted.total_full {
+                self.limits.hit(
+                    limits::Limit::PendingTotal,
+                    "telemetry.max_pending_tool_calls",
+                );
+            }
+            if let Some(refused) = inserted.refused {
+                // Not tracked: its result will close nothing; the Redis copy goes too.
+                shared.retain(|s| s.call_id != refused.call_id);
+                self.limits.hit(
+                    limits::Limit::PendingPerTenant,
+                    "telemetry.max_pending_tool_calls_per_tenant",
+                );
+            }
+            for old in inserted.evicted {
                 self.emit_tool(old, SystemTime::now(), None, None);
             }
         }
@@ -666,7 +719,7 @@ impl Worker {
         };
         let tx = self.closed_tx.clone();
         tokio::spawn(async move {
-            match state.take_call(&call.call_id).await {
+            match state.take_call(call.tenant.as_deref(), &call.call_id).await {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(()) => {
                     let closed = Closed {

@@ -175,12 +175,14 @@ fn scrub(f: &mut FinishedRequest) {
     f.facts.chunk_gaps = Vec::new();
     let r = &mut f.response;
     for c in &mut r.tool_calls {
-        r.output_chars += c.arguments.len() as u64;
+        r.output_chars += c.arguments_len();
         c.arguments = String::new();
     }
     r.output_text = Vec::new();
     if let Some(req) = &mut f.facts.request {
         req.content = None;
+        // Only the pending calls needed them, and those are made already.
+        req.tool_descriptions = Vec::new();
         for (_, text) in &mut req.tool_results {
             *text = String::new();
         }

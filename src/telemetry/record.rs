@@ -10,10 +10,11 @@ use crate::config::Provider;
 use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
 use crate::stream::decode::Decoder;
-use crate::stream::tee::BodyWatcher;
+use crate::stream::tee::{BodyWatcher, RelayBound};
 use crate::summary::{FeedOutcome, ResponseSummary};
 pub use crate::upstream::UpstreamInfo;
 
+use super::limits::{Limit, MAX_DECODED_TOTAL};
 use super::propagation::TraceParent;
 use super::Telemetry;
 
@@ -53,6 +54,8 @@ pub struct RequestFacts {
     pub conversation_id: Option<String>,
     /// The client key's tenant, when client keys are on and the key was known.
     pub tenant: Option<Arc<str>>,
+    /// Client keys are on (gateway mode): `tenant` is the only tenant this request has.
+    pub gateway: bool,
     pub status: Option<u16>,
     /// `error.type` once something failed.
     pub error: Option<String>,
@@ -67,6 +70,8 @@ pub struct RequestFacts {
     pub bytes_out: u64,
     /// A hint for the operator, logged on the access line (a path missing its `/v1`).
     pub hint: Option<String>,
+    /// Names of the bounds this request hit (`llmtap.limits.hit` on its span), each once.
+    pub limits_hit: Vec<&'static str>,
 }
 
 /// Longest stream whose every chunk gap is kept for the per-chunk metric.
@@ -77,6 +82,8 @@ pub struct RequestRecord {
     telemetry: Telemetry,
     facts: RequestFacts,
     decoder: Option<Decoder>,
+    /// Bytes the decoder produced so far (bounded by `MAX_DECODED_TOTAL`).
+    decoded_total: u64,
     observer: Observer,
     /// When the previous data event arrived.
     last_chunk_at: Option<Instant>,
@@ -121,6 +128,7 @@ impl RequestRecord {
             telemetry,
             facts: RequestFacts::new(method, path),
             decoder: None,
+            decoded_total: 0,
             observer: Observer::None,
             last_chunk_at: None,
             events_in: false,
@@ -166,20 +174,39 @@ impl RequestRecord {
         if matches!(self.observer, Observer::None | Observer::Failed) {
             return;
         }
-        let decoded;
-        let bytes = match &mut self.decoder {
-            None => bytes,
-            Some(d) => match d.write(bytes) {
-                Ok(out) => {
-                    decoded = out;
-                    &decoded[..]
-                }
-                Err(_) => {
-                    self.observer = Observer::Failed;
-                    return;
-                }
-            },
+        let Some(mut decoder) = self.decoder.take() else {
+            self.watch(bytes);
+            return;
         };
+        // Decoded in bounded steps, each watched before the next is decoded: a decompression
+        // bomb never sits in memory whole.
+        let mut over = None;
+        let result = decoder.write_with(bytes, |decoded| {
+            self.decoded_total += decoded.len() as u64;
+            if self.decoded_total > MAX_DECODED_TOTAL {
+                over = Some("decoded response over the parse bound");
+                return false;
+            }
+            self.watch(decoded);
+            !matches!(self.observer, Observer::Failed)
+        });
+        self.decoder = Some(decoder);
+        if let Err(e) = result {
+            if e.kind() == std::io::ErrorKind::OutOfMemory {
+                over = Some("decoded response over the per-read bound");
+            }
+            self.observer = Observer::Failed;
+        }
+        if let Some(detail) = over {
+            // Parsing stops; the bytes still go to the client unchanged.
+            self.observer = Observer::Failed;
+            self.decoder = None;
+            self.hit_limit(Limit::Decoded, detail);
+        }
+    }
+
+    /// Feeds decoded (or plain) bytes to the observer.
+    fn watch(&mut self, bytes: &[u8]) {
         match &mut self.observer {
             Observer::Stream(acc) => {
                 let fed = acc.feed(bytes);
@@ -214,6 +241,15 @@ impl RequestRecord {
         gaps.extend(std::iter::repeat_n(0.0, same_read));
         gaps.truncate(MAX_CHUNK_GAPS);
         self.last_chunk_at = Some(now);
+    }
+
+    /// A bound was hit for this request: counted, warned about (rate-limited) and flagged on
+    /// its span.
+    pub fn hit_limit(&mut self, limit: Limit, detail: &str) {
+        self.telemetry.limits().hit(limit, detail);
+        if !self.facts.limits_hit.contains(&limit.name()) {
+            self.facts.limits_hit.push(limit.name());
+        }
     }
 
     /// Records a failure; the first one wins (a timeout is not overwritten by the disconnect it causes).
@@ -285,6 +321,7 @@ impl RequestFacts {
             prompt_version: None,
             conversation_id: None,
             tenant: None,
+            gateway: false,
             status: None,
             error: None,
             usage_injected: false,
@@ -294,6 +331,7 @@ impl RequestFacts {
             chunk_gaps: Vec::new(),
             bytes_out: 0,
             hint: None,
+            limits_hit: Vec::new(),
         }
     }
 
@@ -342,6 +380,19 @@ impl BodyWatcher for RequestRecord {
 
     fn sent(&mut self, bytes: u64) {
         self.facts.bytes_out += bytes;
+    }
+
+    fn bound_hit(&mut self, bound: RelayBound) {
+        match bound {
+            RelayBound::DecodedPerRead => self.hit_limit(
+                Limit::Decoded,
+                "decoded stream over the per-read bound; the stream was cut",
+            ),
+            RelayBound::StreamDuration => self.hit_limit(
+                Limit::StreamDuration,
+                "stream ran past timeouts.max_stream_secs; it was cut",
+            ),
+        }
     }
 
     fn fail(&mut self, error_type: &str) {

@@ -152,6 +152,10 @@ pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
 pub const METRIC_STATE_ERRORS: &str = "llmtap.state.errors";
+/// Bounds hit (`limit` attribute: a [`Limit`](super::limits::Limit) name); see docs/limits.md.
+pub const METRIC_LIMITS_HIT: &str = "llmtap.limits.hit";
+/// Span attribute: the names of the bounds this request hit (string array).
+pub const LLMTAP_LIMITS_HIT: &str = "llmtap.limits.hit";
 /// Tasks alive on llmtap's runtime: flat under steady load, or something leaks.
 pub const METRIC_RUNTIME_TASKS: &str = "llmtap.runtime.tasks";
 /// Attribute of `llmtap.telemetry.dropped`: which signal lost data.
@@ -180,6 +184,7 @@ pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
     ("stream_error", "a mid-stream error event without a code"),
     ("request_too_large", "the request body is over `max_body_bytes`"),
     ("invalid_request_body", "the request body could not be read"),
+    ("request_timeout", "the request body did not arrive within `body_read_timeout_secs` (answered 408)"),
     ("not_found", "no upstream for the request"),
     ("invalid_path", "a path refused before routing (encoded separators, dot segments, control characters)"),
     ("concurrency_limit_exceeded", "the client key already has `max_concurrent` requests in flight (answered 429)"),

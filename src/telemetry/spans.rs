@@ -78,7 +78,7 @@ pub fn token_usage(f: &FinishedRequest) -> TokenUsage {
         + f.response
             .tool_calls
             .iter()
-            .map(|t| (t.name.len() + t.arguments.len()) as u64)
+            .map(|t| t.name.len() as u64 + t.arguments_len())
             .sum::<u64>();
     if prompt_chars == 0 && output_chars == 0 {
         return TokenUsage::None;
@@ -385,6 +385,13 @@ pub fn inference_attributes(
             let c = cost::compute(price, u);
             a.push(KeyValue::new(sc::LLMTAP_COST_USD, c.input + c.output));
         }
+    }
+    if !f.limits_hit.is_empty() {
+        let names: Vec<StringValue> = f.limits_hit.iter().map(|n| StringValue::from(*n)).collect();
+        a.push(KeyValue::new(
+            sc::LLMTAP_LIMITS_HIT,
+            Value::Array(Array::String(names)),
+        ));
     }
     if f.injection_refused {
         a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTION_REFUSED, true));

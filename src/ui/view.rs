@@ -154,9 +154,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The tenant of a call: the configured key from its baggage, its metric attributes, or a
-/// header copied onto its span.
+/// The tenant of a call. With client keys (gateway mode) it is the key's tenant and nothing
+/// else: nothing a client sends (baggage, headers) can show its call under another tenant.
+/// Otherwise the configured key from its baggage, its metric attributes, or a header copied
+/// onto its span.
 pub fn tenant<'a>(f: &'a FinishedRequest, key: &str) -> Option<&'a str> {
+    if let Some(t) = &f.tenant {
+        return Some(t);
+    }
+    if f.gateway {
+        return None;
+    }
     let header = format!("http.request.header.{key}");
     f.trace
         .baggage
