@@ -575,10 +575,14 @@ struct GeminiReader {
     partial: Option<(usize, Map<String, Value>)>,
     /// Function calls seen per candidate (their `index` within the candidate).
     calls_per_candidate: Vec<u32>,
+    /// Content capture is off: arguments are counted, not held (they still key a call
+    /// without an id, computed before they are dropped).
+    count_only: bool,
 }
 
 impl GeminiReader {
     fn response(&mut self, v: &Value, s: &mut ResponseSummary, count_only: bool) {
+        self.count_only = count_only;
         if let Some(e) = v.get("error").filter(|e| e.is_object()) {
             let status = e.get("status").and_then(Value::as_str);
             let code = status
@@ -711,7 +715,7 @@ impl GeminiReader {
                 c.id = call_key(name, Some(args));
             }
         }
-        s.push_arguments(k, &args.to_string());
+        s.push_arguments(k, &args.to_string(), self.count_only);
     }
 }
 
