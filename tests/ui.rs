@@ -531,6 +531,127 @@ async fn events_push_each_new_call_filtered() {
     assert!(end.is_ok(), "the event stream ended");
 }
 
+/// Filtering by conversation (`gen_ai.conversation.id`): the calls list, its facet, the
+/// summary and the event stream. In gateway mode a conversation id is the client's to choose
+/// and the tenant is the key's: two tenants sending the same session id share the filter's
+/// rows only when no tenant is asked for, and baggage naming another tenant moves nothing.
+#[tokio::test]
+async fn filters_by_conversation_within_the_key_tenant() {
+    let up = start_upstream().await;
+    let entry =
+        |sha: &str, tenant: &str| format!("    - sha256: \"{sha}\"\n      tenant: {tenant}\n");
+    let yaml = format!(
+        "upstreams:\n  - name: main\n    base_url: {{upstream}}/v1\n    provider: openai\n    api_key_env: LLMTAP_TEST_UI_KEY\n\
+         telemetry:\n  baggage_attributes: [tenant]\nauth:\n  keys:\n{}{}",
+        // sha256("key-a"), sha256("key-b")
+        entry("f10f781241e2246678b6b45c857069208152a53863e47fac33f607ab405006f4", "team-a"),
+        entry("a30534a53b23547377ddccbd1ac85a8a84c13db43493c16e55a6abc7b0eba634", "team-b"),
+    );
+    let mut e = no_telemetry();
+    e.push(("LLMTAP_TEST_UI_KEY".into(), UPSTREAM_CANARY.into()));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml),
+            env: e,
+            tweak: None,
+        },
+    )
+    .await;
+    let events = client()
+        .get(format!("{}/ui/api/events?conversation=solo", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut events = events.bytes_stream().eventsource();
+    let chat = |key: &'static str,
+                session: &'static str,
+                model: &'static str,
+                extra: Option<(&'static str, &'static str)>| {
+        let mut r = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-session-id", session)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+        if let Some((k, v)) = extra {
+            r = r.header(k, v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await;
+        }
+    };
+    chat("key-a", "shared", "gpt-4o-mini", None).await;
+    chat("key-b", "shared", "gpt-4o", None).await;
+    // team-a's own session, with baggage claiming team-b.
+    chat(
+        "key-a",
+        "solo",
+        "gpt-4o-mini",
+        Some(("baggage", "tenant=team-b")),
+    )
+    .await;
+    wait_calls(&proxy.url, 3).await;
+
+    let q = |q: &str| {
+        let url = format!("{}/ui/api/calls?{q}", proxy.url);
+        async move { get_json(&url).await }
+    };
+    let rows = |v: &Value| v["calls"].as_array().cloned().unwrap_or_default();
+    let shared = q("conversation=shared").await;
+    let shared_rows = rows(&shared);
+    assert_eq!(shared_rows.len(), 2, "{shared:#}");
+    assert!(shared_rows.iter().all(|r| r["conversation"] == "shared"));
+    let mut tenants: Vec<_> = shared_rows.iter().map(|r| r["tenant"].clone()).collect();
+    tenants.sort_by_key(|t| t.to_string());
+    assert_eq!(tenants, vec![json!("team-a"), json!("team-b")]);
+    assert_eq!(shared["facets"]["conversation"], json!(["shared", "solo"]));
+
+    let a = q("conversation=shared&tenant=team-a").await;
+    assert_eq!(rows(&a).len(), 1, "{a:#}");
+    assert_eq!(rows(&a)[0]["model"], "gpt-4o-mini");
+    // The spoofing baggage does not put team-a's session under team-b.
+    assert_eq!(rows(&q("conversation=solo&tenant=team-b").await).len(), 0);
+    let solo = q("conversation=solo&tenant=team-a").await;
+    assert_eq!(rows(&solo).len(), 1, "{solo:#}");
+    assert_eq!(rows(&q("conversation=nobody").await).len(), 0);
+
+    // The summary's panels count the conversation's calls only.
+    let sum = get_json(&format!("{}/ui/api/summary?conversation=shared", proxy.url)).await;
+    let requests: u64 = sum["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, 2, "{sum:#}");
+
+    // The event stream filtered by conversation pushed only the `solo` call.
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("a call event")
+        .unwrap()
+        .unwrap();
+    let row: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(row["conversation"], "solo", "{row:#}");
+    assert_eq!(row["tenant"], "team-a");
+    proxy.stop().await;
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut n = 0;
+        while let Some(Ok(ev)) = events.next().await {
+            if ev.event == "call" {
+                n += 1;
+            }
+        }
+        n
+    })
+    .await
+    .expect("the event stream ended");
+    assert_eq!(rest, 0, "no other call was pushed to the filtered stream");
+}
+
 #[tokio::test]
 async fn safe_defaults_host_check_trace_links_and_capture() {
     // Off when asked (and on loopback by default, as every other test here shows).
