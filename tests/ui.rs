@@ -1095,6 +1095,53 @@ fn rect(v: &Value) -> Rect {
 /// Until the first list of calls arrives the page says it is loading, never "No calls yet";
 /// once it arrived, an empty ring says "No calls yet". The DevTools Fetch domain holds the
 /// page's request for `/ui/api/calls` back, so "before" is a state, not a race.
+/// `/ui?conversation=ID` opens the page filtered: only that session's rows, every session in
+/// the filter's select, and the call's detail naming its conversation with the link to filter.
+#[tokio::test]
+async fn a_real_browser_filters_by_conversation() {
+    let Some(bin) = chromium() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    for (model, session) in [
+        ("gpt-4o-mini", "s-one"),
+        ("gpt-4o", "s-one"),
+        ("gpt-4.1-nano", "s-two"),
+    ] {
+        let (status, body) = post(
+            &proxy.url,
+            "/v1/chat/completions",
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+            &[("x-session-id", session)],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let calls = wait_calls(&proxy.url, 3).await;
+    let id = by_model(&calls, "gpt-4o")[0]["id"].clone();
+    let tmp = TempDir::new("ui-browser-conversation");
+    let url = format!("{}/ui?live=0&conversation=s-one#call={id}", proxy.url);
+    let dom = run_chromium(&bin, &tmp.path().join("profile"), &["--dump-dom"], &url).await;
+    let rows =
+        regex::Regex::new(r#"<tr class="call-row[^"]*" data-id="(\d+)" data-model="([^"]*)""#)
+            .unwrap();
+    let mut models: Vec<&str> = rows
+        .captures_iter(&dom)
+        .map(|c| c.get(2).unwrap().as_str())
+        .collect();
+    models.sort();
+    assert_eq!(models, vec!["gpt-4o", "gpt-4o-mini"], "rows:\n{dom}");
+    let filters = section(&dom, "filters", "form");
+    for s in ["s-one", "s-two"] {
+        assert!(
+            filters.contains(&format!(r#"<option value="{s}">"#)),
+            "{s} in the select: {filters}"
+        );
+    }
+    let detail = section(&dom, "detail", "aside");
+    assert!(detail.contains("<dt>conversation</dt>"), "{detail}");
+    assert!(detail.contains("s-one"), "{detail}");
+    assert!(detail.contains(r#"id="only-conversation""#), "{detail}");
+}
+
 #[tokio::test]
 async fn a_real_browser_says_loading_until_the_first_data_then_no_calls_yet() {
     let Some(bin) = chromium() else { return };
