@@ -636,8 +636,9 @@ mod tests {
     #[test]
     fn query_strings_are_decoded_and_empty_values_ignored() {
         let f = Filter::from_query(Some(
-            "model=meta-llama%2FLlama-3.1+8B&status=&tenant=acme%20corp&limit=5&minutes=0.5&x=1&after=%zz",
+            "model=meta-llama%2FLlama-3.1+8B&status=&tenant=acme%20corp&limit=5&minutes=0.5&x=1&after=%zz&conversation=c0de%2F1",
         ));
+        assert_eq!(f.conversation.as_deref(), Some("c0de/1"));
         assert_eq!(f.model.as_deref(), Some("meta-llama/Llama-3.1 8B"));
         assert_eq!(f.status, None);
         assert_eq!(f.tenant.as_deref(), Some("acme corp"));
