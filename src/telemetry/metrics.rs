@@ -584,9 +584,10 @@ impl Instruments {
     }
 
     /// The `llmtap.conversation.*` counters, for a call that carries a conversation id: one
-    /// request; its usage (as `llmtap.tokens`/the usage counters count it: reported, or
-    /// estimated when estimates are reported as usage) by `gen_ai.token.type`; its priced
-    /// cost. Calls without an id add nothing, so the counters stay empty without sessions.
+    /// request; its input and output tokens by `gen_ai.token.type` (the usage
+    /// `gen_ai.client.token.usage` records: reported, or estimated when estimates are reported
+    /// as usage); its cost in USD from the price table, when priced. Calls without an id add
+    /// nothing, so the counters have no series without sessions.
     fn record_conversation(
         &self,
         f: &FinishedRequest,
