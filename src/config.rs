@@ -297,6 +297,9 @@ pub fn default_redactions() -> Vec<RedactRule> {
 pub struct MetricsConfig {
     /// Distinct model names allowed as metric attribute values before new ones become `other`.
     pub max_models: usize,
+    /// Distinct `gen_ai.conversation.id` values on the `llmtap.conversation.*` counters
+    /// before new ones become `other`; 0 turns those counters off.
+    pub max_conversations: usize,
     /// Baggage keys that become metric attributes (opt-in, capped like models).
     pub baggage_attributes: Vec<String>,
     /// Request headers that become metric attributes (opt-in, capped like models).
@@ -314,6 +317,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             max_models: 100,
+            max_conversations: 100,
             baggage_attributes: Vec::new(),
             header_attributes: Vec::new(),
             max_attribute_values: 100,
@@ -550,6 +554,7 @@ struct FileTelemetry {
 #[serde(deny_unknown_fields)]
 struct FileMetrics {
     max_models: Option<usize>,
+    max_conversations: Option<usize>,
     baggage_attributes: Option<Vec<String>>,
     header_attributes: Option<Vec<String>>,
     max_attribute_values: Option<usize>,
@@ -755,6 +760,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         let d = &mut cfg.metrics;
         if let Some(v) = m.max_models {
             d.max_models = v;
+        }
+        if let Some(v) = m.max_conversations {
+            d.max_conversations = v;
         }
         if let Some(v) = m.baggage_attributes {
             d.baggage_attributes = v;

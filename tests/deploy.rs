@@ -487,18 +487,32 @@ async fn requests_counted(proxy: &Proxy) -> f64 {
 }
 
 /// Requests one round of [`dashboard_traffic`] makes: e2e.py 5 per model (3 chats,
-/// embeddings, the 429; `models.list` is not counted), tools.py 2, failures.py 2.
-const REQUESTS_PER_ROUND: f64 = 14.0;
+/// embeddings, the 429; `models.list` is not counted), tools.py 2, failures.py 2, and the
+/// two calls of a coding-agent session.
+const REQUESTS_PER_ROUND: f64 = 16.0;
 
 /// Traffic for every panel: plain and streamed chats (TTFT, time per chunk) on two priced
 /// models (cost, per-model series), embeddings, a 429 (error share, error types), streamed
 /// tool calls with a follow-up carrying the results (tool calls, tool duration), a stream
-/// the upstream cuts and one the client abandons. `None` when the SDK venv is missing.
+/// the upstream cuts and one the client abandons, a session (the sessions panel). `None` when
+/// the SDK venv is missing.
 async fn dashboard_traffic(proxy: &Proxy) -> Option<()> {
     run_sdk("e2e.py", &proxy.url, &[]).await?;
     run_sdk("e2e.py", &proxy.url, &[("E2E_MODEL", "gpt-4o")]).await?;
     run_sdk("tools.py", &proxy.url, &[("TOOL_SLEEP", "0.05")]).await?;
     run_sdk("failures.py", &proxy.url, &[]).await?;
+    // Two calls of one session (the header a coding agent sends), for the sessions panel.
+    for _ in 0..2 {
+        let r = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .header("x-session-id", "dashboard-session")
+            .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .ok()?;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.ok()?;
+    }
     Some(())
 }
 

@@ -266,6 +266,137 @@ async fn ten_thousand_distinct_models_leave_the_series_count_bounded() {
     assert_eq!(sum_of(&lines, "llmtap_requests_total", ""), 10_000.0);
 }
 
+/// `llmtap.conversation.*`: per `gen_ai.conversation.id`, the first `max_conversations` ids
+/// keep their own series and the rest are `other`; calls without an id add nothing; tokens
+/// and cost add up to what `llmtap.requests`/`llmtap.cost` count for the same calls.
+#[tokio::test]
+async fn conversations_are_counted_per_id_with_a_bounded_label() {
+    let up = start_upstream().await;
+    let yaml = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+metrics:
+  max_conversations: 3
+  prices:
+    - { model: "priced-model*", input: 2.0, output: 8.0 }
+"#;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml.into()),
+            env: env(&[
+                ("OTEL_TRACES_EXPORTER", "none"),
+                ("OTEL_METRICS_EXPORTER", "none"),
+            ]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = client();
+    let chat = |session: Option<String>| {
+        let mut r = c.post(format!("{}/v1/chat/completions", proxy.url)).json(
+            &json!({"model": "priced-model", "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        if let Some(s) = session {
+            r = r.header("x-session-id", s);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await;
+        }
+    };
+    // Session 0 three times, sessions 1..=5 once each, two calls without a session.
+    for _ in 0..3 {
+        chat(Some("session-0".into())).await;
+    }
+    for i in 1..=5 {
+        chat(Some(format!("session-{i}"))).await;
+    }
+    chat(None).await;
+    chat(None).await;
+    let lines = scrape_lines(&scrape(&proxy.url).await);
+    proxy.stop().await;
+    let series: Vec<_> = lines
+        .iter()
+        .filter(|(s, _)| s.starts_with("llmtap_conversation_requests_total{"))
+        .collect();
+    // Sessions 0, 1 and 2 keep their id; 3, 4 and 5 share `other`.
+    assert_eq!(series.len(), 4, "{series:?}");
+    let reqs = |id: &str| {
+        sum_of(
+            &lines,
+            "llmtap_conversation_requests_total",
+            &format!("gen_ai_conversation_id=\"{id}\""),
+        )
+    };
+    assert_eq!(reqs("session-0"), 3.0);
+    assert_eq!(reqs("session-1"), 1.0);
+    assert_eq!(reqs("other"), 3.0);
+    assert_eq!(
+        sum_of(&lines, "llmtap_conversation_requests_total", ""),
+        8.0
+    );
+    assert_eq!(sum_of(&lines, "llmtap_requests_total", ""), 10.0);
+    // Tokens and cost of the calls with a session: 8 of the 10 identical calls.
+    let tokens = sum_of(&lines, "llmtap_conversation_tokens_total", "");
+    let all_tokens = sum_of(&lines, "gen_ai_client_token_usage_sum", "");
+    assert!(tokens > 0.0, "{lines:?}");
+    assert!(
+        (tokens - all_tokens * 0.8).abs() < 1e-9,
+        "{tokens} vs {all_tokens}"
+    );
+    let in_session0 = sum_of(
+        &lines,
+        "llmtap_conversation_tokens_total",
+        "gen_ai_conversation_id=\"session-0\",gen_ai_token_type=\"input\"",
+    );
+    assert!(
+        in_session0 > 0.0,
+        "input tokens of session-0 by type: {lines:?}"
+    );
+    let cost = sum_of(&lines, "llmtap_conversation_cost_USD_total", "");
+    let all_cost = sum_of(&lines, "llmtap_cost_USD_total", "");
+    assert!(cost > 0.0, "{lines:?}");
+    assert!(
+        (cost - all_cost * 0.8).abs() < 1e-12,
+        "{cost} vs {all_cost}"
+    );
+}
+
+/// Off with `max_conversations: 0`: no conversation series at all.
+#[tokio::test]
+async fn conversation_counters_are_off_at_zero() {
+    let up = start_upstream().await;
+    let yaml = "upstreams:\n  - name: openai\n    base_url: \"{upstream}/v1\"\nmetrics:\n  max_conversations: 0\n";
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml.into()),
+            env: env(&[
+                ("OTEL_TRACES_EXPORTER", "none"),
+                ("OTEL_METRICS_EXPORTER", "none"),
+            ]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .header("x-session-id", "s")
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    let text = scrape(&proxy.url).await;
+    proxy.stop().await;
+    assert!(text.contains("llmtap_requests_total"), "{text}");
+    assert!(!text.contains("llmtap_conversation_"), "{text}");
+}
+
 #[tokio::test]
 async fn cost_comes_from_the_price_table_and_unpriced_models_get_none() {
     let up = start_upstream().await;

@@ -531,6 +531,127 @@ async fn events_push_each_new_call_filtered() {
     assert!(end.is_ok(), "the event stream ended");
 }
 
+/// Filtering by conversation (`gen_ai.conversation.id`): the calls list, its facet, the
+/// summary and the event stream. In gateway mode a conversation id is the client's to choose
+/// and the tenant is the key's: two tenants sending the same session id share the filter's
+/// rows only when no tenant is asked for, and baggage naming another tenant moves nothing.
+#[tokio::test]
+async fn filters_by_conversation_within_the_key_tenant() {
+    let up = start_upstream().await;
+    let entry =
+        |sha: &str, tenant: &str| format!("    - sha256: \"{sha}\"\n      tenant: {tenant}\n");
+    let yaml = format!(
+        "upstreams:\n  - name: main\n    base_url: {{upstream}}/v1\n    provider: openai\n    api_key_env: LLMTAP_TEST_UI_KEY\n\
+         telemetry:\n  baggage_attributes: [tenant]\nauth:\n  keys:\n{}{}",
+        // sha256("key-a"), sha256("key-b")
+        entry("f10f781241e2246678b6b45c857069208152a53863e47fac33f607ab405006f4", "team-a"),
+        entry("a30534a53b23547377ddccbd1ac85a8a84c13db43493c16e55a6abc7b0eba634", "team-b"),
+    );
+    let mut e = no_telemetry();
+    e.push(("LLMTAP_TEST_UI_KEY".into(), UPSTREAM_CANARY.into()));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml),
+            env: e,
+            tweak: None,
+        },
+    )
+    .await;
+    let events = client()
+        .get(format!("{}/ui/api/events?conversation=solo", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut events = events.bytes_stream().eventsource();
+    let chat = |key: &'static str,
+                session: &'static str,
+                model: &'static str,
+                extra: Option<(&'static str, &'static str)>| {
+        let mut r = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-session-id", session)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+        if let Some((k, v)) = extra {
+            r = r.header(k, v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await;
+        }
+    };
+    chat("key-a", "shared", "gpt-4o-mini", None).await;
+    chat("key-b", "shared", "gpt-4o", None).await;
+    // team-a's own session, with baggage claiming team-b.
+    chat(
+        "key-a",
+        "solo",
+        "gpt-4o-mini",
+        Some(("baggage", "tenant=team-b")),
+    )
+    .await;
+    wait_calls(&proxy.url, 3).await;
+
+    let q = |q: &str| {
+        let url = format!("{}/ui/api/calls?{q}", proxy.url);
+        async move { get_json(&url).await }
+    };
+    let rows = |v: &Value| v["calls"].as_array().cloned().unwrap_or_default();
+    let shared = q("conversation=shared").await;
+    let shared_rows = rows(&shared);
+    assert_eq!(shared_rows.len(), 2, "{shared:#}");
+    assert!(shared_rows.iter().all(|r| r["conversation"] == "shared"));
+    let mut tenants: Vec<_> = shared_rows.iter().map(|r| r["tenant"].clone()).collect();
+    tenants.sort_by_key(|t| t.to_string());
+    assert_eq!(tenants, vec![json!("team-a"), json!("team-b")]);
+    assert_eq!(shared["facets"]["conversation"], json!(["shared", "solo"]));
+
+    let a = q("conversation=shared&tenant=team-a").await;
+    assert_eq!(rows(&a).len(), 1, "{a:#}");
+    assert_eq!(rows(&a)[0]["model"], "gpt-4o-mini");
+    // The spoofing baggage does not put team-a's session under team-b.
+    assert_eq!(rows(&q("conversation=solo&tenant=team-b").await).len(), 0);
+    let solo = q("conversation=solo&tenant=team-a").await;
+    assert_eq!(rows(&solo).len(), 1, "{solo:#}");
+    assert_eq!(rows(&q("conversation=nobody").await).len(), 0);
+
+    // The summary's panels count the conversation's calls only.
+    let sum = get_json(&format!("{}/ui/api/summary?conversation=shared", proxy.url)).await;
+    let requests: u64 = sum["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, 2, "{sum:#}");
+
+    // The event stream filtered by conversation pushed only the `solo` call.
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("a call event")
+        .unwrap()
+        .unwrap();
+    let row: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(row["conversation"], "solo", "{row:#}");
+    assert_eq!(row["tenant"], "team-a");
+    proxy.stop().await;
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut n = 0;
+        while let Some(Ok(ev)) = events.next().await {
+            if ev.event == "call" {
+                n += 1;
+            }
+        }
+        n
+    })
+    .await
+    .expect("the event stream ended");
+    assert_eq!(rest, 0, "no other call was pushed to the filtered stream");
+}
+
 #[tokio::test]
 async fn safe_defaults_host_check_trace_links_and_capture() {
     // Off when asked (and on loopback by default, as every other test here shows).
@@ -974,6 +1095,53 @@ fn rect(v: &Value) -> Rect {
 /// Until the first list of calls arrives the page says it is loading, never "No calls yet";
 /// once it arrived, an empty ring says "No calls yet". The DevTools Fetch domain holds the
 /// page's request for `/ui/api/calls` back, so "before" is a state, not a race.
+/// `/ui?conversation=ID` opens the page filtered: only that session's rows, every session in
+/// the filter's select, and the call's detail naming its conversation with the link to filter.
+#[tokio::test]
+async fn a_real_browser_filters_by_conversation() {
+    let Some(bin) = chromium() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    for (model, session) in [
+        ("gpt-4o-mini", "s-one"),
+        ("gpt-4o", "s-one"),
+        ("gpt-4.1-nano", "s-two"),
+    ] {
+        let (status, body) = post(
+            &proxy.url,
+            "/v1/chat/completions",
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+            &[("x-session-id", session)],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let calls = wait_calls(&proxy.url, 3).await;
+    let id = by_model(&calls, "gpt-4o")[0]["id"].clone();
+    let tmp = TempDir::new("ui-browser-conversation");
+    let url = format!("{}/ui?live=0&conversation=s-one#call={id}", proxy.url);
+    let dom = run_chromium(&bin, &tmp.path().join("profile"), &["--dump-dom"], &url).await;
+    let rows =
+        regex::Regex::new(r#"<tr class="call-row[^"]*" data-id="(\d+)" data-model="([^"]*)""#)
+            .unwrap();
+    let mut models: Vec<&str> = rows
+        .captures_iter(&dom)
+        .map(|c| c.get(2).unwrap().as_str())
+        .collect();
+    models.sort();
+    assert_eq!(models, vec!["gpt-4o", "gpt-4o-mini"], "rows:\n{dom}");
+    let filters = section(&dom, "filters", "form");
+    for s in ["s-one", "s-two"] {
+        assert!(
+            filters.contains(&format!(r#"<option value="{s}">"#)),
+            "{s} in the select: {filters}"
+        );
+    }
+    let detail = section(&dom, "detail", "aside");
+    assert!(detail.contains("<dt>conversation</dt>"), "{detail}");
+    assert!(detail.contains("s-one"), "{detail}");
+    assert!(detail.contains(r#"id="only-conversation""#), "{detail}");
+}
+
 #[tokio::test]
 async fn a_real_browser_says_loading_until_the_first_data_then_no_calls_yet() {
     let Some(bin) = chromium() else { return };

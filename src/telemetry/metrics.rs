@@ -21,7 +21,7 @@ use super::cost;
 use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::spans::{request_model, token_usage, TokenUsage};
+use super::spans::{self, request_model, token_usage, TokenUsage};
 use super::tools::PendingCall;
 use crate::config::Config;
 use crate::route::Operation;
@@ -117,6 +117,19 @@ impl Bounded {
     }
 }
 
+/// The `llmtap.conversation.*` counters: per `gen_ai.conversation.id`, kept apart from the
+/// other instruments so the conversation label multiplies only their few series (the id, the
+/// tenant when `metrics.tenant_attribute` is on, the token type), never the model, provider
+/// and error series of `llmtap.requests`.
+struct ConversationInstruments {
+    requests: Counter<u64>,
+    tokens: Counter<u64>,
+    cost: Counter<f64>,
+    /// The first `metrics.max_conversations` ids seen keep their own series; later ones are
+    /// `other` (cumulative series cannot be forgotten, so a slot is held for the process's life).
+    ids: Bounded,
+}
+
 /// v1.41.1's GenAI client metrics (the default).
 struct StandardInstruments {
     duration: Histogram<f64>,
@@ -155,6 +168,8 @@ pub struct Instruments {
     cost_estimated: Counter<f64>,
     unpriced: Counter<u64>,
     tool_calls: Counter<u64>,
+    /// `Some` unless `metrics.max_conversations` is 0.
+    conversations: Option<ConversationInstruments>,
     tool_duration: Histogram<f64>,
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
@@ -371,6 +386,26 @@ impl Instruments {
                 .with_unit("{call}")
                 .with_description("Tool calls requested by the model")
                 .build(),
+            conversations: (config.metrics.max_conversations > 0).then(|| {
+                ConversationInstruments {
+                    requests: m
+                        .u64_counter(sc::METRIC_CONVERSATION_REQUESTS)
+                        .with_unit("{request}")
+                        .with_description("Inference requests per conversation (gen_ai.conversation.id, the first metrics.max_conversations ids, others as `other`)")
+                        .build(),
+                    tokens: m
+                        .u64_counter(sc::METRIC_CONVERSATION_TOKENS)
+                        .with_unit("{token}")
+                        .with_description("Input and output tokens per conversation, as reported by the upstream")
+                        .build(),
+                    cost: m
+                        .f64_counter(sc::METRIC_CONVERSATION_COST)
+                        .with_unit("USD")
+                        .with_description("Estimated cost per conversation from the configured price table")
+                        .build(),
+                    ids: Bounded::new([], config.metrics.max_conversations),
+                }
+            }),
             tool_duration: hist(
                 sc::METRIC_TOOL_DURATION,
                 "s",
@@ -545,6 +580,42 @@ impl Instruments {
             }
         }
         self.record_cost(f, &usage, standard, &base, &req_model, &resp_model);
+        self.record_conversation(f, standard, tenant);
+    }
+
+    /// The `llmtap.conversation.*` counters, for a call that carries a conversation id: one
+    /// request; its input and output tokens by `gen_ai.token.type` (the usage
+    /// `gen_ai.client.token.usage` records: reported, or estimated when estimates are reported
+    /// as usage); its cost in USD from the price table, when priced. Calls without an id add
+    /// nothing, so the counters have no series without sessions.
+    fn record_conversation(
+        &self,
+        f: &FinishedRequest,
+        standard: Option<(&Usage, bool)>,
+        tenant: Option<KeyValue>,
+    ) {
+        let (Some(i), Some(id)) = (&self.conversations, spans::conversation_id(f)) else {
+            return;
+        };
+        let mut attrs = vec![KeyValue::new(sc::GEN_AI_CONVERSATION_ID, i.ids.value(id))];
+        attrs.extend(tenant);
+        i.requests.add(1, &attrs);
+        let Some((u, _)) = standard else { return };
+        let typed = |t: &'static str| {
+            let mut a = attrs.clone();
+            a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
+            a
+        };
+        if let Some(n) = u.input_tokens {
+            i.tokens.add(n, &typed("input"));
+        }
+        if let Some(n) = u.output_tokens {
+            i.tokens.add(n, &typed("output"));
+        }
+        if let Some(price) = self.prices.price_for(f) {
+            let c = cost::compute(price, u);
+            i.cost.add(c.input + c.output, &attrs);
+        }
     }
 
     /// Cost from the price table: of reported usage (and of estimates reported as usage,

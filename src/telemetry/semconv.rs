@@ -147,6 +147,11 @@ pub const METRIC_COST: &str = "llmtap.cost";
 /// reported as usage.
 pub const METRIC_COST_ESTIMATED: &str = "llmtap.cost.estimated";
 pub const METRIC_COST_UNPRICED: &str = "llmtap.cost.unpriced";
+/// Per conversation (`gen_ai.conversation.id`, bounded by `metrics.max_conversations`):
+/// inference requests, tokens (`gen_ai.token.type`) and cost (USD) of calls that carry one.
+pub const METRIC_CONVERSATION_REQUESTS: &str = "llmtap.conversation.requests";
+pub const METRIC_CONVERSATION_TOKENS: &str = "llmtap.conversation.tokens";
+pub const METRIC_CONVERSATION_COST: &str = "llmtap.conversation.cost";
 pub const METRIC_TOOL_CALLS: &str = "llmtap.tool.calls";
 pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";

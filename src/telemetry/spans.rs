@@ -103,6 +103,17 @@ pub fn request_model(f: &FinishedRequest) -> Option<&str> {
     f.request.as_ref().and_then(|r| r.model.as_deref())
 }
 
+/// The call's `gen_ai.conversation.id` before it is cut for the span: the one its headers
+/// gave (see `inbound::session_id`), else the one in its body (the Responses API's
+/// `conversation` / `previous_response_id`). Never a generated id.
+pub fn conversation_id(f: &FinishedRequest) -> Option<&str> {
+    let from_body = f
+        .request
+        .as_ref()
+        .and_then(|r| r.conversation_id.as_deref());
+    f.conversation_id.as_deref().or(from_body)
+}
+
 /// The context of the inference span that asked for `call`: the target of the span link
 /// from the call that sends the tool's result back.
 pub fn requesting_span_context(call: &PendingCall) -> SpanContext {
@@ -302,8 +313,7 @@ pub fn inference_attributes(
             cut(t).to_string(),
         ));
     }
-    let from_body = f.request.as_ref().and_then(|r| r.conversation_id.as_ref());
-    if let Some(c) = f.conversation_id.as_ref().or(from_body) {
+    if let Some(c) = conversation_id(f) {
         a.push(KeyValue::new(
             sc::GEN_AI_CONVERSATION_ID,
             cut(c).to_string(),

@@ -2,7 +2,7 @@
 //! binary) and the JSON it reads, which tests read too:
 //!
 //! - `GET /ui/api/calls`: recent calls, newest first (`model`, `upstream`, `status`, `tenant`,
-//!   `after`, `limit` filter them);
+//!   `conversation`, `after`, `limit` filter them);
 //! - `GET /ui/api/calls/{id}`: one call with its span attributes, timeline and tool spans;
 //! - `GET /ui/api/summary`: the last minutes (`minutes`, default 5) behind the five panels;
 //! - `GET /ui/api/events`: server-sent events, one `call` event per call as it finishes.

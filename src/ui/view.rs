@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::stream::openai::Usage;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::{self, PriceTable};
+use crate::telemetry::limits::cut;
 use crate::telemetry::recent::{RecentCall, RecentTool};
 use crate::telemetry::record::FinishedRequest;
 use crate::telemetry::semconv as sc;
@@ -58,6 +59,9 @@ pub struct Filter {
     /// `ok`, `error`, an HTTP status, or an `error.type`.
     pub status: Option<String>,
     pub tenant: Option<String>,
+    /// `gen_ai.conversation.id` as shown (cut like on the span). With client keys, combine it
+    /// with `tenant`: a conversation id is the client's to choose, the tenant is the key's.
+    pub conversation: Option<String>,
     /// Only calls with a larger id (for catching up after a reconnect).
     pub after: Option<u64>,
     /// Most rows returned (newest first).
@@ -82,6 +86,7 @@ impl Filter {
                 "upstream" => f.upstream = Some(v),
                 "status" => f.status = Some(v),
                 "tenant" => f.tenant = Some(v),
+                "conversation" => f.conversation = Some(v),
                 "after" => f.after = v.parse().ok(),
                 "limit" => f.limit = v.parse().ok(),
                 "minutes" => f.minutes = v.parse().ok().filter(|m: &f64| m.is_finite()),
@@ -107,6 +112,11 @@ impl Filter {
         }
         if let Some(t) = &self.tenant {
             if tenant(f, tenant_key) != Some(t.as_str()) {
+                return false;
+            }
+        }
+        if let Some(want) = &self.conversation {
+            if conversation(f) != Some(want.as_str()) {
                 return false;
             }
         }
@@ -180,6 +190,11 @@ pub fn tenant<'a>(f: &'a FinishedRequest, key: &str) -> Option<&'a str> {
         .filter(|_| !is_credential_key(key))
 }
 
+/// The call's `gen_ai.conversation.id` as its span carries it (cut to the identifier bound).
+pub fn conversation(f: &FinishedRequest) -> Option<&str> {
+    spans::conversation_id(f).map(cut)
+}
+
 fn unix_ms(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64() * 1e3)
@@ -249,6 +264,7 @@ pub fn row(c: &RecentCall, cx: &ViewCx<'_>) -> Value {
         "upstream": f.upstream.as_ref().map(|u| u.name.as_str()),
         "provider": f.upstream.as_ref().map(|_| f.provider().semconv_name()),
         "tenant": tenant(f, cx.tenant_key),
+        "conversation": conversation(f),
         "status": f.status,
         "error": f.error,
         "duration_ms": ms(duration(f)),
@@ -291,6 +307,7 @@ pub fn rows(calls: &[Arc<RecentCall>], filter: &Filter, cx: &ViewCx<'_>) -> Valu
             "model": facet(&|f| spans::request_model(f).map(str::to_owned)),
             "upstream": facet(&|f| f.upstream.as_ref().map(|u| u.name.clone())),
             "tenant": facet(&|f| tenant(f, cx.tenant_key).map(str::to_owned)),
+            "conversation": facet(&|f| conversation(f).map(str::to_owned)),
             "status": facet(&|f| f.error.clone()),
         },
     })
@@ -619,8 +636,9 @@ mod tests {
     #[test]
     fn query_strings_are_decoded_and_empty_values_ignored() {
         let f = Filter::from_query(Some(
-            "model=meta-llama%2FLlama-3.1+8B&status=&tenant=acme%20corp&limit=5&minutes=0.5&x=1&after=%zz",
+            "model=meta-llama%2FLlama-3.1+8B&status=&tenant=acme%20corp&limit=5&minutes=0.5&x=1&after=%zz&conversation=c0de%2F1",
         ));
+        assert_eq!(f.conversation.as_deref(), Some("c0de/1"));
         assert_eq!(f.model.as_deref(), Some("meta-llama/Llama-3.1 8B"));
         assert_eq!(f.status, None);
         assert_eq!(f.tenant.as_deref(), Some("acme corp"));

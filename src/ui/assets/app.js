@@ -198,6 +198,7 @@ function connect() {
     addFacet('model', c.model);
     addFacet('upstream', c.upstream);
     addFacet('tenant', c.tenant);
+    addFacet('conversation', c.conversation);
     addFacet('status', c.error);
     // Busy proxies send many events a second: redraw the table at most four times a second.
     state.fresh.add(c.id);
@@ -217,7 +218,7 @@ function connect() {
 // ---- filters -------------------------------------------------------------------------
 
 function fillFacets(f) {
-  for (const name of ['model', 'upstream', 'tenant']) {
+  for (const name of ['model', 'upstream', 'tenant', 'conversation']) {
     for (const v of f[name] || []) addFacet(name, v);
   }
   for (const v of f.status || []) addFacet('status', v);
@@ -229,6 +230,14 @@ function addFacet(name, value) {
   if (!sel) return;
   for (const o of sel.options) if (o.value === String(value)) return;
   sel.append(h('option', { value: String(value), text: String(value) }));
+}
+
+// Shows only the calls of one conversation (or all, with ''), as if picked in its select.
+function filterConversation(id) {
+  addFacet('conversation', id);
+  const sel = document.querySelector('#filters select[name="conversation"]');
+  sel.value = id;
+  sel.dispatchEvent(new Event('change', { bubbles: true }));
 }
 
 function readFilters() {
@@ -256,7 +265,7 @@ function renderTable(fresh) {
 // hidden when there are rows.
 function showEmpty(error) {
   const p = document.getElementById('empty');
-  const filtered = ['model', 'upstream', 'status', 'tenant'].some((k) => state.filters[k]);
+  const filtered = ['model', 'upstream', 'status', 'tenant', 'conversation'].some((k) => state.filters[k]);
   if (error && !state.loaded) {
     p.dataset.state = 'error';
     p.textContent = 'Could not load the recent calls: ' + error;
@@ -368,6 +377,8 @@ function renderDetail(d) {
   fact('model', d.model + (d.response_model && d.response_model !== d.model ? ' → ' + d.response_model : ''));
   fact('upstream', d.upstream && d.upstream + ' (' + d.provider + ')');
   fact('tenant', d.tenant);
+  fact('conversation', d.conversation && h('span', {}, breakable(d.conversation), ' ',
+    h('button', { type: 'button', class: 'link', id: 'only-conversation', onclick: () => filterConversation(d.conversation), text: 'only this conversation' })));
   fact('started', fmtTime(d.start_ms));
   fact('duration', fmtMs(d.duration_ms));
   fact('first chunk', fmtMs(d.ttfc_ms));
@@ -635,7 +646,13 @@ function latencyChart(models) {
 function start() {
   // `?live=0`: a snapshot without the event stream (for screenshots and headless browsers,
   // which wait for open connections).
-  const live = new URLSearchParams(location.search).get('live') !== '0';
+  const params = new URLSearchParams(location.search);
+  const live = params.get('live') !== '0';
+  // `?conversation=ID` (and any other filter by name) opens the page filtered.
+  for (const sel of document.querySelectorAll('#filters select')) {
+    const v = params.get(sel.name);
+    if (v) { addFacet(sel.name, v); sel.value = v; }
+  }
   readFilters();
   document.getElementById('filters').addEventListener('change', () => {
     readFilters();
