@@ -141,4 +141,11 @@ pub struct ProxyArgs {
     /// Serve /ui only on --metrics-listen, not on the proxy's address [default: false].
     #[arg(long, env = "LLMTAP_UI_ONLY_ON_METRICS_LISTEN")]
     pub ui_only_on_metrics_listen: Option<bool>,
+    /// MCP servers to relay, as name=url pairs (comma-separated); each is served at
+    /// /mcp/NAME. Adds to (or replaces by name) the file's `mcp_servers`.
+    #[arg(long, env = "LLMTAP_MCP_SERVERS", value_delimiter = ',')]
+    pub mcp_servers: Option<Vec<String>>,
+    /// Write trace context into MCP requests' params._meta [default: true].
+    #[arg(long, env = "LLMTAP_MCP_TRACE_CONTEXT")]
+    pub mcp_trace_context: Option<bool>,
 }

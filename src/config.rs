@@ -354,6 +354,21 @@ pub struct Config {
     pub ui: UiConfig,
     /// Client keys; `None` (the default) lets every request through.
     pub auth: Option<AuthConfig>,
+    /// MCP servers llmtap relays to, each served at `/mcp/{name}` (`mcp_servers:` in the
+    /// file, `--mcp-servers name=url,...`). Only these: a request never names its own URL.
+    pub mcp_servers: Vec<McpServerConfig>,
+    /// Write the MCP span's trace context into each MCP request's `params._meta`
+    /// (`traceparent`, `tracestate`, `baggage`; SEP-414), never over the client's own.
+    pub mcp_trace_context: bool,
+}
+
+/// One MCP server behind llmtap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpServerConfig {
+    /// The path segment it is served under (`/mcp/{name}`): letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Its Streamable HTTP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
+    pub url: String,
 }
 
 impl Config {
@@ -386,6 +401,8 @@ impl Config {
             metrics: MetricsConfig::default(),
             ui: UiConfig::default(),
             auth: None,
+            mcp_servers: Vec::new(),
+            mcp_trace_context: true,
         }
     }
 
@@ -434,6 +451,9 @@ struct FileConfig {
     metrics: Option<FileMetrics>,
     ui: Option<FileUi>,
     auth: Option<FileAuth>,
+    /// name -> URL.
+    mcp_servers: Option<std::collections::BTreeMap<String, String>>,
+    mcp_trace_context: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -741,7 +761,48 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     if let Some(a) = file.auth {
         cfg.auth = Some(auth_from_file(a)?);
     }
+    for (name, url) in file.mcp_servers.unwrap_or_default() {
+        cfg.mcp_servers.push(McpServerConfig { name, url });
+    }
+    if let Some(v) = file.mcp_trace_context {
+        cfg.mcp_trace_context = v;
+    }
     Ok(cfg)
+}
+
+/// `name=url` pairs from `--mcp-servers` / `LLMTAP_MCP_SERVERS`: each replaces a file entry
+/// of the same name or adds one.
+fn apply_mcp_servers(cfg: &mut Config, key: &str, pairs: &[String]) -> Result<(), ConfigError> {
+    for pair in pairs.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = pair.split_once('=') else {
+            return Err(err(format!("{key}: expected name=url, got {pair:?}")));
+        };
+        let (name, url) = (name.trim().to_string(), url.trim().to_string());
+        cfg.mcp_servers.retain(|s| s.name != name);
+        cfg.mcp_servers.push(McpServerConfig { name, url });
+    }
+    Ok(())
+}
+
+/// MCP server names are one path segment; URLs are http(s) with a host.
+fn validate_mcp(cfg: &Config) -> Result<(), ConfigError> {
+    for s in &cfg.mcp_servers {
+        let key = format!("mcp_servers.{}", s.name);
+        let ok_name = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s.name != "."
+            && s.name != "..";
+        if !ok_name {
+            return Err(err(format!(
+                "{key}: a server name is 1-64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+        check_base_url(&key, &s.url)?;
+    }
+    Ok(())
 }
 
 fn auth_from_file(a: FileAuth) -> Result<AuthConfig, ConfigError> {
@@ -950,6 +1011,14 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = a.ui_only_on_metrics_listen {
         cfg.ui.only_on_metrics_listen = v;
     }
+    if let Some(v) = &a.mcp_servers {
+        let joined = v.join(",");
+        let key = flag_key("--mcp-servers", "LLMTAP_MCP_SERVERS", &joined, env);
+        apply_mcp_servers(cfg, &key, v)?;
+    }
+    if let Some(v) = a.mcp_trace_context {
+        cfg.mcp_trace_context = v;
+    }
     Ok(())
 }
 
@@ -1035,6 +1104,7 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
             .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
     }
     validate_ui(cfg)?;
+    validate_mcp(cfg)?;
     let prices = cfg
         .metrics
         .prices

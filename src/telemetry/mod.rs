@@ -11,6 +11,7 @@ pub mod cost;
 pub mod events;
 pub mod export;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod prometheus;
 pub mod propagation;
@@ -46,6 +47,7 @@ use tools::{PendingCall, PendingToolCalls};
 
 enum Msg {
     Finished(Box<FinishedRequest>),
+    Mcp(Box<mcp::McpOperation>),
     /// Answered once every message queued before it is handled.
     Sync(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -341,6 +343,37 @@ impl Telemetry {
         }
     }
 
+    /// Hands a finished MCP operation to the worker without waiting (as [`Self::submit`]).
+    pub fn submit_mcp(&self, op: mcp::McpOperation) {
+        match self.inner.tx.try_send(Msg::Mcp(Box::new(op))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(i) = &self.inner.instruments {
+                    i.record_dropped("requests", 1);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Records one ended MCP session (`mcp.client.session.duration`, seconds).
+    pub fn mcp_session_ended(
+        &self,
+        server: &crate::upstream::UpstreamInfo,
+        protocol_version: Option<&str>,
+        secs: f64,
+        error: Option<&str>,
+    ) {
+        if let Some(i) = &self.inner.instruments {
+            i.mcp_session_ended(server, protocol_version, secs, error);
+        }
+    }
+
+    /// Whether spans are made at all (`OTEL_SDK_DISABLED` off).
+    pub fn enabled(&self) -> bool {
+        !self.inner.settings.sdk_disabled
+    }
+
     /// The Prometheus scrape body, or `None` when the endpoint is off.
     pub fn prometheus_text(&self) -> Option<String> {
         let rm = self.inner.prometheus.as_ref()?.collect()?;
@@ -467,6 +500,7 @@ impl Worker {
                     for _ in 0..MAX_DRAINED {
                         match self.rx.try_recv() {
                             Ok(Msg::Finished(f)) => self.handle(*f),
+                            Ok(Msg::Mcp(op)) => self.handle_mcp(*op),
                             Ok(Msg::Sync(ack)) => {
                                 let _ = ack.send(());
                             }
@@ -615,6 +649,8 @@ impl Worker {
                     .map(|(_, d)| d.clone()),
                 tenant: f.tenant.clone(),
                 arguments: self.redactor.as_ref().map(|_| c.arguments.clone()),
+                arguments_key: Some(mcp::arguments_key_text(&c.arguments)),
+                executed: false,
             };
             if let Some(i) = &self.instruments {
                 i.tool_requested(&call);
@@ -644,6 +680,46 @@ impl Worker {
                 })
                 .flatten();
             r.push(f, keep, exported);
+        }
+    }
+
+    /// One MCP operation: a `tools/call` that executes a tool call a model asked for (same
+    /// tool, arguments equal as JSON, same tenant, and the same trace when the app sent one)
+    /// becomes that call's `execute_tool` span; every operation is one client span.
+    fn handle_mcp(&mut self, op: mcp::McpOperation) {
+        log_mcp(&op);
+        let joined = match (&op.tool_name, op.is_tool_call()) {
+            (Some(name), true) => {
+                let key =
+                    mcp::arguments_key(op.arguments.as_ref().unwrap_or(&serde_json::Value::Null));
+                let trace = op.trace.parent.as_ref().map(|p| p.trace_id());
+                self.tools
+                    .execute_matching(op.tenant.as_deref(), name, key, trace)
+            }
+            _ => None,
+        };
+        if let Some(i) = &self.instruments {
+            i.record_mcp(&op);
+            if let Some(c) = &joined {
+                i.tool_finished(c, op.duration_secs());
+            }
+        }
+        // A joined span follows the model call's sampling, so it is never orphaned.
+        let keep = match &joined {
+            Some(c) => c.keep,
+            None => {
+                op.error.is_some()
+                    || op.ended.saturating_duration_since(op.started) >= self.slow
+                    || match &op.trace.parent {
+                        Some(p) if self.parent_based => p.is_sampled(),
+                        _ => ratio_hit(op.trace.trace_id, self.sample_ratio),
+                    }
+            }
+        };
+        if keep {
+            let cx = span_cx!(self);
+            self.batcher
+                .push_with(|| Some(mcp::mcp_span(&op, joined.as_ref(), &cx)));
         }
     }
 
@@ -703,6 +779,10 @@ impl Worker {
         closed_by: Option<SpanId>,
     ) {
         let received = closed_by.is_some();
+        if call.executed {
+            // Its execute_tool span and duration came from the MCP execution.
+            return;
+        }
         if let Some(i) = &self.instruments {
             i.tool_finished(&call, spans::tool_duration(&call, end).as_secs_f64());
         }
@@ -779,8 +859,10 @@ impl Worker {
     async fn shutdown(&mut self) {
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Finished(f) = msg {
-                self.handle(*f);
+            match msg {
+                Msg::Finished(f) => self.handle(*f),
+                Msg::Mcp(op) => self.handle_mcp(*op),
+                _ => {}
             }
         }
         let now = SystemTime::now();
@@ -805,6 +887,20 @@ impl Worker {
         self.report_dropped();
         self.export_metrics(true).await;
     }
+}
+
+/// The access line of one MCP operation.
+fn log_mcp(op: &mcp::McpOperation) {
+    tracing::info!(
+        target: "llmtap::access",
+        mcp_server = %limits::cut(&op.server.name),
+        method = %limits::cut(&op.method),
+        tool = limits::cut(op.tool_name.as_deref().unwrap_or("-")),
+        status = op.http_status.unwrap_or(0),
+        duration_ms = format_args!("{:.1}", op.duration_secs() * 1e3),
+        error = limits::cut(op.error.as_deref().unwrap_or("-")),
+        "mcp"
+    );
 }
 
 fn log_access(f: &FinishedRequest) {

@@ -27,6 +27,12 @@ pub struct PendingCall {
     pub tenant: Option<std::sync::Arc<str>>,
     /// Opt-in content: the arguments as sent (redacted and cut when the span is built).
     pub arguments: Option<String>,
+    /// The arguments as JSON, hashed ([`super::mcp::arguments_key_text`]): an MCP
+    /// `tools/call` with the same name and arguments executes this call.
+    pub arguments_key: Option<u64>,
+    /// An MCP `tools/call` executed it, and its span (the `execute_tool` span, with the
+    /// real execution time) is out: when the result comes back, only the link is made.
+    pub executed: bool,
 }
 
 /// Bounded by count and by age: a call whose result never comes is given up at the TTL.
@@ -69,6 +75,31 @@ impl PendingToolCalls {
     /// The result for `call_id` arrived.
     pub fn take(&mut self, call_id: &str) -> Option<PendingCall> {
         self.calls.remove(call_id)
+    }
+
+    /// The oldest call not yet executed that an MCP `tools/call` of `name` with arguments
+    /// hashing to `key` executes: same tenant, and the same trace when `trace` is given (the
+    /// app sent its trace context). Marked executed, and its copy returned.
+    pub fn execute_matching(
+        &mut self,
+        tenant: Option<&str>,
+        name: &str,
+        key: u64,
+        trace: Option<TraceId>,
+    ) -> Option<PendingCall> {
+        let found = self
+            .calls
+            .values_mut()
+            .filter(|c| {
+                !c.executed
+                    && c.name == name
+                    && c.arguments_key == Some(key)
+                    && c.tenant.as_deref() == tenant
+                    && trace.is_none_or(|t| t == c.trace_id)
+            })
+            .min_by_key(|c| c.requested)?;
+        found.executed = true;
+        Some(found.clone())
     }
 
     /// Calls past their TTL at `now`.
@@ -125,6 +156,8 @@ mod tests {
             description: None,
             tenant: None,
             arguments: None,
+            arguments_key: Some(7),
+            executed: false,
         }
     }
 
@@ -144,5 +177,28 @@ mod tests {
         assert_eq!(ex.len(), 1);
         assert_eq!(ex[0].call_id, "c");
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn execution_matches_name_arguments_tenant_and_trace_once() {
+        let t0 = Instant::now();
+        let mut p = PendingToolCalls::new(Duration::from_secs(10), 10);
+        let mut a = call("a", t0);
+        a.tenant = Some("acme".into());
+        p.insert(a);
+        p.insert(call("b", t0 + Duration::from_millis(1)));
+        assert!(p.execute_matching(Some("acme"), "g", 7, None).is_none());
+        assert!(p.execute_matching(Some("acme"), "f", 8, None).is_none());
+        assert!(p
+            .execute_matching(Some("acme"), "f", 7, Some(TraceId::from(5)))
+            .is_none());
+        let got = p.execute_matching(Some("acme"), "f", 7, None).unwrap();
+        assert_eq!(got.call_id, "a");
+        assert!(got.executed);
+        // Executed once only; the other tenant's call is its own.
+        assert!(p.execute_matching(Some("acme"), "f", 7, None).is_none());
+        assert_eq!(p.execute_matching(None, "f", 7, None).unwrap().call_id, "b");
+        // Still pending: the result's return takes it (for the link).
+        assert!(p.take("a").is_some_and(|c| c.executed));
     }
 }

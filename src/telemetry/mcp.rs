@@ -1,0 +1,347 @@
+//! MCP (Model Context Protocol) operations as telemetry: the facts of one JSON-RPC request or
+//! notification relayed to an MCP server, its client span (GenAI MCP conventions,
+//! `open-telemetry/semantic-conventions-genai` `docs/gen-ai/mcp.md`), and the key that joins a
+//! `tools/call` to the tool call a model asked for.
+//!
+//! The relay (`crate::mcp`) fills an [`McpOperation`] per message and submits it when its
+//! response (or ack) arrived; the telemetry worker builds the span and the metrics.
+
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use serde_json::Value;
+
+use super::limits::cut;
+use super::propagation::TraceParent;
+use super::semconv as sc;
+use super::spans::{limit_values, SpanContextInfo};
+use super::tools::PendingCall;
+use crate::upstream::UpstreamInfo;
+
+/// `error.type` of a `tools/call` whose result says `isError: true` (the MCP conventions).
+pub const TOOL_ERROR: &str = "tool_error";
+
+/// One MCP request or notification, from the moment llmtap read it to its response (for a
+/// request) or the server's acknowledgement (for a notification).
+#[derive(Debug, Clone)]
+pub struct McpOperation {
+    /// `mcp.method.name`: the JSON-RPC `method`, e.g. `tools/call`.
+    pub method: String,
+    /// `jsonrpc.request.id` as a string; `None` for a notification or a null id.
+    pub request_id: Option<String>,
+    /// `params.name` of `tools/call`.
+    pub tool_name: Option<String>,
+    /// `params.name` of `prompts/get`.
+    pub prompt_name: Option<String>,
+    /// `params.uri` of `resources/*`.
+    pub resource_uri: Option<String>,
+    /// `params.arguments` of `tools/call`: kept for the join with the model's tool call, and
+    /// put on the span only with content capture on.
+    pub arguments: Option<Value>,
+    /// The `result` of `tools/call` (content capture only).
+    pub result: Option<Value>,
+    /// `Mcp-Session-Id` of the request, or the one the server gave in answer to `initialize`.
+    pub session_id: Option<String>,
+    /// `MCP-Protocol-Version` header, else `params.protocolVersion` of `initialize`.
+    pub protocol_version: Option<String>,
+    /// The MCP server (`llmtap.mcp.server` = its configured name, `server.*` = its address).
+    pub server: Arc<UpstreamInfo>,
+    /// `network.transport`: `tcp` for HTTP, `pipe` for stdio.
+    pub transport: &'static str,
+    /// `network.protocol.version` of the HTTP exchange (`1.1`, `2`); `None` for stdio.
+    pub http_version: Option<&'static str>,
+    /// This span's ids (chosen when the request was read and sent in `params._meta`) and the
+    /// caller's span.
+    pub trace: TraceParent,
+    pub tenant: Option<Arc<str>>,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    pub ended: Instant,
+    /// `error.type`: the JSON-RPC error code, `tool_error`, an HTTP status, or llmtap's own
+    /// (`timeout`, `upstream_unreachable`, `stream_truncated`, `client_disconnected`, ...).
+    pub error: Option<String>,
+    /// The JSON-RPC error's `message` (the span status description).
+    pub error_message: Option<String>,
+    /// `rpc.response.status_code`: the JSON-RPC error code, when the response had one.
+    pub rpc_code: Option<i64>,
+    /// The HTTP status of the exchange that carried the request.
+    pub http_status: Option<u16>,
+}
+
+impl McpOperation {
+    /// The span name: `{mcp.method.name} {target}` with the tool or prompt name as target.
+    pub fn span_name(&self) -> String {
+        match self.tool_name.as_deref().or(self.prompt_name.as_deref()) {
+            Some(t) => format!("{} {}", cut(&self.method), cut(t)),
+            None => cut(&self.method).to_string(),
+        }
+    }
+
+    pub fn is_tool_call(&self) -> bool {
+        self.method == "tools/call"
+    }
+
+    /// Seconds from reading the request to its response.
+    pub fn duration_secs(&self) -> f64 {
+        self.ended
+            .saturating_duration_since(self.started)
+            .as_secs_f64()
+    }
+
+    pub fn end_time(&self) -> SystemTime {
+        self.started_at + self.ended.saturating_duration_since(self.started)
+    }
+}
+
+/// The join key of tool-call arguments: a hash of the arguments as JSON, so `{"a":1, "b":2}`
+/// and `{"b": 2,"a": 1}` match (objects compare by key, whitespace and order do not count).
+/// Text that is not JSON is hashed as a JSON string. An empty text is `{}`: models send `""`
+/// for a tool without parameters, MCP clients send `{}` or nothing.
+pub fn arguments_key_text(text: &str) -> u64 {
+    let t = text.trim();
+    if t.is_empty() {
+        return arguments_key(&Value::Object(Default::default()));
+    }
+    match serde_json::from_str::<Value>(t) {
+        Ok(v) => arguments_key(&v),
+        Err(_) => arguments_key(&Value::String(text.to_string())),
+    }
+}
+
+/// See [`arguments_key_text`]. `null` counts as `{}`.
+pub fn arguments_key(v: &Value) -> u64 {
+    // SipHash with fixed keys: the same value hashes the same in every replica of a build.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    hash_value(v, &mut h);
+    h.finish()
+}
+
+fn hash_value(v: &Value, h: &mut impl Hasher) {
+    match v {
+        Value::Null => hash_value(&Value::Object(Default::default()), h),
+        Value::Bool(b) => {
+            1u8.hash(h);
+            b.hash(h);
+        }
+        Value::Number(n) => {
+            2u8.hash(h);
+            // 1 and 1.0 are the same argument.
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => (f as i64).to_string().hash(h),
+                _ => n.to_string().hash(h),
+            }
+        }
+        Value::String(s) => {
+            3u8.hash(h);
+            s.hash(h);
+        }
+        Value::Array(a) => {
+            4u8.hash(h);
+            a.len().hash(h);
+            for x in a {
+                hash_value(x, h);
+            }
+        }
+        Value::Object(m) => {
+            5u8.hash(h);
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            keys.len().hash(h);
+            for k in keys {
+                k.hash(h);
+                hash_value(&m[k], h);
+            }
+        }
+    }
+}
+
+/// The MCP client span of `op`. `joined` is the tool call a model asked for that this
+/// `tools/call` executed: the span then takes its place as the `execute_tool` span, in the
+/// model call's trace under the span that asked for it (one span, not two: see docs/mcp.md).
+pub fn mcp_span(
+    op: &McpOperation,
+    joined: Option<&PendingCall>,
+    cx: &SpanContextInfo<'_>,
+) -> SpanData {
+    let mut a = mcp_attributes(op, joined, cx);
+    limit_values(&mut a, cx.value_limit);
+    let status = match &op.error {
+        Some(e) => Status::error(op.error_message.clone().unwrap_or_else(|| e.clone())),
+        None => Status::Unset,
+    };
+    let (trace_id, parent_span_id, parent_remote, state) = match (joined, &op.trace.parent) {
+        (Some(c), _) => (c.trace_id, c.parent_span_id, false, c.trace_state.clone()),
+        (None, Some(p)) => (
+            op.trace.trace_id,
+            p.span_id(),
+            true,
+            p.trace_state().clone(),
+        ),
+        (None, None) => (
+            op.trace.trace_id,
+            SpanId::INVALID,
+            false,
+            TraceState::default(),
+        ),
+    };
+    SpanData {
+        span_context: SpanContext::new(
+            trace_id,
+            op.trace.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            state,
+        ),
+        parent_span_id,
+        parent_span_is_remote: parent_remote,
+        span_kind: SpanKind::Client,
+        name: Cow::Owned(op.span_name()),
+        start_time: op.started_at,
+        end_time: op.end_time(),
+        attributes: a,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: cx.scope.clone(),
+    }
+}
+
+/// The span's attributes (see the attribute table in docs/mcp.md).
+pub fn mcp_attributes(
+    op: &McpOperation,
+    joined: Option<&PendingCall>,
+    cx: &SpanContextInfo<'_>,
+) -> Vec<KeyValue> {
+    let s = |v: &str| cut(v).to_string();
+    let mut a = Vec::with_capacity(24);
+    a.push(KeyValue::new(sc::MCP_METHOD_NAME, s(&op.method)));
+    if let Some(id) = &op.request_id {
+        a.push(KeyValue::new(sc::JSONRPC_REQUEST_ID, s(id)));
+    }
+    if let Some(t) = &op.tool_name {
+        a.push(KeyValue::new(sc::GEN_AI_TOOL_NAME, s(t)));
+    }
+    if op.is_tool_call() {
+        a.push(KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"));
+    }
+    if let Some(p) = &op.prompt_name {
+        a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, s(p)));
+    }
+    if let Some(u) = &op.resource_uri {
+        a.push(KeyValue::new(sc::MCP_RESOURCE_URI, s(u)));
+    }
+    if let Some(v) = &op.session_id {
+        a.push(KeyValue::new(sc::MCP_SESSION_ID, s(v)));
+    }
+    if let Some(v) = &op.protocol_version {
+        a.push(KeyValue::new(sc::MCP_PROTOCOL_VERSION, s(v)));
+    }
+    a.push(KeyValue::new(sc::NETWORK_TRANSPORT, op.transport));
+    if let Some(v) = op.http_version {
+        a.push(KeyValue::new(sc::NETWORK_PROTOCOL_NAME, "http"));
+        a.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, v));
+    }
+    if !op.server.address.is_empty() {
+        a.push(KeyValue::new(sc::SERVER_ADDRESS, op.server.address.clone()));
+        a.push(KeyValue::new(sc::SERVER_PORT, i64::from(op.server.port)));
+    }
+    a.push(KeyValue::new(sc::LLMTAP_MCP_SERVER, s(&op.server.name)));
+    if let Some(t) = &op.tenant {
+        a.push(KeyValue::new(sc::LLMTAP_TENANT, s(t)));
+    }
+    if let Some(c) = joined {
+        a.push(KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, s(&c.call_id)));
+        a.push(KeyValue::new(sc::GEN_AI_TOOL_TYPE, s(&c.kind)));
+        if let Some(d) = &c.description {
+            a.push(KeyValue::new(sc::GEN_AI_TOOL_DESCRIPTION, d.clone()));
+        }
+    }
+    if let (Some(red), true) = (cx.redactor, cx.content_on_spans) {
+        if let Some(v) = &op.arguments {
+            a.push(KeyValue::new(
+                sc::GEN_AI_TOOL_CALL_ARGUMENTS,
+                red.content_string(v, cx.value_limit),
+            ));
+        }
+        if let Some(v) = &op.result {
+            a.push(KeyValue::new(
+                sc::GEN_AI_TOOL_CALL_RESULT,
+                red.content_string(v, cx.value_limit),
+            ));
+        }
+    }
+    if let Some(code) = op.rpc_code {
+        a.push(KeyValue::new(
+            sc::RPC_RESPONSE_STATUS_CODE,
+            code.to_string(),
+        ));
+    }
+    if let Some(st) = op.http_status {
+        a.push(KeyValue::new(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(st)));
+    }
+    if let Some(e) = &op.error {
+        a.push(KeyValue::new(sc::ERROR_TYPE, s(e)));
+    }
+    a
+}
+
+/// JSON-RPC error codes kept as they are in metrics' `error.type`; any other code is
+/// `_OTHER`, so a server cannot grow the label set.
+const KNOWN_RPC_CODES: &[&str] = &[
+    "-32700", "-32600", "-32601", "-32602", "-32603", "-32000", "-32001", "-32002", "-32042",
+];
+
+/// `error.type` as the MCP metrics carry it: bounded (see [`KNOWN_RPC_CODES`]).
+pub fn bounded_error_type(e: &str) -> &str {
+    if e == TOOL_ERROR
+        || KNOWN_RPC_CODES.contains(&e)
+        || sc::LLMTAP_ERROR_TYPES.iter().any(|(v, _)| *v == e)
+        || e.parse::<u16>().is_ok_and(|n| (100..=599).contains(&n))
+    {
+        e
+    } else {
+        "_OTHER"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_compare_as_json() {
+        let a =
+            arguments_key_text(r#"{"city": "Paris", "days": 2, "opts": {"b": [1, 2], "a": null}}"#);
+        let b = arguments_key(
+            &serde_json::json!({"opts": {"a": null, "b": [1.0, 2]}, "days": 2.0, "city": "Paris"}),
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            arguments_key_text(r#"{"city": "Lyon", "days": 2, "opts": {"b": [1, 2], "a": null}}"#)
+        );
+        assert_ne!(arguments_key_text("[1,2]"), arguments_key_text("[2,1]"));
+        // No arguments, however spelled.
+        assert_eq!(arguments_key_text(""), arguments_key(&Value::Null));
+        assert_eq!(arguments_key_text("{}"), arguments_key(&Value::Null));
+        // A string and the same text as a JSON string are the same; a number is not a string.
+        assert_ne!(arguments_key_text("1"), arguments_key_text("\"1\""));
+    }
+
+    #[test]
+    fn rpc_codes_are_bounded_on_metrics() {
+        assert_eq!(bounded_error_type("-32602"), "-32602");
+        assert_eq!(bounded_error_type("tool_error"), "tool_error");
+        assert_eq!(bounded_error_type("timeout"), "timeout");
+        assert_eq!(bounded_error_type("502"), "502");
+        assert_eq!(bounded_error_type("-31999"), "_OTHER");
+        assert_eq!(bounded_error_type("anything"), "_OTHER");
+    }
+}
