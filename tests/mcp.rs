@@ -362,6 +362,10 @@ async fn json_responses_and_captured_content() {
     let result: Value =
         serde_json::from_str(w.str_attr("gen_ai.tool.call.result").unwrap()).unwrap();
     assert_eq!(result["content"][0]["text"], "Sunny in Paris, 21 C");
+    // A failed call has its arguments, and no result (the conventions: successful calls only).
+    let f = named(&all, "tools/call failing");
+    assert!(f.attr("gen_ai.tool.call.arguments").is_some());
+    assert!(f.attr("gen_ai.tool.call.result").is_none());
     // No caller trace context: each request is a root span of its own trace.
     assert!(w.parent_span_id.is_empty());
     assert_eq!(
@@ -504,6 +508,21 @@ async fn scripted_mcp_server() -> (String, Seen, tokio::sync::oneshot::Sender<()
                     "POST" => {
                         let msg: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                         let id = msg["id"].clone();
+                        if msg["params"]["name"] == "hang" {
+                            // Answers, then keeps the stream open and silent for good.
+                            let event = format!(
+                                "event: message\ndata: {}\n\n",
+                                json!({"jsonrpc":"2.0","id":id,"result":{"content":[]}})
+                            );
+                            let first = futures_util::stream::once(async move {
+                                Ok::<_, std::io::Error>(bytes::Bytes::from(event))
+                            });
+                            let body = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+                            return Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(Body::from_stream(body))
+                                .unwrap();
+                        }
                         let meta = msg["params"]["_meta"].clone();
                         let sse = format!(
                             "event: message\ndata: {}\n\nevent: message\ndata: {}\n\n",
@@ -665,6 +684,29 @@ async fn bad_input_headers_and_keys() {
         body.contains("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         "{body}"
     );
+
+    // A stream that never ends: the span is out once the response is in it, while the stream
+    // is still open.
+    let hang = r#"{"jsonrpc":"2.0","id":"h1","method":"tools/call","params":{"name":"hang"}}"#;
+    let mut open = client()
+        .post(format!("{}/mcp/s", proxy.url))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer mcp-token")
+        .body(hang)
+        .send()
+        .await
+        .unwrap();
+    let first = open.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"h1\""));
+    let spans = rx
+        .wait_for_spans(
+            |s| s.iter().any(|x| x.name == "tools/call hang"),
+            Duration::from_secs(10),
+        )
+        .await;
+    let hang_span = spans.iter().find(|x| x.name == "tools/call hang").unwrap();
+    assert!(hang_span.attr("error.type").is_none());
+    drop(open);
 
     // GET (the server's stream) with Last-Event-ID, and DELETE, pass through.
     let r = client()

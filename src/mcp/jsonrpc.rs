@@ -61,6 +61,8 @@ pub struct Sent {
     pub arguments: Option<Value>,
     /// `params.protocolVersion` of `initialize`.
     pub protocol_version: Option<String>,
+    /// The `jsonrpc` member when it is not `2.0` (`jsonrpc.protocol.version`).
+    pub jsonrpc_version: Option<String>,
     /// `traceparent` / `tracestate` the client put in `params._meta` (its MCP-level context,
     /// which wins over the HTTP headers').
     pub meta_traceparent: Option<String>,
@@ -93,6 +95,11 @@ pub fn sent(msg: &Value) -> Option<Sent> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         }),
+        jsonrpc_version: match msg.get("jsonrpc") {
+            Some(Value::String(v)) if v == "2.0" => None,
+            Some(Value::String(v)) => Some(v.clone()),
+            _ => None,
+        },
         meta_traceparent: meta_text("traceparent"),
         meta_tracestate: meta_text("tracestate"),
         ..Sent::default()

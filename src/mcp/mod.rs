@@ -322,6 +322,7 @@ async fn post(
             resource_uri: s.resource_uri,
             arguments: s.arguments,
             result: None,
+            jsonrpc_version: s.jsonrpc_version,
             session_id: session.clone(),
             protocol_version: version.clone().or(s.protocol_version),
             server: server.info.clone(),

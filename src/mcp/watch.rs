@@ -116,7 +116,8 @@ impl McpExchange {
             if o.protocol_version.is_some() {
                 op.protocol_version.clone_from(&o.protocol_version);
             }
-            if op.is_tool_call() {
+            // The result only of a call that succeeded (the conventions' `.result`).
+            if op.is_tool_call() && op.error.is_none() {
                 op.result.clone_from(&o.result);
             }
         }

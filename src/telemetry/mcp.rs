@@ -47,6 +47,8 @@ pub struct McpOperation {
     pub result: Option<Value>,
     /// `Mcp-Session-Id` of the request, or the one the server gave in answer to `initialize`.
     pub session_id: Option<String>,
+    /// `jsonrpc.protocol.version`, only when the message's `jsonrpc` is not `2.0`.
+    pub jsonrpc_version: Option<String>,
     /// `MCP-Protocol-Version` header, else `params.protocolVersion` of `initialize`.
     pub protocol_version: Option<String>,
     /// The MCP server (`llmtap.mcp.server` = its configured name, `server.*` = its address).
@@ -242,6 +244,9 @@ pub fn mcp_attributes(
     }
     if let Some(v) = &op.protocol_version {
         a.push(KeyValue::new(sc::MCP_PROTOCOL_VERSION, s(v)));
+    }
+    if let Some(v) = &op.jsonrpc_version {
+        a.push(KeyValue::new(sc::JSONRPC_PROTOCOL_VERSION, s(v)));
     }
     a.push(KeyValue::new(sc::NETWORK_TRANSPORT, op.transport));
     if let Some(v) = op.http_version {

@@ -66,6 +66,7 @@ pub const MCP_SESSION_ID: &str = "mcp.session.id";
 pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
 pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
 pub const JSONRPC_REQUEST_ID: &str = "jsonrpc.request.id";
+pub const JSONRPC_PROTOCOL_VERSION: &str = "jsonrpc.protocol.version";
 pub const RPC_RESPONSE_STATUS_CODE: &str = "rpc.response.status_code";
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
