@@ -831,3 +831,149 @@ async fn client_keys_apply_to_mcp() {
     proxy.stop().await;
     let _ = stop.send(());
 }
+
+/// `llmtap mcp-stdio -- COMMAND`: stdin and stdout relayed byte for byte (whatever they hold),
+/// a request the child never answers ends in an error span when the child exits, and llmtap
+/// exits with the child's status.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_relays_bytes_and_exits_with_the_childs_status() {
+    let rx = OtlpReceiver::start().await;
+    let dir = common::TempDir::new("mcp-stdio");
+    let endpoint = rx.http_endpoint.clone();
+    let mut child = tokio::process::Command::new(common::bin::BIN)
+        .args([
+            "mcp-stdio",
+            "--name",
+            "echo",
+            "--",
+            "sh",
+            "-c",
+            "cat; exit 7",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input: Vec<u8> = Vec::new();
+    input.extend_from_slice(
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup","arguments":{"q":"x"}}}"#,
+    );
+    input.extend_from_slice(b"\nnot json at all\r\n\xff\xfe binary\n");
+    input.extend_from_slice(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    input.push(b'\n');
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let sent = input.clone();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(&sent).await.unwrap();
+        // stdin closes here: cat ends, then exits 7.
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        use tokio::io::AsyncReadExt;
+        stdout.read_to_end(&mut out).await.unwrap();
+    })
+    .await
+    .expect("stdout ended");
+    writer.await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("llmtap exited")
+        .unwrap();
+    assert_eq!(out, input, "byte for byte");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "{}",
+        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+    );
+    let spans = rx
+        .wait_for_spans(|s| mcp_spans(s).len() >= 2, Duration::from_secs(10))
+        .await;
+    let all = mcp_spans(&spans);
+    let call = named(&all, "tools/call lookup");
+    assert_eq!(call.str_attr("network.transport"), Some("pipe"));
+    assert_eq!(call.str_attr("llmtap.mcp.server"), Some("echo"));
+    assert!(call.attr("server.address").is_none());
+    assert_eq!(call.str_attr("error.type"), Some("stream_truncated"));
+    assert_eq!(call.status_code, "error");
+    let note = named(&all, "notifications/initialized");
+    assert!(note.attr("error.type").is_none());
+}
+
+/// The official SDK's client starts `llmtap mcp-stdio -- python mcp_server.py stdio` as its
+/// server: every call answered, each traced with `network.transport=pipe`; a server that dies
+/// mid-call leaves an error span, and the client is not left hanging.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_over_stdio_through_mcp_stdio() {
+    let Some(py) = common::python() else { return };
+    let rx = OtlpReceiver::start().await;
+    let command = json!([
+        common::bin::BIN,
+        "mcp-stdio",
+        "--name",
+        "local",
+        "--",
+        py,
+        common::repo().join("tests/sdk/mcp_server.py"),
+        "stdio"
+    ])
+    .to_string();
+    let endpoint = rx.http_endpoint.clone();
+    let out = run_py(
+        &py,
+        "mcp_client.py",
+        &[
+            ("MCP_STDIO", &command),
+            ("MCP_CRASH", "1"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    )
+    .await;
+    assert_eq!(out["weather"], "Sunny in Paris, 21 C");
+    assert_eq!(out["invalid"]["code"], -32602);
+    assert_ne!(out["crash"], "answered");
+    let spans = rx
+        .wait_for_spans(
+            |s| mcp_spans(s).iter().any(|x| x.name == "tools/call exit_now"),
+            Duration::from_secs(20),
+        )
+        .await;
+    let all = mcp_spans(&spans);
+    for s in &all {
+        assert_eq!(s.kind, "client");
+        assert_eq!(s.str_attr("network.transport"), Some("pipe"), "{}", s.name);
+        assert_eq!(s.str_attr("llmtap.mcp.server"), Some("local"));
+        assert!(s.attr("network.protocol.name").is_none());
+    }
+    let w = named(&all, "tools/call get_weather");
+    assert_eq!(w.str_attr("mcp.protocol.version"), Some("2026-07-28"));
+    assert_eq!(w.str_attr("gen_ai.operation.name"), Some("execute_tool"));
+    assert_eq!(
+        named(&all, "tools/call failing").str_attr("error.type"),
+        Some("tool_error")
+    );
+    assert_eq!(
+        named(&all, "tools/call invalid").str_attr("rpc.response.status_code"),
+        Some("-32602")
+    );
+    let crash = named(&all, "tools/call exit_now");
+    assert_eq!(crash.str_attr("error.type"), Some("stream_truncated"));
+    assert!(
+        crash.status_message.contains("exited"),
+        "{}",
+        crash.status_message
+    );
+}

@@ -46,6 +46,9 @@ pub fn parse_body(bytes: &[u8]) -> Result<(Vec<Value>, bool), BodyError> {
     }
 }
 
+/// The `_meta` key of the protocol version in the 2026-07-28 revision's requests.
+pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+
 /// What a client request or notification says about itself, for its span.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sent {
@@ -59,7 +62,8 @@ pub struct Sent {
     pub resource_uri: Option<String>,
     /// `params.arguments` of `tools/call`.
     pub arguments: Option<Value>,
-    /// `params.protocolVersion` of `initialize`.
+    /// `params.protocolVersion` of `initialize`, or the version every request of the
+    /// 2026-07-28 revision names in `_meta` (`io.modelcontextprotocol/protocolVersion`).
     pub protocol_version: Option<String>,
     /// The `jsonrpc` member when it is not `2.0` (`jsonrpc.protocol.version`).
     pub jsonrpc_version: Option<String>,
@@ -100,6 +104,7 @@ pub fn sent(msg: &Value) -> Option<Sent> {
             Some(Value::String(v)) => Some(v.clone()),
             _ => None,
         },
+        protocol_version: meta_text(PROTOCOL_VERSION_META),
         meta_traceparent: meta_text("traceparent"),
         meta_tracestate: meta_text("tracestate"),
         ..Sent::default()
@@ -115,7 +120,7 @@ pub fn sent(msg: &Value) -> Option<Sent> {
             );
         }
         "prompts/get" => s.prompt_name = text("name"),
-        "initialize" => s.protocol_version = text("protocolVersion"),
+        "initialize" => s.protocol_version = text("protocolVersion").or(s.protocol_version),
         m if m.starts_with("resources/") => s.resource_uri = text("uri"),
         _ => {}
     }
@@ -268,6 +273,10 @@ mod tests {
             sent(&json!({"id":7,"method":"resources/read","params":{"uri":"file:///a"}})).unwrap();
         assert_eq!(s.id_text.as_deref(), Some("7"));
         assert_eq!(s.resource_uri.as_deref(), Some("file:///a"));
+        let s = sent(&json!({"id":2,"method":"tools/list",
+            "params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}))
+        .unwrap();
+        assert_eq!(s.protocol_version.as_deref(), Some("2026-07-28"));
         let s = sent(&json!({"method":"notifications/initialized"})).unwrap();
         assert_eq!(s.id_key, None);
         let s =

@@ -12,6 +12,7 @@
 //! the header that carried it is never forwarded. No header value is ever recorded.
 
 pub mod jsonrpc;
+pub mod stdio;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -278,29 +279,7 @@ async fn post(
         let Some(s) = jsonrpc::sent(msg) else {
             continue;
         };
-        // The client's own MCP-level context (in `_meta`) wins over the HTTP headers'.
-        let trace = match &s.meta_traceparent {
-            Some(tp) => {
-                let mut h = HeaderMap::new();
-                if let Ok(v) = HeaderValue::from_str(tp) {
-                    h.insert("traceparent", v);
-                }
-                if let Some(v) = s
-                    .meta_tracestate
-                    .as_deref()
-                    .and_then(|t| HeaderValue::from_str(t).ok())
-                {
-                    h.insert("tracestate", v);
-                }
-                let t = telemetry.propagation().extract(&h);
-                if t.parent.is_some() {
-                    t
-                } else {
-                    with_new_span(&http_trace, &m.ids)
-                }
-            }
-            None => with_new_span(&http_trace, &m.ids),
-        };
+        let trace = trace_for(&s, &http_trace, telemetry, &m.ids);
         if inject {
             let mut fields = vec![("traceparent", traceparent(telemetry, &trace))];
             if let Some(p) = &trace.parent {
@@ -314,31 +293,18 @@ async fn post(
             }
             changed |= jsonrpc::inject_meta(msg, &fields);
         }
-        let op = McpOperation {
-            method: s.method,
-            request_id: s.id_text,
-            tool_name: s.tool_name,
-            prompt_name: s.prompt_name,
-            resource_uri: s.resource_uri,
-            arguments: s.arguments,
-            result: None,
-            jsonrpc_version: s.jsonrpc_version,
-            session_id: session.clone(),
-            protocol_version: version.clone().or(s.protocol_version),
+        let id_key = s.id_key.clone();
+        let op = Facts {
             server: server.info.clone(),
             transport: "tcp",
-            http_version: None,
-            trace,
+            session: session.clone(),
+            version: version.clone(),
             tenant: tenant.clone(),
-            started_at,
             started,
-            ended: started,
-            error: None,
-            error_message: None,
-            rpc_code: None,
-            http_status: None,
-        };
-        ops.push((s.id_key, op));
+            started_at,
+        }
+        .operation(s, trace);
+        ops.push((id_key, op));
     }
     let out_body = if changed {
         let v = if batch {
@@ -399,6 +365,76 @@ async fn post(
         new_session.as_deref(),
         server.config.timeouts.idle,
     )
+}
+
+/// A message's trace identity: the client's own MCP-level context in `_meta` wins over the
+/// transport's (`base`, from the HTTP headers); a span id of its own either way.
+pub(crate) fn trace_for(
+    s: &jsonrpc::Sent,
+    base: &TraceParent,
+    telemetry: &crate::telemetry::Telemetry,
+    ids: &RandomIdGenerator,
+) -> TraceParent {
+    if let Some(tp) = &s.meta_traceparent {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(tp) {
+            h.insert("traceparent", v);
+        }
+        if let Some(v) = s
+            .meta_tracestate
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            h.insert("tracestate", v);
+        }
+        let t = telemetry.propagation().extract(&h);
+        if t.parent.is_some() {
+            return t;
+        }
+    }
+    with_new_span(base, ids)
+}
+
+/// What every operation of one exchange (or one stdio process) shares.
+pub(crate) struct Facts {
+    pub server: Arc<crate::upstream::UpstreamInfo>,
+    pub transport: &'static str,
+    pub session: Option<String>,
+    /// The protocol version in force (header, or negotiated); `initialize` names its own.
+    pub version: Option<String>,
+    pub tenant: Option<Arc<str>>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+}
+
+impl Facts {
+    /// The operation of one client message, started now.
+    pub(crate) fn operation(&self, s: jsonrpc::Sent, trace: TraceParent) -> McpOperation {
+        McpOperation {
+            method: s.method,
+            request_id: s.id_text,
+            tool_name: s.tool_name,
+            prompt_name: s.prompt_name,
+            resource_uri: s.resource_uri,
+            arguments: s.arguments,
+            result: None,
+            jsonrpc_version: s.jsonrpc_version,
+            session_id: self.session.clone(),
+            protocol_version: self.version.clone().or(s.protocol_version),
+            server: self.server.clone(),
+            transport: self.transport,
+            http_version: None,
+            trace,
+            tenant: self.tenant.clone(),
+            started_at: self.started_at,
+            started: self.started,
+            ended: self.started,
+            error: None,
+            error_message: None,
+            rpc_code: None,
+            http_status: None,
+        }
+    }
 }
 
 /// `trace` with a span id of its own (one per message of a batch).
@@ -492,7 +528,7 @@ impl McpState {
             let version = version.or(start.version);
             self.app
                 .telemetry
-                .mcp_session_ended(server, version.as_deref(), secs, error);
+                .mcp_session_ended(server, "tcp", version.as_deref(), secs, error);
         }
     }
 }

@@ -103,24 +103,7 @@ impl McpExchange {
     }
 
     fn end(&self, mut op: McpOperation, outcome: Option<&Outcome>) {
-        op.ended = Instant::now();
-        if let Some(o) = outcome {
-            if let Some(code) = o.rpc_code {
-                op.rpc_code = Some(code);
-                op.error = Some(code.to_string());
-                op.error_message.clone_from(&o.message);
-            } else if o.tool_error {
-                op.error = Some(TOOL_ERROR.into());
-                op.error_message.clone_from(&o.message);
-            }
-            if o.protocol_version.is_some() {
-                op.protocol_version.clone_from(&o.protocol_version);
-            }
-            // The result only of a call that succeeded (the conventions' `.result`).
-            if op.is_tool_call() && op.error.is_none() {
-                op.result.clone_from(&o.result);
-            }
-        }
+        end_operation(&mut op, outcome);
         self.telemetry.submit_mcp(op);
     }
 
@@ -150,6 +133,28 @@ impl McpExchange {
                 },
             }
             self.end(op, None);
+        }
+    }
+}
+
+/// Ends `op` now with what its response said (`None`: no response, the caller set the error).
+pub fn end_operation(op: &mut McpOperation, outcome: Option<&Outcome>) {
+    op.ended = Instant::now();
+    if let Some(o) = outcome {
+        if let Some(code) = o.rpc_code {
+            op.rpc_code = Some(code);
+            op.error = Some(code.to_string());
+            op.error_message.clone_from(&o.message);
+        } else if o.tool_error {
+            op.error = Some(TOOL_ERROR.into());
+            op.error_message.clone_from(&o.message);
+        }
+        if o.protocol_version.is_some() {
+            op.protocol_version.clone_from(&o.protocol_version);
+        }
+        // The result only of a call that succeeded (the conventions' `.result`).
+        if op.is_tool_call() && op.error.is_none() {
+            op.result.clone_from(&o.result);
         }
     }
 }

@@ -752,12 +752,13 @@ impl Instruments {
     pub fn mcp_session_ended(
         &self,
         server: &crate::upstream::UpstreamInfo,
+        transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,
         error: Option<&str>,
     ) {
         let mut a = vec![
-            KeyValue::new(sc::NETWORK_TRANSPORT, "tcp"),
+            KeyValue::new(sc::NETWORK_TRANSPORT, transport),
             KeyValue::new(sc::LLMTAP_MCP_SERVER, server.name.clone()),
         ];
         if !server.address.is_empty() {

@@ -360,12 +360,13 @@ impl Telemetry {
     pub fn mcp_session_ended(
         &self,
         server: &crate::upstream::UpstreamInfo,
+        transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,
         error: Option<&str>,
     ) {
         if let Some(i) = &self.inner.instruments {
-            i.mcp_session_ended(server, protocol_version, secs, error);
+            i.mcp_session_ended(server, transport, protocol_version, secs, error);
         }
     }
 

@@ -3,6 +3,7 @@ tests: tools that answer fast, slowly, with `isError: true`, with a JSON-RPC err
 large result; a resource and a prompt. Streamable HTTP on 127.0.0.1.
 
 Usage: mcp_server.py PORT [json]   (`json`: POSTs answered as application/json, not SSE)
+       mcp_server.py stdio         (the stdio transport, for `llmtap mcp-stdio`)
 
 The SDK's own OpenTelemetry middleware makes a SERVER span per message, parented on the trace
 context found in `params._meta`. With MCP_SERVER_SPANS=FILE those spans are written to FILE,
@@ -78,7 +79,16 @@ def greet(name: str) -> str:
     return f"Say hello to {name}."
 
 
+@server.tool()
+def exit_now(code: int) -> str:
+    # Dies mid-call, as a crashing server does: no answer ever comes.
+    os._exit(code)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "stdio":
+        server.run(transport="stdio")
+        sys.exit(0)
     port = int(sys.argv[1])
     json_response = len(sys.argv) > 2 and sys.argv[2] == "json"
     server.run(transport="streamable-http", host="127.0.0.1", port=port, json_response=json_response)
