@@ -1241,6 +1241,61 @@ mod tests {
     }
 
     #[test]
+    fn mcp_servers_from_the_file_and_the_flag() {
+        let yaml = "mcp_servers:\n  github: https://mcp.example/github/mcp\n  local: http://127.0.0.1:8000/mcp\nmcp_trace_context: false\n";
+        let cfg = load_yaml(yaml, &env(&[])).unwrap();
+        let names: Vec<&str> = cfg.mcp_servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["github", "local"]);
+        assert!(!cfg.mcp_trace_context);
+        assert!(Config::with_upstream("http://u/v1", Provider::Openai).mcp_trace_context);
+        // The flag replaces a server of the same name and adds the others.
+        let dir = std::env::temp_dir().join(format!("llmtap-mcp-cfg-{}", std::process::id()));
+        std::fs::write(&dir, yaml).unwrap();
+        let args = ProxyArgs {
+            config: Some(dir.clone()),
+            mcp_servers: Some(vec![
+                "local=http://127.0.0.1:9000/mcp".into(),
+                "docs=https://docs.example/mcp".into(),
+            ]),
+            mcp_trace_context: Some(true),
+            ..Default::default()
+        };
+        let cfg = load(&args, &env(&[])).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        let urls: Vec<(&str, &str)> = cfg
+            .mcp_servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.url.as_str()))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                ("github", "https://mcp.example/github/mcp"),
+                ("local", "http://127.0.0.1:9000/mcp"),
+                ("docs", "https://docs.example/mcp")
+            ]
+        );
+        assert!(cfg.mcp_trace_context);
+        for (yaml, key) in [
+            ("mcp_servers:\n  a/b: http://x/mcp\n", "mcp_servers.a/b"),
+            ("mcp_servers:\n  a: ftp://x/mcp\n", "mcp_servers.a"),
+            ("mcp_servers:\n  ..: http://x/mcp\n", "mcp_servers..."),
+        ] {
+            let e = load_yaml(yaml, &env(&[])).unwrap_err();
+            assert!(e.0.contains(key), "{yaml}: {e}");
+        }
+        let args = ProxyArgs {
+            mcp_servers: Some(vec!["no-equals-sign".into()]),
+            ..Default::default()
+        };
+        let e = load(&args, &env(&[])).unwrap_err();
+        assert!(
+            e.0.contains("--mcp-servers") && e.0.contains("name=url"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn live_view_settings_are_validated() {
         for (yaml, key) in [
             ("ui:\n  max_calls: 0\n", "ui.max_calls"),
