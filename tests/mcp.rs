@@ -475,6 +475,72 @@ async fn an_mcp_execution_is_the_model_calls_execute_tool_span() {
     assert_eq!(tool_spans.len(), 1, "{}", common::otlp::spans_json(&spans));
 }
 
+/// The same loop from an app without tracing: the MCP call carries no trace context, yet it
+/// starts in the model call's trace (the context llmtap sends in `_meta` is that trace's), so
+/// the server's own span joins it too, under the execute_tool span.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_app_tracing_the_execution_and_the_servers_span_join_the_model_trace() {
+    let Some(py) = common::python() else { return };
+    let server = SdkServer::start(&py, false).await;
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http"),
+            tweak: Some(with_mcp(vec![("tools", server.url.clone())])),
+            ..Default::default()
+        },
+    )
+    .await;
+    let base = format!("{}/v1", proxy.url);
+    let mcp = format!("{}/mcp/tools", proxy.url);
+    let out = run_py(
+        &py,
+        "mcp_agent.py",
+        &[
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
+            ("MCP_URL", &mcp),
+            ("AFTER_TOOL_SLEEP", "0.1"),
+        ],
+    )
+    .await;
+    let call_id = out["call_id"].as_str().unwrap().to_string();
+    let spans = rx
+        .wait_for_spans(
+            |s| {
+                s.iter().filter(|x| x.name.starts_with("chat ")).count() >= 2
+                    && s.iter().any(|x| x.name == "tools/call get_weather")
+            },
+            Duration::from_secs(20),
+        )
+        .await;
+    let first = spans
+        .iter()
+        .filter(|s| s.name.starts_with("chat "))
+        .min_by_key(|s| s.start_unix_nanos)
+        .unwrap();
+    let exec = spans
+        .iter()
+        .find(|s| s.name == "tools/call get_weather")
+        .unwrap();
+    assert_eq!(exec.trace_id, first.trace_id);
+    assert_eq!(exec.parent_span_id, first.span_id);
+    assert_eq!(exec.str_attr("gen_ai.tool.call.id"), Some(call_id.as_str()));
+    let theirs = server
+        .spans()
+        .into_iter()
+        .find(|x| x["name"] == "tools/call get_weather")
+        .expect("the server's span");
+    assert_eq!(theirs["trace_id"], first.trace_id.as_str());
+    assert_eq!(theirs["parent_span_id"], exec.span_id.as_str());
+    // Its other calls (server/discover, with no model call behind them) stay traces of their own.
+    let discover = spans.iter().find(|s| s.name == "server/discover").unwrap();
+    assert_ne!(discover.trace_id, first.trace_id);
+    proxy.stop().await;
+}
+
 /// What the scripted MCP server of the bad-input tests saw: each request's headers.
 type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
 

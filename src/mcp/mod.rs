@@ -280,8 +280,21 @@ async fn post(
             continue;
         };
         let trace = trace_for(&s, &http_trace, telemetry, &m.ids);
+        let id_key = s.id_key.clone();
+        let mut op = Facts {
+            server: server.info.clone(),
+            transport: "tcp",
+            session: session.clone(),
+            version: version.clone(),
+            tenant: tenant.clone(),
+            started,
+            started_at,
+        }
+        .operation(s, trace);
+        claim_model_call(telemetry, tenant.as_ref(), &mut op);
         if inject {
-            let mut fields = vec![("traceparent", traceparent(telemetry, &trace))];
+            let trace = &op.trace;
+            let mut fields = vec![("traceparent", traceparent(telemetry, trace))];
             if let Some(p) = &trace.parent {
                 let ts = p.trace_state().header();
                 if !ts.is_empty() {
@@ -293,17 +306,6 @@ async fn post(
             }
             changed |= jsonrpc::inject_meta(msg, &fields);
         }
-        let id_key = s.id_key.clone();
-        let op = Facts {
-            server: server.info.clone(),
-            transport: "tcp",
-            session: session.clone(),
-            version: version.clone(),
-            tenant: tenant.clone(),
-            started,
-            started_at,
-        }
-        .operation(s, trace);
         ops.push((id_key, op));
     }
     let out_body = if changed {
@@ -433,7 +435,28 @@ impl Facts {
             error_message: None,
             rpc_code: None,
             http_status: None,
+            joined_call: None,
         }
+    }
+}
+
+/// A `tools/call` that arrived without trace context of its own (no `traceparent` header,
+/// nothing in `_meta`) and executes a tool call a model just asked for starts in that model
+/// call's trace, under the chat span that asked: the context it sends on is that trace's.
+pub(crate) fn claim_model_call(
+    telemetry: &crate::telemetry::Telemetry,
+    tenant: Option<&Arc<str>>,
+    op: &mut McpOperation,
+) {
+    if op.trace.parent.is_some() || !op.is_tool_call() {
+        return;
+    }
+    let (Some(name), Some(args)) = (&op.tool_name, &op.arguments) else {
+        return;
+    };
+    if let Some(c) = telemetry.claim_tool_call(tenant, name, args) {
+        op.trace = c.trace(op.trace.span_id, std::mem::take(&mut op.trace.baggage));
+        op.joined_call = Some(c.call_id);
     }
 }
 

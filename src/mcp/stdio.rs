@@ -227,6 +227,7 @@ fn client_message(
         s.facts.version = version;
         let id_key = sent.id_key.clone();
         let mut op = s.facts.operation(sent, trace);
+        super::claim_model_call(telemetry, None, &mut op);
         match id_key {
             Some(id) => {
                 if s.pending.len() < 10_000 {

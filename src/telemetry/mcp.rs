@@ -7,11 +7,14 @@
 //! response (or ack) arrived; the telemetry worker builds the span and the metrics.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use serde_json::Value;
@@ -73,6 +76,9 @@ pub struct McpOperation {
     pub rpc_code: Option<i64>,
     /// The HTTP status of the exchange that carried the request.
     pub http_status: Option<u16>,
+    /// The model's tool call this execution was started under (claimed from the
+    /// [`ToolIndex`] when the request had no trace context of its own).
+    pub joined_call: Option<String>,
 }
 
 impl McpOperation {
@@ -159,6 +165,144 @@ fn hash_value(v: &Value, h: &mut impl Hasher) {
                 k.hash(h);
                 hash_value(&m[k], h);
             }
+        }
+    }
+}
+
+/// Tool calls models asked for, as the request path sees them the moment the model's answer
+/// ends: what an MCP `tools/call` without trace context of its own needs to start in the model
+/// call's trace (so the context it sends on in `params._meta` is that trace's). Bounded by
+/// count and age; a claimed entry is gone. The worker's pending calls stay the authority on the
+/// join itself (`PendingToolCalls::execute_matching`).
+pub struct ToolIndex {
+    by_key: HashMap<JoinKey, VecDeque<Claimable>>,
+    order: VecDeque<(JoinKey, String)>,
+    ttl: Duration,
+    max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct JoinKey {
+    tenant: Option<Arc<str>>,
+    name: String,
+    arguments: u64,
+}
+
+/// A pending model tool call an MCP execution can start under.
+#[derive(Debug, Clone)]
+pub struct Claimable {
+    pub call_id: String,
+    pub trace_id: TraceId,
+    /// The chat span that asked for the call.
+    pub parent_span_id: SpanId,
+    pub trace_state: TraceState,
+    pub sampled: bool,
+    at: Instant,
+}
+
+impl ToolIndex {
+    pub fn new(ttl: Duration, max: usize) -> ToolIndex {
+        ToolIndex {
+            by_key: HashMap::new(),
+            order: VecDeque::new(),
+            ttl,
+            max: max.max(1),
+        }
+    }
+
+    /// Adds a tool call of the model answer `trace` (the chat span's ids), pushing out the
+    /// oldest entry when full.
+    pub fn add(
+        &mut self,
+        tenant: Option<Arc<str>>,
+        call: &crate::summary::ToolCall,
+        trace: &TraceParent,
+        sampled: bool,
+    ) {
+        if call.id.is_empty() {
+            return;
+        }
+        while self.order.len() >= self.max {
+            let Some((key, id)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(list) = self.by_key.get_mut(&key) {
+                list.retain(|c| c.call_id != id);
+                if list.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+        let key = JoinKey {
+            tenant,
+            name: call.name.clone(),
+            arguments: arguments_key_text(&call.arguments),
+        };
+        let entry = Claimable {
+            call_id: call.id.clone(),
+            trace_id: trace.trace_id,
+            parent_span_id: trace.span_id,
+            trace_state: trace
+                .parent
+                .as_ref()
+                .map(|p| p.trace_state().clone())
+                .unwrap_or_default(),
+            sampled,
+            at: Instant::now(),
+        };
+        self.order.push_back((key.clone(), call.id.clone()));
+        self.by_key.entry(key).or_default().push_back(entry);
+    }
+
+    /// The oldest live call of `name` with these arguments from `tenant`, taken.
+    pub fn claim(
+        &mut self,
+        tenant: Option<&Arc<str>>,
+        name: &str,
+        arguments: &Value,
+    ) -> Option<Claimable> {
+        let key = JoinKey {
+            tenant: tenant.cloned(),
+            name: name.to_string(),
+            arguments: arguments_key(arguments),
+        };
+        let list = self.by_key.get_mut(&key)?;
+        let now = Instant::now();
+        let mut found = None;
+        while let Some(c) = list.pop_front() {
+            if now.saturating_duration_since(c.at) < self.ttl {
+                found = Some(c);
+                break;
+            }
+        }
+        if list.is_empty() {
+            self.by_key.remove(&key);
+        }
+        // `order` keeps the claimed id until it reaches the front: harmless, bounded.
+        found
+    }
+}
+
+impl Claimable {
+    /// The trace identity of an MCP execution of this call: its own span (`span_id`) under the
+    /// chat span that asked for it.
+    pub fn trace(&self, span_id: SpanId, baggage: Vec<(String, String)>) -> TraceParent {
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        TraceParent {
+            trace_id: self.trace_id,
+            span_id,
+            parent: Some(SpanContext::new(
+                self.trace_id,
+                self.parent_span_id,
+                flags,
+                false,
+                self.trace_state.clone(),
+            )),
+            baggage,
         }
     }
 }
@@ -338,6 +482,63 @@ mod tests {
         assert_eq!(arguments_key_text("{}"), arguments_key(&Value::Null));
         // A string and the same text as a JSON string are the same; a number is not a string.
         assert_ne!(arguments_key_text("1"), arguments_key_text("\"1\""));
+    }
+
+    #[test]
+    fn index_claims_once_by_tenant_name_and_arguments() {
+        let mut idx = ToolIndex::new(Duration::from_secs(60), 2);
+        let call = |id: &str, args: &str| crate::summary::ToolCall {
+            id: id.into(),
+            name: "get_weather".into(),
+            arguments: args.into(),
+            ..Default::default()
+        };
+        let trace = TraceParent {
+            trace_id: TraceId::from(7),
+            span_id: SpanId::from(9),
+            ..TraceParent::default()
+        };
+        let acme: Arc<str> = Arc::from("acme");
+        idx.add(
+            Some(acme.clone()),
+            &call("c1", r#"{"city": "Paris"}"#),
+            &trace,
+            true,
+        );
+        assert!(idx
+            .claim(None, "get_weather", &serde_json::json!({"city": "Paris"}))
+            .is_none());
+        assert!(idx
+            .claim(
+                Some(&acme),
+                "get_weather",
+                &serde_json::json!({"city": "Lyon"})
+            )
+            .is_none());
+        let c = idx
+            .claim(
+                Some(&acme),
+                "get_weather",
+                &serde_json::json!({"city": "Paris"}),
+            )
+            .unwrap();
+        assert_eq!(c.call_id, "c1");
+        let t = c.trace(SpanId::from(11), Vec::new());
+        assert_eq!(t.trace_id, TraceId::from(7));
+        assert_eq!(t.parent.unwrap().span_id(), SpanId::from(9));
+        assert!(idx
+            .claim(
+                Some(&acme),
+                "get_weather",
+                &serde_json::json!({"city": "Paris"})
+            )
+            .is_none());
+        // Bounded: the oldest goes.
+        idx.add(None, &call("a", "{}"), &trace, true);
+        idx.add(None, &call("b", "{}"), &trace, true);
+        idx.add(None, &call("c", "{}"), &trace, true);
+        let first = idx.claim(None, "get_weather", &Value::Null).unwrap();
+        assert_eq!(first.call_id, "b");
     }
 
     #[test]

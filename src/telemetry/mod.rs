@@ -95,6 +95,8 @@ struct Inner {
     report_estimated: bool,
     /// Redis shared by replicas, when `--state-url` is set.
     state: Option<Arc<crate::state::SharedState>>,
+    /// Tool calls models asked for, claimable by MCP executions on the request path.
+    tool_index: std::sync::Mutex<mcp::ToolIndex>,
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
     compat: compat::Compat,
     prices: cost::PriceTable,
@@ -249,6 +251,10 @@ impl Telemetry {
                 redactor,
                 report_estimated: config.telemetry.report_estimated_usage,
                 state,
+                tool_index: std::sync::Mutex::new(mcp::ToolIndex::new(
+                    config.telemetry.tool_call_ttl,
+                    config.telemetry.max_pending_tool_calls,
+                )),
                 compat: compat::Compat::new(&config.telemetry.compat),
                 prices: cost::PriceTable::new(config),
                 _meter_provider: meter_provider,
@@ -341,6 +347,39 @@ impl Telemetry {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// Makes the tool calls of a model answer that just ended claimable by MCP executions
+    /// (called on the request path, before the answer's last bytes reach the app).
+    pub(crate) fn index_tool_calls(
+        &self,
+        facts: &record::RequestFacts,
+        calls: &[crate::summary::ToolCall],
+    ) {
+        if calls.is_empty() || facts.operation.is_none() {
+            return;
+        }
+        let sampled = self.head_sampled(&facts.trace);
+        if let Ok(mut idx) = self.inner.tool_index.lock() {
+            for c in calls {
+                idx.add(facts.tenant.clone(), c, &facts.trace, sampled);
+            }
+        }
+    }
+
+    /// The model's pending tool call an MCP `tools/call` of `name` with `arguments` from
+    /// `tenant` executes, taken (see [`mcp::ToolIndex`]).
+    pub fn claim_tool_call(
+        &self,
+        tenant: Option<&Arc<str>>,
+        name: &str,
+        arguments: &serde_json::Value,
+    ) -> Option<mcp::Claimable> {
+        self.inner
+            .tool_index
+            .lock()
+            .ok()?
+            .claim(tenant, name, arguments)
     }
 
     /// Hands a finished MCP operation to the worker without waiting (as [`Self::submit`]).
@@ -689,8 +728,9 @@ impl Worker {
     /// becomes that call's `execute_tool` span; every operation is one client span.
     fn handle_mcp(&mut self, op: mcp::McpOperation) {
         log_mcp(&op);
-        let joined = match (&op.tool_name, op.is_tool_call()) {
-            (Some(name), true) => {
+        let joined = match (&op.tool_name, op.is_tool_call(), &op.joined_call) {
+            (_, _, Some(id)) => self.tools.execute_by_id(id),
+            (Some(name), true, None) => {
                 let key =
                     mcp::arguments_key(op.arguments.as_ref().unwrap_or(&serde_json::Value::Null));
                 let trace = op.trace.parent.as_ref().map(|p| p.trace_id());

@@ -102,6 +102,13 @@ impl PendingToolCalls {
         Some(found.clone())
     }
 
+    /// The call `call_id`, when pending and not yet executed, marked executed; its copy.
+    pub fn execute_by_id(&mut self, call_id: &str) -> Option<PendingCall> {
+        let c = self.calls.get_mut(call_id).filter(|c| !c.executed)?;
+        c.executed = true;
+        Some(c.clone())
+    }
+
     /// Calls past their TTL at `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<PendingCall> {
         let mut out = Vec::new();

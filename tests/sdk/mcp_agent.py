@@ -1,7 +1,7 @@
 """An agent loop: the official openai SDK asks the (scripted) model, which asks for a tool; the
 app runs the tool over MCP (the official MCP SDK's client, through llmtap's /mcp/NAME), then
 "thinks" a while and sends the tool's result back to the model. Every call carries the app's
-trace context (APP_TRACEPARENT), as an instrumented app's would. Prints ids and texts as JSON.
+trace context (APP_TRACEPARENT) when set, as an instrumented app's would; without it, none. Prints ids and texts as JSON.
 
 Env: OPENAI_BASE_URL / OPENAI_API_KEY (llmtap), MCP_URL, APP_TRACEPARENT, AFTER_TOOL_SLEEP."""
 import asyncio
@@ -14,7 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from openai import OpenAI
 
-headers = {"traceparent": os.environ["APP_TRACEPARENT"]}
+headers = {"traceparent": os.environ["APP_TRACEPARENT"]} if os.environ.get("APP_TRACEPARENT") else {}
 openai = OpenAI(max_retries=0, timeout=30)
 tools = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
