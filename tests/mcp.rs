@@ -669,6 +669,12 @@ async fn bad_input_headers_and_keys() {
     assert_eq!(v["jsonrpc"], "2.0");
     assert_eq!(v["error"]["code"], -32600);
     assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
+    let (st, _, body) = post_rpc(&format!("{}/mcp/s/extra/path", proxy.url), call, &[]).await;
+    assert_eq!(st, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        -32600
+    );
 
     let (st, _, body) = post_rpc(&format!("{}/mcp/down", proxy.url), call, &[]).await;
     assert_eq!(st, 502);

@@ -58,11 +58,9 @@ struct SessionStart {
     version: Option<String>,
 }
 
-/// `/mcp/{name}` for every configured MCP server (nothing when none is configured).
+/// `/mcp/{name}` for every configured MCP server; any other name is a 404 in JSON-RPC's shape
+/// (also when none is configured), so an MCP client always gets an answer it can read.
 pub fn routes(app: Arc<AppState>) -> Router {
-    if app.config.mcp_servers.is_empty() {
-        return Router::new();
-    }
     let servers = Upstreams::for_mcp(&app.config);
     if let Err(e) = &servers {
         tracing::error!(error = %e, "MCP server clients not built; /mcp answers 502");
