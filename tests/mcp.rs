@@ -465,6 +465,39 @@ async fn an_mcp_execution_is_the_model_calls_execute_tool_span() {
         .links
         .iter()
         .any(|(t, s)| t == TRACE_ID && *s == first.span_id));
+    // The live view lists the execution in the asking call's tool timeline, with its real time.
+    let calls: Value = client()
+        .get(format!("{}/ui/api/calls", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = calls["calls"].as_array().expect("calls");
+    let asking = rows
+        .iter()
+        .filter_map(|r| r["id"].as_u64())
+        .min()
+        .expect("a call in the view");
+    let detail: Value = client()
+        .get(format!("{}/ui/api/calls/{asking}", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tool = detail["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["call_id"] == call_id.as_str()))
+        .unwrap_or_else(|| panic!("no tool row in {detail}"));
+    let exec_ms = (exec.end_unix_nanos - exec.start_unix_nanos) as f64 / 1e6;
+    let row_ms = tool["duration_ms"].as_f64().unwrap();
+    assert!(
+        (row_ms - exec_ms).abs() < 2.0,
+        "{row_ms} vs the span's {exec_ms}"
+    );
     // One execute_tool span for the call: no estimated one besides the MCP execution.
     proxy.stop().await;
     let spans = rx.spans();

@@ -762,6 +762,23 @@ impl Worker {
             self.batcher
                 .push_with(|| Some(mcp::mcp_span(&op, joined.as_ref(), &cx)));
         }
+        // The live view shows the execution in the asking call's tool timeline, with its real
+        // start and end (and, with content on spans, the MCP span's attributes).
+        if let (Some(r), Some(c)) = (&self.recent, joined) {
+            let exported = (self.redactor.is_some() && self.content_on_spans).then(|| {
+                let cx = span_cx!(self);
+                mcp::mcp_attributes(&op, Some(&c), &cx)
+            });
+            let mut call = c;
+            call.requested_at = op.started_at;
+            r.push_tool(RecentTool {
+                call,
+                end: op.end_time(),
+                received: false,
+                closed_by: None,
+                exported_attributes: exported,
+            });
+        }
     }
 
     /// A call this replica asked for reached its TTL unanswered here. With shared state, it is
