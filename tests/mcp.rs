@@ -607,6 +607,13 @@ async fn scripted_mcp_server() -> (String, Seen, tokio::sync::oneshot::Sender<()
                     "POST" => {
                         let msg: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                         let id = msg["id"].clone();
+                        if msg["params"]["name"] == "plain" {
+                            // An answer llmtap cannot read outcomes from.
+                            return Response::builder()
+                                .header("content-type", "text/plain")
+                                .body(Body::from("done"))
+                                .unwrap();
+                        }
                         if msg["params"]["name"] == "hang" {
                             // Answers, then keeps the stream open and silent for good.
                             let event = format!(
@@ -790,6 +797,16 @@ async fn bad_input_headers_and_keys() {
         "{body}"
     );
 
+    // An answer in a content type with no JSON-RPC in it: relayed; its span is not an error.
+    let plain = r#"{"jsonrpc":"2.0","id":"p1","method":"tools/call","params":{"name":"plain"}}"#;
+    let (st, _, body) = post_rpc(
+        &format!("{}/mcp/s", proxy.url),
+        plain,
+        &[("authorization", "Bearer mcp-token")],
+    )
+    .await;
+    assert_eq!((st, body.as_str()), (200, "done"));
+
     // A stream that never ends: the span is out once the response is in it, while the stream
     // is still open.
     let hang = r#"{"jsonrpc":"2.0","id":"h1","method":"tools/call","params":{"name":"hang"}}"#;
@@ -862,6 +879,8 @@ async fn bad_input_headers_and_keys() {
     assert!(ok.attr("error.type").is_none(), "found in the SSE stream");
     assert!(tp.contains(&ok.span_id), "_meta names llmtap's span");
     assert!(all.iter().any(|s| s.str_attr("error.type") == Some("401")));
+    let plain_span = named(&all, "tools/call plain");
+    assert!(plain_span.attr("error.type").is_none());
     let own_span = all
         .iter()
         .find(|s| s.trace_id == "0af7651916cd43dd8448eb211c80319c")

@@ -36,6 +36,9 @@ pub struct McpExchange {
     /// it is every open request's outcome.
     orphan_error: Option<Outcome>,
     failed: Option<String>,
+    /// The body could not be read for outcomes (oversize, an SSE event too large, another
+    /// content type): a request without a response found there is not a failure.
+    unreadable: bool,
     finished: bool,
 }
 
@@ -50,6 +53,7 @@ impl McpExchange {
             status: None,
             orphan_error: None,
             failed: None,
+            unreadable: false,
             finished: false,
         }
     }
@@ -78,6 +82,7 @@ impl McpExchange {
         } else if content_type.starts_with("application/json") {
             Body::Json(Vec::new())
         } else {
+            self.unreadable = true;
             Body::Unread
         };
     }
@@ -124,6 +129,7 @@ impl McpExchange {
                 }
                 // A notification (or a client's response) is done when the server acks it.
                 (None, Some(_)) if id.is_none() => {}
+                (None, Some(_)) if self.unreadable => {}
                 (None, _) => match orphan.as_ref() {
                     Some(o) => {
                         self.end(op, Some(o));
@@ -165,6 +171,7 @@ impl BodyWatcher for McpExchange {
             Body::Unread => {}
             Body::Json(buf) => {
                 if buf.len() + bytes.len() > MAX_JSON_BODY {
+                    self.unreadable = true;
                     self.body = Body::Unread;
                 } else {
                     buf.extend_from_slice(bytes);
@@ -178,6 +185,9 @@ impl BodyWatcher for McpExchange {
                         found.extend(jsonrpc::messages(ev.data));
                     }
                 });
+                if parser.failed() {
+                    self.unreadable = true;
+                }
                 for m in &found {
                     self.message(m);
                 }
