@@ -25,10 +25,12 @@ use crate::config::{AuthConfig, ClientKeyConfig};
 
 /// Request headers that carry a client's credential. They are never forwarded when client
 /// keys are on, and never copied onto spans or metrics.
-pub const CREDENTIAL_HEADERS: [&str; 5] = [
+pub const CREDENTIAL_HEADERS: [&str; 6] = [
     "authorization",
     "api-key",
     "x-api-key",
+    // Google's (Gemini Developer API); its `key=` query parameter is never recorded either.
+    "x-goog-api-key",
     "proxy-authorization",
     "cookie",
 ];
@@ -211,7 +213,8 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// The key the client presented: `Authorization: Bearer <key>`, else `api-key`, else
-/// `x-api-key`. Surrounding whitespace is not part of the key.
+/// `x-api-key`, else `x-goog-api-key` (Google's SDKs). Surrounding whitespace is not part of
+/// the key.
 pub fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let v = v.as_bytes();
@@ -221,7 +224,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
             }
         }
     }
-    ["api-key", "x-api-key"]
+    ["api-key", "x-api-key", "x-goog-api-key"]
         .iter()
         .filter_map(|h| headers.get(*h))
         .find_map(|v| clean(v.as_bytes()))

@@ -99,6 +99,10 @@ pub struct ProxyArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "LLMTAP_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<f64>,
+    /// Seconds after SIGTERM/SIGINT during which `/readyz` answers 503 and requests are still
+    /// served, before the listener closes (a load balancer's drain window) [default: 0].
+    #[arg(long, env = "LLMTAP_DRAIN_DELAY")]
+    pub drain_delay: Option<f64>,
     /// Threads serving connections, each a single-threaded runtime that keeps a connection
     /// and its upstream requests on one thread [default: the CPUs available].
     #[arg(long, env = "LLMTAP_SERVE_THREADS")]

@@ -26,6 +26,11 @@ pub enum Provider {
     // The README and the YAML spell it with an underscore; clap's own spelling is hyphenated.
     #[value(alias = "openai_compatible")]
     OpenaiCompatible,
+    /// Google's Gemini Developer API (`generativelanguage.googleapis.com`).
+    Gemini,
+    /// Google Vertex AI (`{location}-aiplatform.googleapis.com`).
+    #[value(alias = "vertex_ai")]
+    VertexAi,
 }
 
 impl Provider {
@@ -38,6 +43,8 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Gemini => "gemini",
+            Provider::VertexAi => "vertex_ai",
         }
     }
 
@@ -50,6 +57,8 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Anthropic => "anthropic",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Gemini => "gcp.gemini",
+            Provider::VertexAi => "gcp.vertex_ai",
         }
     }
 }
@@ -225,6 +234,10 @@ pub struct TelemetryConfig {
     pub queue_size: usize,
     /// Backends whose own names are added to the spans (none by default).
     pub compat: Vec<CompatProfile>,
+    /// Names (globs: `*`, `?`) of tools whose calls are the response's structured output, not
+    /// work for the application, besides the shapes llmtap recognises itself
+    /// (`telemetry::output_tools`): no pending state, no `execute_tool` span.
+    pub output_tools: Vec<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -242,6 +255,7 @@ impl Default for TelemetryConfig {
             slow_request: Duration::from_secs(10),
             queue_size: 8192,
             compat: Vec::new(),
+            output_tools: Vec::new(),
         }
     }
 }
@@ -339,6 +353,10 @@ pub struct Config {
     /// response on a kept-alive connection); slower clients are disconnected.
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long `/readyz` answers 503 while every request is still
+    /// served, so a load balancer takes the instance out of rotation before the listener
+    /// closes (the Kubernetes pre-stop pattern). Zero: stop accepting at once.
+    pub drain_delay: Duration,
     /// Threads serving connections (`--serve-threads`); `None`: the CPUs available.
     pub serve_threads: Option<usize>,
     pub log_format: LogFormat,
@@ -392,6 +410,7 @@ impl Config {
             max_body_bytes: 32 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             serve_threads: None,
             log_format: LogFormat::Text,
             ca_file: None,
@@ -441,6 +460,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     header_read_timeout_secs: Option<f64>,
     shutdown_timeout_secs: Option<f64>,
+    drain_delay_secs: Option<f64>,
     serve_threads: Option<usize>,
     log_format: Option<LogFormat>,
     ca_file: Option<PathBuf>,
@@ -525,6 +545,7 @@ struct FileTelemetry {
     slow_request_secs: Option<f64>,
     queue_size: Option<usize>,
     compat: Option<Vec<CompatProfile>>,
+    output_tools: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -665,6 +686,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     if let Some(v) = file.shutdown_timeout_secs {
         cfg.shutdown_timeout = secs("shutdown_timeout_secs", v)?;
     }
+    if let Some(v) = file.drain_delay_secs {
+        cfg.drain_delay = secs("drain_delay_secs", v)?;
+    }
     if let Some(v) = file.serve_threads {
         cfg.serve_threads = Some(threads("serve_threads", v)?);
     }
@@ -715,6 +739,9 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         }
         if let Some(v) = t.compat {
             d.compat = v;
+        }
+        if let Some(v) = t.output_tools {
+            d.output_tools = v;
         }
     }
     if let Some(m) = file.metrics {
@@ -959,6 +986,9 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     }
     if let Some(v) = a.shutdown_timeout {
         cfg.shutdown_timeout = secs("--shutdown-timeout", v)?;
+    }
+    if let Some(v) = a.drain_delay {
+        cfg.drain_delay = secs("--drain-delay", v)?;
     }
     if let Some(v) = a.serve_threads {
         let key = flag_key(

@@ -27,7 +27,7 @@ use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
 use crate::telemetry::record::{RequestFacts, RequestRecord};
 use crate::telemetry::Telemetry;
-use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER};
+use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -169,6 +169,16 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Err(e) => return own_error(ProxyError::BadPath(e), record),
     };
     record.path.clone_from(&path);
+    if let Some(hint) = route::doubled_v1_hint(&path) {
+        // Answered in the shape of the API the caller meant.
+        record.dialect = path
+            .strip_prefix("/v1")
+            .and_then(|meant| route::target(meant, &parts.method))
+            .and_then(|t| t.dialect);
+        record.hint = Some(hint.clone());
+        let hint = Some(hint);
+        return own_error(ProxyError::NotFound { path, hint }, record);
+    }
     let Some(target) = route::target(&path, &parts.method) else {
         let hint = route::missing_v1_hint(&path);
         record.hint = hint.clone();
@@ -252,7 +262,7 @@ impl http_body::Body for HoldPermit {
 fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
     // In the error shape of the API that was called, so its SDK raises its usual exception.
     let body = match record.dialect {
-        Some(d) => d.error_body(&e.to_string(), e.kind(), e.code()),
+        Some(d) => d.error_body(&e.to_string(), e.kind(), e.code(), e.status().as_u16()),
         None => e.body(),
     };
     let status = e.status();
@@ -384,9 +394,13 @@ async fn forward(
         Some((i, o)) => (Some(i), Some(o)),
         None => (None, None),
     };
-    if target.deployment.is_some() && info.as_ref().is_none_or(|i| i.model.is_none()) {
-        // Azure names the model in the path; a non-JSON body still gets it on the span.
-        info.get_or_insert_with(Default::default).model = target.deployment.clone();
+    if target.path_model.is_some() && info.as_ref().is_none_or(|i| i.model.is_none()) {
+        // Azure and Gemini name the model in the path; it routes the request, and a body
+        // without one (or not JSON) still gets it on the span.
+        info.get_or_insert_with(Default::default).model = target.path_model.clone();
+    }
+    if target.path_stream && target.operation.is_some() {
+        info.get_or_insert_with(Default::default).stream = Some(true);
     }
     let model = info.as_ref().and_then(|i| i.model.as_deref());
     let upstream_cfg = route::upstream_for(&s.config, model);
@@ -400,7 +414,10 @@ async fn forward(
 
     let refusal_key = RefusalKey::new(
         &upstream.config.name,
-        target.deployment.as_deref(),
+        target
+            .path_model
+            .as_deref()
+            .filter(|_| target.azure_deployment),
         injection::api_version(parts.uri.query()),
         info.as_ref().and_then(|i| i.model.as_deref()),
     );
@@ -452,7 +469,12 @@ async fn forward(
     } else {
         &upstream.base
     };
-    let url = upstream_url(base, &target.upstream_path, parts.uri.query())?;
+    // Google's `key=` is a credential: a Gemini upstream with its own key sends that one (in
+    // `x-goog-api-key`), so the client's stays here, like its headers.
+    let strip_key = upstream.config.provider == crate::config::Provider::Gemini
+        && upstream.config.api_key.is_some();
+    let query = forwarded_query(parts.uri.query(), strip_key);
+    let url = upstream_url(base, &target.upstream_path, query.as_deref())?;
     let body = match out_body {
         OutBody::Whole(b) => reqwest::Body::from(b),
         OutBody::Streamed(b) => reqwest::Body::wrap_stream(
@@ -535,6 +557,19 @@ fn upstream_url(
         return Err(leaves());
     }
     Ok(url)
+}
+
+/// The query sent upstream: the client's, without its `key=` parameters when `strip_key`.
+fn forwarded_query(query: Option<&str>, strip_key: bool) -> Option<std::borrow::Cow<'_, str>> {
+    let q = query?;
+    if !strip_key || !q.split('&').any(|p| p == "key" || p.starts_with("key=")) {
+        return Some(q.into());
+    }
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|p| *p != "key" && !p.starts_with("key="))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&").into())
 }
 
 /// Sends one request upstream within the first-byte timeout.
@@ -637,12 +672,35 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
         .get(PROMPT_TEMPLATE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(h) = &tcfg.conversation_id_header {
-        record.conversation_id = headers
-            .get(h.as_str())
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-    }
+    record.prompt_version = headers
+        .get(PROMPT_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    record.conversation_id = session_id(headers, tcfg.conversation_id_header.as_deref());
+}
+
+/// Headers that name the client's session, after the configured one, in precedence order:
+/// Claude Code's (2.1.86 and later), the Codex CLI's (`session-id`; `session_id` from older
+/// builds and other agents), and the generic `x-session-id`. Sources in docs/coding-agents.md.
+const SESSION_HEADERS: [&str; 4] = [
+    "x-claude-code-session-id",
+    "session-id",
+    "session_id",
+    "x-session-id",
+];
+
+/// `gen_ai.conversation.id` from the request's headers: the configured header first, then
+/// [`SESSION_HEADERS`]; the first non-empty value wins. Never a generated id: a request that
+/// names no session has none (the body may still name one: Claude Code's
+/// `metadata.user_id`, the Responses API's `conversation`).
+fn session_id(headers: &HeaderMap, configured: Option<&str>) -> Option<String> {
+    configured
+        .into_iter()
+        .chain(SESSION_HEADERS)
+        .filter_map(|h| headers.get(h)?.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 fn is_credential(header: &str) -> bool {
@@ -699,5 +757,50 @@ mod tests {
         assert!(upstream_url(&url("http://up"), "@evil/x", None).is_err());
         let u = upstream_url(&url("http://up"), "/@evil/x", None).unwrap();
         assert_eq!(u.host_str(), Some("up"));
+    }
+
+    #[test]
+    fn session_headers_in_precedence_order() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let all = h(&[
+            ("x-session-id", "generic"),
+            ("session-id", "codex"),
+            ("x-claude-code-session-id", "claude"),
+            ("x-my-session", "mine"),
+        ]);
+        assert_eq!(
+            session_id(&all, Some("x-my-session")).as_deref(),
+            Some("mine")
+        );
+        assert_eq!(session_id(&all, None).as_deref(), Some("claude"));
+        let codex = h(&[("session_id", "codex-old"), ("x-session-id", "g")]);
+        assert_eq!(session_id(&codex, None).as_deref(), Some("codex-old"));
+        assert_eq!(
+            session_id(&h(&[("x-session-id", " ")]), None),
+            None,
+            "blank is none"
+        );
+        assert_eq!(session_id(&HeaderMap::new(), Some("x-my-session")), None);
+    }
+
+    #[test]
+    fn google_key_parameter_is_kept_only_without_keys_of_our_own() {
+        let q = Some("alt=sse&key=AIzaSECRET");
+        assert_eq!(forwarded_query(q, false).as_deref(), q);
+        assert_eq!(forwarded_query(q, true).as_deref(), Some("alt=sse"));
+        assert_eq!(forwarded_query(Some("key=AIza"), true), None);
+        assert_eq!(
+            forwarded_query(Some("keyword=1"), true).as_deref(),
+            Some("keyword=1")
+        );
     }
 }

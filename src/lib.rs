@@ -60,6 +60,16 @@ pub async fn serve(
         async move {
             shutdown.await;
             state.ready.store(false, Ordering::Release);
+            // The drain window: still serving, but `/readyz` says 503, so a load balancer
+            // stops sending new work before the listener closes.
+            let delay = state.config.drain_delay;
+            if !delay.is_zero() {
+                tracing::info!(
+                    drain_delay_secs = delay.as_secs_f64(),
+                    "/readyz answers 503; still serving until the drain delay ends"
+                );
+                tokio::time::sleep(delay).await;
+            }
             let _ = state.stopping.send(true);
             let _ = stop_tx.send(true);
         }

@@ -103,6 +103,24 @@ fn init_logs(format: LogFormat) {
     };
 }
 
+/// A listener that could not bind, in one line; an address in use or not allowed names the
+/// setting that picks another.
+fn bind_failure(what: &str, e: &std::io::Error, setting: &str) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => {
+            format!("{what}: {e}; another process listens there: pick a free address with {setting}")
+        }
+        ErrorKind::PermissionDenied => {
+            format!("{what}: {e}; ports below 1024 need privileges: pick another with {setting}")
+        }
+        ErrorKind::AddrNotAvailable => {
+            format!("{what}: {e}; no interface of this machine has that address: pick another with {setting}")
+        }
+        _ => format!("{what}: {e}"),
+    }
+}
+
 /// Config errors: one line on stderr, exit status 2.
 fn config_failure(msg: &str) -> ExitCode {
     eprintln!("llmtap: {msg}");
@@ -117,12 +135,24 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
     init_logs(config.log_format);
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
-        Err(e) => return config_failure(&format!("listen {}: {e}", config.listen)),
+        Err(e) => {
+            return config_failure(&bind_failure(
+                &format!("listen {}", config.listen),
+                &e,
+                "--listen or LLMTAP_LISTEN",
+            ))
+        }
     };
     let metrics_listener = match config.metrics_listen {
         Some(a) => match TcpListener::bind(a).await {
             Ok(l) => Some(l),
-            Err(e) => return config_failure(&format!("metrics_listen {a}: {e}")),
+            Err(e) => {
+                return config_failure(&bind_failure(
+                    &format!("metrics_listen {a}"),
+                    &e,
+                    "--metrics-listen or LLMTAP_METRICS_LISTEN",
+                ))
+            }
         },
         None => None,
     };
@@ -196,7 +226,13 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
     } else {
         let listener = match TcpListener::bind(upstream_listen).await {
             Ok(l) => l,
-            Err(e) => return config_failure(&format!("demo upstream {upstream_listen}: {e}")),
+            Err(e) => {
+                return config_failure(&bind_failure(
+                    &format!("demo upstream {upstream_listen}"),
+                    &e,
+                    "--upstream-listen",
+                ))
+            }
         };
         let upstream_addr = match listener.local_addr() {
             Ok(a) => a,
@@ -262,7 +298,9 @@ async fn run_demo(args: &ProxyArgs, upstream_listen: &str) -> ExitCode {
 async fn run_mock(listen: &str, fixtures: Option<std::path::PathBuf>) -> ExitCode {
     let listener = match TcpListener::bind(listen).await {
         Ok(l) => l,
-        Err(e) => return config_failure(&format!("listen {listen}: {e}")),
+        Err(e) => {
+            return config_failure(&bind_failure(&format!("listen {listen}"), &e, "--listen"))
+        }
     };
     tracing::info!(listen = %listen, "scripted OpenAI-compatible upstream listening");
     let mock = MockUpstream::new(MockConfig {
@@ -316,7 +354,10 @@ async fn healthcheck(url: &str) -> ExitCode {
         }
     };
     match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) if r.status().is_success() => {
+            println!("llmtap healthcheck: {url} answered {}", r.status());
+            ExitCode::SUCCESS
+        }
         Ok(r) => {
             eprintln!("llmtap healthcheck: {url} answered {}", r.status());
             ExitCode::FAILURE
@@ -332,11 +373,17 @@ async fn healthcheck(url: &str) -> ExitCode {
 }
 
 fn health_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    // `127.0.0.1:8080` is what people type (it is how --listen is written): plain HTTP then.
+    let url = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    match reqwest::Url::parse(&url) {
         Ok(mut u) if u.path() == "/" || u.path().is_empty() => {
             u.set_path("/healthz");
             u.to_string()
         }
-        _ => url.to_string(),
+        _ => url,
     }
 }

@@ -34,6 +34,9 @@ pub struct RequestInfo {
     /// The request's function tools as (name, description), for `gen_ai.tool.description` on
     /// the `execute_tool` spans of the calls the response asks for. Bounded.
     pub tool_descriptions: Vec<(String, String)>,
+    /// The one function the request forces the model to call, when it does (see
+    /// [`forced_tool`](crate::dialect::forced_tool)): its calls are the structured output.
+    pub forced_tool: Option<String>,
     /// Characters of all message content (or prompt/input text).
     pub prompt_chars: u64,
     pub message_count: u64,
@@ -41,8 +44,12 @@ pub struct RequestInfo {
     pub prompt_hash: Option<String>,
     /// `encoding_format` of an embeddings request (`float`, `base64`).
     pub encoding_formats: Vec<String>,
-    /// A conversation the request continues (Responses `conversation` / `previous_response_id`).
+    /// A conversation the request continues (Responses `conversation` / `previous_response_id`,
+    /// the session in Claude Code's `metadata.user_id`).
     pub conversation_id: Option<String>,
+    /// Responses `previous_response_id`: `gen_ai.request.previous_response.id` (genai `main`,
+    /// #372).
+    pub previous_response_id: Option<String>,
     /// `role: tool` messages: (tool_call_id, result text).
     pub tool_results: Vec<(String, String)>,
     /// Semconv-shaped content, filled only when capture is on.
@@ -191,6 +198,8 @@ pub fn facts(
         })
         .take(MAX_TOOL_DESCRIPTIONS)
         .collect();
+    info.forced_tool =
+        crate::dialect::forced_tool(obj, |t| t.get("function").and_then(|f| f.get("name")));
     match obj.get("stop") {
         Some(Value::String(s)) => info.stop = vec![s.clone()],
         Some(Value::Array(a)) => {
@@ -209,7 +218,7 @@ pub fn facts(
         info.dimensions = obj.get("dimensions").and_then(Value::as_i64);
     }
     let prompt_key = match op {
-        Operation::Chat => "messages",
+        Operation::Chat | Operation::GenerateContent => "messages",
         Operation::TextCompletion => "prompt",
         Operation::Embeddings => "input",
     };
@@ -270,7 +279,7 @@ pub fn content_text(content: Option<&Value>) -> String {
 fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
     let mut out = RequestContent::default();
     match op {
-        Operation::Chat => {
+        Operation::Chat | Operation::GenerateContent => {
             // System and developer messages stay in the input messages: the conventions
             // give system instructions their own attribute only when the API carries them
             // apart from the messages (Anthropic `system`, Responses `instructions`).
@@ -290,6 +299,9 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                         "id": m.get("tool_call_id"),
                         "response": text,
                     }));
+                } else if let Some(Value::Array(items)) = m.get("content") {
+                    // Parts as sent: text, images (`uri` / `blob`), audio, files.
+                    parts.extend(items.iter().map(chat_part));
                 } else if !text.is_empty() {
                     parts.push(serde_json::json!({"type": "text", "content": text}));
                 }
@@ -314,10 +326,18 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
                 let defs: Vec<Value> = tools
                     .iter()
                     .map(|t| {
-                        let f = t.get("function");
+                        let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
+                        // `function` tools name it under `function`, `custom` ones under
+                        // `custom`; the schema requires a name, so a tool without one goes
+                        // by its type.
+                        let f = t.get("function").or_else(|| t.get(kind));
+                        let name = f
+                            .and_then(|f| f.get("name"))
+                            .and_then(Value::as_str)
+                            .unwrap_or(kind);
                         serde_json::json!({
-                            "type": t.get("type").and_then(Value::as_str).unwrap_or("function"),
-                            "name": f.and_then(|f| f.get("name")),
+                            "type": kind,
+                            "name": name,
                             "description": f.and_then(|f| f.get("description")),
                             "parameters": f.and_then(|f| f.get("parameters")),
                         })
@@ -345,6 +365,59 @@ fn capture_content(op: Operation, obj: &Map<String, Value>) -> RequestContent {
         }
     }
     out
+}
+
+/// An image (or other media) referenced by URL, in the semconv part shapes: a `data:` URL
+/// becomes a `blob` part (`mime_type` and the base64 `content`), any other URL a `uri` part.
+/// `modality` is the schema's `Modality` (`image`, `audio`, `video`, `document`).
+pub fn media_url_part(url: &str, modality: &str) -> Value {
+    if let Some(rest) = url.strip_prefix("data:") {
+        if let Some((meta, data)) = rest.split_once(',') {
+            let mime = meta.split(';').next().filter(|m| !m.is_empty());
+            return blob_part(data, mime, modality);
+        }
+    }
+    serde_json::json!({"type": "uri", "modality": modality, "uri": url})
+}
+
+/// Inline media in the semconv `blob` part shape (`content` is the base64 text as sent).
+pub fn blob_part(base64: &str, mime_type: Option<&str>, modality: &str) -> Value {
+    serde_json::json!({"type": "blob", "modality": modality, "mime_type": mime_type,
+        "content": base64})
+}
+
+/// One Chat Completions content part in the semconv shape: `text`, `image_url` (→ `uri` or
+/// `blob`), `input_audio` (→ audio `blob`), `file` (→ `file` part by id, or a `blob`).
+/// Other part types keep their `type` as a generic part.
+fn chat_part(p: &Value) -> Value {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+    match p.get("type").and_then(Value::as_str).unwrap_or("") {
+        "text" => serde_json::json!({"type": "text", "content": s(p.get("text"))}),
+        "image_url" => {
+            let url = p
+                .get("image_url")
+                .and_then(|i| i.get("url").or(Some(i)))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            media_url_part(url, "image")
+        }
+        "input_audio" => {
+            let a = p.get("input_audio");
+            let format = a.and_then(|a| a.get("format")).and_then(Value::as_str);
+            let mime = format.map(|f| format!("audio/{f}"));
+            blob_part(&s(a.and_then(|a| a.get("data"))), mime.as_deref(), "audio")
+        }
+        "file" => {
+            let f = p.get("file");
+            match f.and_then(|f| f.get("file_id")).and_then(Value::as_str) {
+                Some(id) => {
+                    serde_json::json!({"type": "file", "modality": "document", "file_id": id})
+                }
+                None => media_url_part(&s(f.and_then(|f| f.get("file_data"))), "document"),
+            }
+        }
+        other => serde_json::json!({"type": if other.is_empty() { "unknown" } else { other }}),
+    }
 }
 
 /// Tool-call `arguments` as the message schema wants them: the JSON they encode (an object,

@@ -16,8 +16,13 @@ pub struct Target {
     pub operation: Option<Operation>,
     /// The API's dialect for inference paths.
     pub dialect: Option<&'static dyn Dialect>,
-    /// Azure's deployment name, which stands in for the model when the body has none.
-    pub deployment: Option<String>,
+    /// The model the path names, which stands in for the model when the body has none:
+    /// Azure's deployment name, Gemini's `models/{model}`.
+    pub path_model: Option<String>,
+    /// Azure: the model is a deployment (the upstream rejects injected usage per deployment).
+    pub azure_deployment: bool,
+    /// The path itself asks for a stream (Gemini's `:streamGenerateContent`).
+    pub path_stream: bool,
 }
 
 /// For a path that would be valid under `/v1` (`/chat/completions`), what to tell the caller:
@@ -44,6 +49,18 @@ pub fn missing_v1_hint(path: &str) -> Option<String> {
     valid.then(|| format!("did you mean /v1/{rest}? (the base URL usually ends in /v1)"))
 }
 
+/// For `/v1/v1/messages` and the like: an SDK whose base URL already ends in `/v1` added its
+/// own `/v1` (Anthropic's SDKs take a base URL without it). `None` for other paths.
+pub fn doubled_v1_hint(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v1/v1/")?;
+    let known = missing_v1_hint(rest).is_some();
+    known.then(|| {
+        format!(
+            "did you mean /v1/{rest}? (this SDK adds /v1 itself: give it a base URL without /v1)"
+        )
+    })
+}
+
 /// Maps an inbound path to its upstream path, dialect and operation; `None` for paths llmtap
 /// does not proxy.
 ///
@@ -51,6 +68,18 @@ pub fn missing_v1_hint(path: &str) -> Option<String> {
 /// `/openai/<rest>` to `<base>/openai/<rest>` (an Azure base URL is the resource root), and
 /// Ollama's `/api/<rest>` to `<origin of base>/api/<rest>`.
 pub fn target(path: &str, method: &http::Method) -> Option<Target> {
+    // APIs that name their own version and model in the path (Gemini): forwarded whole.
+    if let Some((dialect, claim)) = dialect::claim(path, method) {
+        return Some(Target {
+            upstream_path: path.to_string(),
+            from_origin: false,
+            operation: claim.operation,
+            dialect: Some(dialect),
+            path_model: claim.model,
+            azure_deployment: false,
+            path_stream: claim.stream,
+        });
+    }
     let (upstream_path, rest, from_origin) = if let Some(rest) = path.strip_prefix("/v1/") {
         (format!("/{rest}"), rest, false)
     } else if let Some(rest) = path.strip_prefix("/openai/") {
@@ -87,7 +116,9 @@ pub fn target(path: &str, method: &http::Method) -> Option<Target> {
         from_origin,
         operation,
         dialect,
-        deployment,
+        azure_deployment: deployment.is_some(),
+        path_model: deployment,
+        path_stream: false,
     })
 }
 
@@ -173,7 +204,7 @@ mod tests {
             t.upstream_path,
             "/openai/deployments/my-gpt/chat/completions"
         );
-        assert_eq!(t.deployment.as_deref(), Some("my-gpt"));
+        assert_eq!(t.path_model.as_deref(), Some("my-gpt"));
         assert_eq!(t.operation, Some(Operation::Chat));
         assert!(target("/v2/x", &Method::GET).is_none());
         let t = target("/api/chat", &Method::POST).unwrap();
@@ -189,5 +220,24 @@ mod tests {
             target("/v1/embeddings", &Method::POST).unwrap().operation,
             Some(Operation::Embeddings)
         );
+        let t = target(
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            &Method::POST,
+        )
+        .unwrap();
+        assert_eq!(t.dialect.map(|d| d.name()), Some("gemini"));
+        assert_eq!(
+            t.upstream_path,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        );
+        assert_eq!(t.path_model.as_deref(), Some("gemini-2.5-flash"));
+        assert_eq!(t.operation, Some(Operation::GenerateContent));
+        assert!(t.path_stream && !t.from_origin);
+        assert_eq!(
+            doubled_v1_hint("/v1/v1/messages").as_deref(),
+            Some("did you mean /v1/messages? (this SDK adds /v1 itself: give it a base URL without /v1)")
+        );
+        assert!(doubled_v1_hint("/v1/v1/unknown").is_none());
+        assert!(doubled_v1_hint("/v1/messages").is_none());
     }
 }

@@ -18,6 +18,41 @@ pub struct Usage {
     pub reasoning_output_tokens: Option<u64>,
 }
 
+/// Token counts by modality, where the API reports them (genai `main`, #440:
+/// `gen_ai.usage.{text,image,audio}.{input,output}_tokens`). Each is a subset of the input or
+/// output count and is set only when the provider reported it: OpenAI's
+/// `prompt_tokens_details` / `completion_tokens_details` (Chat) and `input_tokens_details` /
+/// `output_tokens_details` (Responses) `text_tokens`, `image_tokens`, `audio_tokens`.
+/// Anthropic and Ollama report no breakdown.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ModalityUsage {
+    pub text_input: Option<u64>,
+    pub image_input: Option<u64>,
+    pub audio_input: Option<u64>,
+    pub text_output: Option<u64>,
+    pub image_output: Option<u64>,
+    pub audio_output: Option<u64>,
+}
+
+impl ModalityUsage {
+    /// Later reports update the counts they carry.
+    pub fn update(&mut self, other: ModalityUsage) {
+        let pairs = [
+            (&mut self.text_input, other.text_input),
+            (&mut self.image_input, other.image_input),
+            (&mut self.audio_input, other.audio_input),
+            (&mut self.text_output, other.text_output),
+            (&mut self.image_output, other.image_output),
+            (&mut self.audio_output, other.audio_output),
+        ];
+        for (slot, v) in pairs {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+    }
+}
+
 /// One tool call, reassembled from its deltas.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ToolCall {
@@ -47,19 +82,25 @@ pub struct UpstreamError {
 /// What a response told us, for the span and metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResponseSummary {
-    /// The first non-empty `id` (Azure's first chunk has an empty one).
+    /// The latest non-empty `id` (Azure's first chunk has an empty one). Facts that several
+    /// events of a stream carry are taken from the last event that has them: the terminal
+    /// event describes the finished response (Responses `response.completed` after
+    /// `response.created`, Ollama's `done` line, an OpenAI usage chunk).
     pub id: Option<String>,
-    /// The first non-empty `model`: the model that answered, which may differ from the one
+    /// The latest non-empty `model`: the model that answered, which may differ from the one
     /// requested.
     pub model: Option<String>,
-    /// The first non-empty `system_fingerprint` (vLLM only sends it on the usage chunk).
+    /// The latest non-empty `system_fingerprint` (vLLM only sends it on the usage chunk).
     pub system_fingerprint: Option<String>,
-    /// The first non-empty `service_tier`.
+    /// The latest non-empty `service_tier`: the tier that served the request (a Responses
+    /// stream says `auto` while in progress and `default` once completed).
     pub service_tier: Option<String>,
     /// Indexed by choice index, one per choice seen; `None` until a choice finishes.
     pub finish_reasons: Vec<Option<String>>,
     /// Only when the response carried usage.
     pub usage: Option<Usage>,
+    /// The usage's breakdown by modality, where the API reports one.
+    pub usage_by_modality: ModalityUsage,
     /// Data events received, excluding `[DONE]` and empty data.
     pub chunk_count: u64,
     /// `[DONE]` seen.
@@ -83,7 +124,9 @@ pub struct ResponseSummary {
     pub error: Option<UpstreamError>,
     /// Something that isn't an OpenAI-shaped body was seen; parsing stopped there.
     pub parse_failed: bool,
-    /// Embeddings: the length of the first vector returned (float array, or base64 of f32s).
+    /// Embeddings: the length of the first vector returned: OpenAI's `data[0].embedding` (a
+    /// float array, or base64 of little-endian f32s), Ollama's `embeddings[0]` (`/api/embed`)
+    /// or `embedding` (legacy `/api/embeddings`).
     pub embedding_dimensions: Option<u64>,
 }
 
@@ -142,15 +185,16 @@ impl ResponseSummary {
         self.finish_reasons[choice] = Some(reason.to_owned());
     }
 
-    /// The first non-empty id and model win.
+    /// The latest non-empty id and model win (the last word of a stream describes the
+    /// finished response); empty or absent values change nothing.
     pub fn set_id_and_model(&mut self, id: Option<&str>, model: Option<&str>) {
-        for (slot, v) in [(&mut self.id, id), (&mut self.model, model)] {
-            if slot.is_none() {
-                if let Some(v) = v.filter(|v| !v.is_empty()) {
-                    *slot = Some(v.to_owned());
-                }
-            }
-        }
+        set_latest(&mut self.id, id);
+        set_latest(&mut self.model, model);
+    }
+
+    /// The latest non-empty service tier wins.
+    pub fn set_service_tier(&mut self, tier: Option<&str>) {
+        set_latest(&mut self.service_tier, tier);
     }
 
     /// Records an upstream error; the first one wins. The message is capped.
@@ -200,6 +244,38 @@ impl ResponseSummary {
             push_capped(&mut call.arguments, text);
         }
     }
+}
+
+/// Replaces `slot` with `value` when it is non-empty and differs: a stream repeating the same
+/// value on every chunk allocates once.
+pub(crate) fn set_latest(slot: &mut Option<String>, value: Option<&str>) {
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
+        if slot.as_deref() != Some(v) {
+            *slot = Some(v.to_owned());
+        }
+    }
+}
+
+/// The start of the key llmtap gives a tool call that came without an id (Gemini, Ollama's
+/// native API): such a key is never exported as `gen_ai.tool.call.id`.
+pub const UNNAMED_CALL_PREFIX: &str = "llmtap-unnamed:";
+
+/// The key of a tool call without an id, from what both the response asking for it and the
+/// request answering it repeat: the tool's name and the canonical JSON of its arguments
+/// (`{UNNAMED_CALL_PREFIX}{name}:{16 hex digits of FNV-1a}`). Two calls of one tool with the
+/// same arguments share a key; the later one then closes with the first result.
+pub fn unnamed_call_key(name: &str, canonical_arguments: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical_arguments.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{UNNAMED_CALL_PREFIX}{name}:{h:016x}")
+}
+
+/// Whether a tool call's id is a key llmtap made ([`unnamed_call_key`]), not the provider's.
+pub fn is_unnamed_call(id: &str) -> bool {
+    id.starts_with(UNNAMED_CALL_PREFIX)
 }
 
 /// Appends as much of `text` as fits under the output cap, cut on a char boundary.

@@ -180,6 +180,9 @@ pub(crate) fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 
 /// Header llmtap reads and does not forward: the app's prompt template name.
 pub const PROMPT_TEMPLATE_HEADER: &str = "x-llmtap-prompt-template";
+/// The version of the prompt template named by [`PROMPT_TEMPLATE_HEADER`]
+/// (`gen_ai.prompt.version`); like it, never forwarded upstream.
+pub const PROMPT_VERSION_HEADER: &str = "x-llmtap-prompt-version";
 
 /// The request headers sent upstream: the client's, minus hop-by-hop headers, `Host` (set
 /// from the upstream URL) and `Content-Length` (recomputed), with the client's credential
@@ -197,6 +200,7 @@ pub fn request_headers(
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name.as_str() == PROMPT_TEMPLATE_HEADER
+            || name.as_str() == PROMPT_VERSION_HEADER
             || listed.iter().any(|l| l == name.as_str())
         {
             continue;
@@ -214,12 +218,16 @@ pub fn request_headers(
         out.remove(header::AUTHORIZATION);
         out.remove("api-key");
         out.remove("x-api-key");
+        out.remove("x-goog-api-key");
         let set = match upstream.provider {
             Provider::Azure => {
                 HeaderValue::from_str(key.expose()).map(|v| (HeaderName::from_static("api-key"), v))
             }
             Provider::Anthropic => HeaderValue::from_str(key.expose())
                 .map(|v| (HeaderName::from_static("x-api-key"), v)),
+            // Vertex AI takes an OAuth access token as a bearer: the default arm.
+            Provider::Gemini => HeaderValue::from_str(key.expose())
+                .map(|v| (HeaderName::from_static("x-goog-api-key"), v)),
             _ => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map(|v| (header::AUTHORIZATION, v)),
         };
@@ -283,6 +291,16 @@ mod tests {
         let out = request_headers(&h, &cfg.upstreams[0], false);
         assert!(out.get("authorization").is_none());
         assert_eq!(out.get("api-key").unwrap(), "sk-gw");
+        // Gemini: the key goes in x-goog-api-key, replacing the client's.
+        h.insert("x-goog-api-key", "client".parse().unwrap());
+        cfg.upstreams[0].provider = Provider::Gemini;
+        let out = request_headers(&h, &cfg.upstreams[0], false);
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out.get("x-goog-api-key").unwrap(), "sk-gw");
+        // Client keys on: a client's x-goog-api-key is llmtap's key, never forwarded.
+        cfg.upstreams[0].api_key = None;
+        let out = request_headers(&h, &cfg.upstreams[0], true);
+        assert!(out.get("x-goog-api-key").is_none());
     }
 
     fn test_secret(s: &str) -> Secret {

@@ -504,7 +504,9 @@ const TAGS: [&str; 6] = [
 ];
 
 /// What every backend must show of the long conversation: every message, in order, with its
-/// role; the first question whole, the last message's text cut to llmtap's marker.
+/// role and some of its own text; the system prompt (short) whole, the long turns cut to
+/// their fair share, and the last question whole (issue 30: a conversation cut by
+/// `content_max_chars` keeps the question it ends on).
 fn assert_long_conversation(backend: &str, roles: &[String], texts: &[String]) {
     let mut expected = vec!["system".to_string()];
     for _ in 0..LONG_TURNS {
@@ -518,10 +520,21 @@ fn assert_long_conversation(backend: &str, roles: &[String], texts: &[String]) {
         "{backend}: {}",
         texts[1]
     );
-    let last = texts.last().unwrap();
     assert!(
-        last.ends_with("…[truncated]") && !last.contains("last question"),
-        "{backend}: the last message should be cut to the marker: {last:?}"
+        texts[1].ends_with("…[truncated]"),
+        "{backend}: the long turns are cut: {}",
+        texts[1]
+    );
+    for (i, t) in texts.iter().enumerate() {
+        assert!(
+            t.chars().count() > "…[truncated]".chars().count(),
+            "{backend}: message {i} kept none of its text: {t:?}"
+        );
+    }
+    let last = texts.last().unwrap();
+    assert_eq!(
+        last, "[long] last question",
+        "{backend}: the last message must be visible whole"
     );
 }
 

@@ -4,9 +4,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::bin::Proc;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -122,14 +123,6 @@ fn shipped_configs_load() {
     assert_eq!(cfg.ui.tenant_key, "tenant");
 }
 
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn wait_healthy(url: &str) {
     let c = client();
@@ -150,8 +143,8 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
     let rx = OtlpReceiver::start().await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(BIN)
-        .args([
+    let mut cmd = Command::new(BIN);
+    cmd.args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--upstream",
@@ -162,10 +155,8 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut proc = Proc(child);
+        .stderr(Stdio::piped());
+    let mut proc = Proc::spawn(&mut cmd);
     wait_healthy(&url).await;
 
     // A stream of 6 chunks 200 ms apart is in flight when SIGTERM arrives.
@@ -226,15 +217,13 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
 
 #[tokio::test]
 async fn demo_serves_without_an_api_key_and_prints_spans() {
-    let child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--listen", "127.0.0.1:0"])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut proc = Proc(child);
+        .stderr(Stdio::null());
+    let mut proc = Proc::spawn(&mut cmd);
     let stdout = proc.0.stdout.take().unwrap();
     let (tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
@@ -318,4 +307,62 @@ async fn demo_serves_without_an_api_key_and_prints_spans() {
     assert!(ok.status.success());
     let bad = run(&["healthcheck", "--url", "http://127.0.0.1:9/healthz"], &[]);
     assert!(!bad.status.success());
+}
+
+/// With a drain delay, SIGTERM first turns `/readyz` to 503 while requests are still served
+/// (a load balancer's window to stop sending work), then llmtap stops and exits 0.
+#[tokio::test]
+async fn sigterm_with_a_drain_delay_answers_503_on_readyz_while_still_serving() {
+    let up = start_upstream().await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        &format!("{}/v1", up.base),
+        "--drain-delay",
+        "5",
+    ])
+    .env("OTEL_TRACES_EXPORTER", "none")
+    .env("OTEL_METRICS_EXPORTER", "none")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut proc = Proc::spawn(&mut cmd);
+    wait_healthy(&url).await;
+    let ready = client().get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(Command::new("kill")
+        .args(["-TERM", &proc.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut draining = false;
+    for _ in 0..100 {
+        let r = client().get(format!("{url}/readyz")).send().await.unwrap();
+        if r.status() == 503 {
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(draining, "/readyz never said 503 after SIGTERM");
+    // Still serving: a new connection and a request on it.
+    let (status, body) = chat_text(
+        &url,
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = proc.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status.expect("exited after the drain delay").code(), Some(0));
 }

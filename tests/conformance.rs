@@ -177,6 +177,7 @@ const TABLE: &[Row] = &[
     attr("llmtap.usage.estimated.input_tokens", Ty::Int, LLMTAP),
     attr("llmtap.usage.estimated.output_tokens", Ty::Int, LLMTAP),
     attr("llmtap.prompt.template", Ty::Str, LLMTAP),
+    attr("llmtap.cost.usd", Ty::Double, LLMTAP),
     // The opt-in event (a log record).
     metric(
         "gen_ai.client.inference.operation.details",
@@ -715,6 +716,14 @@ async fn conformance(mode: Mode) {
     assert_eq!(
         get(plain, "llmtap.prompt.template", mode).as_str(),
         Some("greeting-v2")
+    );
+    // The call's cost, priced from the shipped table (gpt-4o-mini).
+    assert!(
+        get(plain, "llmtap.cost.usd", mode)
+            .as_f64()
+            .is_some_and(|usd| usd > 0.0),
+        "{}",
+        spans_json(std::slice::from_ref(plain))
     );
     for name in [
         "gen_ai.request.choice.count", // n = 1

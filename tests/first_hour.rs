@@ -403,15 +403,35 @@ async fn healthcheck_takes_a_base_url_and_says_what_went_wrong() {
         &log,
     )
     .await;
-    for url in [base.clone(), format!("{base}/"), format!("{base}/healthz")] {
+    // With or without a scheme (`127.0.0.1:8080` is how --listen is written): plain HTTP.
+    let bare = base.trim_start_matches("http://").to_string();
+    for url in [
+        base.clone(),
+        format!("{base}/"),
+        format!("{base}/healthz"),
+        bare.clone(),
+        format!("{bare}/healthz"),
+    ] {
         let out = llmtap(
             &["healthcheck", "--url", &url],
             &[],
             &dir.path().join("hc.log"),
         )
+        .stdout(Stdio::piped())
         .output()
         .unwrap();
-        assert!(out.status.success(), "{url}");
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            read_log(&dir.path().join("hc.log"))
+        );
+        // Success says so, in one line naming what was checked.
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert!(
+            said.contains(&format!("{base}/healthz")) && said.contains("200"),
+            "{url}: {said}"
+        );
     }
     // A path that is not /healthz answers 404: the one line says so.
     let hc_log = dir.path().join("hc-404.log");
@@ -780,4 +800,74 @@ async fn a_tool_result_links_its_call_to_the_call_that_asked_for_the_tool() {
         "{dump}"
     );
     proxy.stop().await;
+}
+
+/// The official SDKs' stream helpers (openai's `responses.stream` and `chat.completions.stream`,
+/// anthropic's `messages.stream`) rebuild whole responses from the demo's scripted streams:
+/// every event those helpers rely on is there, for text and for tool calls.
+#[tokio::test]
+async fn the_demos_streams_satisfy_every_official_sdk_stream_helper() {
+    if python().is_none() {
+        return;
+    }
+    let dir = TempDir::new("demo-helpers");
+    let log = dir.path().join("stderr.log");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _proc = Proc::spawn(&mut llmtap(&["demo", "--listen", &listen], &[], &log));
+    let base = format!("http://{listen}");
+    wait_healthy(&base).await;
+    let out = run_sdk("helpers.py", &base, &[("ANTHROPIC_BASE_URL", base.as_str())])
+        .await
+        .expect("python");
+    for (case, finish_key, finish) in [
+        ("responses_text", "status", "completed"),
+        ("chat_text", "finish", "stop"),
+        ("messages_text", "stop", "end_turn"),
+    ] {
+        let c = &out[case];
+        assert!(c["deltas"].as_u64().unwrap() > 1, "{case}: {c}");
+        assert!(!c["joined"].as_str().unwrap().is_empty(), "{case}: {c}");
+        if let Some(text) = c.get("text") {
+            assert_eq!(text, &c["joined"], "{case}: the final text is the deltas'");
+        }
+        assert_eq!(c[finish_key], finish, "{case}: {c}");
+    }
+    for (case, args) in [
+        ("responses_tool", "arguments"),
+        ("chat_tool", "arguments"),
+        ("messages_tool", "input"),
+    ] {
+        let calls = out[case]["calls"].as_array().unwrap();
+        assert!(!calls.is_empty(), "{case}: {}", out[case]);
+        assert_eq!(calls[0]["name"], "get_weather", "{case}");
+        assert!(
+            calls[0][args]["city"].is_string(),
+            "{case}: the helper assembled the arguments: {}",
+            out[case]
+        );
+    }
+    assert_eq!(out["responses_tool"]["done_args"], 1);
+    assert_eq!(out["chat_tool"]["finish"], "tool_calls");
+    assert_eq!(out["messages_tool"]["stop"], "tool_use");
+}
+
+/// A listen address already in use says which setting picks another, in one line, exit 2.
+#[test]
+fn a_busy_port_names_the_setting_that_picks_another() {
+    let dir = TempDir::new("busy-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let log = dir.path().join("stderr.log");
+    let out = llmtap(
+        &["--listen", &addr, "--upstream", "http://127.0.0.1:9/v1"],
+        &[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_METRICS_EXPORTER", "none")],
+        &log,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = read_log(&log);
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(text.starts_with(&format!("llmtap: listen {addr}: ")), "{text}");
+    assert!(text.contains("--listen or LLMTAP_LISTEN"), "{text}");
 }

@@ -8,10 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::otlp::SpanView;
+use common::process::Service as Proc;
 use common::*;
 use serde_json::{json, Value};
 
@@ -31,30 +32,9 @@ fn tool_path(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    /// SIGTERM first: nginx's master stops its workers on TERM, while a SIGKILLed master
-    /// leaves them running, orphaned, on the test's port. Then SIGKILL after 3 s at most.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..30 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_redis(bin: &Path, port: u16, dir: &Path) -> Proc {
-    let child = Command::new(bin)
-        .args([
+    let mut cmd = Command::new(bin);
+    cmd.args([
             "--port",
             &port.to_string(),
             "--bind",
@@ -67,10 +47,8 @@ fn start_redis(bin: &Path, port: u16, dir: &Path) -> Proc {
             dir.to_str().unwrap(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server did not start");
-    let proc = Proc(child);
+        .stderr(Stdio::null());
+    let proc = Proc::spawn(&mut cmd).expect("redis-server did not start");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return proc;
@@ -284,8 +262,8 @@ async fn behind_nginx_round_robin_tool_loops_close_once() {
         ),
     )
     .unwrap();
-    let nginx = Command::new(&nginx_bin)
-        .args([
+    let mut nginx = Command::new(&nginx_bin);
+    nginx.args([
             "-c",
             conf.to_str().unwrap(),
             "-p",
@@ -294,10 +272,8 @@ async fn behind_nginx_round_robin_tool_loops_close_once() {
             "daemon off;",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx did not start");
-    let _nginx = Proc(nginx);
+        .stderr(Stdio::null());
+    let _nginx = Proc::spawn(&mut nginx).expect("nginx did not start");
     let lb = format!("http://127.0.0.1:{lb_port}");
     let mut ready = false;
     for _ in 0..100 {

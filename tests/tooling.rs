@@ -306,6 +306,7 @@ struct Rotel {
     http_endpoint: String,
     out: PathBuf,
     _dir: TempDir,
+    _group: common::process::GroupGuard,
 }
 
 impl Rotel {
@@ -314,7 +315,9 @@ impl Rotel {
         let out = dir.path().join("rotel.out");
         let out_file = std::fs::File::create(&out).unwrap();
         let (grpc, http) = (free_port(), free_port());
-        let mut child = tokio::process::Command::new(bin)
+        let mut cmd = tokio::process::Command::new(bin);
+        common::process::own_group_tokio(&mut cmd);
+        let mut child = cmd
             .arg("start")
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
@@ -338,6 +341,7 @@ impl Rotel {
             .kill_on_drop(true)
             .spawn()
             .expect("rotel did not start");
+        let group = common::process::GroupGuard::of(&child).expect("rotel's pid");
         wait_listening(
             "rotel",
             &mut child,
@@ -352,6 +356,7 @@ impl Rotel {
             http_endpoint: format!("http://127.0.0.1:{http}"),
             out,
             _dir: dir,
+            _group: group,
         }
     }
 

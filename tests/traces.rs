@@ -529,3 +529,380 @@ async fn shutdown_flushes_queued_spans_and_compressed_bodies_are_read() {
         Some(true)
     );
 }
+
+/// Issue 30, point 3: with `content_max_chars: 300`, a conversation whose first message is
+/// 1,500 characters and whose last is "and the last question" keeps its question. Short
+/// messages stay whole, the long one takes what remains, every message keeps its role and
+/// some text, the JSON parses, and the text stays within the limit.
+#[tokio::test]
+async fn truncation_keeps_the_conversation() {
+    let yaml = r#"
+upstreams:
+  - name: openai
+    base_url: "{upstream}/v1"
+telemetry:
+  content_max_chars: 300
+"#;
+    let (_up, rx, proxy) = start_traced(
+        "http/protobuf",
+        Some(yaml),
+        &[(
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            "SPAN_ONLY",
+        )],
+    )
+    .await;
+    let first = format!("first {}", "q".repeat(1494));
+    let body = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "and the last question"}
+    ]});
+    let (status, _) = chat_text(&proxy.url, body, &[]).await;
+    assert_eq!(status, 200);
+    let spans = rx
+        .wait_for_spans(|s| !s.is_empty(), Duration::from_secs(10))
+        .await;
+    let input = spans[0]
+        .str_attr("gen_ai.input.messages")
+        .expect("content captured");
+    let messages: Value = serde_json::from_str(input).expect("the cut JSON parses");
+    let texts: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["parts"][0]["content"].as_str().unwrap())
+        .collect();
+    let roles: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"], "{input}");
+    assert_eq!(texts[0], "Be brief.", "{input}");
+    assert_eq!(texts[2], "Noted.", "{input}");
+    assert_eq!(texts[3], "and the last question", "{input}");
+    assert!(
+        texts[1].starts_with("first qq") && texts[1].ends_with("…[truncated]"),
+        "{input}"
+    );
+    let total: usize = texts.iter().map(|t| t.chars().count()).sum();
+    assert!(total <= 300, "{total} characters: {input}");
+    assert_eq!(total, 300, "the long message takes what remains: {input}");
+    // The output is its own attribute and fits: whole.
+    let output: Value =
+        serde_json::from_str(spans[0].str_attr("gen_ai.output.messages").unwrap()).unwrap();
+    assert!(!output.to_string().contains("…[truncated]"), "{output}");
+    proxy.stop().await;
+}
+
+/// One row of the cost table: a priced family's response with one kind of token, and what
+/// the shipped price table (2026-11-01, `telemetry::cost::default_prices`) makes of it.
+struct CostRow {
+    /// Request (and response) model: distinct per row, matched by the family's glob.
+    model: &'static str,
+    path: &'static str,
+    /// The upstream's whole (non-streamed) response body.
+    body: Value,
+    /// Expected USD for input and output tokens.
+    input_usd: f64,
+    output_usd: f64,
+}
+
+fn cost_rows() -> Vec<CostRow> {
+    let chat = |model: &str, prompt: u64, cached: u64, completion: u64, reasoning: u64| {
+        json!({"id": format!("chatcmpl-{model}"), "object": "chat.completion", "created": 1,
+            "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": cached},
+                "completion_tokens_details": {"reasoning_tokens": reasoning}}})
+    };
+    let responses = |model: &str, input: u64, cached: u64, output: u64, reasoning: u64| {
+        json!({"id": format!("resp_{model}"), "object": "response", "status": "completed",
+            "model": model, "output": [{"type": "message", "role": "assistant",
+                "content": [{"type": "output_text", "text": "ok"}]}],
+            "usage": {"input_tokens": input, "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": output, "output_tokens_details": {"reasoning_tokens": reasoning},
+                "total_tokens": input + output}})
+    };
+    let claude = |model: &str, fresh: u64, read: u64, write: u64, output: u64| {
+        json!({"id": format!("msg_{model}"), "type": "message", "role": "assistant",
+            "model": model, "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": fresh,
+                "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
+                "output_tokens": output}})
+    };
+    let m = 1e-6;
+    vec![
+        // OpenAI gpt-4o-mini: input 0.15, cached input 0.075, output 0.60 per 1M.
+        CostRow {
+            model: "gpt-4o-mini-input",
+            path: "/v1/chat/completions",
+            body: chat("gpt-4o-mini-input", 1000, 0, 0, 0),
+            input_usd: 1000.0 * 0.15 * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "gpt-4o-mini-cached",
+            path: "/v1/chat/completions",
+            body: chat("gpt-4o-mini-cached", 1000, 400, 0, 0),
+            input_usd: (600.0 * 0.15 + 400.0 * 0.075) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "gpt-4o-mini-output",
+            path: "/v1/chat/completions",
+            body: chat("gpt-4o-mini-output", 0, 0, 500, 0),
+            input_usd: 0.0,
+            output_usd: 500.0 * 0.60 * m,
+        },
+        // OpenAI gpt-5 (Responses): reasoning tokens are part of the output count, billed as
+        // output (1.25 input, 0.125 cached, 10.00 output).
+        CostRow {
+            model: "gpt-5-reasoning",
+            path: "/v1/responses",
+            body: responses("gpt-5-reasoning", 100, 0, 300, 200),
+            input_usd: 100.0 * 1.25 * m,
+            output_usd: 300.0 * 10.0 * m,
+        },
+        CostRow {
+            model: "gpt-5-cached",
+            path: "/v1/responses",
+            body: responses("gpt-5-cached", 1000, 800, 0, 0),
+            input_usd: (200.0 * 1.25 + 800.0 * 0.125) * m,
+            output_usd: 0.0,
+        },
+        // Anthropic claude-haiku-4-5: input 1.00, cache reads 0.1x, cache writes at the
+        // 1.25x premium, output 5.00.
+        CostRow {
+            model: "claude-haiku-4-5-write",
+            path: "/v1/messages",
+            body: claude("claude-haiku-4-5-write", 10, 0, 1000, 0),
+            input_usd: (10.0 + 1000.0 * 1.25) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "claude-haiku-4-5-read",
+            path: "/v1/messages",
+            body: claude("claude-haiku-4-5-read", 10, 1000, 0, 0),
+            input_usd: (10.0 + 1000.0 * 0.1) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "claude-haiku-4-5-output",
+            path: "/v1/messages",
+            body: claude("claude-haiku-4-5-output", 0, 0, 0, 200),
+            input_usd: 0.0,
+            output_usd: 200.0 * 5.0 * m,
+        },
+    ]
+}
+
+/// Issue 30, point 6: cost per token type (input, cached input, cache writes at their
+/// premium, output, reasoning) for each priced family, the same on the span
+/// (`llmtap.cost.usd`), the metric (`llmtap.cost` by `gen_ai.token.type`) and the live view.
+#[tokio::test]
+async fn cost_per_token_type_agrees_on_span_metric_and_view() {
+    let dir = TempDir::new("cost-table");
+    let rows = cost_rows();
+    for r in &rows {
+        std::fs::write(
+            dir.path().join(format!("{}.json", r.model)),
+            r.body.to_string(),
+        )
+        .unwrap();
+    }
+    let up = start_upstream_with(dir.path().to_path_buf()).await;
+    let rx = OtlpReceiver::start().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http/protobuf"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = client();
+    for r in &rows {
+        let resp = c
+            .post(format!("{}{}", proxy.url, r.path))
+            .header("x-mock-scenario", "replay")
+            .header("x-mock-replay", format!("{}.json", r.model))
+            .json(&json!({"model": r.model, "max_tokens": 16, "input": "hi",
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", r.model);
+        let _ = resp.bytes().await;
+    }
+    // The live view, before the proxy stops (the worker fills it off the request path).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v: Value = c
+            .get(format!("{}/ui/api/calls", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["calls"].as_array().is_some_and(|a| a.len() >= rows.len()) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the view never held every call: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    proxy.stop().await;
+    let spans = rx.spans();
+    let metrics = common::otlp::latest_points(&rx.metrics());
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    for r in &rows {
+        let want = r.input_usd + r.output_usd;
+        let span = spans
+            .iter()
+            .find(|s| s.str_attr("gen_ai.request.model") == Some(r.model))
+            .unwrap_or_else(|| panic!("no span for {}: {}", r.model, spans_json(&spans)));
+        let on_span = span.f64_attr("llmtap.cost.usd");
+        assert!(
+            on_span.is_some_and(|v| close(v, want)),
+            "{}: span {on_span:?}, want {want}",
+            r.model
+        );
+        for (token_type, usd) in [("input", r.input_usd), ("output", r.output_usd)] {
+            let point = metrics.iter().find(|p| {
+                p.name == "llmtap.cost"
+                    && p.str_attr("gen_ai.request.model") == Some(r.model)
+                    && p.str_attr("gen_ai.token.type") == Some(token_type)
+            });
+            let got = point.map(|p| p.value);
+            assert!(
+                got.is_some_and(|v| close(v, usd)),
+                "{} {token_type}: metric {got:?}, want {usd}",
+                r.model
+            );
+        }
+        let row = view["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == r.model)
+            .unwrap_or_else(|| panic!("{} not in the view: {view:#}", r.model));
+        let in_view = row["cost_usd"].as_f64();
+        assert!(
+            in_view.is_some_and(|v| close(v, want)),
+            "{}: view {in_view:?}, want {want}",
+            r.model
+        );
+    }
+}
+
+/// Issue 30, point 4: genai `main`'s newer names, only with `gen_ai_latest_experimental`:
+/// per-modality token counts where the API reports them (#440), the Responses
+/// `previous_response_id` as `gen_ai.request.previous_response.id` (#372), and
+/// `gen_ai.prompt.version` from `x-llmtap-prompt-version` beside the template's name (#179).
+#[tokio::test]
+async fn newer_genai_names_only_with_the_opt_in() {
+    let dir = TempDir::new("latest-names");
+    let chat = json!({"id": "chatcmpl-audio", "object": "chat.completion", "created": 1,
+        "model": "gpt-4o-audio-preview", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 14, "total_tokens": 44,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 7, "text_tokens": 20,
+                "image_tokens": 3},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 5,
+                "text_tokens": 9}}});
+    std::fs::write(dir.path().join("chat-audio.json"), chat.to_string()).unwrap();
+    for latest in [false, true] {
+        let up = start_upstream_with(dir.path().to_path_buf()).await;
+        let rx = OtlpReceiver::start().await;
+        let mut e = otlp_env(&rx, "http/protobuf");
+        if latest {
+            e.extend(env(&[(
+                "OTEL_SEMCONV_STABILITY_OPT_IN",
+                "gen_ai_latest_experimental",
+            )]));
+        }
+        let proxy = start_proxy(
+            &up.base,
+            ProxyOpts {
+                env: e,
+                ..Default::default()
+            },
+        )
+        .await;
+        let c = client();
+        let r = c
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .header("x-mock-scenario", "replay")
+            .header("x-mock-replay", "chat-audio.json")
+            .header("x-llmtap-prompt-template", "support-triage")
+            .header("x-llmtap-prompt-version", "3.1.0")
+            .json(&json!({"model": "gpt-4o-audio-preview",
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c
+            .post(format!("{}/v1/responses", proxy.url))
+            .json(&json!({"model": "gpt-4o-mini", "input": "and then?",
+                "previous_response_id": "resp_prev123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let spans = rx
+            .wait_for_spans(|s| s.len() >= 2, Duration::from_secs(10))
+            .await;
+        let dump = spans_json(&spans);
+        let chat = spans
+            .iter()
+            .find(|s| s.name == "chat gpt-4o-audio-preview")
+            .unwrap();
+        let responses = spans.iter().find(|s| s.name == "chat gpt-4o-mini").unwrap();
+        let modal = [
+            ("gen_ai.usage.text.input_tokens", 20),
+            ("gen_ai.usage.image.input_tokens", 3),
+            ("gen_ai.usage.audio.input_tokens", 7),
+            ("gen_ai.usage.text.output_tokens", 9),
+            ("gen_ai.usage.audio.output_tokens", 5),
+        ];
+        for (k, v) in modal {
+            assert_eq!(
+                chat.int_attr(k),
+                latest.then_some(v),
+                "{k} latest={latest}: {dump}"
+            );
+        }
+        // Not reported by the API: not set.
+        assert!(
+            chat.attr("gen_ai.usage.image.output_tokens").is_none(),
+            "{dump}"
+        );
+        assert_eq!(chat.str_attr("gen_ai.prompt.name"), Some("support-triage"));
+        assert_eq!(
+            chat.str_attr("gen_ai.prompt.version"),
+            latest.then_some("3.1.0"),
+            "{dump}"
+        );
+        assert_eq!(
+            responses.str_attr("gen_ai.request.previous_response.id"),
+            latest.then_some("resp_prev123"),
+            "{dump}"
+        );
+        // Never forwarded upstream.
+        assert!(up.mock.requests().iter().all(|r| r
+            .headers
+            .iter()
+            .all(|(k, _)| k != "x-llmtap-prompt-version")));
+        proxy.stop().await;
+    }
+}

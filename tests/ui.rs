@@ -726,11 +726,17 @@ async fn run_chromium(bin: &Path, profile: &Path, args: &[&str], url: &str) -> S
         .args(args)
         .arg(url)
         .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+    common::process::own_group_tokio(&mut cmd);
+    let child = cmd.spawn().expect("chromium did not start");
+    // Its zygote and renderers go with it, however the test ends.
+    let _group = common::process::GroupGuard::of(&child);
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
         .await
         .expect("chromium timed out")
-        .expect("chromium did not start");
+        .expect("chromium's output");
     assert!(
         out.status.success(),
         "chromium failed: {}\n{}",
@@ -782,8 +788,10 @@ async fn a_real_browser_renders_rows_timeline_and_charts() {
         assert!(models.iter().any(|x| x == m), "no row for {m}: {models:?}");
     }
     // The failing call's status.
+    // (Names may break at `_` and `-`: <wbr> between their parts.)
     assert!(
-        dom.contains(r#"<td class="status status-err">429 rate_limit_exceeded</td>"#),
+        dom.replace("<wbr>", "")
+            .contains(r#"<td class="status status-err">429 rate_limit_exceeded</td>"#),
         "{dom}"
     );
     // The tool-calling call's timeline, with its two tool spans and the call that sent the
@@ -849,6 +857,294 @@ async fn a_real_browser_renders_rows_timeline_and_charts() {
     }
 }
 
+/// Headless Chromium with its DevTools port open on 127.0.0.1, in a process group of its own:
+/// dropping this kills the whole group (the browser, its zygote and renderers), not only the
+/// process it started.
+struct DevtoolsBrowser {
+    child: tokio::process::Child,
+    port: String,
+    _tmp: TempDir,
+}
+
+impl DevtoolsBrowser {
+    async fn start(bin: &Path, tag: &str) -> DevtoolsBrowser {
+        let tmp = TempDir::new(tag);
+        let profile = tmp.path().join("profile");
+        let child = tokio::process::Command::new(bin)
+            .args(HEADLESS)
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--remote-debugging-address=127.0.0.1")
+            .arg("--remote-debugging-port=0")
+            .arg("about:blank")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium starts");
+        let mut browser = DevtoolsBrowser {
+            child,
+            port: String::new(),
+            _tmp: tmp,
+        };
+        // Chromium writes the port it picked into its profile.
+        let active = profile.join("DevToolsActivePort");
+        for _ in 0..300 {
+            if let Some(p) = std::fs::read_to_string(&active)
+                .ok()
+                .and_then(|t| t.lines().next().map(str::to_owned))
+                .filter(|p| !p.is_empty())
+            {
+                browser.port = p;
+                return browser;
+            }
+            if let Ok(Some(status)) = browser.child.try_wait() {
+                panic!("chromium exited before opening its DevTools port: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromium wrote no DevTools port in 30 s");
+    }
+
+    /// Runs `tests/browser/view.mjs` on this browser (a scenario and its arguments, see the
+    /// script) and returns the JSON facts it prints. Screenshots of each state go to
+    /// `$CARGO_TARGET_TMPDIR/ui/`, to look at.
+    async fn view(&self, node: &Path, base: &str, args: &[&str]) -> Value {
+        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui");
+        std::fs::create_dir_all(&shots).unwrap();
+        let run = tokio::process::Command::new(node)
+            .arg("--experimental-websocket")
+            .arg(repo().join("tests/browser/view.mjs"))
+            .arg(&self.port)
+            .arg(base)
+            .args(args)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("SHOTS_DIR", &shots)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .unwrap_or_else(|_| panic!("view.mjs {args:?} did not finish in 120 s"))
+            .expect("node starts");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "view.mjs {args:?} failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or("");
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("view.mjs {args:?}: {e}: {stdout}"))
+    }
+}
+
+impl Drop for DevtoolsBrowser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+/// A box as view.mjs reports it (CSS pixels, relative to the viewport).
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+}
+
+fn rect(v: &Value) -> Rect {
+    let f = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("no {k} in the box {v}"))
+    };
+    Rect {
+        left: f("left"),
+        right: f("right"),
+        top: f("top"),
+        bottom: f("bottom"),
+    }
+}
+
+/// Until the first list of calls arrives the page says it is loading, never "No calls yet";
+/// once it arrived, an empty ring says "No calls yet". The DevTools Fetch domain holds the
+/// page's request for `/ui/api/calls` back, so "before" is a state, not a race.
+#[tokio::test]
+async fn a_real_browser_says_loading_until_the_first_data_then_no_calls_yet() {
+    let Some(bin) = chromium() else { return };
+    let Some(node) = node() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let browser = DevtoolsBrowser::start(&bin, "ui-loading").await;
+    let v = browser.view(&node, &proxy.url, &["loading"]).await;
+    assert!(
+        v["held"].as_str().unwrap().contains("/ui/api/calls"),
+        "{v:#}"
+    );
+    let before = &v["before"];
+    assert_eq!(before["state"], "loading", "{v:#}");
+    assert_eq!(before["hidden"], false, "{v:#}");
+    assert!(
+        before["text"].as_str().unwrap().starts_with("Loading"),
+        "{v:#}"
+    );
+    assert!(
+        rect(&before["box"]).bottom > rect(&before["box"]).top,
+        "shown: {v:#}"
+    );
+    assert_eq!(
+        before["saysNoCalls"], false,
+        "'No calls yet' before any data: {v:#}"
+    );
+    let after = &v["after"];
+    assert_eq!(after["state"], "empty", "{v:#}");
+    assert_eq!(after["hidden"], false, "{v:#}");
+    assert_eq!(after["rows"], 0, "{v:#}");
+    assert!(
+        after["text"].as_str().unwrap().starts_with("No calls yet"),
+        "{v:#}"
+    );
+}
+
+/// The time-to-first-chunk axis at the window widths people use (and after a resize): at
+/// least two bucket bounds labelled, each label a number, a space and a unit, every label
+/// inside the chart, and no two labels touching (the bug was "10ms640ms").
+#[tokio::test]
+async fn a_real_browser_draws_readable_time_to_first_chunk_ticks() {
+    let Some(bin) = chromium() else { return };
+    let Some(node) = node() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let n = traffic(&proxy.url).await;
+    wait_calls(&proxy.url, n).await;
+    let browser = DevtoolsBrowser::start(&bin, "ui-axis").await;
+    let v = browser
+        .view(
+            &node,
+            &proxy.url,
+            &["axis", "1280,1100,1366,1600,1920,900,700"],
+        )
+        .await;
+    let tick = regex::Regex::new(r"^\d+(\.\d)? (ms|s)$").unwrap();
+    let mut charts: Vec<&Value> = v["widths"].as_array().unwrap().iter().collect();
+    charts.push(&v["resized"]);
+    for chart in charts {
+        let svg = rect(&chart["svg"]);
+        let ticks = chart["ticks"].as_array().unwrap();
+        assert!(ticks.len() >= 2, "fewer than two ticks: {chart:#}");
+        let mut boxes = Vec::new();
+        for t in ticks {
+            let text = t["text"].as_str().unwrap();
+            assert!(tick.is_match(text), "tick {text:?} in {chart:#}");
+            let b = rect(&t["box"]);
+            assert!(
+                b.left >= svg.left - 0.5
+                    && b.right <= svg.right + 0.5
+                    && b.bottom <= svg.bottom + 0.5,
+                "tick {text:?} outside its chart: {chart:#}"
+            );
+            boxes.push((text, b));
+        }
+        boxes.sort_by(|a, b| a.1.left.total_cmp(&b.1.left));
+        for w in boxes.windows(2) {
+            assert!(
+                w[1].1.left - w[0].1.right >= 4.0,
+                "ticks {:?} and {:?} run together at window width {}: {chart:#}",
+                w[0].0,
+                w[1].0,
+                chart["width"]
+            );
+        }
+    }
+    // Redrawn at the new width, not scaled: one SVG unit per CSS pixel again.
+    let r = &v["resized"];
+    assert_eq!(r["width"], v["widths"][0]["width"], "{r:#}");
+    let svg = rect(&r["svg"]);
+    assert!(
+        (r["viewBoxWidth"].as_f64().unwrap() - (svg.right - svg.left).max(220.0)).abs() <= 1.0,
+        "{r:#}"
+    );
+}
+
+/// Clicking a call opens its detail without pushing anything out of view: every column of
+/// the table, the tools and trace columns included, stays inside the table's own box (no
+/// horizontal scroll inside it) and inside the window, and the page does not scroll
+/// sideways. From 1101 px wide the detail opens beside the table, on screen; narrower, below
+/// it (the table keeps the full width).
+#[tokio::test]
+async fn a_real_browser_opens_a_call_without_pushing_columns_off_screen() {
+    let Some(bin) = chromium() else { return };
+    let Some(node) = node() else { return };
+    let (_up, proxy) = gateway_proxy("", None).await;
+    let n = traffic(&proxy.url).await;
+    let calls = wait_calls(&proxy.url, n).await;
+    // The call that asked for two tools: its row is the widest (tool names, a tenant-less
+    // upstream, a stream) and its detail the longest (tool spans, a linked call).
+    let asking = calls
+        .iter()
+        .find(|c| c["tool_calls"].as_array().unwrap().len() == 2)
+        .unwrap()["id"]
+        .to_string();
+    let browser = DevtoolsBrowser::start(&bin, "ui-detail").await;
+    let v = browser
+        .view(
+            &node,
+            &proxy.url,
+            &["detail", &asking, "1024,1280,1366,1600,1920"],
+        )
+        .await;
+    for page in v.as_array().unwrap() {
+        let width = page["width"].as_f64().unwrap();
+        let height = page["height"].as_f64().unwrap();
+        let scroll = &page["scroll"];
+        let inside = rect(&scroll["box"]);
+        assert_eq!(page["scrollX"], 0, "{page:#}");
+        assert!(
+            page["docScrollWidth"].as_f64().unwrap() <= width,
+            "the page scrolls sideways at {width}: {page:#}"
+        );
+        assert!(
+            scroll["scrollWidth"].as_f64().unwrap()
+                <= scroll["clientWidth"].as_f64().unwrap() + 1.0,
+            "the table overflows its box at {width}: {page:#}"
+        );
+        assert_eq!(scroll["scrollLeft"], 0, "{page:#}");
+        let headers = page["headers"].as_array().unwrap();
+        let names: Vec<&str> = headers
+            .iter()
+            .map(|h| h["text"].as_str().unwrap())
+            .collect();
+        for want in ["tools", "trace"] {
+            assert!(names.contains(&want), "no {want} column: {names:?}");
+        }
+        for h in headers.iter().chain(page["row"].as_array().unwrap()) {
+            let b = rect(h.get("box").unwrap_or(h));
+            assert!(
+                b.left >= inside.left - 0.5 && b.right <= inside.right + 0.5 && b.right <= width,
+                "a column leaves the table's box at {width}: {h} vs {inside:?}"
+            );
+        }
+        let calls = rect(&page["calls"]);
+        let detail = rect(&page["detail"]);
+        assert!(detail.right <= width, "{page:#}");
+        if width > 1100.0 {
+            assert!(
+                detail.left >= calls.right,
+                "the detail is not beside the table at {width}: {page:#}"
+            );
+            assert!(
+                detail.top >= 0.0 && detail.top < height,
+                "the detail opens off screen at {width}: {page:#}"
+            );
+        } else {
+            assert!(detail.top >= calls.bottom, "{page:#}");
+        }
+    }
+}
+
 /// The page open before the traffic: every call arrives through the event stream and shows up
 /// without a reload, charts included. Driven over the DevTools protocol by a small Node script
 /// (`tests/browser/live.mjs`), since a headless `--dump-dom` waits for the open stream.
@@ -858,34 +1154,8 @@ async fn a_real_browser_shows_calls_as_they_finish() {
     let Some(bin) = chromium() else { return };
     let Some(node) = node() else { return };
     let (_up, proxy) = gateway_proxy("", None).await;
-    let tmp = TempDir::new("ui-live");
-    let profile = tmp.path().join("profile");
-    let _chrome = tokio::process::Command::new(&bin)
-        .args(HEADLESS)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--remote-debugging-port=0")
-        .arg("about:blank")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium starts");
-    // Chromium writes the port it picked into its profile.
-    let active = profile.join("DevToolsActivePort");
-    let mut port = None;
-    for _ in 0..300 {
-        if let Some(p) = std::fs::read_to_string(&active)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_owned))
-            .filter(|p| !p.is_empty())
-        {
-            port = Some(p);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let port = port.expect("chromium's DevTools port");
+    let browser = DevtoolsBrowser::start(&bin, "ui-live").await;
+    let port = browser.port.clone();
     let mut driver = tokio::process::Command::new(node)
         .arg("--experimental-websocket")
         .arg(repo().join("tests/browser/live.mjs"))
@@ -943,6 +1213,7 @@ async fn a_real_browser_shows_calls_as_they_finish() {
     }
     assert_no_canary("the live page", &state.to_string());
     let _ = driver.wait().await;
+    drop(browser);
 }
 
 /// The official SDK's tool loop (tests/sdk/tools.py: a streamed two-tool turn, the app running

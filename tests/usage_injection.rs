@@ -236,6 +236,7 @@ struct Llmtap {
 
 impl Drop for Llmtap {
     fn drop(&mut self) {
+        common::process::stop_group(self.child.id(), Duration::ZERO, || {});
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -257,7 +258,9 @@ async fn start_llmtap(
         ),
     )
     .unwrap();
-    let child = Command::new(BIN)
+    let mut cmd = Command::new(BIN);
+    common::process::own_group(&mut cmd);
+    let child = cmd
         .args(["--config", config.to_str().unwrap()])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -51,6 +51,12 @@ impl Dialect for AnthropicMessages {
             stop: strings_at(obj, "stop_sequences"),
             top_k: f64_at(obj, "top_k"),
             tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            forced_tool: super::forced_tool(obj, |t| t.get("name")),
+            conversation_id: obj
+                .get("metadata")
+                .and_then(|m| m.get("user_id"))
+                .and_then(Value::as_str)
+                .and_then(claude_code_session),
             ..Default::default()
         };
         let system = system_text(obj.get("system"));
@@ -143,7 +149,7 @@ impl Dialect for AnthropicMessages {
     }
 
     /// `{"type":"error","error":{"type","message"}}` with Anthropic's error types.
-    fn error_body(&self, message: &str, kind: &str, code: &str) -> String {
+    fn error_body(&self, message: &str, kind: &str, code: &str, _status: u16) -> String {
         let kind = match (kind, code) {
             (_, "not_found") => "not_found_error",
             (_, "request_too_large") => "request_too_large",
@@ -154,6 +160,90 @@ impl Dialect for AnthropicMessages {
         serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
             .to_string()
     }
+}
+
+/// Anthropic's models on Vertex AI: `POST /{v1|v1beta1}/projects/{p}/locations/{l}/
+/// publishers/anthropic/models/{model}:rawPredict` (and `:streamRawPredict`), which carry
+/// Messages bodies (with `anthropic_version` and no `model`) and answer in the Messages wire
+/// format. Everything but the paths and the provider (`gcp.vertex_ai`) is [`AnthropicMessages`].
+#[derive(Debug)]
+pub struct VertexAnthropic;
+
+impl Dialect for VertexAnthropic {
+    fn name(&self) -> &'static str {
+        "vertex_anthropic"
+    }
+
+    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
+        None
+    }
+
+    fn claim_path(&self, path: &str, method: &http::Method) -> Option<super::PathClaim> {
+        let (rest, _) = super::gemini::vertex_publisher_path(path)?;
+        let (model, verb) = rest
+            .strip_prefix("publishers/anthropic/models/")?
+            .split_once(':')?;
+        if model.is_empty() || model.contains('/') {
+            return None;
+        }
+        let post = method == http::Method::POST;
+        Some(super::PathClaim {
+            operation: (post && matches!(verb, "rawPredict" | "streamRawPredict"))
+                .then_some(Operation::Chat),
+            model: Some(model.to_owned()),
+            stream: verb == "streamRawPredict",
+        })
+    }
+
+    fn provider(&self) -> Option<Provider> {
+        Some(Provider::VertexAi)
+    }
+
+    fn request_facts(
+        &self,
+        obj: &Map<String, Value>,
+        op: Operation,
+        capture: bool,
+        hasher: &PromptHasher,
+    ) -> RequestInfo {
+        AnthropicMessages.request_facts(obj, op, capture, hasher)
+    }
+
+    fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
+        AnthropicMessages.stream_watcher(count_only)
+    }
+
+    fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
+        AnthropicMessages.summarize_body(body)
+    }
+
+    fn stream_complete(&self, s: &ResponseSummary) -> bool {
+        AnthropicMessages.stream_complete(s)
+    }
+
+    /// Vertex answers its own errors (auth, quota) in Google's shape.
+    fn error_body(&self, message: &str, _kind: &str, _code: &str, status: u16) -> String {
+        super::gemini::google_error_body(message, status)
+    }
+}
+
+/// The session Claude Code names in `metadata.user_id`: a JSON string with `session_id`
+/// (Claude Code 2.1.78 and later), or `user_{hash}_account_{uuid}_session_{uuid}` (earlier).
+/// `None` for any other user id: an app's own user id is not a session.
+fn claude_code_session(user_id: &str) -> Option<String> {
+    if user_id.starts_with('{') {
+        let v: Value = serde_json::from_str(user_id).ok()?;
+        return v
+            .get("session_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+    if !user_id.starts_with("user_") {
+        return None;
+    }
+    let (_, session) = user_id.rsplit_once("_session_")?;
+    (!session.is_empty()).then(|| session.to_owned())
 }
 
 /// `system`: a string or text blocks.
@@ -195,6 +285,9 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
                         "id": b.get("id"), "name": b.get("name"), "arguments": b.get("input")}),
                     Some("tool_result") => serde_json::json!({"type": "tool_call_response",
                         "id": b.get("tool_use_id"), "response": block_text(b)}),
+                    Some(kind @ ("image" | "document")) => media_block(b, kind),
+                    Some("thinking") => serde_json::json!({"type": "reasoning",
+                        "content": b.get("thinking").and_then(Value::as_str).unwrap_or("")}),
                     _ => serde_json::json!({"type": "text", "content": block_text(b)}),
                 })
                 .collect(),
@@ -216,9 +309,31 @@ fn content(obj: &Map<String, Value>, system: &str) -> RequestContent {
     out
 }
 
+/// An `image` or `document` block in the semconv part shapes: `source.type` `base64` → `blob`,
+/// `url` → `uri`, `file` → `file` (by id).
+fn media_block(b: &Value, kind: &str) -> Value {
+    let modality = if kind == "image" { "image" } else { "document" };
+    let src = b.get("source");
+    let s = |k: &str| src.and_then(|v| v.get(k)).and_then(Value::as_str);
+    match s("type") {
+        Some("base64") => {
+            crate::request::blob_part(s("data").unwrap_or(""), s("media_type"), modality)
+        }
+        Some("url") => crate::request::media_url_part(s("url").unwrap_or(""), modality),
+        Some("file") => serde_json::json!({"type": "file", "modality": modality,
+            "file_id": s("file_id").unwrap_or("")}),
+        _ => serde_json::json!({"type": kind}),
+    }
+}
+
 /// Reads `usage` (message_start's, message_delta's cumulative one, or a whole body's).
 /// `gen_ai.usage.input_tokens` counts every input token, cached ones included (semconv), so
 /// Anthropic's uncached `input_tokens` and its cache reads and writes are added up.
+///
+/// The last word wins per field: `message_delta`'s cumulative usage overrides what
+/// `message_start` said for each count it carries (its `input_tokens` can be larger than the
+/// start's, e.g. 43 then 61), and a count it leaves out keeps the earlier value, so a delta
+/// with only `input_tokens` still adds the cache reads `message_start` reported.
 fn usage(u: &Value, s: &mut ResponseSummary) {
     let n = |k: &str| u.get(k).and_then(Value::as_u64);
     let usage = s.usage.get_or_insert_with(Usage::default);
@@ -228,12 +343,18 @@ fn usage(u: &Value, s: &mut ResponseSummary) {
         n("cache_creation_input_tokens"),
     );
     if fresh.is_some() || read.is_some() || write.is_some() {
-        usage.input_tokens = Some(fresh.unwrap_or(0) + read.unwrap_or(0) + write.unwrap_or(0));
-    }
-    if read.is_some() {
+        let (old_read, old_write) = (
+            usage.cache_read_input_tokens.unwrap_or(0),
+            usage.cache_write_input_tokens.unwrap_or(0),
+        );
+        let old_fresh = usage
+            .input_tokens
+            .map(|t| t.saturating_sub(old_read + old_write));
+        let fresh = fresh.or(old_fresh).unwrap_or(0);
+        let read = read.or(usage.cache_read_input_tokens);
+        let write = write.or(usage.cache_write_input_tokens);
+        usage.input_tokens = Some(fresh + read.unwrap_or(0) + write.unwrap_or(0));
         usage.cache_read_input_tokens = read;
-    }
-    if write.is_some() {
         usage.cache_write_input_tokens = write;
     }
     if let Some(o) = n("output_tokens") {
@@ -383,6 +504,41 @@ mod tests {
         assert_eq!(whole.model.as_deref(), Some("claude-haiku-4-5-20251001"));
     }
 
+    /// The last word wins per count: `message_delta`'s cumulative usage overrides
+    /// `message_start`'s (input 43 then 61, as Anthropic's recording
+    /// `anthropic-messages-delta-input-tokens.sse` shows), and a count the delta leaves out
+    /// (cache reads here) keeps the start's value.
+    #[test]
+    fn message_delta_usage_has_the_last_word() {
+        let stream = concat!(
+            "event: message_start\n",
+            r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-opus-4-5-20251101","content":[],"stop_reason":null,"usage":{"input_tokens":43,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":1}}}"#,
+            "\n\nevent: content_block_start\n",
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "\n\nevent: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"pong"}}"#,
+            "\n\nevent: message_delta\n",
+            r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":61,"output_tokens":2}}"#,
+            "\n\nevent: message_stop\n",
+            r#"data: {"type":"message_stop"}"#,
+            "\n\n"
+        );
+        for split in [1, 17, stream.len()] {
+            let s = watch(stream.as_bytes(), split);
+            let u = s.usage.clone().unwrap();
+            assert_eq!(
+                u.input_tokens,
+                Some(161),
+                "61 fresh + 100 read; split {split}"
+            );
+            assert_eq!(u.cache_read_input_tokens, Some(100));
+            assert_eq!(u.cache_write_input_tokens, Some(0));
+            assert_eq!(u.output_tokens, Some(2));
+            assert_eq!(s.finish_reasons, vec![Some("end_turn".into())]);
+            assert_eq!(s.model.as_deref(), Some("claude-opus-4-5-20251101"));
+        }
+    }
+
     #[test]
     fn tool_use_stream() {
         let s = watch(&fixture("anthropic-messages-tool-use.sse"), 7);
@@ -400,6 +556,7 @@ mod tests {
             "upstream down",
             "proxy_error",
             "upstream_unreachable",
+            502,
         ))
         .unwrap();
         assert_eq!(body["type"], "error");
@@ -408,6 +565,45 @@ mod tests {
             br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
         );
         assert_eq!(s.error.unwrap().code.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn claude_on_vertex_paths() {
+        let c = VertexAnthropic
+            .claim_path(
+                "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+                &http::Method::POST,
+            )
+            .unwrap();
+        assert_eq!(c.operation, Some(Operation::Chat));
+        assert_eq!(c.model.as_deref(), Some("claude-sonnet-4-5@20250929"));
+        assert!(c.stream);
+        let d = super::super::claim(
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5:rawPredict",
+            &http::Method::POST,
+        )
+        .map(|(d, _)| d.name());
+        assert_eq!(d, Some("vertex_anthropic"));
+    }
+
+    #[test]
+    fn claude_codes_session_in_metadata_user_id() {
+        assert_eq!(
+            claude_code_session(
+                r#"{"device_id":"d1","account_uuid":"","session_id":"7d3f0c1e-4b7a-4c55-9a0e-2f1d6b8c9e01"}"#
+            )
+            .as_deref(),
+            Some("7d3f0c1e-4b7a-4c55-9a0e-2f1d6b8c9e01")
+        );
+        assert_eq!(
+            claude_code_session(
+                "user_abc123_account__session_5b9e2a44-0c1d-4e6f-8a7b-1c2d3e4f5a6b"
+            )
+            .as_deref(),
+            Some("5b9e2a44-0c1d-4e6f-8a7b-1c2d3e4f5a6b")
+        );
+        assert_eq!(claude_code_session("customer-42"), None);
+        assert_eq!(claude_code_session(r#"{"device_id":"d1"}"#), None);
     }
 
     #[test]

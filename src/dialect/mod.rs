@@ -10,6 +10,7 @@
 //! Adding an API is one new file implementing [`Dialect`] plus one line in [`DIALECTS`].
 
 mod anthropic;
+mod gemini;
 mod ollama;
 mod openai_chat;
 mod openai_responses;
@@ -21,7 +22,8 @@ use crate::config::Provider;
 use crate::request::{PromptHasher, RequestInfo};
 use crate::summary::{FeedOutcome, ResponseSummary};
 
-pub use anthropic::AnthropicMessages;
+pub use anthropic::{AnthropicMessages, VertexAnthropic};
+pub use gemini::{GeminiApi, VertexGemini};
 pub use ollama::OllamaNative;
 pub use openai_chat::OpenAiChat;
 pub use openai_responses::OpenAiResponses;
@@ -32,6 +34,9 @@ pub static DIALECTS: &[&dyn Dialect] = &[
     &OpenAiResponses,
     &AnthropicMessages,
     &OllamaNative,
+    &GeminiApi,
+    &VertexGemini,
+    &VertexAnthropic,
 ];
 
 /// The gen_ai operation a request performs (`gen_ai.operation.name`, semconv GenAI spans).
@@ -40,12 +45,17 @@ pub enum Operation {
     Chat,
     TextCompletion,
     Embeddings,
+    /// Gemini's `generateContent` / `streamGenerateContent`: the conventions name this
+    /// operation `generate_content` ("multimodal content generation operation such as Gemini
+    /// Generate Content"), and they say to use the predefined value that applies.
+    GenerateContent,
 }
 
 impl Operation {
     /// `gen_ai.operation.name`.
     pub fn name(self) -> &'static str {
         match self {
+            Operation::GenerateContent => "generate_content",
             Operation::Chat => "chat",
             Operation::TextCompletion => "text_completion",
             Operation::Embeddings => "embeddings",
@@ -63,6 +73,18 @@ pub struct ApiPath<'a> {
     pub azure: bool,
 }
 
+/// An inbound path an API claims whole (see [`Dialect::claim_path`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathClaim {
+    /// The inference operation, or `None` for the API's other paths (passed through untraced).
+    pub operation: Option<Operation>,
+    /// The model the path names (`models/{model}:...`): it routes the request and stands in
+    /// for the model the body does not carry.
+    pub model: Option<String>,
+    /// The path itself asks for a stream (`:streamGenerateContent`).
+    pub stream: bool,
+}
+
 /// One LLM API's wire format. Implementations are stateless unit structs; per-stream state
 /// lives in the [`StreamWatcher`] they hand out.
 pub trait Dialect: Sync + std::fmt::Debug {
@@ -72,6 +94,21 @@ pub trait Dialect: Sync + std::fmt::Debug {
     /// The operation this dialect performs for `path` and `method`, or `None` when the path
     /// is not one of its inference paths.
     fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation>;
+
+    /// For APIs whose paths carry their own version and name the model (Google's
+    /// `/v1beta/models/{model}:generateContent`): whether `path` (the whole normalised inbound
+    /// path) is this API's. A claimed path is forwarded as it is onto the upstream's base URL
+    /// (not under llmtap's `/v1/`), and errors on it take this API's shape.
+    fn claim_path(&self, _path: &str, _method: &http::Method) -> Option<PathClaim> {
+        None
+    }
+
+    /// Whether a 2xx `application/json` response to a streaming request is itself a stream
+    /// to watch chunk by chunk (Gemini's `streamGenerateContent` without `alt=sse` sends a
+    /// JSON array element by element).
+    fn streams_json(&self) -> bool {
+        false
+    }
 
     /// `openai.api.type` for OpenAI's APIs; `None` elsewhere.
     fn openai_api_type(&self, _op: Operation) -> Option<&'static str> {
@@ -109,8 +146,9 @@ pub trait Dialect: Sync + std::fmt::Debug {
     /// is recorded as `stream_truncated`.
     fn stream_complete(&self, summary: &ResponseSummary) -> bool;
 
-    /// The body of llmtap's own error on this API's paths, in the API's error shape.
-    fn error_body(&self, message: &str, kind: &str, code: &str) -> String {
+    /// The body of llmtap's own error on this API's paths, in the API's error shape; `status`
+    /// is the HTTP status it is answered with.
+    fn error_body(&self, message: &str, kind: &str, code: &str, _status: u16) -> String {
         crate::error::error_body(message, kind, code)
     }
 }
@@ -143,6 +181,14 @@ pub fn recognise(
     DIALECTS
         .iter()
         .find_map(|d| d.recognise(path, method).map(|op| (*d, op)))
+}
+
+/// The dialect claiming a whole inbound path, and what the path says (see
+/// [`Dialect::claim_path`]).
+pub fn claim(path: &str, method: &http::Method) -> Option<(&'static dyn Dialect, PathClaim)> {
+    DIALECTS
+        .iter()
+        .find_map(|d| d.claim_path(path, method).map(|c| (*d, c)))
 }
 
 /// Parses a request body into its facts with `dialect`; `None` when the body is not a JSON
@@ -199,6 +245,48 @@ pub(crate) fn tool_descriptions(
         })
         .take(crate::request::MAX_TOOL_DESCRIPTIONS)
         .collect()
+}
+
+/// The one function a request forces the model to call, when it does: structured output done
+/// through a tool call, whose arguments are the answer (instructor, LangChain's
+/// `with_structured_output`, llama-index, the Vercel AI SDK's tool mode). Recognised shapes of
+/// `tool_choice`, per the APIs' references:
+/// - a named function: Chat Completions `{"type":"function","function":{"name"}}`, Responses
+///   `{"type":"function","name"}`, Anthropic `{"type":"tool","name"}`;
+/// - a call required but not named (`"required"`; Anthropic `{"type":"any"}`; Mistral
+///   `"any"`) when the request offers exactly one tool: that tool.
+///
+/// `tool_name` reads the name from one entry of `tools` (`function.name` on Chat Completions,
+/// `name` elsewhere). `None` for `auto`, `none`, no `tool_choice`, or a required choice among
+/// several tools (which of them is output cannot be told from the request).
+pub fn forced_tool(
+    obj: &Map<String, Value>,
+    tool_name: impl Fn(&Value) -> Option<&Value>,
+) -> Option<String> {
+    let only_tool = || {
+        let tools = obj.get("tools")?.as_array()?;
+        match tools.as_slice() {
+            [one] => tool_name(one)?.as_str().map(str::to_owned),
+            _ => None,
+        }
+    };
+    match obj.get("tool_choice")? {
+        Value::String(s) if s == "required" || s == "any" => only_tool(),
+        Value::Object(c) => {
+            let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
+            let named = c
+                .get("name")
+                .or_else(|| c.get("function").and_then(|f| f.get("name")))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty());
+            match (kind, named) {
+                ("function" | "tool", Some(n)) => Some(n.to_owned()),
+                ("any", _) => only_tool(),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// `stop` / `stop_sequences`: a string or an array of strings.

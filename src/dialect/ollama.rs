@@ -62,12 +62,16 @@ impl Dialect for OllamaNative {
             seed: opt_i64("seed"),
             max_tokens: opt_i64("num_predict"),
             stop: options.map(|o| strings_at(o, "stop")).unwrap_or_default(),
+            // `/api/embed` takes `dimensions` (truncates the vectors).
+            dimensions: (op == Operation::Embeddings)
+                .then(|| super::i64_at(obj, "dimensions"))
+                .flatten(),
             top_k: opt_f64("top_k"),
             tool_descriptions: super::tool_descriptions(obj, |t| t.get("function")),
             ..Default::default()
         };
         let prompt_key = match op {
-            Operation::Chat => "messages",
+            Operation::Chat | Operation::GenerateContent => "messages",
             Operation::TextCompletion => "prompt",
             Operation::Embeddings => "input",
         };
@@ -82,12 +86,8 @@ impl Dialect for OllamaNative {
                     info.message_count += 1;
                     let text = m.get("content").and_then(Value::as_str).unwrap_or("");
                     info.prompt_chars += text.chars().count() as u64;
-                    if m.get("role").and_then(Value::as_str) == Some("tool") {
-                        if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
-                            info.tool_results.push((id.to_owned(), text.to_owned()));
-                        }
-                    }
                 }
+                info.tool_results = tool_results(items);
             }
             Some(Value::String(s)) => {
                 info.message_count = 1;
@@ -132,9 +132,82 @@ impl Dialect for OllamaNative {
     }
 
     /// Ollama's error shape: `{"error": "..."}`.
-    fn error_body(&self, message: &str, _kind: &str, _code: &str) -> String {
+    fn error_body(&self, message: &str, _kind: &str, _code: &str, _status: u16) -> String {
         serde_json::json!({ "error": message }).to_string()
     }
+}
+
+/// A call's arguments as canonical JSON (an object, or a JSON string holding one).
+fn canonical_arguments(args: Option<&Value>) -> String {
+    match args {
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| s.clone()),
+        Some(v) => v.to_string(),
+        None => "{}".to_owned(),
+    }
+}
+
+/// The key of a call in an assistant message's `tool_calls`: its `id`, else (Ollama's native
+/// API sends none) its name-and-arguments key.
+fn call_key(call: &Value) -> (String, String) {
+    let f = &call["function"];
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let key = match call.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => crate::summary::unnamed_call_key(&name, &canonical_arguments(f.get("arguments"))),
+    };
+    (name, key)
+}
+
+/// `role: tool` messages close the calls of the latest assistant message before them: by
+/// `tool_call_id` when sent, else by `tool_name` (Ollama's field), else in order.
+fn tool_results(messages: &[Value]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut open: Vec<(String, String, bool)> = Vec::new();
+    for m in messages {
+        match m.get("role").and_then(Value::as_str) {
+            Some("assistant") => {
+                open = m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let (name, key) = call_key(c);
+                        (name, key, false)
+                    })
+                    .collect();
+            }
+            Some("tool") => {
+                let text = m.get("content").and_then(Value::as_str).unwrap_or("");
+                if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
+                    if let Some(slot) = open.iter_mut().find(|(_, k, _)| k == id) {
+                        slot.2 = true;
+                    }
+                    out.push((id.to_owned(), text.to_owned()));
+                    continue;
+                }
+                let name = m
+                    .get("tool_name")
+                    .or_else(|| m.get("name"))
+                    .and_then(Value::as_str);
+                let slot = open
+                    .iter_mut()
+                    .find(|(n, _, done)| !done && name.is_none_or(|name| n == name));
+                if let Some(slot) = slot {
+                    slot.2 = true;
+                    out.push((slot.1.clone(), text.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
@@ -154,7 +227,32 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
                 } else {
                     serde_json::json!({"type": "text", "content": text})
                 };
-                serde_json::json!({"role": role, "parts": [part]})
+                let mut parts = vec![part];
+                // `images`: base64 strings beside the text.
+                for img in m
+                    .get("images")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(b64) = img.as_str() {
+                        parts.push(crate::request::blob_part(b64, None, "image"));
+                    }
+                }
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let f = &call["function"];
+                    parts.push(
+                        serde_json::json!({"type": "tool_call", "id": call.get("id"),
+                        "name": f.get("name").and_then(Value::as_str).unwrap_or(""),
+                        "arguments": f.get("arguments")}),
+                    );
+                }
+                serde_json::json!({"role": role, "parts": parts})
             })
             .collect(),
         (_, _, Some(Value::String(p))) => {
@@ -163,6 +261,20 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
         _ => Vec::new(),
     };
     out.input_messages = Some(Value::Array(messages));
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let defs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let f = t.get("function");
+                let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
+                serde_json::json!({"type": kind,
+                    "name": f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or(kind),
+                    "description": f.and_then(|f| f.get("description")),
+                    "parameters": f.and_then(|f| f.get("parameters"))})
+            })
+            .collect();
+        out.tool_definitions = Some(Value::Array(defs));
+    }
     out
 }
 
@@ -196,7 +308,10 @@ impl OllamaReader {
             {
                 let f = &call["function"];
                 let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-                let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+                // No id (the native API sends none): the name-and-arguments key, which the
+                // next request's assistant message repeats, so the `role: tool` result closes it.
+                let (_, key) = call_key(call);
+                let id = key.as_str();
                 let index = f
                     .get("index")
                     .and_then(Value::as_u64)
@@ -233,8 +348,18 @@ impl OllamaReader {
                 u.output_tokens = Some(o);
             }
         }
-        if v.get("embeddings").is_some() {
+        // `/api/embed` answers `embeddings: [[...], ...]`; the legacy `/api/embeddings`
+        // answers one vector as `embedding: [...]`. Both end the response.
+        let first_vector = match (v.get("embeddings"), v.get("embedding")) {
+            (Some(Value::Array(vs)), _) => Some(vs.first().and_then(Value::as_array)),
+            (_, Some(Value::Array(one))) => Some(Some(one)),
+            _ => None,
+        };
+        if let Some(first) = first_vector {
             s.stream_ended = true;
+            if let Some(d) = first.filter(|d| !d.is_empty()) {
+                s.embedding_dimensions = Some(d.len() as u64);
+            }
         }
     }
 }
@@ -300,6 +425,73 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(s.tool_calls[0].arguments, r#"{"x":1}"#);
         assert!(!s.stream_ended, "no done line: truncated");
+    }
+
+    /// The last word wins: the `done` line's model, reason and counts describe the response.
+    #[test]
+    fn the_done_line_has_the_last_word() {
+        let lines = concat!(
+            r#"{"model":"qwen3","created_at":"2026-12-01T10:00:00Z","message":{"role":"assistant","content":"Hi"},"done":false}"#,
+            "\n",
+            r#"{"model":"qwen3:8b","created_at":"2026-12-01T10:00:01Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":12,"eval_count":5}"#,
+            "\n"
+        );
+        let mut w = OllamaNative.stream_watcher(false);
+        w.feed(lines.as_bytes());
+        let s = w.finish();
+        assert_eq!(s.model.as_deref(), Some("qwen3:8b"));
+        assert_eq!(s.finish_reasons, vec![Some("length".into())]);
+        let u = s.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (Some(12), Some(5)));
+    }
+
+    /// Every embeddings shape Ollama answers with: `/api/embed`'s `embeddings` (a list of
+    /// vectors) and the legacy `/api/embeddings`' single `embedding`.
+    #[test]
+    fn embedding_dimensions_of_both_shapes() {
+        let embed = OllamaNative.summarize_body(
+            br#"{"model":"nomic-embed-text","embeddings":[[0.1,0.2,0.3],[0.4,0.5,0.6]],"prompt_eval_count":2}"#,
+        );
+        assert_eq!(embed.embedding_dimensions, Some(3));
+        let legacy = OllamaNative.summarize_body(br#"{"embedding":[0.5,-0.25,0.125,1.0]}"#);
+        assert_eq!(legacy.embedding_dimensions, Some(4));
+        assert!(!legacy.parse_failed && legacy.stream_ended);
+        let empty = OllamaNative.summarize_body(br#"{"embeddings":[]}"#);
+        assert_eq!(empty.embedding_dimensions, None);
+    }
+
+    #[test]
+    fn id_less_calls_close_by_tool_name_else_in_order() {
+        let line = br#"{"model":"qwen3","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"a","arguments":{"x":1}}},{"function":{"name":"b","arguments":{}}}]},"done":false}"#;
+        let mut w = OllamaNative.stream_watcher(false);
+        w.feed(line);
+        w.feed(b"\n");
+        let s = w.finish();
+        assert!(s
+            .tool_calls
+            .iter()
+            .all(|c| crate::summary::is_unnamed_call(&c.id)));
+        let body = serde_json::json!({"model": "qwen3", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "a", "arguments": {"x": 1}}},
+                {"function": {"name": "b", "arguments": {}}}]},
+            {"role": "tool", "tool_name": "b", "content": "B"},
+            {"role": "tool", "content": "A"}
+        ]});
+        let info = OllamaNative.request_facts(
+            body.as_object().unwrap(),
+            Operation::Chat,
+            false,
+            &PromptHasher::from_secret(b"k"),
+        );
+        assert_eq!(
+            info.tool_results,
+            vec![
+                (s.tool_calls[1].id.clone(), "B".to_string()),
+                (s.tool_calls[0].id.clone(), "A".to_string())
+            ]
+        );
     }
 
     #[test]

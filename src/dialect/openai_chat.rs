@@ -35,7 +35,7 @@ impl Dialect for OpenAiChat {
 
     fn openai_api_type(&self, op: Operation) -> Option<&'static str> {
         Some(match op {
-            Operation::Chat => "chat_completions",
+            Operation::Chat | Operation::GenerateContent => "chat_completions",
             Operation::TextCompletion => "completions",
             Operation::Embeddings => "embeddings",
         })

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 use crate::request::{PromptHasher, RequestContent, RequestInfo};
-use crate::summary::{ResponseSummary, Usage};
+use crate::summary::{ModalityUsage, ResponseSummary, Usage};
 
 use super::watch::{EventReader, SseWatcher};
 use super::{f64_at, i64_at, str_at, ApiPath, Dialect, Operation, StreamWatcher};
@@ -47,6 +47,7 @@ impl Dialect for OpenAiResponses {
             top_p: f64_at(obj, "top_p"),
             max_tokens: i64_at(obj, "max_output_tokens"),
             conversation_id: conversation_id(obj),
+            previous_response_id: str_at(obj, "previous_response_id"),
             reasoning_level: obj
                 .get("reasoning")
                 .and_then(|r| r.get("effort"))
@@ -54,6 +55,7 @@ impl Dialect for OpenAiResponses {
                 .map(str::to_owned),
             service_tier: str_at(obj, "service_tier"),
             tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            forced_tool: super::forced_tool(obj, |t| t.get("name")),
             ..Default::default()
         };
         let instructions = str_at(obj, "instructions");
@@ -144,6 +146,39 @@ fn item_text(item: &Value) -> String {
     }
 }
 
+/// A message item's content in the semconv part shapes: a string, or `input_text` /
+/// `output_text` parts as text, `input_image` as a `uri` or `blob` part, `input_file` as a
+/// `file` part (by id) or a `blob`.
+fn item_parts(item: &Value) -> Vec<Value> {
+    match item.get("content") {
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .map(|p| {
+                let s = |k: &str| p.get(k).and_then(Value::as_str);
+                match s("type").unwrap_or("") {
+                    "input_image" => match (s("image_url"), s("file_id")) {
+                        (Some(url), _) => crate::request::media_url_part(url, "image"),
+                        (None, Some(id)) => {
+                            serde_json::json!({"type": "file", "modality": "image", "file_id": id})
+                        }
+                        _ => serde_json::json!({"type": "input_image"}),
+                    },
+                    "input_file" => match (s("file_id"), s("file_data")) {
+                        (Some(id), _) => {
+                            serde_json::json!({"type": "file", "modality": "document", "file_id": id})
+                        }
+                        (None, Some(data)) => crate::request::media_url_part(data, "document"),
+                        _ => serde_json::json!({"type": "input_file"}),
+                    },
+                    _ => serde_json::json!({"type": "text",
+                        "content": s("text").or_else(|| s("refusal")).unwrap_or("")}),
+                }
+            })
+            .collect(),
+        _ => vec![serde_json::json!({"type": "text", "content": item_text(item)})],
+    }
+}
+
 /// A `function_call_output`'s `output`: a string, or parts with text.
 fn output_text(output: Option<&Value>) -> String {
     match output {
@@ -183,7 +218,7 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
                 }]}),
                 _ => serde_json::json!({
                     "role": item.get("role").and_then(Value::as_str).unwrap_or("user"),
-                    "parts": [{"type": "text", "content": item_text(item)}],
+                    "parts": item_parts(item),
                 }),
             })
             .collect(),
@@ -194,9 +229,11 @@ fn content(obj: &Map<String, Value>, instructions: Option<&str>) -> RequestConte
         let defs: Vec<Value> = tools
             .iter()
             .map(|t| {
+                let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
                 serde_json::json!({
-                    "type": t.get("type").and_then(Value::as_str).unwrap_or("function"),
-                    "name": t.get("name"),
+                    "type": kind,
+                    // Built-in tools (`web_search`, `file_search`) have no name: their type.
+                    "name": t.get("name").and_then(Value::as_str).unwrap_or(kind),
                     "description": t.get("description"),
                     "parameters": t.get("parameters"),
                 })
@@ -214,18 +251,17 @@ struct ResponsesReader {
 }
 
 impl ResponsesReader {
-    /// A whole response object (the terminal event's, or a non-streamed body).
+    /// A whole response object: `response.created` / `.in_progress` / `.queued`'s snapshot,
+    /// the terminal event's, or a non-streamed body. Each later snapshot overrides what an
+    /// earlier one said (id, model, service tier, usage, status): the terminal one describes
+    /// the finished response (`created` says `"service_tier":"auto"`, `completed` the tier
+    /// that served it).
     fn response(&mut self, r: &Value, s: &mut ResponseSummary, count_only: bool, whole: bool) {
         s.set_id_and_model(
             r.get("id").and_then(Value::as_str),
             r.get("model").and_then(Value::as_str),
         );
-        if s.service_tier.is_none() {
-            s.service_tier = r
-                .get("service_tier")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-        }
+        s.set_service_tier(r.get("service_tier").and_then(Value::as_str));
         if let Some(u) = r.get("usage").filter(|u| u.is_object()) {
             let n = |v: &Value| v.as_u64();
             s.usage = Some(Usage {
@@ -238,6 +274,15 @@ impl ResponsesReader {
                     .pointer("/output_tokens_details/reasoning_tokens")
                     .and_then(n),
                 cache_write_input_tokens: None,
+            });
+            let d = |path: &str| u.pointer(path).and_then(n);
+            s.usage_by_modality.update(ModalityUsage {
+                text_input: d("/input_tokens_details/text_tokens"),
+                image_input: d("/input_tokens_details/image_tokens"),
+                audio_input: d("/input_tokens_details/audio_tokens"),
+                text_output: d("/output_tokens_details/text_tokens"),
+                image_output: d("/output_tokens_details/image_tokens"),
+                audio_output: d("/output_tokens_details/audio_tokens"),
             });
         }
         if whole {
@@ -437,6 +482,40 @@ mod tests {
         );
         assert_eq!(e.finish_reasons, vec![Some("error".into())]);
         assert!(e.stream_ended);
+    }
+
+    /// The last word wins: `response.created` / `.in_progress` say `auto` and carry no usage;
+    /// the terminal event (`completed`, `incomplete` or `failed`) says which tier served the
+    /// request, the model version and the usage. Facts from tests/fixtures'
+    /// `openai-responses-stream-service-tier.sse` (learned from the Azure recording).
+    #[test]
+    fn the_terminal_event_has_the_last_word() {
+        let s = fixture("openai-responses-stream-service-tier.sse");
+        for split in [1, 9, s.len()] {
+            let w = watch(&s, split);
+            assert_eq!(w.service_tier.as_deref(), Some("default"), "split {split}");
+            assert_eq!(w.model.as_deref(), Some("gpt-5.1-2025-11-13"));
+            assert_eq!(w.id.as_deref(), Some("resp_llmtapTier0001"));
+            assert_eq!(w.finish_reasons, vec![Some("completed".into())]);
+            let u = w.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (Some(11), Some(9)));
+        }
+        let text = String::from_utf8(s).unwrap();
+        for (terminal, status, reason) in [
+            ("response.incomplete", "incomplete", "max_output_tokens"),
+            ("response.failed", "failed", "error"),
+        ] {
+            let t = text
+                .replace("response.completed", terminal)
+                .replace(r#""status":"completed","background""#, &format!(r#""status":"{status}","background""#))
+                .replace(r#""incomplete_details":null,"instructions":null,"max_output_tokens":16"#,
+                    r#""incomplete_details":{"reason":"max_output_tokens"},"instructions":null,"max_output_tokens":16"#);
+            let w = watch(t.as_bytes(), 13);
+            assert_eq!(w.service_tier.as_deref(), Some("default"), "{terminal}");
+            assert_eq!(w.model.as_deref(), Some("gpt-5.1-2025-11-13"), "{terminal}");
+            assert_eq!(w.finish_reasons, vec![Some(reason.into())], "{terminal}");
+            assert!(w.usage.is_some() && w.stream_ended, "{terminal}");
+        }
     }
 
     #[test]

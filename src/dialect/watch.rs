@@ -1,5 +1,6 @@
-//! Stream watchers shared by the dialects: SSE framing (typed events) and NDJSON framing
-//! (one JSON object per line), each handing whole events to the dialect's [`EventReader`].
+//! Stream watchers shared by the dialects: SSE framing (typed events), NDJSON framing (one
+//! JSON object per line) and JSON-array framing (one element at a time), each handing whole
+//! events to the dialect's [`EventReader`].
 
 use serde_json::Value;
 
@@ -172,6 +173,121 @@ impl<R: EventReader> StreamWatcher for NdjsonWatcher<R> {
                 &mut outcome,
             );
         }
+        self.reader.finish(&mut self.summary);
+        self.summary
+    }
+}
+
+/// A JSON array streamed element by element (Google's `streamGenerateContent` without
+/// `alt=sse`: `[{...}` then `,\r\n{...}` per element, then `]`). Each top-level element is
+/// one event; whitespace and commas between elements are skipped. Only the element being read
+/// is buffered, up to [`MAX_LINE`] bytes.
+#[derive(Default)]
+pub(crate) struct JsonArrayWatcher<R> {
+    /// `[` seen.
+    opened: bool,
+    /// `]` closing the array seen: anything after it is ignored.
+    closed: bool,
+    /// Nesting depth inside the current element (0 between elements).
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    element: Vec<u8>,
+    reader: R,
+    summary: ResponseSummary,
+    count_only: bool,
+}
+
+impl<R: EventReader> JsonArrayWatcher<R> {
+    pub(crate) fn new(count_only: bool) -> Self {
+        JsonArrayWatcher {
+            count_only,
+            ..Default::default()
+        }
+    }
+}
+
+impl<R: EventReader> StreamWatcher for JsonArrayWatcher<R> {
+    fn feed(&mut self, bytes: &[u8]) -> FeedOutcome {
+        let mut outcome = FeedOutcome::default();
+        if self.summary.parse_failed || self.closed {
+            return outcome;
+        }
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.depth == 0 {
+                match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    b'[' if !self.opened => self.opened = true,
+                    b',' if self.opened => {}
+                    b']' if self.opened => {
+                        self.closed = true;
+                        return outcome;
+                    }
+                    b'{' | b'[' if self.opened => {
+                        self.depth = 1;
+                        start = i;
+                    }
+                    // Not an array of objects: stop reading (the bytes still reach the client).
+                    _ => {
+                        self.summary.parse_failed = true;
+                        return outcome;
+                    }
+                }
+                continue;
+            }
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        let element: &[u8] = if self.element.is_empty() {
+                            &bytes[start..=i]
+                        } else {
+                            self.element.extend_from_slice(&bytes[start..=i]);
+                            &self.element
+                        };
+                        dispatch(
+                            &mut self.reader,
+                            &mut self.summary,
+                            self.count_only,
+                            None,
+                            element,
+                            &mut outcome,
+                        );
+                        self.element.clear();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.depth > 0 {
+            // The element goes on in the next read: keep what this one brought of it.
+            if self.element.len() + bytes.len() - start > MAX_LINE {
+                self.summary.parse_failed = true;
+                self.element.clear();
+            } else {
+                self.element.extend_from_slice(&bytes[start..]);
+            }
+        }
+        outcome
+    }
+
+    fn summary(&self) -> &ResponseSummary {
+        &self.summary
+    }
+
+    fn finish(mut self: Box<Self>) -> ResponseSummary {
         self.reader.finish(&mut self.summary);
         self.summary
     }

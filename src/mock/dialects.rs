@@ -183,16 +183,29 @@ pub(crate) fn responses(body: &Map<String, Value>, model: &str, shape: &Shape) -
                 "response.output_item.added",
                 json!({"output_index": 0, "item": added}),
             );
+            // The API announces each content part before its deltas; the SDKs' stream
+            // helpers (openai's `responses.stream`) index into the parts it added.
+            push(
+                "response.content_part.added",
+                json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []}}),
+            );
             for p in pieces {
                 push(
                     "response.output_text.delta",
-                    json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": p}),
+                    json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                        "delta": p, "logprobs": []}),
                 );
             }
             push(
                 "response.output_text.done",
                 json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-                    "text": pieces.concat()}),
+                    "text": pieces.concat(), "logprobs": []}),
+            );
+            push(
+                "response.content_part.done",
+                json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                    "part": item["content"][0]}),
             );
             push(
                 "response.output_item.done",
@@ -215,6 +228,10 @@ pub(crate) fn responses(body: &Map<String, Value>, model: &str, shape: &Shape) -
                         json!({"item_id": item["id"], "output_index": i, "delta": piece}),
                     );
                 }
+                push(
+                    "response.function_call_arguments.done",
+                    json!({"item_id": item["id"], "output_index": i, "arguments": args}),
+                );
                 push(
                     "response.output_item.done",
                     json!({"output_index": i, "item": item}),
@@ -376,6 +393,8 @@ pub(crate) enum OllamaEndpoint {
     Chat,
     Generate,
     Embed,
+    /// The legacy `/api/embeddings`: `prompt` in, one vector out as `embedding`.
+    Embeddings,
 }
 
 pub(crate) fn ollama(
@@ -386,12 +405,20 @@ pub(crate) fn ollama(
 ) -> Reply {
     let key = match endpoint {
         OllamaEndpoint::Chat => "messages",
-        OllamaEndpoint::Generate => "prompt",
+        OllamaEndpoint::Generate | OllamaEndpoint::Embeddings => "prompt",
         OllamaEndpoint::Embed => "input",
     };
     let prompt = body.get(key).cloned().unwrap_or(Value::Null);
     let hash = hash_json(&prompt);
     let prompt_tokens = tokens_for_chars(text_chars(&prompt));
+    if endpoint == OllamaEndpoint::Embeddings {
+        // Ollama's legacy endpoint: no model, no usage, no `done`; just the vector.
+        let seed = wire::mix(hash);
+        let vector: Vec<f64> = (0..12)
+            .map(|k| ((seed >> ((k % 8) * 8)) & 0xff) as f64 / 255.0 - 0.5)
+            .collect();
+        return json_reply(&json!({ "embedding": vector }), hash);
+    }
     if endpoint == OllamaEndpoint::Embed {
         let inputs = match &prompt {
             Value::Array(a) => a.len().max(1),

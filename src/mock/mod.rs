@@ -9,6 +9,8 @@
 //!   `GET models`, `GET models/{id}`; anything else under `/v1` is a 404 in OpenAI's shape.
 //! - Azure paths `/openai/deployments/{deployment}/{chat/completions,completions,embeddings}`,
 //!   which need an `api-version` query parameter and answer with the deployment as the model.
+//! - Gemini paths (Developer API and Vertex AI, see the `gemini` submodule), which name the
+//!   model in the path and answer errors in Google's shape.
 //! - Control paths for tests that run the binary: `GET /mock/requests`, `GET /mock/events`,
 //!   `POST /mock/clear`. These are not recorded.
 //!
@@ -25,6 +27,7 @@
 mod chat;
 mod dialects;
 mod embeddings;
+mod gemini;
 mod scenario;
 mod stream;
 mod wire;
@@ -250,6 +253,8 @@ enum Endpoint {
     Messages,
     /// Ollama's native API.
     Ollama(dialects::OllamaEndpoint),
+    /// Google's Gemini API (the model is in the path).
+    Gemini(gemini::GeminiCall),
 }
 
 /// A classified request path; `deployment` is set for Azure paths.
@@ -260,6 +265,12 @@ struct Target {
 }
 
 fn classify(method: &Method, path: &str, query: Option<&str>) -> Result<Target, Reply> {
+    if let Some(call) = gemini::classify(method, path) {
+        return Ok(Target {
+            endpoint: Endpoint::Gemini(call?),
+            deployment: None,
+        });
+    }
     if let Some(rest) = path.strip_prefix("/v1/") {
         let endpoint = match (method.as_str(), rest) {
             ("POST", "chat/completions") => Endpoint::Chat,
@@ -284,6 +295,7 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Result<Target, 
             ("POST", "chat") => OllamaEndpoint::Chat,
             ("POST", "generate") => OllamaEndpoint::Generate,
             ("POST", "embed") => OllamaEndpoint::Embed,
+            ("POST", "embeddings") => OllamaEndpoint::Embeddings,
             _ => return Err(scenario::invalid_url(method, path)),
         };
         return Ok(Target {
@@ -393,6 +405,7 @@ impl AppState {
                     | Endpoint::Responses
                     | Endpoint::Messages
                     | Endpoint::Ollama(_)
+                    | Endpoint::Gemini(_)
             )
         });
         let json = if has_body && !body_free {
@@ -400,8 +413,15 @@ impl AppState {
         } else {
             None
         };
-        let requested_model = match (&deployment, &json) {
-            (Some(deployment), _) => Some(deployment.clone()),
+        let path_model = match &target {
+            Some(Target {
+                endpoint: Endpoint::Gemini(call),
+                ..
+            }) => Some(call.model.clone()),
+            _ => deployment.clone(),
+        };
+        let requested_model = match (&path_model, &json) {
+            (Some(model), _) => Some(model.clone()),
             (None, Some(json)) => match json.get("model").and_then(|m| m.as_str()) {
                 Some(model) if !model.is_empty() => Some(model.to_owned()),
                 _ => return Err(scenario::missing_model()),
@@ -445,6 +465,14 @@ impl AppState {
                     ..
                 }),
             ) => dialects::anthropic_error(kind.reply(model, false).status),
+            // So do Google's.
+            (
+                Scenario::Error(kind),
+                Some(Target {
+                    endpoint: Endpoint::Gemini(_),
+                    ..
+                }),
+            ) => gemini::error(kind.reply(model, false).status, &format!("models/{model}")),
             (Scenario::Error(kind), _) => kind.reply(model, deployment.is_some()),
             (Scenario::Echo, _) => scenario::echo(call),
             (Scenario::Replay, _) => {
@@ -472,6 +500,7 @@ impl AppState {
                     // Anthropic and Ollama answer with the model as asked.
                     Endpoint::Messages => dialects::messages(&json, model, &shape),
                     Endpoint::Ollama(e) => dialects::ollama(e, &json, model, &shape),
+                    Endpoint::Gemini(g) => gemini::answer(&g, &json, call.query.as_deref(), &shape),
                     Endpoint::ListModels => embeddings::list_models(),
                     Endpoint::GetModel(id) => embeddings::get_model(&id),
                 }

@@ -28,8 +28,10 @@ pub const OUTPUT_TEXT_CAP: usize = 1024 * 1024;
 
 use crate::summary::{ERROR_MESSAGE_CAP, MAX_CHOICES, MAX_TOOL_CALLS};
 
-use crate::summary::{floor_char_boundary, push_capped};
-pub use crate::summary::{FeedOutcome, ResponseSummary, ToolCall, UpstreamError, Usage};
+use crate::summary::{floor_char_boundary, push_capped, set_latest};
+pub use crate::summary::{
+    FeedOutcome, ModalityUsage, ResponseSummary, ToolCall, UpstreamError, Usage,
+};
 
 /// Watches a streamed response: feed it a copy of the body bytes as they are relayed.
 #[derive(Debug, Default)]
@@ -403,13 +405,15 @@ impl Collector<'_> {
     }
 
     fn apply(&mut self, wire: ResponseWire<'_>, event: Option<&str>) {
-        set_once(&mut self.summary.id, wire.id);
-        set_once(&mut self.summary.model, wire.model);
-        set_once(
+        // The latest non-empty value wins: the last chunk (finish or usage) describes the
+        // finished response.
+        set_latest(&mut self.summary.id, wire.id.as_deref());
+        set_latest(&mut self.summary.model, wire.model.as_deref());
+        set_latest(
             &mut self.summary.system_fingerprint,
-            wire.system_fingerprint,
+            wire.system_fingerprint.as_deref(),
         );
-        set_once(&mut self.summary.service_tier, wire.service_tier);
+        set_latest(&mut self.summary.service_tier, wire.service_tier.as_deref());
         if self.summary.embedding_dimensions.is_none() {
             self.summary.embedding_dimensions = wire.data.0;
         }
@@ -585,12 +589,23 @@ impl Collector<'_> {
     }
 
     fn usage(&mut self, wire: UsageWire) {
+        let (prompt, completion) = (
+            wire.prompt_tokens_details.as_ref(),
+            wire.completion_tokens_details.as_ref(),
+        );
+        self.summary.usage_by_modality.update(ModalityUsage {
+            text_input: prompt.and_then(|d| d.text_tokens.0),
+            image_input: prompt.and_then(|d| d.image_tokens.0),
+            audio_input: prompt.and_then(|d| d.audio_tokens.0),
+            text_output: completion.and_then(|d| d.text_tokens.0),
+            image_output: completion.and_then(|d| d.image_tokens.0),
+            audio_output: completion.and_then(|d| d.audio_tokens.0),
+        });
         let fields = [
             wire.prompt_tokens.0,
             wire.completion_tokens.0,
-            wire.prompt_tokens_details.and_then(|d| d.cached_tokens.0),
-            wire.completion_tokens_details
-                .and_then(|d| d.reasoning_tokens.0),
+            prompt.and_then(|d| d.cached_tokens.0),
+            completion.and_then(|d| d.reasoning_tokens.0),
             wire.cache_creation_input_tokens.0,
         ];
         if fields.iter().all(Option::is_none) {
@@ -615,15 +630,6 @@ impl Collector<'_> {
     fn error(&mut self, error: UpstreamError) {
         if self.summary.error.is_none() {
             self.summary.error = Some(error);
-        }
-    }
-}
-
-fn set_once(slot: &mut Option<String>, value: Str<'_>) {
-    // Azure's first chunk has `"id":""` and `"model":""`: skip empties.
-    if slot.is_none() {
-        if let Some(v) = value.0.filter(|v| !v.is_empty()) {
-            *slot = Some(v.into_owned());
         }
     }
 }
@@ -811,12 +817,24 @@ struct UsageWire {
 struct PromptTokensDetailsWire {
     #[serde(default)]
     cached_tokens: Count,
+    #[serde(default)]
+    text_tokens: Count,
+    #[serde(default)]
+    image_tokens: Count,
+    #[serde(default)]
+    audio_tokens: Count,
 }
 
 #[derive(Deserialize)]
 struct CompletionTokensDetailsWire {
     #[serde(default)]
     reasoning_tokens: Count,
+    #[serde(default)]
+    text_tokens: Count,
+    #[serde(default)]
+    image_tokens: Count,
+    #[serde(default)]
+    audio_tokens: Count,
 }
 
 /// A string field read leniently: borrowed when the JSON has no escapes, numbers rendered as
@@ -1291,6 +1309,25 @@ mod tests {
         // Characters, not bytes: the é is two bytes.
         assert_eq!(sum.output_chars, sum.output_text[0].chars().count() as u64);
         assert_eq!(sum.output_chars + 1, sum.output_text[0].len() as u64);
+    }
+
+    /// The last word wins: a chunk's non-empty id, model, fingerprint and service tier
+    /// replace earlier ones (an empty value, like Azure's first chunk's, changes nothing).
+    #[test]
+    fn later_chunks_have_the_last_word() {
+        let s = concat!(
+            "data: {\"id\":\"\",\"model\":\"\",\"choices\":[],\"prompt_filter_results\":[]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o-mini\",\"service_tier\":\"auto\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o-mini-2024-07-18\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_2\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"model\":\"\",\"service_tier\":\"\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let sum = accumulate(s.as_bytes());
+        assert_eq!(sum.id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(sum.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(sum.service_tier.as_deref(), Some("default"));
+        assert_eq!(sum.system_fingerprint.as_deref(), Some("fp_2"));
+        assert_eq!(sum.usage, usage(3, 1, None, None));
     }
 
     #[test]

@@ -99,32 +99,159 @@ fn map_strings(v: &mut Value, f: &mut impl FnMut(&mut String)) {
     }
 }
 
-/// Cuts string leaves, in document order, so the text of all of them totals at most
-/// `budget` characters; a cut leaf ends with [`TRUNCATED`], and a leaf the budget no longer
-/// reaches is only the marker. `role` and `type` values are kept whole.
+/// Appended, instead of [`TRUNCATED`], to a leaf whose share is too small for the full marker.
+const SHORT_MARKER: &str = "…";
+
+/// Cuts string leaves fairly so the text of all of them, cut markers included, totals at most
+/// `budget` characters. `role` and `type` values are the schema's enums a reader needs: never
+/// cut and not counted. The rule, from issue 30 ("truncation that keeps the conversation"):
+///
+/// 1. Nothing is cut when the text fits.
+/// 2. When `v` is a list of messages (`gen_ai.input.messages`), the latest `user` message is
+///    kept whole when it fits beside a minimum share for every other leaf: the question a
+///    conversation ends on is what a reader looks for first.
+/// 3. The other leaves share what remains by water-filling: every leaf shorter than the
+///    common share stays whole, and the longer ones are each cut to that share (the
+///    remainder of the division goes, a character each, to the first of them). So a short
+///    message is never reduced to a marker because a long one came before it.
+/// 4. A cut leaf keeps a prefix and ends with [`TRUNCATED`] (or `…` when its share is smaller
+///    than that marker plus one character), so every message keeps its role and some of its
+///    own text as long as `budget` allows two characters per leaf.
+///
+/// The output (`gen_ai.output.messages`) is its own attribute with its own budget, so it is
+/// kept whole when it fits.
 pub fn truncate_leaves(v: &mut Value, budget: usize) {
-    fn walk(v: &mut Value, left: &mut usize, uncut: bool) {
-        match v {
-            Value::String(s) if !uncut => {
-                let n = s.chars().count();
-                if n <= *left {
-                    *left -= n;
-                } else {
-                    *s = truncate(std::mem::take(s), *left);
-                    *left = 0;
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, left, false)),
-            Value::Object(map) => {
-                for (k, i) in map.iter_mut() {
-                    walk(i, left, UNCUT_KEYS.contains(&k.as_str()));
-                }
-            }
-            _ => {}
+    let mut lens = Vec::new();
+    let mut groups = Vec::new();
+    collect_leaves(v, None, false, &mut lens, &mut groups);
+    let total: usize = lens.iter().sum();
+    if total <= budget {
+        return;
+    }
+    let latest_user = match &*v {
+        Value::Array(items) => items
+            .iter()
+            .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user")),
+        _ => None,
+    };
+    let protected = |i: usize| latest_user.is_some() && groups[i] == latest_user;
+    let kept: usize = (0..lens.len())
+        .filter(|&i| protected(i))
+        .map(|i| lens[i])
+        .sum();
+    let floor: usize = (0..lens.len())
+        .filter(|&i| !protected(i))
+        .map(|i| lens[i].min(MIN_SHARE))
+        .sum();
+    let protect = latest_user.is_some() && kept + floor <= budget;
+    let mut shares: Vec<Option<usize>> = vec![None; lens.len()];
+    let mut shared: Vec<usize> = Vec::new();
+    let mut left = budget;
+    for i in 0..lens.len() {
+        if protect && protected(i) {
+            shares[i] = Some(lens[i]);
+            left -= lens[i];
+        } else {
+            shared.push(i);
         }
     }
-    let mut left = budget;
-    walk(v, &mut left, false);
+    // Water-filling over the shared leaves, shortest first.
+    let mut order = shared.clone();
+    order.sort_by_key(|&i| lens[i]);
+    let mut n = order.len();
+    let mut cap = None;
+    for &i in &order {
+        if lens[i] * n <= left {
+            shares[i] = Some(lens[i]);
+            left -= lens[i];
+            n -= 1;
+        } else {
+            cap = Some(left / n);
+            break;
+        }
+    }
+    if let Some(cap) = cap {
+        let mut extra = left - cap * n;
+        for &i in &shared {
+            if shares[i].is_none() {
+                let bonus = usize::from(extra > 0);
+                extra -= bonus;
+                shares[i] = Some(cap + bonus);
+            }
+        }
+    }
+    let mut next = 0;
+    cut_leaves(v, false, &shares, &mut next);
+}
+
+/// A cut leaf's share below which it keeps only its first character and `…`.
+const MIN_SHARE: usize = 2;
+
+/// The character counts of the cuttable string leaves in document order, each with the index
+/// of the top-level array item it belongs to.
+fn collect_leaves(
+    v: &Value,
+    group: Option<usize>,
+    uncut: bool,
+    lens: &mut Vec<usize>,
+    groups: &mut Vec<Option<usize>>,
+) {
+    match v {
+        Value::String(s) if !uncut => {
+            lens.push(s.chars().count());
+            groups.push(group);
+        }
+        Value::Array(items) => {
+            for (k, i) in items.iter().enumerate() {
+                collect_leaves(i, group.or(Some(k)), false, lens, groups);
+            }
+        }
+        Value::Object(map) => {
+            for (k, i) in map {
+                collect_leaves(i, group, UNCUT_KEYS.contains(&k.as_str()), lens, groups);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Cuts each cuttable leaf to its share, walking in the order of [`collect_leaves`].
+fn cut_leaves(v: &mut Value, uncut: bool, shares: &[Option<usize>], next: &mut usize) {
+    match v {
+        Value::String(s) if !uncut => {
+            let share = shares.get(*next).copied().flatten().unwrap_or(0);
+            *next += 1;
+            if s.chars().count() > share {
+                *s = cut_to(s, share);
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| cut_leaves(i, false, shares, next)),
+        Value::Object(map) => {
+            for (k, i) in map.iter_mut() {
+                cut_leaves(i, UNCUT_KEYS.contains(&k.as_str()), shares, next);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `s` in at most `share` characters: a prefix and a marker.
+fn cut_to(s: &str, share: usize) -> String {
+    let full = TRUNCATED.chars().count();
+    let (keep, marker) = if share > full {
+        (share - full, TRUNCATED)
+    } else if share >= MIN_SHARE {
+        (share - 1, SHORT_MARKER)
+    } else if share == 1 {
+        (0, SHORT_MARKER)
+    } else {
+        return String::new();
+    };
+    let mut out: String = s.chars().take(keep).collect();
+    out.push_str(marker);
+    out
 }
 
 /// `v` serialized in at most `limit` characters: leaves cut to `max_chars` in total, and
@@ -219,15 +346,130 @@ mod tests {
             !s.contains("bob@example.com") && !s.contains("s3cr3t"),
             "{s}"
         );
-        // Roles and types whole; the text cut to 10 characters in total, marked.
+        // Roles and types whole; the text (markers included) cut to 10 characters in total,
+        // every leaf keeping a prefix of its own.
         assert_eq!(back[0]["role"], "user");
         assert_eq!(back[1]["parts"][0]["type"], "tool_call");
         let first = back[0]["parts"][0]["content"].as_str().unwrap();
-        assert!(first.ends_with(TRUNCATED), "{first}");
-        assert_eq!(first.chars().count(), 10 + TRUNCATED.chars().count());
-        assert_eq!(back[1]["parts"][0]["arguments"]["q"], TRUNCATED);
+        assert!(first.ends_with(SHORT_MARKER), "{first}");
+        assert!(text_chars(&back) <= 10, "{back}");
+        let q = back[1]["parts"][0]["arguments"]["q"].as_str().unwrap();
+        assert!(q.starts_with('z'), "{back}");
         // The structured form is the same value.
         assert_eq!(r.content(&v), back);
+    }
+
+    /// Characters of the cuttable leaves (all strings but `role` and `type` values).
+    fn text_chars(v: &Value) -> usize {
+        let (mut lens, mut groups) = (Vec::new(), Vec::new());
+        collect_leaves(v, None, false, &mut lens, &mut groups);
+        lens.iter().sum()
+    }
+
+    fn msg(role: &str, text: &str) -> Value {
+        json!({"role": role, "parts": [{"type": "text", "content": text}]})
+    }
+
+    #[test]
+    fn a_long_first_message_does_not_eat_the_question() {
+        // Issue 30: 1,500 characters first, a short question last, a 300-character limit.
+        let v = json!([
+            msg("user", &"a".repeat(1500)),
+            msg("assistant", "ok"),
+            msg("user", "and the last question"),
+        ]);
+        let mut cut = v.clone();
+        truncate_leaves(&mut cut, 300);
+        assert_eq!(cut[2]["parts"][0]["content"], "and the last question");
+        assert_eq!(
+            cut[1]["parts"][0]["content"], "ok",
+            "short leaves stay whole"
+        );
+        let first = cut[0]["parts"][0]["content"].as_str().unwrap();
+        assert!(
+            first.starts_with("aaa") && first.ends_with(TRUNCATED),
+            "{first}"
+        );
+        assert_eq!(text_chars(&cut), 300, "the cut leaf takes all that remains");
+        // Two long leaves share what remains equally; the short one is whole.
+        let mut two = json!([
+            msg("user", &"b".repeat(900)),
+            msg("assistant", "fine"),
+            msg("user", &"c".repeat(900))
+        ]);
+        truncate_leaves(&mut two, 204);
+        let (b, c) = (
+            two[0]["parts"][0]["content"].as_str().unwrap(),
+            two[2]["parts"][0]["content"].as_str().unwrap(),
+        );
+        assert_eq!(two[1]["parts"][0]["content"], "fine");
+        assert_eq!((b.chars().count(), c.chars().count()), (100, 100), "{two}");
+        // Untouched when it fits.
+        let mut fits = v.clone();
+        truncate_leaves(&mut fits, 10_000);
+        assert_eq!(fits, v);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Generated conversations: the JSON parses, the text stays within the limit, every
+        /// message keeps its role and some text, short leaves stay whole, and the latest user
+        /// message is whole when it fits beside two characters for every other leaf.
+        #[test]
+        fn fair_truncation_over_generated_conversations(
+            turns in proptest::collection::vec((0usize..3, 0usize..600, proptest::bool::ANY), 1..12),
+            budget in 0usize..1500,
+        ) {
+            let roles = ["user", "assistant", "tool"];
+            let messages: Vec<Value> = turns
+                .iter()
+                .enumerate()
+                .map(|(i, (r, n, call))| {
+                    let text: String = std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), *n).collect();
+                    if *call {
+                        json!({"role": roles[*r], "parts": [{"type": "tool_call", "id": format!("c{i}"),
+                            "name": "f", "arguments": {"q": text}}]})
+                    } else {
+                        msg(roles[*r], &text)
+                    }
+                })
+                .collect();
+            let v = Value::Array(messages);
+            let r = Redactor::new(&[], budget);
+            let s = r.content_string(&v, None);
+            let back: Value = serde_json::from_str(&s).expect("parses");
+            proptest::prop_assert!(text_chars(&back) <= budget, "over budget: {}", s);
+            let (mut lens, mut groups) = (Vec::new(), Vec::new());
+            collect_leaves(&v, None, false, &mut lens, &mut groups);
+            let leaves = lens.len();
+            let items = back.as_array().unwrap();
+            proptest::prop_assert_eq!(items.len(), turns.len());
+            for (i, m) in items.iter().enumerate() {
+                proptest::prop_assert_eq!(&m["role"], &v[i]["role"]);
+                proptest::prop_assert_eq!(&m["parts"][0]["type"], &v[i]["parts"][0]["type"]);
+                let orig = &v[i]["parts"][0];
+                let (was, now) = match orig["type"].as_str() {
+                    Some("text") => (orig["content"].as_str().unwrap(), m["parts"][0]["content"].as_str().unwrap()),
+                    _ => (orig["arguments"]["q"].as_str().unwrap(), m["parts"][0]["arguments"]["q"].as_str().unwrap()),
+                };
+                if budget >= MIN_SHARE * leaves && !was.is_empty() {
+                    // Some of its own text: its first character survives.
+                    proptest::prop_assert!(now.starts_with(&was[..1]), "message {} lost its text: {}", i, s);
+                }
+                let total: usize = lens.iter().sum();
+                if total <= budget {
+                    proptest::prop_assert_eq!(now, was);
+                }
+            }
+            // The latest user message, whole when it fits.
+            if let Some(last) = v.as_array().unwrap().iter().rposition(|m| m["role"] == "user") {
+                let mine: usize = (0..leaves).filter(|&k| groups[k] == Some(last)).map(|k| lens[k]).sum();
+                let others: usize = (0..leaves).filter(|&k| groups[k] != Some(last)).map(|k| lens[k].min(MIN_SHARE)).sum();
+                if mine + others <= budget {
+                    proptest::prop_assert_eq!(&back[last], &v[last], "latest user message cut: {}", s);
+                }
+            }
+        }
     }
 
     #[test]

@@ -51,10 +51,14 @@ impl PriceTable {
     }
 }
 
-/// Shipped list prices for common OpenAI and Anthropic models, USD per 1M tokens, as
-/// published on 2026-11-01 (openai.com/api/pricing, anthropic.com/pricing). Anthropic bills
-/// cache reads at 0.1x and 5-minute cache writes at 1.25x the input price. Override or extend
-/// them under `metrics.prices` in the config file.
+/// Shipped list prices for common OpenAI, Anthropic and Google Gemini models, USD per 1M
+/// tokens, as published on 2026-11-01 (openai.com/api/pricing, anthropic.com/pricing) and, for
+/// Gemini, the Gemini Developer API's standard tier as listed on 2026-12-07
+/// (ai.google.dev/gemini-api/docs/pricing; prompts up to 200k tokens, where a model has two
+/// tiers). Anthropic bills cache reads at 0.1x and 5-minute cache writes at 1.25x the input
+/// price; Gemini bills cached tokens at 0.1x (0.25x for 2.0 models) and thinking tokens as
+/// output, which is where llmtap counts them. Override or extend them under `metrics.prices`
+/// in the config file.
 pub fn default_prices() -> Vec<Price> {
     let p = |model: &str, input: f64, cached: f64, output: f64| Price {
         model: model.to_string(),
@@ -91,6 +95,17 @@ pub fn default_prices() -> Vec<Price> {
         p("text-embedding-3-small*", 0.02, 0.02, 0.0),
         p("text-embedding-3-large*", 0.13, 0.13, 0.0),
         p("text-embedding-ada-002*", 0.10, 0.10, 0.0),
+        // Gemini: more specific names first (the first match wins).
+        p("gemini-3.5-flash*", 1.50, 0.15, 9.00),
+        p("gemini-3.1-flash-lite*", 0.25, 0.025, 1.50),
+        p("gemini-3.1-pro*", 2.00, 0.20, 12.00),
+        p("gemini-3-pro*", 2.00, 0.20, 12.00),
+        p("gemini-3-flash*", 0.50, 0.05, 3.00),
+        p("gemini-2.5-pro*", 1.25, 0.125, 10.00),
+        p("gemini-2.5-flash-lite*", 0.10, 0.01, 0.40),
+        p("gemini-2.5-flash*", 0.30, 0.03, 2.50),
+        p("gemini-2.0-flash*", 0.10, 0.025, 0.40),
+        p("gemini-embedding-001*", 0.15, 0.15, 0.0),
     ]
 }
 
@@ -156,6 +171,29 @@ mod tests {
         );
         assert!((c.input - 0.00012).abs() < 1e-12, "{c:?}");
         assert!((c.output - 0.0003).abs() < 1e-12, "{c:?}");
+    }
+
+    #[test]
+    fn gemini_cached_and_thinking_tokens() {
+        let prices = default_prices();
+        let p = find_price(&prices, Some("gemini-2.5-flash"), None).unwrap();
+        assert_eq!(p.model, "gemini-2.5-flash*");
+        let lite = find_price(&prices, Some("gemini-2.5-flash-lite"), None).unwrap();
+        assert_eq!(lite.model, "gemini-2.5-flash-lite*");
+        // The cached-tokens recording: 2060 input of which 2048 cached; 3 + 25 thinking out.
+        let c = compute(
+            p,
+            &Usage {
+                input_tokens: Some(2060),
+                output_tokens: Some(28),
+                cache_read_input_tokens: Some(2048),
+                reasoning_output_tokens: Some(25),
+                cache_write_input_tokens: None,
+            },
+        );
+        let want_in = (12.0 * 0.30 + 2048.0 * 0.03) / 1e6;
+        assert!((c.input - want_in).abs() < 1e-12, "{c:?}");
+        assert!((c.output - 28.0 * 2.50 / 1e6).abs() < 1e-12, "{c:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod export;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod output_tools;
 pub mod prometheus;
 pub mod propagation;
 pub mod recent;
@@ -100,6 +101,7 @@ struct Inner {
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
     compat: compat::Compat,
     prices: cost::PriceTable,
+    output_tools: output_tools::OutputTools,
     // Kept so the provider (and its readers) live as long as the handle.
     _meter_provider: Option<SdkMeterProvider>,
 }
@@ -207,6 +209,7 @@ impl Telemetry {
             report_estimated: config.telemetry.report_estimated_usage,
             compat: compat::Compat::new(&config.telemetry.compat),
             prices: cost::PriceTable::new(config),
+            output_tools: output_tools::OutputTools::new(&config.telemetry.output_tools),
             value_limit: settings.attribute_value_limit,
             sample_ratio: settings.sample_ratio,
             parent_based: settings.parent_based,
@@ -257,6 +260,7 @@ impl Telemetry {
                 )),
                 compat: compat::Compat::new(&config.telemetry.compat),
                 prices: cost::PriceTable::new(config),
+                output_tools: output_tools::OutputTools::new(&config.telemetry.output_tools),
                 _meter_provider: meter_provider,
             }),
         }
@@ -299,6 +303,7 @@ impl Telemetry {
             report_estimated: self.inner.report_estimated,
             compat: self.inner.compat,
             prices: &self.inner.prices,
+            output_tools: &self.inner.output_tools,
         }
     }
 
@@ -485,6 +490,7 @@ macro_rules! span_cx {
             report_estimated: $w.report_estimated,
             compat: $w.compat,
             prices: &$w.prices,
+            output_tools: &$w.output_tools,
         }
     };
 }
@@ -510,6 +516,7 @@ struct Worker {
     report_estimated: bool,
     compat: compat::Compat,
     prices: cost::PriceTable,
+    output_tools: output_tools::OutputTools,
     value_limit: Option<usize>,
     sample_ratio: f64,
     parent_based: bool,
@@ -660,7 +667,9 @@ impl Worker {
             .map(|r| r.tool_descriptions.as_slice())
             .unwrap_or_default();
         for c in &f.response.tool_calls {
-            if c.id.is_empty() {
+            // A call with no id cannot be answered; an output tool's call is the answer
+            // itself (structured output), never executed: neither waits for a result.
+            if c.id.is_empty() || self.output_tools.is_output(c, f.request.as_ref()) {
                 continue;
             }
             let call = PendingCall {

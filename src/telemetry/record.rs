@@ -48,6 +48,8 @@ pub struct RequestFacts {
     /// Metric attributes from configured baggage keys and headers (bounded later).
     pub metric_attributes: Vec<(String, String)>,
     pub prompt_template: Option<String>,
+    /// `x-llmtap-prompt-version`: `gen_ai.prompt.version` beside the template's name.
+    pub prompt_version: Option<String>,
     pub conversation_id: Option<String>,
     /// The client key's tenant, when client keys are on and the key was known.
     pub tenant: Option<Arc<str>>,
@@ -133,6 +135,15 @@ impl RequestRecord {
         let Some(dialect) = self.dialect.filter(|_| self.operation.is_some()) else {
             return;
         };
+        // A streaming request answered with JSON that is itself a stream (Gemini's array).
+        if !self.streaming
+            && (200..300).contains(&status)
+            && content_type.starts_with("application/json")
+            && dialect.streams_json()
+            && self.request.as_ref().and_then(|r| r.stream) == Some(true)
+        {
+            self.streaming = true;
+        }
         match Decoder::for_encoding(content_encoding) {
             None => {}
             Some(Ok(d)) => self.decoder = Some(d),
@@ -273,6 +284,7 @@ impl RequestFacts {
             extra_attributes: Vec::new(),
             metric_attributes: Vec::new(),
             prompt_template: None,
+            prompt_version: None,
             conversation_id: None,
             tenant: None,
             status: None,

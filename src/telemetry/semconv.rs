@@ -24,6 +24,15 @@ pub const GEN_AI_REQUEST_REASONING_LEVEL: &str = "gen_ai.request.reasoning.level
 pub const GEN_AI_OUTPUT_TYPE: &str = "gen_ai.output.type";
 pub const GEN_AI_EMBEDDINGS_DIMENSION_COUNT: &str = "gen_ai.embeddings.dimension.count";
 pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
+/// genai `main` only (emitted with `gen_ai_latest_experimental`): the prompt template's
+/// version, beside `gen_ai.prompt.name`. semantic-conventions-genai #179 ("Add prompt
+/// versioning and variable support to GenAI attributes", merged).
+pub const GEN_AI_PROMPT_VERSION: &str = "gen_ai.prompt.version";
+/// genai `main` only (with `gen_ai_latest_experimental`): the previous response a request
+/// continues (Responses `previous_response_id`), Recommended on inference spans.
+/// semantic-conventions-genai #372 ("Add new sem conv request attribute
+/// `gen_ai.request.previous_response.id`", merged).
+pub const GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID: &str = "gen_ai.request.previous_response.id";
 pub const OPENAI_REQUEST_SERVICE_TIER: &str = "openai.request.service_tier";
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
 pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";
@@ -38,6 +47,18 @@ pub const GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: &str =
     "gen_ai.usage.cache_creation.input_tokens";
 pub const GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: &str = "gen_ai.usage.cache_write.input_tokens";
 pub const GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: &str = "gen_ai.usage.reasoning.output_tokens";
+// Token counts by modality, genai `main` only (with `gen_ai_latest_experimental`):
+// semantic-conventions-genai #440 ("Add span/event attributes for usage breakdown per
+// modality / cache / phases", merged). Each is a subset of the input or output count,
+// set only when the provider reports that modality's count. #440 also defines
+// `gen_ai.usage.{text,image,audio}.cache_read.input_tokens`, which none of llmtap's APIs
+// report, so they have no constant here.
+pub const GEN_AI_USAGE_TEXT_INPUT_TOKENS: &str = "gen_ai.usage.text.input_tokens";
+pub const GEN_AI_USAGE_IMAGE_INPUT_TOKENS: &str = "gen_ai.usage.image.input_tokens";
+pub const GEN_AI_USAGE_AUDIO_INPUT_TOKENS: &str = "gen_ai.usage.audio.input_tokens";
+pub const GEN_AI_USAGE_TEXT_OUTPUT_TOKENS: &str = "gen_ai.usage.text.output_tokens";
+pub const GEN_AI_USAGE_IMAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.image.output_tokens";
+pub const GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS: &str = "gen_ai.usage.audio.output_tokens";
 pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
 pub const GEN_AI_INPUT_MESSAGES: &str = "gen_ai.input.messages";
 pub const GEN_AI_OUTPUT_MESSAGES: &str = "gen_ai.output.messages";
@@ -93,6 +114,12 @@ pub const LLMTAP_PROMPT_MESSAGES: &str = "llmtap.prompt.messages";
 pub const LLMTAP_PROMPT_HASH: &str = "llmtap.prompt.hash";
 pub const LLMTAP_PROMPT_TEMPLATE: &str = "llmtap.prompt.template";
 pub const LLMTAP_TOOL_RESULT_RECEIVED: &str = "llmtap.tool.result_received";
+/// The names of the tool calls that were the response's structured output (string array):
+/// recognised output tools (`telemetry::output_tools`), which get no `execute_tool` span.
+pub const LLMTAP_OUTPUT_TOOL: &str = "llmtap.output.tool";
+/// The request's cost in USD from the price table, on the inference span when the model is
+/// priced and usage was reported (or estimates are reported as usage): the sum of what
+/// `llmtap.cost` counts for the request, per token type.
 pub const LLMTAP_COST_USD: &str = "llmtap.cost.usd";
 /// Prefixes for configured baggage keys and request headers copied onto spans.
 pub const LLMTAP_BAGGAGE_PREFIX: &str = "llmtap.baggage.";
@@ -177,6 +204,8 @@ pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
     ("request_too_large", "the request body is over `max_body_bytes`"),
     ("invalid_request_body", "the request body could not be read"),
     ("not_found", "no upstream for the request"),
+    ("invalid_path", "a path refused before routing (encoded separators, dot segments, control characters)"),
+    ("concurrency_limit_exceeded", "the client key already has `max_concurrent` requests in flight (answered 429)"),
     ("shutting_down", "a request that arrived while llmtap was draining (answered 503)"),
     ("shutdown", "a stream still running when the shutdown grace period ended, cut"),
 ];
@@ -213,4 +242,21 @@ pub const KNOWN_UPSTREAM_ERROR_CODES: &[&str] = &[
     "resource_exhausted",
     "unavailable",
     "deadline_exceeded",
+    // Google's own APIs (Gemini, Vertex AI): `error.status`, google.rpc.Code's names (matched
+    // without regard to case, so the three above cover theirs: metrics write them lower-case).
+    "INVALID_ARGUMENT",
+    "FAILED_PRECONDITION",
+    "OUT_OF_RANGE",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "ABORTED",
+    "ALREADY_EXISTS",
+    "CANCELLED",
+    "DATA_LOSS",
+    "UNKNOWN",
+    "INTERNAL",
+    "UNIMPLEMENTED",
+    // Gemini's `promptFeedback.blockReason`: a prompt refused before any candidate.
+    "prompt_blocked",
 ];

@@ -33,6 +33,8 @@ pub struct SpanContextInfo<'a> {
     pub compat: Compat,
     /// For the compat profiles' cost.
     pub prices: &'a PriceTable,
+    /// Which tool calls are structured output rather than tool executions.
+    pub output_tools: &'a super::output_tools::OutputTools,
 }
 
 /// Token counts of a finished request: what the upstream reported, or llmtap's estimate from
@@ -273,6 +275,26 @@ pub fn inference_attributes(
             a.push(KeyValue::new(sc::GEN_AI_EMBEDDINGS_DIMENSION_COUNT, d));
         }
     }
+    if cx.latest {
+        // genai `main`'s newer names (#179, #372), only with the opt-in.
+        if let Some(v) = f
+            .prompt_version
+            .as_deref()
+            .filter(|_| f.prompt_template.is_some())
+        {
+            a.push(KeyValue::new(sc::GEN_AI_PROMPT_VERSION, cut(v).to_string()));
+        }
+        if let Some(id) = f
+            .request
+            .as_ref()
+            .and_then(|r| r.previous_response_id.as_deref())
+        {
+            a.push(KeyValue::new(
+                sc::GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID,
+                cut(id).to_string(),
+            ));
+        }
+    }
     if let Some(t) = &f.prompt_template {
         a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, cut(t).to_string()));
         a.push(KeyValue::new(
@@ -313,6 +335,22 @@ pub fn inference_attributes(
     if let Some(v) = &r.service_tier {
         a.push(KeyValue::new(sc::OPENAI_RESPONSE_SERVICE_TIER, s(v)));
     }
+    // Structured output that came as a tool call: the call is the answer, not an execution.
+    let output_calls: Vec<StringValue> = r
+        .tool_calls
+        .iter()
+        .filter(|c| cx.output_tools.is_output(c, f.request.as_ref()))
+        .map(|c| StringValue::from(cut(&c.name).to_string()))
+        .collect();
+    if !output_calls.is_empty() {
+        a.push(KeyValue::new(
+            sc::LLMTAP_OUTPUT_TOOL,
+            Value::Array(Array::String(output_calls)),
+        ));
+        if f.request.as_ref().is_none_or(|r| r.output_type.is_none()) {
+            a.push(KeyValue::new(sc::GEN_AI_OUTPUT_TYPE, "json"));
+        }
+    }
     if f.streaming {
         a.push(KeyValue::new(sc::LLMTAP_CHUNK_COUNT, r.chunk_count as i64));
         if let Some(t) = f.first_chunk_at {
@@ -322,7 +360,32 @@ pub fn inference_attributes(
             ));
         }
     }
-    usage_attributes(&token_usage(f), cx, &mut a);
+    let usage = token_usage(f);
+    usage_attributes(&usage, cx, &mut a);
+    if cx.latest && r.usage.is_some() {
+        // Per-modality counts (#440), only where the provider reported them.
+        let m = &r.usage_by_modality;
+        for (k, v) in [
+            (sc::GEN_AI_USAGE_TEXT_INPUT_TOKENS, m.text_input),
+            (sc::GEN_AI_USAGE_IMAGE_INPUT_TOKENS, m.image_input),
+            (sc::GEN_AI_USAGE_AUDIO_INPUT_TOKENS, m.audio_input),
+            (sc::GEN_AI_USAGE_TEXT_OUTPUT_TOKENS, m.text_output),
+            (sc::GEN_AI_USAGE_IMAGE_OUTPUT_TOKENS, m.image_output),
+            (sc::GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS, m.audio_output),
+        ] {
+            if let Some(v) = v {
+                a.push(KeyValue::new(k, v as i64));
+            }
+        }
+    }
+    // The same number `llmtap.cost` counts and the live view shows: one price lookup, one
+    // computation (`cost::compute`), from the usage under the standard names.
+    if let Some((u, _)) = usage.standard(cx.report_estimated) {
+        if let Some(price) = cx.prices.price_for(f) {
+            let c = cost::compute(price, u);
+            a.push(KeyValue::new(sc::LLMTAP_COST_USD, c.input + c.output));
+        }
+    }
     if f.injection_refused {
         a.push(KeyValue::new(sc::LLMTAP_USAGE_INJECTION_REFUSED, true));
     }
@@ -507,8 +570,9 @@ fn output_messages(f: &FinishedRequest, latest: bool) -> Option<serde_json::Valu
                     let args = crate::request::arguments_value(&serde_json::Value::String(
                         c.arguments.clone(),
                     ));
+                    let id = (!crate::summary::is_unnamed_call(&c.id)).then_some(&c.id);
                     parts.push(serde_json::json!({
-                        "type": "tool_call", "id": c.id, "name": c.name, "arguments": args
+                        "type": "tool_call", "id": id, "name": c.name, "arguments": args
                     }));
                 }
             }
@@ -539,10 +603,16 @@ pub fn tool_span(
     let mut a = vec![
         KeyValue::new(sc::GEN_AI_OPERATION_NAME, "execute_tool"),
         KeyValue::new(sc::GEN_AI_TOOL_NAME, cut(&call.name).to_string()),
-        KeyValue::new(sc::GEN_AI_TOOL_CALL_ID, cut(&call.call_id).to_string()),
         KeyValue::new(sc::GEN_AI_TOOL_TYPE, cut(&call.kind).to_string()),
         KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
     ];
+    // A call that came without an id has llmtap's key, which is not the provider's id.
+    if !crate::summary::is_unnamed_call(&call.call_id) {
+        a.push(KeyValue::new(
+            sc::GEN_AI_TOOL_CALL_ID,
+            cut(&call.call_id).to_string(),
+        ));
+    }
     if let Some(d) = &call.description {
         a.push(KeyValue::new(sc::GEN_AI_TOOL_DESCRIPTION, d.clone()));
     }

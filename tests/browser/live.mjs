@@ -3,38 +3,10 @@
 // `want` rows that arrived live, without a reload, and prints what the page shows as JSON.
 //
 // Usage: node --experimental-websocket tests/browser/live.mjs DEVTOOLS_PORT URL WANT_ROWS
+import { connect } from './cdp.mjs';
+
 const [port, url, want] = process.argv.slice(2);
-const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
-const page = targets.find((t) => t.type === 'page');
-const ws = new WebSocket(page.webSocketDebuggerUrl);
-const pending = new Map();
-let next = 0;
-ws.onmessage = (m) => {
-  const d = JSON.parse(m.data);
-  if (pending.has(d.id)) {
-    pending.get(d.id)(d);
-    pending.delete(d.id);
-  }
-};
-await new Promise((resolve, reject) => {
-  ws.onopen = resolve;
-  ws.onerror = reject;
-});
-const send = (method, params) => new Promise((resolve) => {
-  const id = ++next;
-  pending.set(id, resolve);
-  ws.send(JSON.stringify({ id, method, params }));
-});
-const evaluate = async (expression) =>
-  (await send('Runtime.evaluate', { expression, returnByValue: true })).result.result.value;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, expression, seconds) {
-  for (let i = 0; i < seconds * 10; i++) {
-    if (await evaluate(expression)) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const { send, evaluate, until, sleep, close } = await connect(port);
 
 await send('Page.navigate', { url });
 await until('the event stream', "document.getElementById('conn')?.dataset.state === 'live'", 20);
@@ -51,5 +23,5 @@ const state = await evaluate(`JSON.stringify({
   chartRects: [...document.querySelectorAll('.panel')].map((p) => p.querySelectorAll('rect').length),
 })`);
 console.log(state);
-ws.close();
+close();
 process.exit(0);

@@ -1,5 +1,5 @@
 //! The real `llmtap` binary for tests that read its logs: a clean environment, stderr to a
-//! file, killed on drop.
+//! file, its whole process group killed on drop.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -7,11 +7,23 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_llmtap");
 
-/// A child process killed on drop, so a failing assertion never leaves it running.
+/// llmtap started by a test (in a process group of its own, as [`command`] sets up): on drop
+/// its whole group is killed at once, so a failing assertion never leaves it, or anything it
+/// started (`mcp-stdio` children), running. Tests that check graceful shutdown send SIGTERM
+/// themselves; here speed matters more than the drain.
 pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc(super::process::own_group(cmd).spawn().expect("llmtap starts"))
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let pgid = self.0.id();
+        // SAFETY: kill(2) on the process group this test created; no memory is involved.
+        unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -27,6 +39,11 @@ pub fn command(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
+    super::process::own_group(&mut c);
+    // tests/run's mark, by which it finds anything a test left running.
+    if let Ok(mark) = std::env::var("TAP_TEST_RUN") {
+        c.env("TAP_TEST_RUN", mark);
+    }
     for (k, v) in envs {
         c.env(k, v);
     }

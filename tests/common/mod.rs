@@ -4,6 +4,7 @@
 
 pub mod bin;
 pub mod otlp;
+pub mod process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -385,14 +386,20 @@ pub async fn run_sdk(
         .env("OPENAI_BASE_URL", format!("{base_url}/v1"))
         .env("OPENAI_API_KEY", "sk-test-not-a-real-key")
         .env("NO_PROXY", "127.0.0.1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
+    process::own_group_tokio(&mut cmd);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+    let child = cmd.spawn().expect("SDK script did not start");
+    // Whatever the script started (an MCP server, say) goes with it.
+    let _group = process::GroupGuard::of(&child);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("SDK script timed out")
-        .expect("SDK script did not start");
+        .expect("SDK script's output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

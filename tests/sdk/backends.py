@@ -69,8 +69,9 @@ try:
 except openai.RateLimitError as ex:
     out["error"] = {"raised": "RateLimitError", "status": ex.status_code}
 
-# A long conversation: its text is over llmtap's content_max_chars, so the later messages'
-# text is cut in the export while every message stays in it.
+# A long conversation: its text is over llmtap's content_max_chars, so the long turns' text
+# is cut to a fair share in the export while every message stays in it and the last
+# question stays whole.
 long_messages = [{"role": "system", "content": SYSTEM}]
 for i in range(TURNS):
     long_messages.append({"role": "user",

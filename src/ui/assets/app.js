@@ -18,6 +18,12 @@ const state = {
   detailTimer: null,
   tableTimer: null,
   fresh: new Set(),
+  // False until the first list of calls arrived: until then the table says it is loading,
+  // not that there are no calls.
+  loaded: false,
+  // The last summary drawn, redrawn at the new width when the window is resized.
+  summary: null,
+  resizeTimer: null,
 };
 
 // ---- small DOM helpers ---------------------------------------------------------------
@@ -50,6 +56,18 @@ function s(tag, attrs, parent) {
   return e;
 }
 
+// Text that may break after `-`, `_`, `.` and `/` (model names, error codes, hosts), so a
+// narrow table wraps "claude-haiku-4-5" at its hyphens instead of overflowing. Text nodes
+// and <wbr> only.
+function breakable(text) {
+  const frag = document.createDocumentFragment();
+  for (const part of String(text).split(/(?<=[-_./])/)) {
+    if (frag.firstChild) frag.append(document.createElement('wbr'));
+    frag.append(document.createTextNode(part));
+  }
+  return frag;
+}
+
 function clear(e) {
   while (e.firstChild) e.removeChild(e.firstChild);
 }
@@ -63,8 +81,11 @@ function fmtMs(v) {
   return (v / 1000).toFixed(v < 10000 ? 2 : 1) + ' s';
 }
 
-function fmtCompact(ms) {
-  return ms < 1000 ? Math.round(ms) + 'ms' : Math.round(ms / 100) / 10 + 's';
+// An axis tick: short, with a space before the unit ("640 ms", "1.3 s", "82 s").
+function fmtTick(ms) {
+  if (ms < 1000) return Math.round(ms) + ' ms';
+  const sec = ms / 1000;
+  return (sec < 10 ? sec.toFixed(1).replace(/\.0$/, '') : String(Math.round(sec))) + ' s';
 }
 
 function fmtNum(v) {
@@ -120,6 +141,7 @@ async function loadCalls() {
   const data = await getJson('/calls' + query({ minutes: null, limit: MAX_ROWS }));
   state.capacity = data.capacity;
   state.calls = data.calls;
+  state.loaded = true;
   document.getElementById('capacity').textContent = String(data.capacity);
   document.getElementById('capture').textContent = data.config.content_captured ? 'on' : 'off';
   fillFacets(data.facets);
@@ -129,6 +151,7 @@ async function loadCalls() {
 async function loadSummary() {
   try {
     const sum = await getJson('/summary' + query());
+    state.summary = sum;
     renderCharts(sum);
   } catch (e) {
     setConn('down', 'summary: ' + e.message);
@@ -141,6 +164,11 @@ function scheduleSummary() {
     state.summaryTimer = null;
     loadSummary();
   }, 700);
+}
+
+function callsFailed(e) {
+  setConn('down', e.message);
+  showEmpty(e.message);
 }
 
 function setConn(st, text) {
@@ -156,7 +184,7 @@ function connect() {
   src.addEventListener('open', () => {
     setConn('live', 'live');
     // Whatever finished while disconnected.
-    loadCalls().catch(() => {});
+    loadCalls().catch((e) => showEmpty(e.message));
     scheduleSummary();
   });
   src.addEventListener('error', () => setConn('down', 'reconnecting'));
@@ -218,9 +246,27 @@ function renderTable(fresh) {
   const frag = document.createDocumentFragment();
   for (const c of state.calls) frag.append(callRow(c, !!fresh && fresh.has(c.id)));
   tbody.append(frag);
-  document.getElementById('empty').hidden = state.calls.length > 0;
+  showEmpty();
   document.getElementById('count').textContent =
     state.calls.length + ' shown, newest first; llmtap keeps the last ' + state.capacity;
+}
+
+// The line under the table: loading (before the first list arrived), the reason it could
+// not be loaded, or, loaded and empty, "No calls yet" (or none matching the filters);
+// hidden when there are rows.
+function showEmpty(error) {
+  const p = document.getElementById('empty');
+  const filtered = ['model', 'upstream', 'status', 'tenant'].some((k) => state.filters[k]);
+  if (error && !state.loaded) {
+    p.dataset.state = 'error';
+    p.textContent = 'Could not load the recent calls: ' + error;
+  } else if (state.loaded) {
+    p.dataset.state = 'empty';
+    p.textContent = filtered
+      ? 'No calls match these filters.'
+      : 'No calls yet. Send a request through llmtap and it shows up here.';
+  }
+  p.hidden = state.calls.length > 0;
 }
 
 function callRow(c, fresh) {
@@ -229,8 +275,8 @@ function callRow(c, fresh) {
   if (c.id === state.selected) cls.push('selected');
   const model = c.response_model && c.response_model !== c.model
     ? h('span', { title: 'requested ' + c.model + ', answered by ' + c.response_model },
-      c.model || '', h('span', { class: 'muted responded', text: '→ ' + c.response_model }))
-    : (c.model || '');
+      breakable(c.model || ''), h('span', { class: 'muted responded' }, '→ ', breakable(c.response_model)))
+    : breakable(c.model || '');
   const est = c.tokens_estimated ? '~' : '';
   const tokens = c.input_tokens === null && c.output_tokens === null
     ? ''
@@ -250,10 +296,10 @@ function callRow(c, fresh) {
     onclick: () => select(c.id),
   },
   h('td', { title: fmtTime(c.start_ms) + ' to ' + fmtTime(c.end_ms), text: fmtTime(c.end_ms).slice(0, 8) }),
-  h('td', { title: c.path, text: API_NAMES[c.api] || c.api || c.operation || '' }),
-  h('td', {}, model),
-  h('td', {}, c.upstream || '', c.tenant ? h('span', { class: 'muted responded', text: 'tenant ' + c.tenant }) : null),
-  h('td', { class: c.error ? 'status status-err' : 'status', text: statusText(c) }),
+  h('td', { class: 'wrap', title: c.path, text: API_NAMES[c.api] || c.api || c.operation || '' }),
+  h('td', { class: 'wrap' }, model),
+  h('td', { class: 'wrap' }, breakable(c.upstream || ''), c.tenant ? h('span', { class: 'muted responded' }, 'tenant ', breakable(c.tenant)) : null),
+  h('td', { class: c.error ? 'status status-err' : 'status' }, breakable(statusText(c))),
   h('td', { class: 'num', text: fmtMs(c.duration_ms) }),
   h('td', { class: 'num', text: fmtMs(c.ttfc_ms) }),
   h('td', { class: 'num', text: c.chunks === null ? '' : String(c.chunks) }),
@@ -516,7 +562,7 @@ function spark(t, note) {
 // One row of histogram columns per model over the shared bucket bounds.
 function ttfcChart(models, bounds) {
   const label = 100; const rowH = 26; const note = 64;
-  const [svg, W] = chartSvg('panel-ttfc', 0, models.length * rowH + 14);
+  const [svg, W] = chartSvg('panel-ttfc', 0, models.length * rowH + 18);
   const cols = bounds.length + 1;
   const cw = (W - label - note) / cols;
   models.forEach((m, i) => {
@@ -535,11 +581,35 @@ function ttfcChart(models, bounds) {
     });
     s('text', { class: 'muted', x: W - note + 4, y: y + 15, text: 'p50 ' + fmtMs(m.ttfc_ms.p50) }, g);
   });
-  // Three bounds as ticks: the first, the middle and the last.
-  for (const j of [0, Math.floor(bounds.length / 2) - 1, bounds.length - 1]) {
-    if (j < 0) continue;
-    s('text', { class: 'axis', x: label + (j + 1) * cw, y: models.length * rowH + 12, 'text-anchor': 'middle', text: fmtCompact(bounds[j]) }, svg);
+  ttfcAxis(svg, bounds, label, cw, models.length * rowH);
+}
+
+// The bucket bounds under the histograms: the first bound and then every k-th, with the
+// smallest k at which no two labels come closer than GAP pixels (measured, not guessed: the
+// font is the browser's) and every label stays inside the chart. A short tick marks where
+// each label's bound is.
+function ttfcAxis(svg, bounds, x0, cw, top) {
+  const GAP = 8;
+  const W = svg.viewBox.baseVal.width;
+  const labels = bounds.map((b, j) => s('text', {
+    class: 'axis', x: x0 + (j + 1) * cw, y: top + 14, 'text-anchor': 'middle', text: fmtTick(b),
+  }, svg));
+  // 6 px a character if the SVG is not laid out (display: none measures 0).
+  const width = labels.map((t) => t.getComputedTextLength() || t.textContent.length * 6);
+  const cx = (j) => x0 + (j + 1) * cw;
+  const fits = (picked) => picked.every((j, i) => cx(j) - width[j] / 2 >= 0 && cx(j) + width[j] / 2 <= W &&
+    (i === 0 || cx(j) - width[j] / 2 >= cx(picked[i - 1]) + width[picked[i - 1]] / 2 + GAP));
+  let picked = [0];
+  for (let k = 1; k < bounds.length; k++) {
+    const p = [];
+    for (let j = 0; j < bounds.length; j += k) p.push(j);
+    if (fits(p)) { picked = p; break; }
   }
+  labels.forEach((t, j) => {
+    if (!picked.includes(j)) { t.remove(); return; }
+    t.appendChild(title(fmtMs(bounds[j])));
+    s('line', { class: 'grid', x1: cx(j), x2: cx(j), y1: top - 2, y2: top + 2 }, svg);
+  });
 }
 
 function latencyChart(models) {
@@ -569,13 +639,13 @@ function start() {
   readFilters();
   document.getElementById('filters').addEventListener('change', () => {
     readFilters();
-    loadCalls().catch((e) => setConn('down', e.message));
+    loadCalls().catch(callsFailed);
     loadSummary();
     if (live) connect();
   });
   const m = /^#call=(\d+)$/.exec(location.hash);
   if (m) select(Number(m[1]));
-  loadCalls().catch((e) => setConn('down', e.message));
+  loadCalls().catch(callsFailed);
   loadSummary();
   if (live) {
     connect();
@@ -584,6 +654,15 @@ function start() {
   } else {
     setConn('snapshot', 'snapshot (live updates off)');
   }
+  // The charts are drawn at one SVG unit per pixel of their width: redraw them at the new
+  // width, or their text would scale with the window.
+  window.addEventListener('resize', () => {
+    if (state.resizeTimer) clearTimeout(state.resizeTimer);
+    state.resizeTimer = setTimeout(() => {
+      state.resizeTimer = null;
+      if (state.summary) renderCharts(state.summary);
+    }, 150);
+  });
 }
 
 document.addEventListener('DOMContentLoaded', start);

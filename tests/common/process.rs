@@ -1,0 +1,80 @@
+//! Processes a test starts, each in a process group of its own and stopped as a whole group,
+//! so a server's workers or a browser's renderers never outlive the test (an nginx master
+//! killed alone left its worker listening, orphaned, after every run).
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+/// Puts the process `cmd` will start into a new process group led by itself.
+pub fn own_group(cmd: &mut Command) -> &mut Command {
+    cmd.process_group(0)
+}
+
+/// The same for a tokio command.
+pub fn own_group_tokio(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    cmd.process_group(0)
+}
+
+fn signal_group(pgid: u32, signal: libc::c_int) -> bool {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe { libc::kill(-(pgid as libc::pid_t), signal) == 0 }
+}
+
+/// Whether any process of the group still exists (a zombie counts until it is reaped).
+pub fn group_alive(pgid: u32) -> bool {
+    signal_group(pgid, 0)
+}
+
+/// SIGTERM to the whole group, up to `grace` for it to go (reaping the leader through
+/// `reap`), then SIGKILL to whatever is left.
+pub fn stop_group(pgid: u32, grace: Duration, mut reap: impl FnMut()) {
+    signal_group(pgid, libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        reap();
+        if !group_alive(pgid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal_group(pgid, libc::SIGKILL);
+    reap();
+}
+
+/// A third-party server or browser started with [`own_group`]: on drop its group gets
+/// SIGTERM, 3 s to stop, then SIGKILL.
+pub struct Service(pub Child);
+
+impl Service {
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Service> {
+        own_group(cmd).spawn().map(Service)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let pgid = self.0.id();
+        let child = &mut self.0;
+        stop_group(pgid, Duration::from_secs(3), || {
+            let _ = child.try_wait();
+        });
+    }
+}
+
+/// The group of a child started with [`own_group_tokio`] (tokio reaps the leader itself):
+/// stopped like a [`Service`] on drop.
+pub struct GroupGuard(pub u32);
+
+impl GroupGuard {
+    pub fn of(child: &tokio::process::Child) -> Option<GroupGuard> {
+        child.id().map(GroupGuard)
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        stop_group(self.0, Duration::from_secs(3), || {});
+    }
+}
