@@ -43,6 +43,21 @@ pub enum Command {
         #[arg(long, env = "LLMTAP_MOCK_FIXTURES")]
         fixtures: Option<PathBuf>,
     },
+    /// Run a stdio MCP server as a child, relaying stdin and stdout byte for byte and tracing
+    /// every message (an agent's MCP config swaps `command` for `llmtap mcp-stdio -- command`).
+    /// Exits with the child's status. Telemetry settings as for the proxy (OTLP; the console
+    /// exporters are refused, since stdout is the protocol's).
+    McpStdio {
+        /// The server's name on spans and metrics (`llmtap.mcp.server`) [default: the
+        /// command's file name].
+        #[arg(long, env = "LLMTAP_MCP_NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        proxy: Box<ProxyArgs>,
+        /// The server's command and its arguments, after `--`.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
     /// Read a client key from stdin and print its `sha256:` line for `auth.keys` in the
     /// config (so the key itself never goes in a file).
     HashKey,
@@ -145,4 +160,11 @@ pub struct ProxyArgs {
     /// Serve /ui only on --metrics-listen, not on the proxy's address [default: false].
     #[arg(long, env = "LLMTAP_UI_ONLY_ON_METRICS_LISTEN")]
     pub ui_only_on_metrics_listen: Option<bool>,
+    /// MCP servers to relay, as name=url pairs (comma-separated); each is served at
+    /// /mcp/NAME. Adds to (or replaces by name) the file's `mcp_servers`.
+    #[arg(long, env = "LLMTAP_MCP_SERVERS", value_delimiter = ',')]
+    pub mcp_servers: Option<Vec<String>>,
+    /// Write trace context into MCP requests' params._meta [default: true].
+    #[arg(long, env = "LLMTAP_MCP_TRACE_CONTEXT")]
+    pub mcp_trace_context: Option<bool>,
 }

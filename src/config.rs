@@ -390,6 +390,21 @@ pub struct Config {
     pub ui: UiConfig,
     /// Client keys; `None` (the default) lets every request through.
     pub auth: Option<AuthConfig>,
+    /// MCP servers llmtap relays to, each served at `/mcp/{name}` (`mcp_servers:` in the
+    /// file, `--mcp-servers name=url,...`). Only these: a request never names its own URL.
+    pub mcp_servers: Vec<McpServerConfig>,
+    /// Write the MCP span's trace context into each MCP request's `params._meta`
+    /// (`traceparent`, `tracestate`, `baggage`; SEP-414), never over the client's own.
+    pub mcp_trace_context: bool,
+}
+
+/// One MCP server behind llmtap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpServerConfig {
+    /// The path segment it is served under (`/mcp/{name}`): letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Its Streamable HTTP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
+    pub url: String,
 }
 
 impl Config {
@@ -424,6 +439,8 @@ impl Config {
             metrics: MetricsConfig::default(),
             ui: UiConfig::default(),
             auth: None,
+            mcp_servers: Vec::new(),
+            mcp_trace_context: true,
         }
     }
 
@@ -474,6 +491,9 @@ struct FileConfig {
     metrics: Option<FileMetrics>,
     ui: Option<FileUi>,
     auth: Option<FileAuth>,
+    /// name -> URL.
+    mcp_servers: Option<std::collections::BTreeMap<String, String>>,
+    mcp_trace_context: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -803,7 +823,48 @@ fn from_file(file: FileConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     if let Some(a) = file.auth {
         cfg.auth = Some(auth_from_file(a)?);
     }
+    for (name, url) in file.mcp_servers.unwrap_or_default() {
+        cfg.mcp_servers.push(McpServerConfig { name, url });
+    }
+    if let Some(v) = file.mcp_trace_context {
+        cfg.mcp_trace_context = v;
+    }
     Ok(cfg)
+}
+
+/// `name=url` pairs from `--mcp-servers` / `LLMTAP_MCP_SERVERS`: each replaces a file entry
+/// of the same name or adds one.
+fn apply_mcp_servers(cfg: &mut Config, key: &str, pairs: &[String]) -> Result<(), ConfigError> {
+    for pair in pairs.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = pair.split_once('=') else {
+            return Err(err(format!("{key}: expected name=url, got {pair:?}")));
+        };
+        let (name, url) = (name.trim().to_string(), url.trim().to_string());
+        cfg.mcp_servers.retain(|s| s.name != name);
+        cfg.mcp_servers.push(McpServerConfig { name, url });
+    }
+    Ok(())
+}
+
+/// MCP server names are one path segment; URLs are http(s) with a host.
+fn validate_mcp(cfg: &Config) -> Result<(), ConfigError> {
+    for s in &cfg.mcp_servers {
+        let key = format!("mcp_servers.{}", s.name);
+        let ok_name = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s.name != "."
+            && s.name != "..";
+        if !ok_name {
+            return Err(err(format!(
+                "{key}: a server name is 1-64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+        check_base_url(&key, &s.url)?;
+    }
+    Ok(())
 }
 
 fn auth_from_file(a: FileAuth) -> Result<AuthConfig, ConfigError> {
@@ -1018,6 +1079,14 @@ fn apply_args(cfg: &mut Config, a: &ProxyArgs, env: &dyn Env) -> Result<(), Conf
     if let Some(v) = a.ui_only_on_metrics_listen {
         cfg.ui.only_on_metrics_listen = v;
     }
+    if let Some(v) = &a.mcp_servers {
+        let joined = v.join(",");
+        let key = flag_key("--mcp-servers", "LLMTAP_MCP_SERVERS", &joined, env);
+        apply_mcp_servers(cfg, &key, v)?;
+    }
+    if let Some(v) = a.mcp_trace_context {
+        cfg.mcp_trace_context = v;
+    }
     Ok(())
 }
 
@@ -1103,6 +1172,7 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
             .map_err(|e| err(format!("telemetry.redact[{i}].pattern: {}", one_line(&e))))?;
     }
     validate_ui(cfg)?;
+    validate_mcp(cfg)?;
     let prices = cfg
         .metrics
         .prices
@@ -1236,6 +1306,61 @@ mod tests {
             ..Default::default()
         };
         assert!(!load(&args, &env(&[])).unwrap().ui_enabled());
+    }
+
+    #[test]
+    fn mcp_servers_from_the_file_and_the_flag() {
+        let yaml = "mcp_servers:\n  github: https://mcp.example/github/mcp\n  local: http://127.0.0.1:8000/mcp\nmcp_trace_context: false\n";
+        let cfg = load_yaml(yaml, &env(&[])).unwrap();
+        let names: Vec<&str> = cfg.mcp_servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["github", "local"]);
+        assert!(!cfg.mcp_trace_context);
+        assert!(Config::with_upstream("http://u/v1", Provider::Openai).mcp_trace_context);
+        // The flag replaces a server of the same name and adds the others.
+        let dir = std::env::temp_dir().join(format!("llmtap-mcp-cfg-{}", std::process::id()));
+        std::fs::write(&dir, yaml).unwrap();
+        let args = ProxyArgs {
+            config: Some(dir.clone()),
+            mcp_servers: Some(vec![
+                "local=http://127.0.0.1:9000/mcp".into(),
+                "docs=https://docs.example/mcp".into(),
+            ]),
+            mcp_trace_context: Some(true),
+            ..Default::default()
+        };
+        let cfg = load(&args, &env(&[])).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        let urls: Vec<(&str, &str)> = cfg
+            .mcp_servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.url.as_str()))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                ("github", "https://mcp.example/github/mcp"),
+                ("local", "http://127.0.0.1:9000/mcp"),
+                ("docs", "https://docs.example/mcp")
+            ]
+        );
+        assert!(cfg.mcp_trace_context);
+        for (yaml, key) in [
+            ("mcp_servers:\n  a/b: http://x/mcp\n", "mcp_servers.a/b"),
+            ("mcp_servers:\n  a: ftp://x/mcp\n", "mcp_servers.a"),
+            ("mcp_servers:\n  ..: http://x/mcp\n", "mcp_servers..."),
+        ] {
+            let e = load_yaml(yaml, &env(&[])).unwrap_err();
+            assert!(e.0.contains(key), "{yaml}: {e}");
+        }
+        let args = ProxyArgs {
+            mcp_servers: Some(vec!["no-equals-sign".into()]),
+            ..Default::default()
+        };
+        let e = load(&args, &env(&[])).unwrap_err();
+        assert!(
+            e.0.contains("--mcp-servers") && e.0.contains("name=url"),
+            "{e}"
+        );
     }
 
     #[test]

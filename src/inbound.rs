@@ -226,9 +226,18 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 /// A response body that holds a concurrency permit for as long as it lives.
-struct HoldPermit {
+pub(crate) struct HoldPermit {
     body: Body,
     _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl HoldPermit {
+    pub(crate) fn new(body: Body, permit: tokio::sync::OwnedSemaphorePermit) -> HoldPermit {
+        HoldPermit {
+            body,
+            _permit: permit,
+        }
+    }
 }
 
 impl http_body::Body for HoldPermit {

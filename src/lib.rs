@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod injection;
 pub mod listen;
 pub mod logfmt;
+pub mod mcp;
 pub mod mock;
 pub mod path;
 pub mod request;
@@ -37,9 +38,10 @@ pub use config::Config;
 pub use inbound::AppState;
 pub use telemetry::Telemetry;
 
-/// The proxy as a router: health, readiness, `/metrics` and everything under `/v1` and `/openai`.
+/// The proxy as a router: health, readiness, `/metrics`, everything under `/v1` and
+/// `/openai`, and `/mcp/{name}` for each configured MCP server.
 pub fn app(state: Arc<AppState>) -> Router {
-    inbound::router(state)
+    inbound::router(state.clone()).merge(mcp::routes(state))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, gives

@@ -42,8 +42,48 @@ fn main() -> ExitCode {
             }
             Some(Command::Healthcheck { url }) => healthcheck(&url).await,
             Some(Command::HashKey) => hash_key(),
+            Some(Command::McpStdio {
+                name,
+                proxy,
+                command,
+            }) => run_mcp_stdio(&proxy, name, &command).await,
         }
     })
+}
+
+/// `llmtap mcp-stdio`: the child's exit code, or 2 for a config problem (one line on stderr).
+async fn run_mcp_stdio(args: &ProxyArgs, name: Option<String>, command: &[String]) -> ExitCode {
+    let config = match config::load(args, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return config_failure(&e.0),
+    };
+    init_logs(config.log_format);
+    let telemetry = Telemetry::start(&config, &ProcessEnv);
+    let s = telemetry.settings();
+    if s.traces_console || s.metrics_console {
+        return config_failure(
+            "mcp-stdio: the console exporters write to stdout, which carries the MCP protocol here; export over OTLP",
+        );
+    }
+    let Some((program, rest)) = command.split_first() else {
+        return config_failure("mcp-stdio: give the server's command after --");
+    };
+    let code = match llmtap::mcp::stdio::run(
+        telemetry.clone(),
+        name,
+        program.clone(),
+        rest.to_vec(),
+    )
+    .await
+    {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("llmtap: mcp-stdio: cannot run {program}: {e}");
+            127
+        }
+    };
+    telemetry.shutdown(std::time::Duration::from_secs(5)).await;
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
 fn init_logs(format: LogFormat) {

@@ -104,6 +104,9 @@ impl StoredCall {
             arguments: self.arguments,
             description: self.description,
             tenant: self.tenant.map(std::sync::Arc::from),
+            // MCP executions join calls of this replica only (docs/mcp.md).
+            arguments_key: None,
+            executed: false,
         })
     }
 }
@@ -290,6 +293,8 @@ mod tests {
             arguments: None,
             description: Some("Weather for a city".into()),
             tenant: Some("team-a".into()),
+            arguments_key: Some(42),
+            executed: false,
         };
         let stored = StoredCall::from_pending(&c);
         let json = serde_json::to_string(&stored).unwrap();

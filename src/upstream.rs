@@ -67,8 +67,35 @@ impl Upstream {
 
 impl Upstreams {
     pub fn new(config: &Config) -> Result<Upstreams, String> {
+        Upstreams::build(&config.upstreams, config.ca_file.as_deref())
+    }
+
+    /// Clients for the configured MCP servers (`mcp_servers`), keyed by server name: each is
+    /// an upstream whose base URL is the server's endpoint, with the default timeouts.
+    pub fn for_mcp(config: &Config) -> Result<Upstreams, String> {
+        let list: Vec<UpstreamConfig> = config
+            .mcp_servers
+            .iter()
+            .map(|s| {
+                let mut u = Config::with_upstream(&s.url, Provider::OpenaiCompatible)
+                    .upstreams
+                    .remove(0);
+                u.name.clone_from(&s.name);
+                // The endpoint exactly as configured (a trailing `/` can matter to a server).
+                u.base_url.clone_from(&s.url);
+                u.inject_usage = false;
+                u
+            })
+            .collect();
+        Upstreams::build(&list, config.ca_file.as_deref())
+    }
+
+    fn build(
+        upstreams: &[UpstreamConfig],
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Upstreams, String> {
         install_crypto_provider();
-        let extra_roots = match &config.ca_file {
+        let extra_roots = match ca_file {
             Some(path) => {
                 let pem =
                     std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
@@ -78,7 +105,7 @@ impl Upstreams {
             None => Vec::new(),
         };
         let mut by_name = HashMap::new();
-        for u in &config.upstreams {
+        for u in upstreams {
             let (connect, roots) = (u.timeouts.connect, extra_roots.clone());
             let make_client = move || {
                 reqwest::Client::builder()
@@ -125,7 +152,7 @@ impl Upstreams {
 }
 
 /// Headers a proxy must not forward (RFC 9110 §7.6.1), plus those the client library sets.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -141,7 +168,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Header names listed in `Connection` are hop-by-hop too.
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+pub(crate) fn connection_listed(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()

@@ -171,6 +171,7 @@ pub struct Instruments {
     /// `Some` unless `metrics.max_conversations` is 0.
     conversations: Option<ConversationInstruments>,
     tool_duration: Histogram<f64>,
+    mcp: McpInstruments,
     pub active: UpDownCounter<i64>,
     pub dropped: Counter<u64>,
     pub state_errors: Counter<u64>,
@@ -188,6 +189,43 @@ pub struct Instruments {
     warned_unpriced: Mutex<HashSet<String>>,
     report_estimated: bool,
 }
+
+/// The MCP client metrics, and the bounds on the request-made values they carry.
+struct McpInstruments {
+    duration: Histogram<f64>,
+    session: Histogram<f64>,
+    tool_calls: Counter<u64>,
+    /// JSON-RPC method names come from clients: the spec's are kept, a few others, then `other`.
+    methods: Bounded,
+    prompts: Bounded,
+    versions: Bounded,
+}
+
+/// MCP methods of the 2025-11-25 and 2026-07-28 revisions, always kept as they are on metrics.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "subscriptions/listen",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+];
 
 fn meter(provider: &SdkMeterProvider) -> Meter {
     provider.meter_with_scope(
@@ -412,6 +450,31 @@ impl Instruments {
                 "Application tool execution time: from the response requesting a call to the request carrying its result",
                 sc::BUCKETS_DURATION,
             ),
+            mcp: McpInstruments {
+                duration: hist(
+                    sc::METRIC_MCP_OPERATION_DURATION,
+                    "s",
+                    "MCP request or notification duration as observed by the sender, until its response or acknowledgement",
+                    sc::BUCKETS_MCP,
+                ),
+                session: hist(
+                    sc::METRIC_MCP_SESSION_DURATION,
+                    "s",
+                    "MCP session duration, from the initialize response to the session's end",
+                    sc::BUCKETS_MCP,
+                ),
+                tool_calls: m
+                    .u64_counter(sc::METRIC_MCP_TOOL_CALLS)
+                    .with_unit("{call}")
+                    .with_description("MCP tools/call requests, by server and tool")
+                    .build(),
+                methods: Bounded::new(
+                    MCP_METHODS.iter().map(|s| s.to_string()),
+                    MCP_METHODS.len() + 16,
+                ),
+                prompts: Bounded::new([], config.metrics.max_attribute_values),
+                versions: Bounded::new([], 16),
+            },
             active: m
                 .i64_up_down_counter(sc::METRIC_REQUESTS_ACTIVE)
                 .with_unit("{request}")
@@ -706,6 +769,90 @@ impl Instruments {
                     .unwrap_or_else(|| Arc::from("")),
             ),
         ]
+    }
+
+    /// One MCP operation: `mcp.client.operation.duration`, and for `tools/call` the count
+    /// by server and tool.
+    pub fn record_mcp(&self, op: &super::mcp::McpOperation) {
+        let i = &self.mcp;
+        let mut a = Vec::with_capacity(12);
+        a.push(KeyValue::new(
+            sc::MCP_METHOD_NAME,
+            i.methods.value(&op.method),
+        ));
+        if let Some(t) = &op.tool_name {
+            a.push(KeyValue::new(sc::GEN_AI_TOOL_NAME, self.tools.value(t)));
+        }
+        if let Some(p) = &op.prompt_name {
+            a.push(KeyValue::new(sc::GEN_AI_PROMPT_NAME, i.prompts.value(p)));
+        }
+        if let Some(v) = &op.protocol_version {
+            a.push(KeyValue::new(sc::MCP_PROTOCOL_VERSION, i.versions.value(v)));
+        }
+        a.push(KeyValue::new(sc::NETWORK_TRANSPORT, op.transport));
+        if let Some(v) = op.http_version {
+            a.push(KeyValue::new(sc::NETWORK_PROTOCOL_NAME, "http"));
+            a.push(KeyValue::new(sc::NETWORK_PROTOCOL_VERSION, v));
+        }
+        if !op.server.address.is_empty() {
+            a.push(KeyValue::new(sc::SERVER_ADDRESS, op.server.address.clone()));
+            a.push(KeyValue::new(sc::SERVER_PORT, i64::from(op.server.port)));
+        }
+        a.push(KeyValue::new(sc::LLMTAP_MCP_SERVER, op.server.name.clone()));
+        if let Some(c) = op.rpc_code {
+            let code = c.to_string();
+            let bounded = super::mcp::bounded_error_type(&code).to_string();
+            a.push(KeyValue::new(sc::RPC_RESPONSE_STATUS_CODE, bounded));
+        }
+        if let Some(e) = &op.error {
+            let bounded = super::mcp::bounded_error_type(e).to_string();
+            a.push(KeyValue::new(sc::ERROR_TYPE, bounded));
+        }
+        if let (Some(tenants), Some(t)) = (&self.tenants, &op.tenant) {
+            a.push(KeyValue::new(sc::LLMTAP_TENANT, tenants.value(t)));
+        }
+        i.duration.record(op.duration_secs(), &a);
+        if op.is_tool_call() {
+            let mut c = vec![KeyValue::new(sc::LLMTAP_MCP_SERVER, op.server.name.clone())];
+            if let Some(t) = &op.tool_name {
+                c.push(KeyValue::new(sc::GEN_AI_TOOL_NAME, self.tools.value(t)));
+            }
+            if let Some(e) = &op.error {
+                let bounded = super::mcp::bounded_error_type(e).to_string();
+                c.push(KeyValue::new(sc::ERROR_TYPE, bounded));
+            }
+            i.tool_calls.add(1, &c);
+        }
+    }
+
+    /// One ended MCP session (`mcp.client.session.duration`).
+    pub fn mcp_session_ended(
+        &self,
+        server: &crate::upstream::UpstreamInfo,
+        transport: &'static str,
+        protocol_version: Option<&str>,
+        secs: f64,
+        error: Option<&str>,
+    ) {
+        let mut a = vec![
+            KeyValue::new(sc::NETWORK_TRANSPORT, transport),
+            KeyValue::new(sc::LLMTAP_MCP_SERVER, server.name.clone()),
+        ];
+        if !server.address.is_empty() {
+            a.push(KeyValue::new(sc::SERVER_ADDRESS, server.address.clone()));
+            a.push(KeyValue::new(sc::SERVER_PORT, i64::from(server.port)));
+        }
+        if let Some(v) = protocol_version {
+            a.push(KeyValue::new(
+                sc::MCP_PROTOCOL_VERSION,
+                self.mcp.versions.value(v),
+            ));
+        }
+        if let Some(e) = error {
+            let bounded = super::mcp::bounded_error_type(e).to_string();
+            a.push(KeyValue::new(sc::ERROR_TYPE, bounded));
+        }
+        self.mcp.session.record(secs, &a);
     }
 
     pub fn record_dropped(&self, signal: &'static str, n: u64) {

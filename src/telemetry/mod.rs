@@ -11,6 +11,7 @@ pub mod cost;
 pub mod events;
 pub mod export;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod output_tools;
 pub mod prometheus;
@@ -47,6 +48,7 @@ use tools::{PendingCall, PendingToolCalls};
 
 enum Msg {
     Finished(Box<FinishedRequest>),
+    Mcp(Box<mcp::McpOperation>),
     /// Answered once every message queued before it is handled.
     Sync(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -94,6 +96,8 @@ struct Inner {
     report_estimated: bool,
     /// Redis shared by replicas, when `--state-url` is set.
     state: Option<Arc<crate::state::SharedState>>,
+    /// Tool calls models asked for, claimable by MCP executions on the request path.
+    tool_index: std::sync::Mutex<mcp::ToolIndex>,
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
     compat: compat::Compat,
     prices: cost::PriceTable,
@@ -257,6 +261,10 @@ impl Telemetry {
                 redactor,
                 report_estimated: config.telemetry.report_estimated_usage,
                 state,
+                tool_index: std::sync::Mutex::new(mcp::ToolIndex::new(
+                    config.telemetry.tool_call_ttl,
+                    config.telemetry.max_pending_tool_calls,
+                )),
                 compat: compat::Compat::new(&config.telemetry.compat),
                 prices: cost::PriceTable::new(config),
                 output_tools: output_tools::OutputTools::new(&config.telemetry.output_tools),
@@ -357,6 +365,71 @@ impl Telemetry {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// Makes the tool calls of a model answer that just ended claimable by MCP executions
+    /// (called on the request path, before the answer's last bytes reach the app).
+    pub(crate) fn index_tool_calls(
+        &self,
+        facts: &record::RequestFacts,
+        calls: &[crate::summary::ToolCall],
+    ) {
+        if calls.is_empty() || facts.operation.is_none() {
+            return;
+        }
+        let sampled = self.head_sampled(&facts.trace);
+        if let Ok(mut idx) = self.inner.tool_index.lock() {
+            for c in calls {
+                idx.add(facts.tenant.clone(), c, &facts.trace, sampled);
+            }
+        }
+    }
+
+    /// The model's pending tool call an MCP `tools/call` of `name` with `arguments` from
+    /// `tenant` executes, taken (see [`mcp::ToolIndex`]).
+    pub fn claim_tool_call(
+        &self,
+        tenant: Option<&Arc<str>>,
+        name: &str,
+        arguments: &serde_json::Value,
+    ) -> Option<mcp::Claimable> {
+        self.inner
+            .tool_index
+            .lock()
+            .ok()?
+            .claim(tenant, name, arguments)
+    }
+
+    /// Hands a finished MCP operation to the worker without waiting (as [`Self::submit`]).
+    pub fn submit_mcp(&self, op: mcp::McpOperation) {
+        match self.inner.tx.try_send(Msg::Mcp(Box::new(op))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(i) = &self.inner.instruments {
+                    i.record_dropped("requests", 1);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Records one ended MCP session (`mcp.client.session.duration`, seconds).
+    pub fn mcp_session_ended(
+        &self,
+        server: &crate::upstream::UpstreamInfo,
+        transport: &'static str,
+        protocol_version: Option<&str>,
+        secs: f64,
+        error: Option<&str>,
+    ) {
+        if let Some(i) = &self.inner.instruments {
+            i.mcp_session_ended(server, transport, protocol_version, secs, error);
+        }
+    }
+
+    /// Whether spans are made at all (`OTEL_SDK_DISABLED` off).
+    pub fn enabled(&self) -> bool {
+        !self.inner.settings.sdk_disabled
     }
 
     /// The Prometheus scrape body, or `None` when the endpoint is off.
@@ -488,6 +561,7 @@ impl Worker {
                     for _ in 0..MAX_DRAINED {
                         match self.rx.try_recv() {
                             Ok(Msg::Finished(f)) => self.handle(*f),
+                            Ok(Msg::Mcp(op)) => self.handle_mcp(*op),
                             Ok(Msg::Sync(ack)) => {
                                 let _ = ack.send(());
                             }
@@ -662,6 +736,8 @@ impl Worker {
                     .map(|(_, d)| d.clone()),
                 tenant: f.tenant.clone(),
                 arguments: self.redactor.as_ref().map(|_| c.arguments.clone()),
+                arguments_key: Some(mcp::arguments_key_text(&c.arguments)),
+                executed: false,
             };
             if let Some(i) = &self.instruments {
                 i.tool_requested(&call);
@@ -706,6 +782,64 @@ impl Worker {
                 })
                 .flatten();
             r.push(f, keep, exported);
+        }
+    }
+
+    /// One MCP operation: a `tools/call` that executes a tool call a model asked for (same
+    /// tool, arguments equal as JSON, same tenant, and the same trace when the app sent one)
+    /// becomes that call's `execute_tool` span; every operation is one client span.
+    fn handle_mcp(&mut self, op: mcp::McpOperation) {
+        log_mcp(&op);
+        let joined = match (&op.tool_name, op.is_tool_call(), &op.joined_call) {
+            (_, _, Some(id)) => self.tools.execute_by_id(op.tenant.as_ref(), id),
+            (Some(name), true, None) => {
+                let key =
+                    mcp::arguments_key(op.arguments.as_ref().unwrap_or(&serde_json::Value::Null));
+                let trace = op.trace.parent.as_ref().map(|p| p.trace_id());
+                self.tools
+                    .execute_matching(op.tenant.as_deref(), name, key, trace)
+            }
+            _ => None,
+        };
+        if let Some(i) = &self.instruments {
+            i.record_mcp(&op);
+            if let Some(c) = &joined {
+                i.tool_finished(c, op.duration_secs());
+            }
+        }
+        // A joined span follows the model call's sampling, so it is never orphaned.
+        let keep = match &joined {
+            Some(c) => c.keep,
+            None => {
+                op.error.is_some()
+                    || op.ended.saturating_duration_since(op.started) >= self.slow
+                    || match &op.trace.parent {
+                        Some(p) if self.parent_based => p.is_sampled(),
+                        _ => ratio_hit(op.trace.trace_id, self.sample_ratio),
+                    }
+            }
+        };
+        if keep {
+            let cx = span_cx!(self);
+            self.batcher
+                .push_with(|| Some(mcp::mcp_span(&op, joined.as_ref(), &cx)));
+        }
+        // The live view shows the execution in the asking call's tool timeline, with its real
+        // start and end (and, with content on spans, the MCP span's attributes).
+        if let (Some(r), Some(c)) = (&self.recent, joined) {
+            let exported = (self.redactor.is_some() && self.content_on_spans).then(|| {
+                let cx = span_cx!(self);
+                mcp::mcp_attributes(&op, Some(&c), &cx)
+            });
+            let mut call = c;
+            call.requested_at = op.started_at;
+            r.push_tool(RecentTool {
+                call,
+                end: op.end_time(),
+                received: false,
+                closed_by: None,
+                exported_attributes: exported,
+            });
         }
     }
 
@@ -765,6 +899,10 @@ impl Worker {
         closed_by: Option<SpanId>,
     ) {
         let received = closed_by.is_some();
+        if call.executed {
+            // Its execute_tool span and duration came from the MCP execution.
+            return;
+        }
         if let Some(i) = &self.instruments {
             i.tool_finished(&call, spans::tool_duration(&call, end).as_secs_f64());
         }
@@ -841,8 +979,10 @@ impl Worker {
     async fn shutdown(&mut self) {
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Finished(f) = msg {
-                self.handle(*f);
+            match msg {
+                Msg::Finished(f) => self.handle(*f),
+                Msg::Mcp(op) => self.handle_mcp(*op),
+                _ => {}
             }
         }
         let now = SystemTime::now();
@@ -867,6 +1007,20 @@ impl Worker {
         self.report_dropped();
         self.export_metrics(true).await;
     }
+}
+
+/// The access line of one MCP operation.
+fn log_mcp(op: &mcp::McpOperation) {
+    tracing::info!(
+        target: "llmtap::access",
+        mcp_server = %limits::cut(&op.server.name),
+        method = %limits::cut(&op.method),
+        tool = limits::cut(op.tool_name.as_deref().unwrap_or("-")),
+        status = op.http_status.unwrap_or(0),
+        duration_ms = format_args!("{:.1}", op.duration_secs() * 1e3),
+        error = limits::cut(op.error.as_deref().unwrap_or("-")),
+        "mcp"
+    );
 }
 
 fn log_access(f: &FinishedRequest) {

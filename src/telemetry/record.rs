@@ -280,6 +280,8 @@ impl RequestRecord {
                 .filter(|_| self.streaming && self.operation.is_some());
             self.error = classify_outcome(self.status, watched, &response);
         }
+        self.telemetry
+            .index_tool_calls(&self.facts, &response.tool_calls);
         let facts = std::mem::replace(&mut self.facts, RequestFacts::empty());
         let f = FinishedRequest {
             facts,

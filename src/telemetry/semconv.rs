@@ -81,6 +81,20 @@ pub const SERVER_PORT: &str = "server.port";
 pub const ERROR_TYPE: &str = "error.type";
 pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 
+// MCP (genai `docs/gen-ai/mcp.md`) and the general attributes its spans use.
+pub const MCP_METHOD_NAME: &str = "mcp.method.name";
+pub const MCP_SESSION_ID: &str = "mcp.session.id";
+pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
+pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
+pub const JSONRPC_REQUEST_ID: &str = "jsonrpc.request.id";
+pub const JSONRPC_PROTOCOL_VERSION: &str = "jsonrpc.protocol.version";
+pub const RPC_RESPONSE_STATUS_CODE: &str = "rpc.response.status_code";
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+/// The configured name of the MCP server (`mcp_servers`), on MCP spans and metrics.
+pub const LLMTAP_MCP_SERVER: &str = "llmtap.mcp.server";
+
 // llmtap's own span attributes.
 pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
 /// The client key's tenant (`auth.keys[].tenant`), on every span of its request; on metrics
@@ -140,6 +154,11 @@ pub const METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK: &str =
     "gen_ai.client.inference.time_per_output_chunk";
 pub const METRIC_EXECUTE_TOOL_DURATION: &str = "gen_ai.execute_tool.duration";
 
+// MCP client metrics (genai `docs/gen-ai/mcp.md`), and llmtap's count of MCP tool calls.
+pub const METRIC_MCP_OPERATION_DURATION: &str = "mcp.client.operation.duration";
+pub const METRIC_MCP_SESSION_DURATION: &str = "mcp.client.session.duration";
+pub const METRIC_MCP_TOOL_CALLS: &str = "llmtap.mcp.tool.calls";
+
 // llmtap's own metrics (both modes).
 pub const METRIC_REQUESTS: &str = "llmtap.requests";
 pub const METRIC_COST: &str = "llmtap.cost";
@@ -172,6 +191,10 @@ pub const SIGNAL: &str = "signal";
 /// in the spec are the advice for the *server* metrics, which llmtap does not emit.)
 pub const BUCKETS_DURATION: &[f64] = &[
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// The MCP duration histograms (the MCP conventions' advice).
+pub const BUCKETS_MCP: &[f64] = &[
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 /// Every token histogram.
 pub const BUCKETS_TOKENS: &[f64] = &[

@@ -31,6 +31,12 @@ pub struct PendingCall {
     /// Opt-in content: the arguments as sent (redacted and cut when the span is built); `None`
     /// when content capture is off.
     pub arguments: Option<String>,
+    /// The arguments as JSON, hashed ([`super::mcp::arguments_key_text`]): an MCP
+    /// `tools/call` with the same name and arguments executes this call.
+    pub arguments_key: Option<u64>,
+    /// An MCP `tools/call` executed it, and its span (the `execute_tool` span, with the
+    /// real execution time) is out: when the result comes back, only the link is made.
+    pub executed: bool,
 }
 
 /// A pending call's key: its tenant and its id. A tool result closes only a call of the
@@ -145,6 +151,47 @@ impl PendingToolCalls {
         })
     }
 
+    /// The oldest call not yet executed that an MCP `tools/call` of `name` with arguments
+    /// hashing to `key` executes: same tenant, and the same trace when `trace` is given (the
+    /// app sent its trace context). Marked executed, and its copy returned.
+    pub fn execute_matching(
+        &mut self,
+        tenant: Option<&str>,
+        name: &str,
+        key: u64,
+        trace: Option<TraceId>,
+    ) -> Option<PendingCall> {
+        let found = self
+            .calls
+            .values_mut()
+            .filter(|c| {
+                !c.executed
+                    && c.name == name
+                    && c.arguments_key == Some(key)
+                    && c.tenant.as_deref() == tenant
+                    && trace.is_none_or(|t| t == c.trace_id)
+            })
+            .min_by_key(|c| c.requested)?;
+        found.executed = true;
+        Some(found.clone())
+    }
+
+    /// The call `call_id` of `tenant`, when pending and not yet executed, marked executed;
+    /// its copy. Another tenant's call of the same id is never touched.
+    pub fn execute_by_id(
+        &mut self,
+        tenant: Option<&Arc<str>>,
+        call_id: &str,
+    ) -> Option<PendingCall> {
+        let key = CallKey {
+            tenant: tenant.cloned(),
+            id: call_id.to_owned(),
+        };
+        let c = self.calls.get_mut(&key).filter(|c| !c.executed)?;
+        c.executed = true;
+        Some(c.clone())
+    }
+
     /// Calls past their TTL at `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<PendingCall> {
         let mut out = Vec::new();
@@ -208,6 +255,8 @@ mod tests {
             description: None,
             tenant: None,
             arguments: None,
+            arguments_key: Some(7),
+            executed: false,
         }
     }
 
@@ -254,5 +303,29 @@ mod tests {
             Some("team-b")
         );
         assert!(p.insert(of("z", &b)).refused.is_none());
+    }
+
+    #[test]
+    fn execution_matches_name_arguments_tenant_and_trace_once() {
+        let t0 = Instant::now();
+        let mut p = PendingToolCalls::new(Duration::from_secs(10), 10, 10);
+        let mut a = call("a", t0);
+        a.tenant = Some(Arc::from("acme"));
+        p.insert(a);
+        p.insert(call("b", t0 + Duration::from_millis(1)));
+        assert!(p.execute_matching(Some("acme"), "g", 7, None).is_none());
+        assert!(p.execute_matching(Some("acme"), "f", 8, None).is_none());
+        assert!(p
+            .execute_matching(Some("acme"), "f", 7, Some(TraceId::from(5)))
+            .is_none());
+        let got = p.execute_matching(Some("acme"), "f", 7, None).unwrap();
+        assert_eq!(got.call_id, "a");
+        assert!(got.executed);
+        // Executed once only; the other tenant's call is its own.
+        assert!(p.execute_matching(Some("acme"), "f", 7, None).is_none());
+        assert_eq!(p.execute_matching(None, "f", 7, None).unwrap().call_id, "b");
+        // Still pending: the result's return takes it (for the link).
+        let acme: Arc<str> = Arc::from("acme");
+        assert!(p.take(Some(&acme), "a").is_some_and(|c| c.executed));
     }
 }
