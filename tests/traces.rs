@@ -636,8 +636,34 @@ fn cost_rows() -> Vec<CostRow> {
                 "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
                 "output_tokens": output}})
     };
+    // Gemini: `cachedContentTokenCount` is part of `promptTokenCount`; thinking tokens
+    // (`thoughtsTokenCount`) are billed as output, beside `candidatesTokenCount`.
+    let gemini = |model: &str, prompt: u64, cached: u64, candidates: u64, thoughts: u64| {
+        json!({"candidates": [{"index": 0, "finishReason": "STOP",
+                "content": {"role": "model", "parts": [{"text": "ok"}]}}],
+            "modelVersion": model, "responseId": format!("resp-{model}"),
+            "usageMetadata": {"promptTokenCount": prompt, "cachedContentTokenCount": cached,
+                "candidatesTokenCount": candidates, "thoughtsTokenCount": thoughts,
+                "totalTokenCount": prompt + candidates + thoughts}})
+    };
     let m = 1e-6;
     vec![
+        // Gemini gemini-2.5-pro: input 1.25, cached input 0.125, output (thinking included)
+        // 10.00 per 1M.
+        CostRow {
+            model: "gemini-2.5-pro-cached",
+            path: "/v1beta/models/gemini-2.5-pro-cached:generateContent",
+            body: gemini("gemini-2.5-pro-cached", 1000, 400, 0, 0),
+            input_usd: (600.0 * 1.25 + 400.0 * 0.125) * m,
+            output_usd: 0.0,
+        },
+        CostRow {
+            model: "gemini-2.5-pro-thinking",
+            path: "/v1beta/models/gemini-2.5-pro-thinking:generateContent",
+            body: gemini("gemini-2.5-pro-thinking", 100, 0, 50, 200),
+            input_usd: 100.0 * 1.25 * m,
+            output_usd: (50.0 + 200.0) * 10.0 * m,
+        },
         // OpenAI gpt-4o-mini: input 0.15, cached input 0.075, output 0.60 per 1M.
         CostRow {
             model: "gpt-4o-mini-input",
@@ -703,7 +729,7 @@ fn cost_rows() -> Vec<CostRow> {
 }
 
 /// Issue 30, point 6: cost per token type (input, cached input, cache writes at their
-/// premium, output, reasoning) for each priced family, the same on the span
+/// premium, output, reasoning) for each priced family (OpenAI, Anthropic, Gemini), the same on the span
 /// (`llmtap.cost.usd`), the metric (`llmtap.cost` by `gen_ai.token.type`) and the live view.
 #[tokio::test]
 async fn cost_per_token_type_agrees_on_span_metric_and_view() {
