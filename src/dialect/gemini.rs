@@ -33,17 +33,28 @@ use crate::summary::{FeedOutcome, ResponseSummary, Usage};
 use super::watch::{EventReader, JsonArrayWatcher, SseWatcher};
 use super::{ApiPath, Dialect, Operation, PathClaim, StreamWatcher};
 
-/// The Gemini Developer API (`gen_ai.provider.name` `gcp.gemini`).
+/// Gemini, on one of Google's two surfaces: the same request, response and stream shapes
+/// under different paths and provider names.
 #[derive(Debug)]
-pub struct GeminiApi;
+pub struct Gemini {
+    /// Vertex AI (`gen_ai.provider.name` `gcp.vertex_ai`) rather than the Developer API
+    /// (`gcp.gemini`).
+    vertex: bool,
+}
+
+/// The Gemini Developer API (`gen_ai.provider.name` `gcp.gemini`).
+pub const GEMINI_API: Gemini = Gemini { vertex: false };
 
 /// Gemini models on Vertex AI (`gen_ai.provider.name` `gcp.vertex_ai`).
-#[derive(Debug)]
-pub struct VertexGemini;
+pub const VERTEX_GEMINI: Gemini = Gemini { vertex: true };
 
-impl Dialect for GeminiApi {
+impl Dialect for Gemini {
     fn name(&self) -> &'static str {
-        "gemini"
+        if self.vertex {
+            "vertex_gemini"
+        } else {
+            "gemini"
+        }
     }
 
     /// Gemini paths are never under llmtap's `/v1/` prefix: see [`Dialect::claim_path`].
@@ -52,6 +63,18 @@ impl Dialect for GeminiApi {
     }
 
     fn claim_path(&self, path: &str, method: &http::Method) -> Option<PathClaim> {
+        if self.vertex {
+            let (publisher, under_project) = vertex_publisher_path(path)?;
+            return match publisher.strip_prefix("publishers/google/") {
+                Some(models) => Some(model_method(models, method).unwrap_or_default()),
+                // Other Vertex paths under a project (endpoints, cached contents): passed
+                // through, except other publishers' models, which their own dialects claim.
+                None if under_project && !publisher.starts_with("publishers/") => {
+                    Some(PathClaim::default())
+                }
+                None => None,
+            };
+        }
         let (version, rest) = path.strip_prefix('/')?.split_once('/')?;
         match version {
             "v1beta" | "v1alpha" => Some(model_method(rest, method).unwrap_or_default()),
@@ -62,64 +85,11 @@ impl Dialect for GeminiApi {
     }
 
     fn provider(&self) -> Option<Provider> {
-        Some(Provider::Gemini)
-    }
-
-    fn request_facts(
-        &self,
-        obj: &Map<String, Value>,
-        op: Operation,
-        capture: bool,
-        hasher: &PromptHasher,
-    ) -> RequestInfo {
-        request_facts(obj, op, capture, hasher)
-    }
-
-    fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
-        Box::new(GeminiWatcher::new(count_only))
-    }
-
-    fn streams_json(&self) -> bool {
-        true
-    }
-
-    fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
-        summarize_body(body)
-    }
-
-    fn stream_complete(&self, s: &ResponseSummary) -> bool {
-        s.stream_ended
-    }
-
-    fn error_body(&self, message: &str, _kind: &str, _code: &str, status: u16) -> String {
-        google_error_body(message, status)
-    }
-}
-
-impl Dialect for VertexGemini {
-    fn name(&self) -> &'static str {
-        "vertex_gemini"
-    }
-
-    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
-        None
-    }
-
-    fn claim_path(&self, path: &str, method: &http::Method) -> Option<PathClaim> {
-        let (publisher, under_project) = vertex_publisher_path(path)?;
-        match publisher.strip_prefix("publishers/google/") {
-            Some(models) => Some(model_method(models, method).unwrap_or_default()),
-            // Other Vertex paths under a project (endpoints, cached contents): passed through,
-            // except other publishers' models, which their own dialects claim.
-            None if under_project && !publisher.starts_with("publishers/") => {
-                Some(PathClaim::default())
-            }
-            None => None,
-        }
-    }
-
-    fn provider(&self) -> Option<Provider> {
-        Some(Provider::VertexAi)
+        Some(if self.vertex {
+            Provider::VertexAi
+        } else {
+            Provider::Gemini
+        })
     }
 
     fn request_facts(
@@ -911,11 +881,11 @@ mod tests {
 
     #[test]
     fn text_stream_with_crlf_framing() {
-        let s = golden(&GeminiApi, "gemini-stream-text.sse");
+        let s = golden(&GEMINI_API, "gemini-stream-text.sse");
         assert_eq!(s.output_text, vec!["Ciel bleu, vent léger.\n".to_string()]);
         assert_eq!(s.chunk_count, 3);
         assert_eq!(s.finish_reasons, vec![Some("STOP".into())]);
-        assert!(s.stream_ended && GeminiApi.stream_complete(&s));
+        assert!(s.stream_ended && GEMINI_API.stream_complete(&s));
         assert_eq!(s.model.as_deref(), Some("gemini-2.0-flash"));
         assert_eq!(s.id.as_deref(), Some("kq7rYm9xLlmtapA1"));
         // The last chunk's cumulative usage wins (the prompt count drops there, as recorded).
@@ -925,7 +895,7 @@ mod tests {
 
     #[test]
     fn thinking_stream_counts_thoughts_as_reasoning_not_text() {
-        let s = golden(&GeminiApi, "gemini-stream-thinking.sse");
+        let s = golden(&GEMINI_API, "gemini-stream-thinking.sse");
         assert_eq!(s.output_text, vec!["Take the 7:42 train.".to_string()]);
         assert!(s.reasoning_chars > 0);
         let u = s.usage.unwrap();
@@ -937,7 +907,7 @@ mod tests {
 
     #[test]
     fn parallel_function_calls_with_ids_and_signatures() {
-        let s = golden(&GeminiApi, "gemini-stream-function-call.sse");
+        let s = golden(&GEMINI_API, "gemini-stream-function-call.sse");
         let calls: Vec<(&str, &str, &str)> = s
             .tool_calls
             .iter()
@@ -956,7 +926,7 @@ mod tests {
 
     #[test]
     fn tool_use_prompt_tokens_are_input() {
-        let s = golden(&GeminiApi, "gemini-stream-code-execution.sse");
+        let s = golden(&GEMINI_API, "gemini-stream-code-execution.sse");
         let u = s.usage.unwrap();
         // 20 prompt + 300 from the code tool's results; 90 candidates + 50 thoughts.
         assert_eq!(u.input_tokens, Some(320));
@@ -966,14 +936,14 @@ mod tests {
 
     #[test]
     fn vertex_array_stream_with_numeric_enums() {
-        let s = golden(&VertexGemini, "vertex-stream-array.json");
+        let s = golden(&VERTEX_GEMINI, "vertex-stream-array.json");
         assert_eq!(s.chunk_count, 3);
         assert_eq!(s.output_text, vec!["Un, deux, trois.".to_string()]);
         assert_eq!(s.finish_reasons, vec![Some("STOP".into())]);
         assert_eq!(s.usage.as_ref().unwrap().input_tokens, Some(6));
-        assert!(VertexGemini.stream_complete(&s));
+        assert!(VERTEX_GEMINI.stream_complete(&s));
         // The same bytes as a whole body (not watched as a stream) say the same.
-        let body = VertexGemini.summarize_body(&fixture("vertex-stream-array.json"));
+        let body = VERTEX_GEMINI.summarize_body(&fixture("vertex-stream-array.json"));
         assert_eq!(body.output_text, s.output_text);
         assert_eq!(body.usage, s.usage);
     }
@@ -981,7 +951,7 @@ mod tests {
     #[test]
     fn vertex_streamed_arguments_are_reassembled() {
         let s = golden(
-            &VertexGemini,
+            &VERTEX_GEMINI,
             "vertex-stream-function-call-partial-args.sse",
         );
         assert_eq!(s.tool_calls.len(), 2);
@@ -999,30 +969,31 @@ mod tests {
 
     #[test]
     fn whole_bodies_errors_and_blocks() {
-        let s = GeminiApi.summarize_body(&fixture("gemini-generate-content-cached.json"));
+        let s = GEMINI_API.summarize_body(&fixture("gemini-generate-content-cached.json"));
         assert_eq!(s.output_text, vec!["Rennes.".to_string()]);
         let u = s.usage.unwrap();
         assert_eq!(u.cache_read_input_tokens, Some(2048));
         assert_eq!(u.input_tokens, Some(2060));
         assert_eq!(u.output_tokens, Some(3 + 25));
-        let s = GeminiApi.summarize_body(&fixture("gemini-error-429.json"));
+        let s = GEMINI_API.summarize_body(&fixture("gemini-error-429.json"));
         let e = s.error.unwrap();
         assert_eq!(e.code.as_deref(), Some("RESOURCE_EXHAUSTED"));
-        let s = GeminiApi
+        let s = GEMINI_API
             .summarize_body(br#"{"promptFeedback":{"blockReason":"SAFETY"},"modelVersion":"m"}"#);
         assert_eq!(s.error.unwrap().code.as_deref(), Some("prompt_blocked"));
-        let s = GeminiApi.summarize_body(
+        let s = GEMINI_API.summarize_body(
             br#"{"candidates":[{"content":{"parts":[]},"finishReason":"SAFETY"}]}"#,
         );
         assert_eq!(s.finish_reasons, vec![Some("SAFETY".into())]);
-        let s = GeminiApi.summarize_body(&fixture("gemini-batch-embed-contents.json"));
+        let s = GEMINI_API.summarize_body(&fixture("gemini-batch-embed-contents.json"));
         assert_eq!(s.embedding_dimensions, Some(8));
     }
 
     #[test]
     fn own_errors_in_googles_shape() {
         let body: Value =
-            serde_json::from_str(&GeminiApi.error_body("no route", "x", "not_found", 404)).unwrap();
+            serde_json::from_str(&GEMINI_API.error_body("no route", "x", "not_found", 404))
+                .unwrap();
         assert_eq!(body["error"]["code"], 404);
         assert_eq!(body["error"]["status"], "NOT_FOUND");
         assert_eq!(body["error"]["message"], "no route");
@@ -1046,7 +1017,7 @@ mod tests {
                 {"functionResponse": {"name": "get_weather", "response": {"t": 15}}},
                 {"functionResponse": {"name": "get_weather", "response": {"t": 12}}}]}
         ]});
-        let info = GeminiApi.request_facts(
+        let info = GEMINI_API.request_facts(
             body.as_object().unwrap(),
             Operation::GenerateContent,
             true,

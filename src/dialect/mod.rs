@@ -23,7 +23,7 @@ use crate::request::{PromptHasher, RequestInfo};
 use crate::summary::{FeedOutcome, ResponseSummary};
 
 pub use anthropic::{AnthropicMessages, VertexAnthropic};
-pub use gemini::{GeminiApi, VertexGemini};
+pub use gemini::{GEMINI_API, VERTEX_GEMINI};
 pub use ollama::OllamaNative;
 pub use openai_chat::OpenAiChat;
 pub use openai_responses::OpenAiResponses;
@@ -34,8 +34,8 @@ pub static DIALECTS: &[&dyn Dialect] = &[
     &OpenAiResponses,
     &AnthropicMessages,
     &OllamaNative,
-    &GeminiApi,
-    &VertexGemini,
+    &GEMINI_API,
+    &VERTEX_GEMINI,
     &VertexAnthropic,
 ];
 
