@@ -104,9 +104,12 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         }
         // Never in a path hyper hands over, but a URL parser would end the path there and
         // read what came before it as the last segment (`/v1/..?` is `/v1/..`): encode them.
+        // Likewise a space: the WHATWG parser trims it from the end of a URL, so a last
+        // segment `.. ` would become `..` (found by the property test).
         match b {
             b'?' => out.extend_from_slice(b"%3F"),
             b'#' => out.extend_from_slice(b"%23"),
+            b' ' => out.extend_from_slice(b"%20"),
             b => out.push(b),
         }
         decoded.push(b);
@@ -197,6 +200,7 @@ mod tests {
         // Found by the property test: a raw '?' must not end the path for the URL parser.
         assert_eq!(ok("/v1/..?"), "/v1/..%3F");
         assert_eq!(ok("/v1/a#b"), "/v1/a%23b");
+        assert_eq!(ok("/v1/.. "), "/v1/..%20");
     }
 
     #[test]
