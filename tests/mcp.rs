@@ -26,9 +26,12 @@ fn traceparent() -> String {
     format!("00-{TRACE_ID}-{APP_SPAN}-01")
 }
 
-/// The official SDK's MCP server (tests/sdk/mcp_server.py) on a free port, killed on drop.
+/// The official SDK's MCP server (tests/sdk/mcp_server.py) on a free port, its process
+/// group stopped on drop.
 struct SdkServer {
-    child: tokio::process::Child,
+    // Killed first (kill_on_drop), then whatever else of its group remains.
+    _child: tokio::process::Child,
+    _group: common::process::GroupGuard,
     url: String,
     spans: PathBuf,
     _dir: common::TempDir,
@@ -50,7 +53,9 @@ impl SdkServer {
         if json_response {
             cmd.arg("json");
         }
+        common::process::own_group_tokio(&mut cmd);
         let child = cmd.spawn().expect("MCP server did not start");
+        let group = common::process::GroupGuard::of(&child).expect("the MCP server's pid");
         let addr = format!("127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(&addr).await.is_err() {
@@ -62,7 +67,8 @@ impl SdkServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         SdkServer {
-            child,
+            _child: child,
+            _group: group,
             url: format!("http://{addr}/mcp"),
             spans,
             _dir: dir,
@@ -79,34 +85,21 @@ impl SdkServer {
     }
 }
 
-impl Drop for SdkServer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// Runs `tests/sdk/<script>` in the test venv with `envs`; its stdout as JSON.
-async fn run_py(python: &PathBuf, script: &str, envs: &[(&str, &str)]) -> Value {
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(common::repo().join("tests/sdk").join(script))
-        .env("NO_PROXY", "127.0.0.1")
-        .kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("script timed out")
-        .expect("script did not start");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
+/// The scripted upstream, an OTLP receiver and llmtap exporting to it over OTLP/HTTP, with
+/// `server` configured as the MCP server `tools` (served at `/mcp/tools`).
+async fn traced_mcp_proxy(server: &SdkServer) -> (common::Upstream, OtlpReceiver, common::Proxy) {
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http"),
+            tweak: Some(with_mcp(vec![("tools", server.url.clone())])),
+            ..Default::default()
+        },
+    )
+    .await;
+    (up, rx, proxy)
 }
 
 fn with_mcp(servers: Vec<(&str, String)>) -> common::Tweak {
@@ -144,22 +137,12 @@ fn named<'a>(spans: &[&'a SpanView], name: &str) -> &'a SpanView {
 async fn sdk_client_and_server_in_both_revisions_are_traced() {
     let Some(py) = common::python() else { return };
     let server = SdkServer::start(&py, false).await;
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "http"),
-            tweak: Some(with_mcp(vec![("tools", server.url.clone())])),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = traced_mcp_proxy(&server).await;
     let url = format!("{}/mcp/tools", proxy.url);
     let tp = traceparent();
     let mut outs = Vec::new();
     for mode in ["auto", "legacy"] {
-        let out = run_py(
+        let out = common::run_python(
             &py,
             "mcp_client.py",
             &[
@@ -348,7 +331,7 @@ async fn json_responses_and_captured_content() {
     )
     .await;
     let url = format!("{}/mcp/json", proxy.url);
-    let out = run_py(&py, "mcp_client.py", &[("MCP_URL", &url)]).await;
+    let out = common::run_python(&py, "mcp_client.py", &[("MCP_URL", &url)]).await;
     assert_eq!(out["weather"], "Sunny in Paris, 21 C");
     assert_eq!(out["invalid"]["code"], -32602);
     let spans = rx
@@ -389,21 +372,11 @@ async fn json_responses_and_captured_content() {
 async fn an_mcp_execution_is_the_model_calls_execute_tool_span() {
     let Some(py) = common::python() else { return };
     let server = SdkServer::start(&py, false).await;
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "http"),
-            tweak: Some(with_mcp(vec![("tools", server.url.clone())])),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = traced_mcp_proxy(&server).await;
     let base = format!("{}/v1", proxy.url);
     let mcp = format!("{}/mcp/tools", proxy.url);
     let tp = traceparent();
-    let out = run_py(
+    let out = common::run_python(
         &py,
         "mcp_agent.py",
         &[
@@ -515,20 +488,10 @@ async fn an_mcp_execution_is_the_model_calls_execute_tool_span() {
 async fn without_app_tracing_the_execution_and_the_servers_span_join_the_model_trace() {
     let Some(py) = common::python() else { return };
     let server = SdkServer::start(&py, false).await;
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "http"),
-            tweak: Some(with_mcp(vec![("tools", server.url.clone())])),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, rx, proxy) = traced_mcp_proxy(&server).await;
     let base = format!("{}/v1", proxy.url);
     let mcp = format!("{}/mcp/tools", proxy.url);
-    let out = run_py(
+    let out = common::run_python(
         &py,
         "mcp_agent.py",
         &[
@@ -1053,7 +1016,7 @@ async fn sdk_over_stdio_through_mcp_stdio() {
     ])
     .to_string();
     let endpoint = rx.http_endpoint.clone();
-    let out = run_py(
+    let out = common::run_python(
         &py,
         "mcp_client.py",
         &[

@@ -430,25 +430,39 @@ pub async fn run_sdk(
     extra_env: &[(&str, &str)],
 ) -> Option<serde_json::Value> {
     let py = python()?;
-    let mut cmd = tokio::process::Command::new(py);
+    let openai_base = format!("{base_url}/v1");
+    let mut envs = vec![
+        ("OPENAI_BASE_URL", openai_base.as_str()),
+        ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
+    ];
+    envs.extend_from_slice(extra_env);
+    Some(run_python(&py, script, &envs).await)
+}
+
+/// Runs `tests/sdk/<script>` with `python` and `envs`, in a process group of its own that is
+/// stopped whatever happens (whatever the script started goes with it); its stdout as JSON.
+/// Fails the test when the script fails, prints no JSON, or runs past 120 s.
+pub async fn run_python(
+    python: &std::path::Path,
+    script: &str,
+    envs: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut cmd = tokio::process::Command::new(python);
     cmd.arg(repo().join("tests/sdk").join(script))
-        .env("OPENAI_BASE_URL", format!("{base_url}/v1"))
-        .env("OPENAI_API_KEY", "sk-test-not-a-real-key")
         .env("NO_PROXY", "127.0.0.1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     process::own_group_tokio(&mut cmd);
-    for (k, v) in extra_env {
+    for (k, v) in envs {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("SDK script did not start");
-    // Whatever the script started (an MCP server, say) goes with it.
+    let child = cmd.spawn().expect("the script did not start");
     let _group = process::GroupGuard::of(&child);
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
-        .expect("SDK script timed out")
-        .expect("SDK script's output");
+        .expect("the script timed out")
+        .expect("the script's output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -456,11 +470,8 @@ pub async fn run_sdk(
         "{script} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    Some(
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!("{script} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}")
-        }),
-    )
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
 }
 
 /// Waits (bounded) until `cond` holds, polling.

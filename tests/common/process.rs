@@ -22,9 +22,29 @@ fn signal_group(pgid: u32, signal: libc::c_int) -> bool {
     unsafe { libc::kill(-(pgid as libc::pid_t), signal) == 0 }
 }
 
-/// Whether any process of the group still exists (a zombie counts until it is reaped).
+/// Whether any process of the group still runs. A zombie does not count: it has exited and
+/// only waits for its parent (tokio, for a tokio child) to reap it, which may happen only
+/// after the guard returns.
 pub fn group_alive(pgid: u32) -> bool {
-    signal_group(pgid, 0)
+    if !signal_group(pgid, 0) {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|p| {
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        pgrp == Some(pgid) && state != Some("Z")
+    })
 }
 
 /// SIGTERM to the whole group, up to `grace` for it to go (reaping the leader through
