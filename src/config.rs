@@ -1392,7 +1392,7 @@ mod tests {
         )
         .unwrap();
         let k = &cfg.auth.as_ref().unwrap().keys[0];
-        assert_eq!(crate::auth::hex(&k.sha256), sha);
+        assert_eq!(crate::vocab::text::hex(&k.sha256), sha);
         assert_eq!(
             (k.requests_per_minute, k.max_concurrent),
             (Some(60), Some(8))

@@ -265,7 +265,7 @@ impl http_body::Body for HoldPermit {
 fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
     // In the error shape of the API that was called, so its SDK raises its usual exception.
     let body = match record.dialect {
-        Some(d) => d.error_body(&e.to_string(), e.kind(), e.code(), e.status().as_u16()),
+        Some(d) => d.error_body(&e.to_string(), e.kind(), e.code().as_str(), e.status().as_u16()),
         None => e.body(),
     };
     let status = e.status();

@@ -25,6 +25,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod ui;
 pub mod upstream;
+pub mod vocab;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;

@@ -621,7 +621,7 @@ pub fn inject_include_usage(body: &[u8], obj: &Map<String, Value>) -> Option<Vec
     }
 }
 
-use crate::auth::hex;
+use crate::vocab::text::hex;
 
 #[cfg(test)]
 mod tests {

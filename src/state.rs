@@ -22,7 +22,7 @@ use opentelemetry::trace::{SpanId, TraceId, TraceState};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::tools::PendingCall;
+use crate::vocab::pending::PendingCall;
 
 /// Longest wait for one Redis operation; past it the caller uses local state.
 pub const STATE_TIMEOUT: Duration = Duration::from_millis(250);

@@ -1111,7 +1111,7 @@ fn the_telemetry_reference_matches_what_is_emitted() {
         .lines()
         .find(|l| l.starts_with("| `error.type`"))
         .unwrap_or_else(|| panic!("{DOC}'s error.type row"));
-    for (value, _) in llmtap::telemetry::semconv::LLMTAP_ERROR_TYPES {
+    for value in llmtap::vocab::error_type::ErrorType::ALL.map(|e| e.as_str()) {
         assert!(
             line.contains(&format!("`{value}`")),
             "{DOC}'s error.type row lacks {value}"

@@ -34,6 +34,7 @@ use crate::stream::tee::{BodyWatcher, Relay};
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::propagation::TraceParent;
 use crate::upstream::{Upstream, Upstreams};
+use crate::vocab::error_type::ErrorType;
 use watch::McpExchange;
 
 /// Idle limit of the server's own stream (GET): servers send nothing for long stretches.
@@ -561,7 +562,7 @@ async fn send(
     method: Method,
     headers: HeaderMap,
     body: reqwest::Body,
-) -> Result<reqwest::Response, (&'static str, String)> {
+) -> Result<reqwest::Response, (ErrorType, String)> {
     let send = server
         .client()
         .request(method, server.base.clone())
@@ -572,21 +573,21 @@ async fn send(
     let t = &server.config.timeouts;
     match tokio::time::timeout(t.first_byte, send).await {
         Err(_) => Err((
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "MCP server {name:?} sent no response within {:?}",
                 t.first_byte
             ),
         )),
         Ok(Err(e)) if e.is_timeout() => Err((
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "MCP server {name:?} could not be reached within {:?}",
                 t.connect
             ),
         )),
         Ok(Err(e)) => Err((
-            "upstream_unreachable",
+            ErrorType::UpstreamUnreachable,
             format!("MCP server {name:?} is unreachable: {}", error_chain(&e)),
         )),
         Ok(Ok(r)) => Ok(r),

@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 
 use super::jsonrpc;
 use super::watch::end_operation;
+use crate::vocab::error_type::ErrorType;
 use super::Facts;
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::Telemetry;
@@ -153,13 +154,13 @@ fn run_blocking(
         .unwrap_or_default();
     for mut op in left {
         end_operation(&mut op, None);
-        op.error = Some("stream_truncated".into());
+        op.error = Some(ErrorType::StreamTruncated.into());
         op.error_message = Some(format!("the MCP server exited ({status}) before answering"));
         telemetry.submit_mcp(op);
     }
     if let Ok(s) = session.lock() {
         if let Some(at) = s.initialized_at {
-            let error = (!status.success()).then_some("stream_truncated");
+            let error = (!status.success()).then_some(ErrorType::StreamTruncated.as_str());
             telemetry.mcp_session_ended(
                 &server,
                 "pipe",

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::config::{Config, Price};
-use crate::route::glob_match;
+use crate::vocab::text::glob_match;
 use crate::stream::openai::Usage;
 
 use super::record::FinishedRequest;

@@ -22,7 +22,8 @@ use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{self, request_model, token_usage, TokenUsage};
-use super::tools::PendingCall;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::pending::PendingCall;
 use crate::config::Config;
 use crate::route::Operation;
 use crate::stream::openai::Usage;
@@ -240,7 +241,7 @@ fn meter(provider: &SdkMeterProvider) -> Meter {
 /// to case) as they are; a numeric code as it is (an HTTP status); any other code becomes the
 /// response's HTTP status, or `stream_error` inside a stream that started fine.
 pub fn bounded_error_type(error: &str, status: Option<u16>) -> String {
-    if sc::LLMTAP_ERROR_TYPES.iter().any(|(v, _)| *v == error) {
+    if ErrorType::parse(error).is_some() {
         return error.to_string();
     }
     if let Some(known) = sc::KNOWN_UPSTREAM_ERROR_CODES
@@ -936,8 +937,8 @@ mod tests {
         assert_eq!(bounded_error_type("weird_code", Some(200)), "stream_error");
         assert_eq!(bounded_error_type("weird_code", None), "stream_error");
         // Every value llmtap produces itself passes as it is.
-        for (v, _) in sc::LLMTAP_ERROR_TYPES {
-            assert_eq!(bounded_error_type(v, Some(500)), *v);
+        for e in ErrorType::ALL {
+            assert_eq!(bounded_error_type(e.as_str(), Some(500)), e.as_str());
         }
     }
 }

@@ -44,7 +44,8 @@ use recent::{RecentCalls, RecentTool};
 use record::FinishedRequest;
 use settings::{ContentCapture, Settings};
 use spans::SpanContextInfo;
-use tools::{PendingCall, PendingToolCalls};
+use crate::vocab::pending::PendingCall;
+use tools::PendingToolCalls;
 
 enum Msg {
     Finished(Box<FinishedRequest>),

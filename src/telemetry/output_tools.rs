@@ -8,7 +8,7 @@
 //! span. docs/telemetry-notes.md lists what is recognised and why.
 
 use crate::request::RequestInfo;
-use crate::route::glob_match;
+use crate::vocab::text::glob_match;
 use crate::summary::ToolCall;
 
 /// Tool names frameworks give their output tools, as globs.

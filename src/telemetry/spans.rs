@@ -14,7 +14,7 @@ use super::cost::{self, PriceTable};
 use super::limits::cut;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::tools::PendingCall;
+use crate::vocab::pending::PendingCall;
 use crate::stream::openai::Usage;
 
 /// What span building needs besides the request.
