@@ -151,18 +151,10 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The JSON body of an OpenAI-shaped error.
-pub fn error_body(message: &str, kind: &str, code: &str) -> String {
-    serde_json::json!({
-        "error": { "message": message, "type": kind, "param": null, "code": code }
-    })
-    .to_string()
-}
-
 impl ProxyError {
     /// The JSON body this error is answered with.
     pub fn body(&self) -> String {
-        error_body(&self.to_string(), self.kind(), self.code().as_str())
+        crate::dialect::openai_error_body(&self.to_string(), self.kind(), self.code().as_str())
     }
 
     /// A JSON error response from a status and a body made by [`ProxyError::body`].
@@ -234,7 +226,10 @@ mod tests {
             }
             // The metrics keep the code itself, never the bare status.
             assert_eq!(
-                crate::telemetry::metrics::bounded_error_type(e.code().as_str(), Some(e.status().as_u16())),
+                crate::telemetry::metrics::bounded_error_type(
+                    e.code().as_str(),
+                    Some(e.status().as_u16())
+                ),
                 e.code().as_str(),
                 "{} is recorded in metrics as something else",
                 e.code()

@@ -25,10 +25,10 @@ use crate::route;
 use crate::stream::decode::Decoder;
 use crate::stream::strip::UsageStripper;
 use crate::stream::tee::Relay;
-use crate::telemetry::limits::Limit;
 use crate::telemetry::record::{RequestFacts, RequestRecord};
 use crate::telemetry::Telemetry;
 use crate::upstream::{self, Upstreams, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
+use crate::vocab::limits::Limit;
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -89,39 +89,22 @@ impl AppState {
     }
 }
 
+/// Health, readiness, `/metrics` and the proxy itself (every other path). The live view and
+/// the MCP routes are merged in above this layer (`crate::app`).
 pub fn router(state: Arc<AppState>) -> Router {
-    let ui = if state.config.ui.only_on_metrics_listen {
-        None
-    } else {
-        crate::ui::routes(state.clone(), state.config.listen.ip().is_loopback())
-    };
-    let router = Router::new()
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(proxy)
-        .with_state(state);
-    match ui {
-        Some(ui) => router.merge(ui),
-        None => router,
-    }
+        .with_state(state)
 }
 
-/// A router with `/metrics` (and `/ui` when it is served only here), for `--metrics-listen`.
+/// `/metrics` alone, for `--metrics-listen`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
-    let ui = match state.config.metrics_listen {
-        Some(a) if state.config.ui.only_on_metrics_listen => {
-            crate::ui::routes(state.clone(), a.ip().is_loopback())
-        }
-        _ => None,
-    };
-    let router = Router::new()
+    Router::new()
         .route("/metrics", get(metrics))
-        .with_state(state);
-    match ui {
-        Some(ui) => router.merge(ui),
-        None => router,
-    }
+        .with_state(state)
 }
 
 async fn healthz() -> &'static str {
@@ -170,7 +153,7 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Err(e) => return own_error(ProxyError::BadPath(e), record),
     };
     // Stored cut (the live view keeps it); routed and forwarded whole.
-    record.path = crate::telemetry::limits::owned(&path);
+    record.path = crate::vocab::limits::owned(&path);
     if let Some(hint) = route::doubled_v1_hint(&path) {
         // Answered in the shape of the API the caller meant.
         record.dialect = path
@@ -265,7 +248,12 @@ impl http_body::Body for HoldPermit {
 fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
     // In the error shape of the API that was called, so its SDK raises its usual exception.
     let body = match record.dialect {
-        Some(d) => d.error_body(&e.to_string(), e.kind(), e.code().as_str(), e.status().as_u16()),
+        Some(d) => d.error_body(
+            &e.to_string(),
+            e.kind(),
+            e.code().as_str(),
+            e.status().as_u16(),
+        ),
         None => e.body(),
     };
     let status = e.status();
@@ -494,7 +482,7 @@ async fn forward(
     };
     // Google's `key=` is a credential: a Gemini upstream with its own key sends that one (in
     // `x-goog-api-key`), so the client's stays here, like its headers.
-    let strip_key = upstream.config.provider == crate::config::Provider::Gemini
+    let strip_key = upstream.config.provider == crate::vocab::provider::Provider::Gemini
         && upstream.config.api_key.is_some();
     let query = forwarded_query(parts.uri.query(), strip_key);
     let url = upstream_url(base, &target.upstream_path, query.as_deref())?;
@@ -535,7 +523,7 @@ async fn forward(
     if s.refusals.remember(refusal_key.clone()) {
         tracing::info!(
             upstream = %refusal_key.upstream,
-            scope = crate::telemetry::limits::cut(&refusal_key.scope),
+            scope = crate::vocab::limits::cut(&refusal_key.scope),
             status = status.as_u16(),
             "upstream refused the injected stream_options; resending the client's body, and not injecting here for the next hour (usage is estimated)"
         );
@@ -673,7 +661,7 @@ fn annotate(s: &AppState, headers: &HeaderMap, record: &mut RequestFacts) {
     let mcfg = &s.config.metrics;
     // Values are stored cut to the identifier bound (baggage as a whole is at most 8 KB,
     // the W3C limit the propagator enforces; a header value is bounded only by the head).
-    let own = crate::telemetry::limits::owned;
+    let own = crate::vocab::limits::owned;
     for (k, v) in &record.trace.baggage {
         if tcfg.baggage_attributes.iter().any(|b| b == k) {
             record.extra_attributes.push((k.clone(), own(v)));
@@ -727,7 +715,7 @@ fn session_id(headers: &HeaderMap, configured: Option<&str>) -> Option<String> {
         .filter_map(|h| headers.get(h)?.to_str().ok())
         .map(str::trim)
         .find(|v| !v.is_empty())
-        .map(crate::telemetry::limits::owned)
+        .map(crate::vocab::limits::owned)
 }
 
 fn is_credential(header: &str) -> bool {

@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -342,7 +342,7 @@ fn hash_key() -> ExitCode {
 /// Checks `/healthz` at `url`: a base URL (`http://host:8080`) gets `/healthz` appended, a URL
 /// with a path is used as given. On failure prints one line saying what it got.
 async fn healthcheck(url: &str) -> ExitCode {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     let url = health_url(url);
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))

@@ -12,7 +12,7 @@
 //! as JSON (`StoredCall`), with a TTL a little longer than the local one, so that the replica
 //! that asked can still take it at its local expiry. Taking is `GETDEL`: atomic, so one
 //! replica wins. The results of one request are taken in one round trip (a pipeline), at most
-//! [`MAX_TOOL_RESULTS`](crate::telemetry::limits::MAX_TOOL_RESULTS) of them.
+//! [`MAX_TOOL_RESULTS`](crate::vocab::limits::MAX_TOOL_RESULTS) of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

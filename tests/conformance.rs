@@ -1169,5 +1169,8 @@ fn alert_and_dashboard_error_types_are_values_metrics_can_carry() {
             }
         }
     }
-    assert!(checked > 0, "no error_type filter found: the scan is broken");
+    assert!(
+        checked > 0,
+        "no error_type filter found: the scan is broken"
+    );
 }

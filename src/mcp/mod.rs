@@ -94,7 +94,7 @@ async fn not_found(Path((name, _)): Path<(String, String)>) -> Response {
 }
 
 fn unknown_server(name: &str) -> Response {
-    let name = crate::telemetry::limits::cut(name);
+    let name = crate::vocab::limits::cut(name);
     rpc_error(
         StatusCode::NOT_FOUND,
         None,
@@ -398,7 +398,7 @@ pub(crate) fn trace_for(
 
 /// What every operation of one exchange (or one stdio process) shares.
 pub(crate) struct Facts {
-    pub server: Arc<crate::upstream::UpstreamInfo>,
+    pub server: Arc<crate::vocab::provider::UpstreamInfo>,
     pub transport: &'static str,
     pub session: Option<String>,
     /// The protocol version in force (header, or negotiated); `initialize` names its own.
@@ -535,7 +535,7 @@ impl McpState {
 
     fn session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         id: &str,
         version: Option<String>,
         error: Option<&str>,

@@ -17,11 +17,11 @@ use std::io::{Read, Write};
 
 use super::jsonrpc;
 use super::watch::end_operation;
-use crate::vocab::error_type::ErrorType;
 use super::Facts;
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::Telemetry;
-use crate::upstream::UpstreamInfo;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::provider::UpstreamInfo;
 
 /// Longest message line read for telemetry; a longer one is relayed, not read.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -113,7 +113,7 @@ fn run_blocking(
     });
     let server = Arc::new(UpstreamInfo {
         name,
-        provider: crate::config::Provider::OpenaiCompatible,
+        provider: crate::vocab::provider::Provider::OpenaiCompatible,
         address: Arc::from(""),
         port: 0,
     });

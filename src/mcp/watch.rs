@@ -11,8 +11,8 @@ use super::jsonrpc::{self, Outcome};
 use crate::stream::sse::SseParser;
 use crate::stream::tee::BodyWatcher;
 use crate::telemetry::mcp::McpOperation;
-use crate::vocab::error_type::ErrorType;
 use crate::telemetry::Telemetry;
+use crate::vocab::error_type::ErrorType;
 
 /// Largest JSON response body kept for reading outcomes; a larger one is relayed unread.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;

@@ -19,14 +19,13 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use serde_json::Value;
 
-use super::limits::cut;
 use super::propagation::TraceParent;
 use super::semconv as sc;
 use super::spans::{limit_values, SpanContextInfo};
 use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits::cut;
 use crate::vocab::pending::PendingCall;
-use crate::upstream::UpstreamInfo;
-
+use crate::vocab::provider::UpstreamInfo;
 
 /// One MCP request or notification, from the moment llmtap read it to its response (for a
 /// request) or the server's acknowledgement (for a notification).

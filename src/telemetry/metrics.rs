@@ -18,15 +18,15 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use super::cost;
-use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{self, request_model, token_usage, TokenUsage};
-use crate::vocab::error_type::ErrorType;
-use crate::vocab::pending::PendingCall;
 use crate::config::Config;
 use crate::route::Operation;
 use crate::stream::openai::Usage;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits;
+use crate::vocab::pending::PendingCall;
 
 /// A `ManualReader` the meter provider and llmtap's own export loop share: the provider
 /// registers it, llmtap collects from it on its own schedule (OTLP interval or a scrape).
@@ -829,7 +829,7 @@ impl Instruments {
     /// One ended MCP session (`mcp.client.session.duration`).
     pub fn mcp_session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,

@@ -35,6 +35,7 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, Env};
+use crate::vocab::pending::PendingCall;
 use content::Redactor;
 use events::EventPipeline;
 use export::{MetricSink, SpanBatcher, SpanSink};
@@ -44,7 +45,6 @@ use recent::{RecentCalls, RecentTool};
 use record::FinishedRequest;
 use settings::{ContentCapture, Settings};
 use spans::SpanContextInfo;
-use crate::vocab::pending::PendingCall;
 use tools::PendingToolCalls;
 
 enum Msg {
@@ -115,7 +115,7 @@ impl Telemetry {
     /// counted later, at export time.
     pub fn start(config: &Config, env: &dyn Env) -> Telemetry {
         // The OTLP/HTTP exporter builds a reqwest client, which needs the TLS provider.
-        crate::upstream::install_crypto_provider();
+        crate::vocab::crypto::install_crypto_provider();
         let settings = Settings::from_env(env);
         let content = settings
             .capture_content
@@ -417,7 +417,7 @@ impl Telemetry {
     /// Records one ended MCP session (`mcp.client.session.duration`, seconds).
     pub fn mcp_session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,
@@ -749,7 +749,7 @@ impl Worker {
             let inserted = self.tools.insert(call);
             if inserted.total_full {
                 self.limits.hit(
-                    limits::Limit::PendingTotal,
+                    crate::vocab::limits::Limit::PendingTotal,
                     "telemetry.max_pending_tool_calls",
                 );
             }
@@ -757,7 +757,7 @@ impl Worker {
                 // Not tracked: its result will close nothing; the Redis copy goes too.
                 shared.retain(|s| s.call_id != refused.call_id);
                 self.limits.hit(
-                    limits::Limit::PendingPerTenant,
+                    crate::vocab::limits::Limit::PendingPerTenant,
                     "telemetry.max_pending_tool_calls_per_tenant",
                 );
             }
@@ -1014,12 +1014,12 @@ impl Worker {
 fn log_mcp(op: &mcp::McpOperation) {
     tracing::info!(
         target: "llmtap::access",
-        mcp_server = %limits::cut(&op.server.name),
-        method = %limits::cut(&op.method),
-        tool = limits::cut(op.tool_name.as_deref().unwrap_or("-")),
+        mcp_server = %crate::vocab::limits::cut(&op.server.name),
+        method = %crate::vocab::limits::cut(&op.method),
+        tool = crate::vocab::limits::cut(op.tool_name.as_deref().unwrap_or("-")),
         status = op.http_status.unwrap_or(0),
         duration_ms = format_args!("{:.1}", op.duration_secs() * 1e3),
-        error = limits::cut(op.error.as_deref().unwrap_or("-")),
+        error = crate::vocab::limits::cut(op.error.as_deref().unwrap_or("-")),
         "mcp"
     );
 }
@@ -1032,23 +1032,23 @@ fn log_access(f: &FinishedRequest) {
             tracing::info!(
                 target: "llmtap::access",
                 method = %f.method,
-                path = %limits::cut(&f.path),
+                path = %crate::vocab::limits::cut(&f.path),
                 status = f.status.unwrap_or(0),
-                model = limits::cut(spans::request_model(f).unwrap_or("-")),
+                model = crate::vocab::limits::cut(spans::request_model(f).unwrap_or("-")),
                 upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
                 duration_ms = format_args!("{duration_ms:.1}"),
                 bytes_out = f.bytes_out,
-                error = limits::cut(f.error.as_deref().unwrap_or("-")),
+                error = crate::vocab::limits::cut(f.error.as_deref().unwrap_or("-")),
                 $($hint)*
                 "request"
             )
         };
     }
     // `tenant` only with client keys on, so lines without them stay as they were.
-    let tenant = f.tenant.as_deref().map(limits::cut);
+    let tenant = f.tenant.as_deref().map(crate::vocab::limits::cut);
     match (&f.hint, tenant) {
-        (Some(h), Some(t)) => access!(tenant = t, hint = %limits::cut(h),),
-        (Some(h), None) => access!(hint = %limits::cut(h),),
+        (Some(h), Some(t)) => access!(tenant = t, hint = %crate::vocab::limits::cut(h),),
+        (Some(h), None) => access!(hint = %crate::vocab::limits::cut(h),),
         (None, Some(t)) => access!(tenant = t,),
         (None, None) => access!(),
     }

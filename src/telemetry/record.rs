@@ -6,18 +6,18 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::Provider;
 use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
 use crate::stream::decode::Decoder;
 use crate::stream::tee::{BodyWatcher, RelayBound};
 use crate::summary::{FeedOutcome, ResponseSummary};
-pub use crate::upstream::UpstreamInfo;
+use crate::vocab::provider::Provider;
+use crate::vocab::provider::UpstreamInfo;
 
-use super::limits::{Limit, MAX_DECODED_TOTAL};
 use super::propagation::TraceParent;
 use super::Telemetry;
 use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits::{Limit, MAX_DECODED_TOTAL};
 
 /// Largest non-streamed response body kept for parsing; larger ones are relayed unparsed.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;

@@ -176,7 +176,7 @@ pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
 pub const METRIC_STATE_ERRORS: &str = "llmtap.state.errors";
-/// Bounds hit (`limit` attribute: a [`Limit`](super::limits::Limit) name); see docs/limits.md.
+/// Bounds hit (`limit` attribute: a [`Limit`](crate::vocab::limits::Limit) name); see docs/limits.md.
 pub const METRIC_LIMITS_HIT: &str = "llmtap.limits.hit";
 /// Span attribute: the names of the bounds this request hit (string array).
 pub const LLMTAP_LIMITS_HIT: &str = "llmtap.limits.hit";

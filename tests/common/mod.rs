@@ -362,7 +362,7 @@ impl Drop for Proxy {
 }
 
 pub fn client() -> reqwest::Client {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
