@@ -48,10 +48,22 @@ pub struct AppState {
     pub client_keys: Option<ClientKeys>,
     /// The inbound TLS certificate, when `tls_cert`/`tls_key` are configured.
     pub tls: Option<Arc<crate::tls::ServerCert>>,
+    /// Redis shared by replicas, when `state_url` is set: client keys' rate limits span
+    /// replicas through it (telemetry keeps pending tool calls there too).
+    pub shared: Option<Arc<crate::state::SharedState>>,
+    /// The keyed hasher for `llmtap.prompt.hash`.
+    pub prompt_hasher: crate::request::PromptHasher,
 }
 
 impl AppState {
-    pub fn new(config: Config, telemetry: Telemetry) -> Result<Arc<AppState>, String> {
+    /// The proxy's shared state. `shared` is the same Redis handle telemetry was started with
+    /// (or `None`); `prompt_hasher` keys `llmtap.prompt.hash` (`PromptHasher::from_env`).
+    pub fn new(
+        config: Config,
+        telemetry: Telemetry,
+        shared: Option<Arc<crate::state::SharedState>>,
+        prompt_hasher: crate::request::PromptHasher,
+    ) -> Result<Arc<AppState>, String> {
         let upstreams = Upstreams::new(&config)?;
         let client_keys = config.auth.as_ref().map(ClientKeys::new);
         let copied = [
@@ -78,6 +90,8 @@ impl AppState {
         Ok(Arc::new(AppState {
             client_keys,
             tls,
+            shared,
+            prompt_hasher,
             config: Arc::new(config),
             upstreams,
             telemetry,
@@ -175,7 +189,7 @@ async fn proxy(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let mut permit = None;
     if let Some(keys) = &s.client_keys {
         record.gateway = true;
-        let admitted = match s.telemetry.shared_state() {
+        let admitted = match s.shared.as_deref() {
             // Shared by replicas: the per-minute limit is counted in Redis.
             Some(shared) => keys.admit_shared(&parts.headers, shared).await,
             None => keys.admit(&parts.headers),
@@ -376,7 +390,7 @@ async fn forward(
                 &bytes,
                 op,
                 s.telemetry.capture_content(),
-                s.telemetry.prompt_hasher(),
+                &s.prompt_hasher,
             );
             (OutBody::Whole(bytes), parsed)
         }

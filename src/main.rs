@@ -58,7 +58,11 @@ async fn run_mcp_stdio(args: &ProxyArgs, name: Option<String>, command: &[String
         Err(e) => return config_failure(&e.0),
     };
     init_logs(config.log_format);
-    let telemetry = Telemetry::start(&config, &ProcessEnv);
+    let telemetry = Telemetry::start(
+        &config,
+        &ProcessEnv,
+        llmtap::state::SharedState::from_config(&config),
+    );
     let s = telemetry.settings();
     if s.traces_console || s.metrics_console {
         return config_failure(
@@ -158,7 +162,8 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         },
         None => None,
     };
-    let telemetry = Telemetry::start(&config, env);
+    let shared = llmtap::state::SharedState::from_config(&config);
+    let telemetry = Telemetry::start(&config, env, shared.clone());
     let upstreams: Vec<String> = config
         .upstreams
         .iter()
@@ -192,7 +197,12 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
             config.ui.max_calls
         )
     });
-    let state = match AppState::new(config, telemetry) {
+    let state = match AppState::new(
+        config,
+        telemetry,
+        shared,
+        llmtap::request::PromptHasher::from_env(env),
+    ) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
     };

@@ -130,6 +130,16 @@ pub struct SharedState {
 }
 
 impl SharedState {
+    /// The shared state `state_url` names, when set: connected lazily, and `None` (with a
+    /// WARN line) when the URL is unusable, so llmtap runs on with per-replica state.
+    pub fn from_config(config: &crate::config::Config) -> Option<std::sync::Arc<SharedState>> {
+        let url = config.state_url.as_deref()?;
+        SharedState::connect(url)
+            .map_err(|e| tracing::warn!(error = %e, "shared state not used"))
+            .ok()
+            .map(std::sync::Arc::new)
+    }
+
     /// Connects lazily: a Redis that is down at start is reconnected to later, never waited for.
     pub fn connect(url: &str) -> Result<SharedState, String> {
         let client = redis::Client::open(url).map_err(|e| format!("state_url: {e}"))?;

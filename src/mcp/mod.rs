@@ -123,7 +123,7 @@ async fn handle(
     let mut permit = None;
     if let Some(keys) = &m.app.client_keys {
         let (key_headers, _) = key_headers(&parts.headers);
-        let admitted = match m.app.telemetry.shared_state() {
+        let admitted = match m.app.shared.as_deref() {
             Some(shared) => keys.admit_shared(&key_headers, shared).await,
             None => keys.admit(&key_headers),
         };

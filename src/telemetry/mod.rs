@@ -89,14 +89,11 @@ struct Inner {
     content: ContentCapture,
     /// The content event's log pipeline started.
     events: bool,
-    prompt_hasher: crate::request::PromptHasher,
     /// The live view's ring of recent calls, when the view is on.
     recent: Option<Arc<RecentCalls>>,
     /// Redaction and truncation of captured content; `None` when capture is off.
     redactor: Option<Arc<Redactor>>,
     report_estimated: bool,
-    /// Redis shared by replicas, when `--state-url` is set.
-    state: Option<Arc<crate::state::SharedState>>,
     /// Tool calls models asked for, claimable by MCP executions on the request path.
     tool_index: std::sync::Mutex<mcp::ToolIndex>,
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
@@ -113,7 +110,14 @@ impl Telemetry {
     /// Builds exporters from the config and `OTEL_*` settings and spawns the worker on the
     /// current tokio runtime. Never fails for an unreachable collector: export errors are
     /// counted later, at export time.
-    pub fn start(config: &Config, env: &dyn Env) -> Telemetry {
+    ///
+    /// `state`: the Redis shared by replicas (`SharedState::from_config`), where pending tool
+    /// calls are kept so another replica can close them.
+    pub fn start(
+        config: &Config,
+        env: &dyn Env,
+        state: Option<Arc<crate::state::SharedState>>,
+    ) -> Telemetry {
         // The OTLP/HTTP exporter builds a reqwest client, which needs the TLS provider.
         crate::vocab::crypto::install_crypto_provider();
         let settings = Settings::from_env(env);
@@ -180,12 +184,6 @@ impl Telemetry {
         let recent = config
             .ui_enabled()
             .then(|| Arc::new(RecentCalls::new(config.ui.max_calls, content.on_spans())));
-        let state = config.state_url.as_deref().and_then(|url| {
-            crate::state::SharedState::connect(url)
-                .map_err(|e| tracing::warn!(error = %e, "shared state not used"))
-                .ok()
-                .map(Arc::new)
-        });
         let (closed_tx, closed_rx) = mpsc::channel(4096);
         let events_on = events.is_some();
         let limits = Arc::new(limits::LimitHits::new(
@@ -203,7 +201,7 @@ impl Telemetry {
                 config.telemetry.max_pending_tool_calls_per_tenant,
             ),
             tool_ttl: config.telemetry.tool_call_ttl,
-            state: state.clone(),
+            state,
             closed_tx,
             closed_rx,
             scope: InstrumentationScope::builder("llmtap")
@@ -257,11 +255,9 @@ impl Telemetry {
                 prometheus,
                 content,
                 events: events_on,
-                prompt_hasher: crate::request::PromptHasher::from_env(env),
                 recent,
                 redactor,
                 report_estimated: config.telemetry.report_estimated_usage,
-                state,
                 tool_index: std::sync::Mutex::new(mcp::ToolIndex::new(
                     config.telemetry.tool_call_ttl,
                     config.telemetry.max_pending_tool_calls,
@@ -319,16 +315,6 @@ impl Telemetry {
     /// Where bound hits are counted (`llmtap.limits.hit`) and warned about.
     pub fn limits(&self) -> &limits::LimitHits {
         &self.inner.limits
-    }
-
-    /// Redis shared by replicas, when `--state-url` is set.
-    pub fn shared_state(&self) -> Option<&crate::state::SharedState> {
-        self.inner.state.as_deref()
-    }
-
-    /// The keyed hasher for `llmtap.prompt.hash`.
-    pub fn prompt_hasher(&self) -> &crate::request::PromptHasher {
-        &self.inner.prompt_hasher
     }
 
     /// The head sampling decision, sent upstream in `traceparent`.
