@@ -211,6 +211,7 @@ impl PendingToolCalls {
 mod tests {
     use super::*;
     use opentelemetry::trace::{SpanId, TraceState};
+    use std::time::SystemTime;
 
     fn call(id: &str, at: Instant) -> PendingCall {
         PendingCall {
