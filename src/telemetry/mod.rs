@@ -4,6 +4,7 @@
 //! Nothing here is global: every `Telemetry` owns its providers and exporters, so tests can
 //! run several proxies in one process, each exporting to its own receiver.
 
+pub mod batch;
 pub mod compat;
 pub mod console;
 pub mod content;
@@ -191,7 +192,7 @@ impl Telemetry {
         ));
         let worker = Worker {
             rx,
-            batcher: SpanBatcher::new(&settings, span_sinks),
+            batcher: export::span_batcher(&settings, span_sinks),
             metric_sinks: Arc::new(metric_sinks),
             otlp_reader,
             instruments: instruments.clone(),
@@ -926,7 +927,7 @@ impl Worker {
         let n = self
             .events
             .as_ref()
-            .map(|e| e.dropped.swap(0, Ordering::Relaxed))
+            .map(|e| e.dropped().swap(0, Ordering::Relaxed))
             .unwrap_or(0);
         if n > 0 {
             if let Some(i) = &self.instruments {
