@@ -36,6 +36,12 @@ pub const CREDENTIAL_HEADERS: [&str; 6] = [
     "cookie",
 ];
 
+/// Whether `header` (lower-case) carries a credential: never copied onto telemetry, whatever
+/// the config names.
+pub fn is_credential(header: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&header)
+}
+
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 struct Client {

@@ -4,11 +4,13 @@
 //! `app()` builds the whole service as an axum `Router`, so tests start the real thing
 //! in-process; `serve()` adds the listener, graceful shutdown and the telemetry flush.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dialect;
 pub mod error;
+pub mod exchange;
 pub mod inbound;
 pub mod injection;
 pub mod listen;
@@ -17,6 +19,7 @@ pub mod mcp;
 pub mod mock;
 pub mod path;
 pub mod request;
+pub mod respond;
 pub mod route;
 pub mod state;
 pub mod stream;
@@ -35,8 +38,8 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use app::AppState;
 pub use config::Config;
-pub use inbound::AppState;
 pub use telemetry::Telemetry;
 
 /// The proxy as a router: health, readiness, `/metrics`, everything under `/v1` and

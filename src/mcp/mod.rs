@@ -28,8 +28,8 @@ use axum::Router;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use serde_json::Value;
 
+use crate::app::AppState;
 use crate::error::{error_chain, ProxyError};
-use crate::inbound::AppState;
 use crate::stream::tee::{BodyWatcher, Relay};
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::propagation::TraceParent;
@@ -156,7 +156,7 @@ async fn handle(
         }
     };
     match permit {
-        Some(p) => response.map(|b| Body::new(crate::inbound::HoldPermit::new(b, p))),
+        Some(p) => response.map(|b| Body::new(crate::respond::HoldPermit::new(b, p))),
         None => response,
     }
 }
