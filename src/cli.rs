@@ -364,18 +364,10 @@ impl Given<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::config::load_yaml;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::{load_yaml, test_env as env};
 
     /// A YAML file in the temp dir, removed when dropped.
     struct TempYaml(PathBuf);

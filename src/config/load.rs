@@ -34,6 +34,15 @@ impl Env for HashMap<String, String> {
     }
 }
 
+/// An environment of the given pairs, for tests.
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Loads and checks YAML text; what tests of shipped configs use.
 pub fn load_yaml(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let cfg = Config::from_yaml(text, env)?;

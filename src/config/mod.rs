@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+#[cfg(test)]
+pub(crate) use load::test_env;
 pub use load::{load_yaml, ConfigError, Env, ProcessEnv};
 
 /// What kind of server an upstream is. Drives `gen_ai.provider.name` and the credential header.

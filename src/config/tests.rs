@@ -1,17 +1,10 @@
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::test_env as env;
 use super::*;
-
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 /// Every variable is set (to a value that is not a real key): for files whose `api_key_env`
 /// names whatever their deployment uses.
@@ -132,7 +125,8 @@ fn client_keys_are_digests_with_valid_limits() {
     )
     .unwrap();
     let k = &cfg.auth.as_ref().unwrap().keys[0];
-    assert_eq!(crate::auth::hex(&k.sha256), sha);
+    let hex: String = k.sha256.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, sha);
     assert_eq!(
         (k.requests_per_minute, k.max_concurrent),
         (Some(60), Some(8))
