@@ -473,15 +473,25 @@ mod tests {
             .load(&env(&[("LLMTAP_SERVE_THREADS", "0")]))
             .unwrap_err();
         assert!(e.0.starts_with("LLMTAP_SERVE_THREADS: "), "{e}");
-        let args = ProxyArgs {
-            idle_timeout: Some(-1.0),
-            ..Default::default()
-        };
-        let e = args.load(&env(&[])).unwrap_err();
-        assert!(
-            e.0.starts_with("--idle-timeout: must be a non-negative"),
-            "{e}"
-        );
+        // Every checked flag, by the name `--help` shows.
+        for (flag, bad) in [
+            ("--listen", "nowhere"),
+            ("--metrics-listen", "nowhere"),
+            ("--upstream", "ftp://x"),
+            ("--upstream-api-key-env", "sk-literal"),
+            ("--connect-timeout", "-1"),
+            ("--first-byte-timeout", "-1"),
+            ("--idle-timeout", "-1"),
+            ("--shutdown-timeout", "-1"),
+            ("--drain-delay", "1e10"),
+            ("--serve-threads", "2000"),
+            ("--state-url", "http://x"),
+            ("--mcp-servers", "a"),
+        ] {
+            let cli = Cli::try_parse_from(["llmtap".to_string(), format!("{flag}={bad}")]);
+            let e = cli.unwrap().proxy.load(&env(&[])).unwrap_err();
+            assert!(e.0.starts_with(&format!("{flag}: ")), "{flag}: {e}");
+        }
         let args = ProxyArgs {
             tls_key: Some("/k.pem".into()),
             ..Default::default()
