@@ -5,6 +5,8 @@
 pub mod bin;
 pub mod otlp;
 pub mod process;
+pub mod raw;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -213,6 +215,41 @@ impl Drop for Upstream {
     }
 }
 
+/// A stand-in HTTP server built from an axum router (an MCP server, a webhook recorder, an
+/// upstream scripted by request headers) on a free 127.0.0.1 port; it stops when dropped.
+/// For answers no well-behaved server gives, use [`raw::RawUpstream`].
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// Serves `app` until the returned [`Served`] is dropped.
+pub async fn serve_router(app: axum::Router) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Served {
+        base: format!("http://{addr}"),
+        stop: Some(tx),
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
 pub struct Proxy {
     pub url: String,
     pub addr: std::net::SocketAddr,
@@ -257,26 +294,43 @@ pub fn otlp_env(rx: &OtlpReceiver, protocol: &str) -> Vec<(String, String)> {
     ])
 }
 
+/// Telemetry off entirely, as environment pairs for the binary ([`bin::start`]).
+pub const NO_TELEMETRY: &[(&str, &str)] = &[
+    ("OTEL_TRACES_EXPORTER", "none"),
+    ("OTEL_METRICS_EXPORTER", "none"),
+];
+
 /// Telemetry off entirely (for proxy-only tests).
 pub fn no_telemetry() -> Vec<(String, String)> {
-    env(&[
-        ("OTEL_TRACES_EXPORTER", "none"),
-        ("OTEL_METRICS_EXPORTER", "none"),
-    ])
+    env(NO_TELEMETRY)
+}
+
+/// Owned environment pairs ([`otlp_env`], [`no_telemetry`]) as the borrowed pairs
+/// [`bin::start`] and [`bin::command`] take.
+pub fn env_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// The scripted upstream and a proxy in front of it with telemetry off.
 pub async fn plain_proxy() -> (Upstream, Proxy) {
     let up = start_upstream().await;
-    let proxy = start_proxy(
-        &up.base,
+    let proxy = untraced_proxy(&up.base).await;
+    (up, proxy)
+}
+
+/// A proxy in front of the upstream at `upstream_base`, with telemetry off.
+pub async fn untraced_proxy(upstream_base: &str) -> Proxy {
+    start_proxy(
+        upstream_base,
         ProxyOpts {
             env: no_telemetry(),
             ..Default::default()
         },
     )
-    .await;
-    (up, proxy)
+    .await
 }
 
 /// The scripted upstream, an OTLP receiver, and a proxy exporting to it over `protocol`,

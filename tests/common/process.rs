@@ -63,13 +63,22 @@ pub fn stop_group(pgid: u32, grace: Duration, mut reap: impl FnMut()) {
     reap();
 }
 
-/// A third-party server or browser started with [`own_group`]: on drop its group gets
-/// SIGTERM, 3 s to stop, then SIGKILL.
+/// The process guard every test uses for what it starts (llmtap as [`super::bin::Proc`],
+/// servers, browsers), started with [`own_group`]: on drop its group gets SIGTERM, 3 s to
+/// stop, then SIGKILL.
 pub struct Service(pub Child);
 
 impl Service {
     pub fn spawn(cmd: &mut Command) -> std::io::Result<Service> {
         own_group(cmd).spawn().map(Service)
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, `libc::SIGHUP`, ...) to the process itself, not its
+    /// group; fails the test when it cannot be sent.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child this guard owns; no memory is involved.
+        let sent = unsafe { libc::kill(self.0.id() as libc::pid_t, signal) == 0 };
+        assert!(sent, "signal {signal} to {}", self.0.id());
     }
 }
 

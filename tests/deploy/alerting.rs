@@ -46,12 +46,7 @@ fn documented_series() -> BTreeSet<String> {
 
 /// Alertmanager: `alertmanager` from upstream, `prometheus-alertmanager` from Debian.
 fn alertmanager_bin() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("alertmanager"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| tool("prometheus-alertmanager"))
+    common::tools::find_tool("alertmanager").or_else(|| tool("prometheus-alertmanager"))
 }
 
 fn repo_cmd(bin: &Path, args: &[&str]) -> tokio::process::Command {
@@ -539,7 +534,7 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
 
 /// A 127.0.0.1 HTTP server recording every POST (PagerDuty's Events API and the ticket
 /// webhook stand-ins); answers 202 like PagerDuty.
-async fn recording_server() -> (String, Received, tokio::sync::oneshot::Sender<()>) {
+async fn recording_server() -> (String, Received, Served) {
     use axum::extract::State;
     let received: Received = Default::default();
     let app = axum::Router::new()
@@ -551,17 +546,8 @@ async fn recording_server() -> (String, Received, tokio::sync::oneshot::Sender<(
             },
         )
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (format!("http://{addr}"), received, tx)
+    let served = serve_router(app).await;
+    (served.base.clone(), received, served)
 }
 
 /// config/alertmanager.yml on a real Alertmanager, its endpoints pointed at a local
@@ -598,8 +584,8 @@ async fn alertmanager_pages_tickets_and_holds_back_a_paged_models_tickets() {
     let port = free_port();
     let log = dir.path().join("alertmanager.log");
     let log_file = std::fs::File::create(&log).unwrap();
-    let mut child = tokio::process::Command::new(&bin)
-        .arg(format!("--config.file={}", config_path.display()))
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.arg(format!("--config.file={}", config_path.display()))
         .arg(format!(
             "--storage.path={}",
             dir.path().join("data").display()
@@ -609,15 +595,13 @@ async fn alertmanager_pages_tickets_and_holds_back_a_paged_models_tickets() {
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("alertmanager did not start");
+        .stderr(log_file);
+    let mut alertmanager = Service::spawn(&mut cmd).expect("alertmanager did not start");
     let url = format!("http://127.0.0.1:{port}");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = alertmanager.0.try_wait() {
             panic!("alertmanager exited ({status}):\n{}", log_text());
         }
         let ready = client()
@@ -776,6 +760,6 @@ async fn alertmanager_pages_tickets_and_holds_back_a_paged_models_tickets() {
         "{held}"
     );
 
-    let _ = child.kill().await;
-    let _ = stop_recorder.send(());
+    drop(alertmanager);
+    drop(stop_recorder);
 }

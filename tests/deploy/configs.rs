@@ -190,19 +190,10 @@ fn collector_config_says_what_it_must() {
 #[tokio::test]
 async fn collector_redaction_targets_attributes_llmtap_exports() {
     let redacted = redacted_attributes(&yaml_file("config/otel-collector.yaml"));
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let mut e = otlp_env(&rx, "http/protobuf");
-    e.extend(env(&[(
-        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-        "true",
-    )]));
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: e,
-            ..Default::default()
-        },
+    let (_up, rx, proxy) = start_traced(
+        "http/protobuf",
+        None,
+        &[("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")],
     )
     .await;
     let url = format!("{}/v1/chat/completions", proxy.url);

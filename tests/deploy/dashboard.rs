@@ -129,16 +129,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     if common::python().is_none() {
         return;
     }
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "http/protobuf"),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_up, _rx, proxy) = start_traced("http/protobuf", None, &[]).await;
     // Without config/prometheus/alerts.yml: a Prometheus of someone else's, scraping llmtap
     // and knowing none of our recording rules, must fill every panel.
     let prom = Prometheus::start(&prometheus_bin, proxy.addr, &[]).await;

@@ -2,26 +2,12 @@
 
 use super::*;
 
-async fn proxy_with_receiver() -> (Upstream, OtlpReceiver, Proxy) {
-    let up = start_upstream().await;
-    let rx = OtlpReceiver::start().await;
-    let proxy = start_proxy(
-        &up.base,
-        ProxyOpts {
-            env: otlp_env(&rx, "http/protobuf"),
-            ..Default::default()
-        },
-    )
-    .await;
-    (up, rx, proxy)
-}
-
 #[tokio::test]
 async fn python_examples_run_and_the_queue_example_continues_the_producers_trace() {
     let Some(py) = common::python() else {
         return;
     };
-    let (_up, rx, proxy) = proxy_with_receiver().await;
+    let (_up, rx, proxy) = start_traced("http/protobuf", None, &[]).await;
     let example = |name: &str| repo().join("examples/python").join(name);
 
     let mut cmd = example_cmd(&py, &proxy);

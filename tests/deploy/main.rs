@@ -29,6 +29,8 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::otlp::spans_json;
+use common::process::Service;
+use common::tools::{tool, tool_dir};
 use common::*;
 use llmtap::telemetry::semconv as sc;
 use serde::Deserialize;
@@ -42,38 +44,6 @@ const ALERTMANAGER: &str = "config/alertmanager.yml";
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// An external program from PATH. Under `tests/run` (LLMTAP_REQUIRE_TOOLS=1) a missing one
-/// is a failure; otherwise the test notes the skip and returns.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
-            panic!("`{name}` is not on PATH; tests/run installs it");
-        }
-        eprintln!("skipping: `{name}` is not on PATH (run via tests/run)");
-    }
-    found
-}
-
-/// A directory that tests/run sets up and names in `var`; missing is a skip or a failure
-/// as for [`tool`].
-fn tool_dir(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var).map(PathBuf::from) {
-        Some(p) if p.is_dir() => Some(p),
-        _ => {
-            if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
-                panic!("{var} is not set up; run via tests/run");
-            }
-            eprintln!("skipping: {var} is not set up (run via tests/run)");
-            None
-        }
-    }
-}
 
 fn unix_now() -> f64 {
     SystemTime::now()

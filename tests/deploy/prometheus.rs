@@ -6,7 +6,7 @@ use super::*;
 /// A Prometheus server (the real binary) scraping one llmtap every second, evaluating
 /// `rule_files` (if any) every second too.
 pub(crate) struct Prometheus {
-    child: tokio::process::Child,
+    child: common::process::Service,
     url: String,
     log: PathBuf,
     _dir: TempDir,
@@ -47,8 +47,8 @@ impl Prometheus {
         let log = dir.path().join("prometheus.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let port = free_port();
-        let child = tokio::process::Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
@@ -57,10 +57,8 @@ impl Prometheus {
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("prometheus did not start");
+            .stderr(log_file);
+        let child = common::process::Service::spawn(&mut cmd).expect("prometheus did not start");
         let mut p = Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -69,7 +67,7 @@ impl Prometheus {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(Some(status)) = p.child.try_wait() {
+            if let Ok(Some(status)) = p.child.0.try_wait() {
                 panic!("prometheus exited ({status}):\n{}", p.log_text());
             }
             let ready = client()
@@ -164,22 +162,17 @@ impl Prometheus {
         }
     }
 
-    pub(crate) async fn stop(mut self) {
-        let _ = self.child.kill().await;
+    /// Stops it now (the guard's SIGTERM, then SIGKILL), rather than at the end of scope.
+    pub(crate) async fn stop(self) {
+        drop(self);
     }
 }
 
 /// Sum of `llmtap_requests_total` on llmtap's own `/metrics`.
 pub(crate) async fn requests_counted(proxy: &Proxy) -> f64 {
-    let text = client()
-        .get(format!("{}/metrics", proxy.url))
-        .send()
+    scrape(&proxy.url)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| {
             l.starts_with("llmtap_requests_total{") || l.starts_with("llmtap_requests_total ")
         })

@@ -579,22 +579,13 @@ fn compose_replicas_profile_wires_replicas_redis_nginx_and_both_collector_tiers(
     );
 }
 
-/// nginx from PATH or /usr/sbin (Debian installs it there); a skip or a failure like [`tool`].
-fn nginx_bin() -> Option<PathBuf> {
-    let sbin = PathBuf::from("/usr/sbin/nginx");
-    if sbin.is_file() {
-        return Some(sbin);
-    }
-    tool("nginx")
-}
-
 /// config/nginx-replicas.conf on a real nginx (Debian's), its two server names pointed at
 /// two llmtap processes on 127.0.0.1: it loads, answers its health location, spreads
 /// requests over both replicas (whatever the client's keep-alive), and passes a stream's
 /// chunks on as they come rather than when the response ends.
 #[tokio::test]
 async fn shipped_nginx_config_round_robins_and_streams_through_two_llmtap_replicas() {
-    let Some(bin) = nginx_bin() else {
+    let Some(bin) = tool("nginx") else {
         return;
     };
     let (_up, a) = plain_proxy().await;
