@@ -75,25 +75,12 @@ impl Server {
         };
         // Both import a few hundred MB of Python; on a busy 2-core machine that alone has
         // taken over a minute.
-        let deadline = Instant::now() + Duration::from_secs(240);
         let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = server.child.0.try_wait() {
-                panic!("{what} exited ({status}):\n{}", server.log_text());
-            }
-            let healthy = client()
-                .get(format!("{}{health}", server.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if healthy {
-                break;
-            }
-            if Instant::now() >= deadline {
-                panic!("{what} not healthy in 240 s:\n{}", server.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let health_url = format!("{}{health}", server.url);
+        server
+            .child
+            .wait_ready(what, &health_url, Duration::from_secs(240), &server.log)
+            .await;
         println!("{what} ready after {:?}", started.elapsed());
         server
     }

@@ -824,7 +824,7 @@ fn synthetic(files: &[(&str, &str)]) -> Vec<Source> {
         .iter()
         .map(|(rel, text)| Source {
             module: module_of(rel),
-            file: format!("src/{rel}"),
+            file: format!("toy/{rel}"),
             text: text.to_string(),
         })
         .collect()
@@ -895,11 +895,11 @@ fn the_checker_fails_an_upward_import_and_a_circle_and_a_stale_baseline() {
     let tree = toy_tree();
     let report = check(&tree, TOY_LAYERS, &[]);
     assert!(
-        report.contains("new: vocab -> config: up from vocabulary to config: src/vocab.rs:2: use crate::config::Config;"),
+        report.contains("new: vocab -> config: up from vocabulary to config: toy/vocab.rs:2: use crate::config::Config;"),
         "{report}"
     );
     assert!(
-        report.contains("new: dialect::a -> dialect::b: in the circle dialect::a -> dialect::b -> dialect::a: src/dialect/a.rs:1:"),
+        report.contains("new: dialect::a -> dialect::b: in the circle dialect::a -> dialect::b -> dialect::a: toy/dialect/a.rs:1:"),
         "{report}"
     );
     assert!(

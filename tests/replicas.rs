@@ -232,26 +232,16 @@ async fn behind_nginx_round_robin_tool_loops_close_once() {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _nginx = Proc::spawn(&mut nginx).expect("nginx did not start");
+    let mut balancer = Proc::spawn(&mut nginx).expect("nginx did not start");
     let lb = format!("http://127.0.0.1:{lb_port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if client()
-            .get(format!("{lb}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        ready,
-        "nginx not ready: {}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-    );
+    balancer
+        .wait_ready(
+            "nginx",
+            &format!("{lb}/healthz"),
+            Duration::from_secs(5),
+            &dir.path().join("error.log"),
+        )
+        .await;
 
     let mut ids = Vec::new();
     for (i, city) in ["Lyon", "Nice", "Metz", "Brest"].iter().enumerate() {

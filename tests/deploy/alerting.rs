@@ -1,6 +1,6 @@
 //! 4. Alerting: the rules and their unit tests, Alertmanager, and the rules on real traffic.
 
-use super::dashboard::{annotation_queries, substitute};
+use super::dashboard::{annotation_queries, dashboard_variables, substitute};
 use super::prometheus::{wait_counted, Prometheus};
 use super::*;
 
@@ -476,12 +476,7 @@ async fn error_rate_alert_picks_the_failing_model_on_a_real_prometheus() {
     assert_eq!(pending, [(FAILING.to_string(), "pending".to_string())]);
 
     let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).unwrap();
-    let variables: Vec<String> = dashboard["templating"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["name"].as_str().map(str::to_owned))
-        .collect();
+    let variables = dashboard_variables(&dashboard);
     let annotations = annotation_queries(&dashboard);
     assert_eq!(annotations.len(), 1, "{annotations:?}");
     assert!(
@@ -599,26 +594,14 @@ async fn alertmanager_pages_tickets_and_holds_back_a_paged_models_tickets() {
     let mut alertmanager = Service::spawn(&mut cmd).expect("alertmanager did not start");
     let url = format!("http://127.0.0.1:{port}");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = alertmanager.0.try_wait() {
-            panic!("alertmanager exited ({status}):\n{}", log_text());
-        }
-        let ready = client()
-            .get(format!("{url}/-/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "alertmanager not ready in 30 s:\n{}",
-            log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    alertmanager
+        .wait_ready(
+            "alertmanager",
+            &format!("{url}/-/ready"),
+            Duration::from_secs(30),
+            &log,
+        )
+        .await;
 
     // As the rules label them.
     let alert = |name: &str, extra: &[(&str, &str)]| {

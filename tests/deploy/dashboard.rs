@@ -39,6 +39,16 @@ fn panel_queries(panels: &[Value], out: &mut Vec<DashboardQuery>) {
     }
 }
 
+/// The names of the dashboard's template variables, in order.
+pub(crate) fn dashboard_variables(dashboard: &Value) -> Vec<String> {
+    dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Grafana's variables replaced the way "All" does (`allValue` `.*`), intervals by fixed
 /// windows. Anything still starting with `$` afterwards is a variable this test does not
 /// know, and fails it.
@@ -116,12 +126,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         count_key(&dashboard, "expr"),
         "an `expr` outside panel targets and annotations (library panels?) is not checked here"
     );
-    let variables: Vec<String> = dashboard["templating"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["name"].as_str().map(str::to_owned))
-        .collect();
+    let variables = dashboard_variables(&dashboard);
 
     let Some(prometheus_bin) = tool("prometheus") else {
         return;

@@ -65,24 +65,11 @@ impl Prometheus {
             log,
             _dir: dir,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = p.child.0.try_wait() {
-                panic!("prometheus exited ({status}):\n{}", p.log_text());
-            }
-            let ready = client()
-                .get(format!("{}/-/ready", p.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return p;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!("prometheus not ready in 60 s:\n{}", p.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let ready = format!("{}/-/ready", p.url);
+        p.child
+            .wait_ready("prometheus", &ready, Duration::from_secs(60), &p.log)
+            .await;
+        p
     }
 
     pub(crate) fn log_text(&self) -> String {

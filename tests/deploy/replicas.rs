@@ -640,26 +640,15 @@ async fn shipped_nginx_config_round_robins_and_streams_through_two_llmtap_replic
     // worker running, orphaned and listening).
     let mut nginx = common::process::Service::spawn(&mut cmd).expect("nginx did not start");
     let lb = format!("http://127.0.0.1:{lb_port}");
+    nginx
+        .wait_ready(
+            "nginx",
+            &format!("{lb}/lb-healthz"),
+            Duration::from_secs(10),
+            &dir.path().join("error.log"),
+        )
+        .await;
     let c = client();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = nginx.0.try_wait() {
-            panic!(
-                "nginx exited ({status}):\n{}",
-                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-        }
-        let ok = c
-            .get(format!("{lb}/lb-healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ok {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "nginx not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // One client, one keep-alive connection: the requests still alternate.
     for i in 0..6 {
