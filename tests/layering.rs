@@ -510,6 +510,9 @@ fn code_only(text: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let prev_ident = i > 0 && ident(b[i - 1]);
+        let raw_end = (!prev_ident && (b[i] == b'r' || b[i..].starts_with(b"br")))
+            .then(|| raw_string_at(b, i))
+            .flatten();
         if b[i..].starts_with(b"//") {
             let end = b[i..]
                 .iter()
@@ -532,11 +535,7 @@ fn code_only(text: &str) -> String {
             }
             blank(&mut out, i, j);
             i = j;
-        } else if !prev_ident
-            && (b[i] == b'r' || b[i..].starts_with(b"br"))
-            && raw_string_at(b, i).is_some()
-        {
-            let end = raw_string_at(b, i).unwrap_or(b.len());
+        } else if let Some(end) = raw_end {
             blank(&mut out, i, end);
             i = end;
         } else if b[i] == b'"' {
