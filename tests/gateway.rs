@@ -414,12 +414,7 @@ async fn hash_key_prints_the_line_for_a_key_on_stdin_and_refuses_none() {
         hash_key("abc"),
         "sha256: \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\""
     );
-    let out = std::process::Command::new(bin::BIN)
-        .arg("hash-key")
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = bin::run(&["hash-key"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
 }

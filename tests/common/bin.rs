@@ -95,7 +95,8 @@ pub fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(BIN);
     c.args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
     for (k, v) in envs {
         c.env(k, v);
     }
