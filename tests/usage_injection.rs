@@ -437,7 +437,7 @@ async fn azure_refusing_stream_options_streams_as_direct_and_is_remembered() {
     let (scripted, seen) = start_scripted().await;
     let upstream = &scripted.base;
     let rx = OtlpReceiver::start().await;
-    let proxy = start_llmtap(&upstream, "azure", &rx, dir.path(), &log).await;
+    let proxy = start_llmtap(upstream, "azure", &rx, dir.path(), &log).await;
     let b = Behaviour {
         chunks: 2,
         prompt_tokens: 17,

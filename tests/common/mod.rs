@@ -178,10 +178,39 @@ impl Drop for TempDir {
     }
 }
 
+/// The stop signal of a server a test started in-process: sent when dropped (or by
+/// [`Stopper::stop`]), so a failing assertion never leaves the server running.
+struct Stopper(Option<oneshot::Sender<()>>);
+
+impl Stopper {
+    /// A stopper and the future its server awaits as its shutdown signal.
+    fn new() -> (
+        Stopper,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (tx, rx) = oneshot::channel::<()>();
+        (Stopper(Some(tx)), async move {
+            let _ = rx.await;
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub struct Upstream {
     pub mock: MockUpstream,
     pub base: String,
-    stop: Option<oneshot::Sender<()>>,
+    _stopper: Stopper,
 }
 
 /// A scripted upstream whose `replay` scenario reads our own `tests/fixtures/`.
@@ -196,22 +225,12 @@ pub async fn start_upstream_with(fixtures: PathBuf) -> Upstream {
     let mock = MockUpstream::new(MockConfig {
         fixtures_dir: Some(fixtures),
     });
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(mock.clone().serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (stopper, stopped) = Stopper::new();
+    tokio::spawn(mock.clone().serve(listener, stopped));
     Upstream {
         mock,
         base: format!("http://{addr}"),
-        stop: Some(tx),
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        _stopper: stopper,
     }
 }
 
@@ -221,32 +240,22 @@ impl Drop for Upstream {
 pub struct Served {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    stop: Option<oneshot::Sender<()>>,
+    _stopper: Stopper,
 }
 
 /// Serves `app` until the returned [`Served`] is dropped.
 pub async fn serve_router(app: axum::Router) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
+    let (stopper, stopped) = Stopper::new();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
+            .with_graceful_shutdown(stopped)
             .await;
     });
     Served {
         base: format!("http://{addr}"),
-        stop: Some(tx),
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        _stopper: stopper,
     }
 }
 
@@ -254,7 +263,7 @@ pub struct Proxy {
     pub url: String,
     pub addr: std::net::SocketAddr,
     pub state: Arc<AppState>,
-    stop: Option<oneshot::Sender<()>>,
+    stopper: Stopper,
     done: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -378,19 +387,16 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     let state = AppState::new(config, telemetry).expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
+    let (stopper, stopped) = Stopper::new();
     let st = state.clone();
     let done = tokio::spawn(async move {
-        let _ = llmtap::serve(listener, metrics_listener, st, async move {
-            let _ = rx.await;
-        })
-        .await;
+        let _ = llmtap::serve(listener, metrics_listener, st, stopped).await;
     });
     Proxy {
         url: format!("http://{addr}"),
         addr,
         state,
-        stop: Some(tx),
+        stopper,
         done: Some(done),
     }
 }
@@ -398,19 +404,9 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
 impl Proxy {
     /// Graceful stop: drains, flushes telemetry, and waits for it (bounded).
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.stopper.stop();
         if let Some(d) = self.done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), d).await;
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
         }
     }
 }

@@ -1,4 +1,4 @@
-//! 4. Alerting: the rules and their unit tests, Alertmanager, and the rules on real traffic.
+//! Alerting: the rules and their unit tests, Alertmanager, and the rules on real traffic.
 
 use super::dashboard::{annotation_queries, dashboard_variables, substitute};
 use super::prometheus::{wait_counted, Prometheus};

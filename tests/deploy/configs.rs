@@ -1,4 +1,4 @@
-//! 3. The config files say what they must: the collector (and its redaction against what
+//! The config files say what they must: the collector (and its redaction against what
 //! llmtap exports), compose and the Dockerfile.
 
 use super::*;

@@ -1,4 +1,4 @@
-//! 1. The Grafana dashboard against a real Prometheus scraping llmtap: every query returns
+//! The Grafana dashboard against a real Prometheus scraping llmtap: every query returns
 //! data, the dashboard imports anywhere, docs/grafana.md lists every panel, and the
 //! Prometheus config passes promtool.
 

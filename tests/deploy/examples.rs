@@ -1,4 +1,4 @@
-//! 2. The example programs (Python, Node, curl) run against llmtap.
+//! The example programs (Python, Node, curl) run against llmtap.
 
 use super::*;
 

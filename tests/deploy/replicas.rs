@@ -1,4 +1,4 @@
-//! 5. Many replicas: the two-tier collector, the compose profile, nginx, Kubernetes, Redis.
+//! Many replicas: the two-tier collector, the compose profile, nginx, Kubernetes, Redis.
 
 use super::configs::{compose_secs, pinned, processors_of, redacted_attributes};
 use super::*;
