@@ -499,13 +499,6 @@ fn reexports(lib: &str, modules: &BTreeSet<&str>) -> BTreeMap<String, String> {
 fn code_only(text: &str) -> String {
     let b = text.as_bytes();
     let mut out = b.to_vec();
-    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
-        for c in &mut out[from..to.min(b.len())] {
-            if *c != b'\n' {
-                *c = b' ';
-            }
-        }
-    };
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut i = 0;
     while i < b.len() {
@@ -574,6 +567,16 @@ fn code_only(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Spaces over `out[from..to]` (clamped to its length), newlines kept.
+fn blank(out: &mut [u8], from: usize, to: usize) {
+    let to = to.min(out.len());
+    for c in &mut out[from..to] {
+        if *c != b'\n' {
+            *c = b' ';
+        }
+    }
+}
+
 /// The end of a raw string literal (`r"…"`, `r#"…"#`, `br"…"`) starting at `i`, if one does.
 fn raw_string_at(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + if b[i] == b'b' { 2 } else { 1 };
@@ -614,11 +617,7 @@ fn test_only_children(code: &str) -> Vec<String> {
 fn without_test_items(code: &str) -> String {
     let mut out = code.as_bytes().to_vec();
     for (from, to) in cfg_test_items(code) {
-        for c in &mut out[from..to] {
-            if *c != b'\n' {
-                *c = b' ';
-            }
-        }
+        blank(&mut out, from, to);
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -626,35 +625,36 @@ fn without_test_items(code: &str) -> String {
 /// The byte ranges of the items under a `#[cfg(test)]` attribute (the attribute included):
 /// up to the first `;` at depth 0, or through the first `{ … }` block.
 fn cfg_test_items(code: &str) -> Vec<(usize, usize)> {
-    let b = code.as_bytes();
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(at) = code[from..].find("#[cfg(test)]") {
         let start = from + at;
-        let mut i = start + "#[cfg(test)]".len();
-        let mut depth = 0usize;
-        while i < b.len() {
-            match b[i] {
-                b'{' => depth += 1,
-                b'}' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        i += 1;
-                        break;
-                    }
-                }
-                b';' if depth == 0 => {
-                    i += 1;
-                    break;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        out.push((start, i.min(b.len())));
-        from = i.min(b.len());
+        let end = item_end(code.as_bytes(), start + "#[cfg(test)]".len());
+        out.push((start, end));
+        from = end;
     }
     out
+}
+
+/// The end (exclusive) of the item from `i`: just past the first `;` outside braces, or
+/// past the `}` closing the first `{`.
+fn item_end(b: &[u8], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            b';' if depth == 0 => return i + 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 /// The paths a file names, each with its offset: after `crate::` (or `llmtap::` in the
@@ -730,22 +730,7 @@ fn inline_modules(code: &str) -> Vec<(usize, usize)> {
         if b.get(i) != Some(&b'{') {
             continue;
         }
-        let mut depth = 0usize;
-        let mut j = i;
-        while j < b.len() {
-            match b[j] {
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            j += 1;
-        }
-        out.push((start, j));
+        out.push((start, item_end(b, i)));
     }
     out
 }
@@ -838,7 +823,8 @@ const TOY_LAYERS: &[(&str, &[&str])] = &[
 
 /// A tiny tree with one upward import (`vocab` → `config`) and one circle (`dialect::a` ⇄
 /// `dialect::b`), and imports that are none: in comments, strings, test items, relative to
-/// a folder, through the crate root's re-exports, from a folder to its own files.
+/// a folder, `super` inside an inline module; and some that are: through the crate root's
+/// re-exports, `super::super` out of an inline module, from a folder to its own files.
 fn toy_tree() -> Vec<Source> {
     synthetic(&[
         ("lib.rs", "pub mod config;\npub mod dialect;\npub use config::Config;\n"),
@@ -847,7 +833,10 @@ fn toy_tree() -> Vec<Source> {
             "config.rs",
             "// use crate::ui::View;\npub const S: &str = \"crate::ui::View\";\npub const R: &str = r#\"crate::ui\"#;\nfn f<'a>(c: char) -> bool { c == '\"' }\npub struct Config;\n",
         ),
-        ("state.rs", "use crate::Config;\n"),
+        (
+            "state.rs",
+            "use crate::Config;\nmod inner {\n    use super::Config;\n    use super::super::vocab::V;\n}\n",
+        ),
         (
             "dialect/mod.rs",
             "pub mod a;\npub mod b;\nuse a::A;\nuse crate::dialect::b::B;\n#[cfg(test)]\nmod tests {\n    use crate::ui::View;\n}\n#[cfg(test)]\nmod fixtures;\n",
@@ -874,6 +863,7 @@ fn the_checker_reads_paths_the_way_rust_does() {
     let expected: BTreeSet<String> = [
         "vocab -> config @2",
         "state -> config @1",
+        "state -> vocab @4",
         "dialect -> dialect::b @4",
         "dialect::a -> dialect::b @1",
         "dialect::a -> dialect @1",
