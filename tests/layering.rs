@@ -33,7 +33,8 @@ use std::path::Path;
 /// - `mock` (the scripted upstream the demo and the tests run) imports nothing from the
 ///   crate, and no part of the proxy may depend on a test double: it sits beside `ui`, as a
 ///   surface only the entry points compose.
-/// - `proxy` and `vocab` name folders being created for issue 25.
+/// - `proxy`, `app`, `exchange`, `respond` and `vocab` name modules being created for issue 25
+///   (the app state, the request's phases, the relay; the shared vocabulary).
 const LAYERS: &[(&str, &[&str])] = &[
     ("vocabulary", &["vocab", "summary", "logfmt"]),
     ("config", &["config"]),
@@ -43,6 +44,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         "proxy",
         &[
             "proxy",
+            "app",
+            "exchange",
+            "respond",
             "inbound",
             "route",
             "path",
