@@ -8,7 +8,6 @@ use crate::stream::openai::Usage;
 use crate::vocab::text::glob_match;
 
 use super::record::FinishedRequest;
-use super::spans::request_model;
 
 /// The configured prices: the global table and the upstreams that have their own.
 #[derive(Debug, Clone)]
@@ -34,7 +33,7 @@ impl PriceTable {
     /// cannot disagree.
     pub fn price_for(&self, f: &FinishedRequest) -> Option<&Price> {
         let upstream = f.upstream.as_ref().map(|u| u.name.as_str());
-        self.find(upstream, f.response.model.as_deref(), request_model(f))
+        self.find(upstream, f.response.model.as_deref(), f.request_model())
     }
 
     /// The price for a call through `upstream` (its own table when it has one).

@@ -20,7 +20,7 @@ use opentelemetry_sdk::Resource;
 use super::cost;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::spans::{self, request_model, token_usage, TokenUsage};
+use super::spans::{self, token_usage, TokenUsage};
 use crate::config::Config;
 use crate::route::Operation;
 use crate::stream::openai::Usage;
@@ -526,7 +526,7 @@ impl Instruments {
     /// Records one finished inference request into every instrument it touches.
     pub fn record(&self, f: &FinishedRequest) {
         let Some(op) = f.operation else { return };
-        let req_model = self.model(request_model(f));
+        let req_model = self.model(f.request_model());
         let resp_model = self.model(f.response.model.as_deref());
         let mut base = vec![KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name())];
         if let Some(u) = &f.upstream {
@@ -731,7 +731,7 @@ impl Instruments {
             }
             None => {
                 self.unpriced.add(1, base);
-                let name = request_model(f).unwrap_or("").to_string();
+                let name = f.request_model().unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {
                         tracing::info!(

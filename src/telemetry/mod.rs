@@ -691,7 +691,7 @@ impl Worker {
             .map(|r| r.tool_descriptions.as_slice())
             .unwrap_or_default();
         // One copy of the model for all the calls of this response.
-        let request_model: Option<Arc<str>> = spans::request_model(&f).map(Arc::from);
+        let request_model: Option<Arc<str>> = f.request_model().map(Arc::from);
         for c in &f.response.tool_calls {
             // A call with no id cannot be answered; an output tool's call is the answer
             // itself (structured output), never executed: neither waits for a result.
@@ -1021,7 +1021,7 @@ fn log_access(f: &FinishedRequest) {
                 method = %f.method,
                 path = %crate::vocab::limits::cut(&f.path),
                 status = f.status.unwrap_or(0),
-                model = crate::vocab::limits::cut(spans::request_model(f).unwrap_or("-")),
+                model = crate::vocab::limits::cut(f.request_model().unwrap_or("-")),
                 upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
                 duration_ms = format_args!("{duration_ms:.1}"),
                 bytes_out = f.bytes_out,

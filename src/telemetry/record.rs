@@ -294,6 +294,11 @@ impl RequestRecord {
 }
 
 impl RequestFacts {
+    /// The model the request named (`gen_ai.request.model`), if any.
+    pub fn request_model(&self) -> Option<&str> {
+        self.request.as_ref().and_then(|r| r.model.as_deref())
+    }
+
     /// `gen_ai.provider.name`'s source: the upstream's provider, except that an upstream left
     /// at the default `openai` takes the dialect's (the Anthropic path says `anthropic`).
     pub fn provider(&self) -> Provider {
