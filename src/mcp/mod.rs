@@ -269,6 +269,7 @@ async fn post(
     let version = header_text(headers, "mcp-protocol-version");
     let baggage = header_text(headers, "baggage");
     let inject = m.app.config.mcp_trace_context && telemetry.enabled();
+    let shared = telemetry.shared_state().is_some() && telemetry.enabled();
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut ops = Vec::new();
@@ -289,7 +290,9 @@ async fn post(
             started_at,
         }
         .operation(s, trace);
-        claim_model_call(telemetry, tenant.as_ref(), &mut op);
+        if !claim_model_call(telemetry, tenant.as_ref(), &mut op) && shared {
+            claim_shared_model_call(telemetry, tenant.as_ref(), &mut op).await;
+        }
         if inject {
             let trace = &op.trace;
             let mut fields = vec![("traceparent", traceparent(telemetry, trace))];
@@ -434,28 +437,72 @@ impl Facts {
             rpc_code: None,
             http_status: None,
             joined_call: None,
+            shared_call: None,
         }
     }
 }
 
-/// A `tools/call` that arrived without trace context of its own (no `traceparent` header,
-/// nothing in `_meta`) and executes a tool call a model just asked for starts in that model
-/// call's trace, under the chat span that asked: the context it sends on is that trace's.
+/// A `tools/call` that executes a tool call a model asked for through this replica (same tool,
+/// arguments equal as JSON, same tenant, and the same trace when the request has trace context
+/// of its own) is claimed for that call as it arrives. Without trace context of its own it
+/// starts in the model call's trace, under the chat span that asked: the context it sends on
+/// is that trace's. Returns whether it was claimed.
 pub(crate) fn claim_model_call(
     telemetry: &crate::telemetry::Telemetry,
     tenant: Option<&Arc<str>>,
     op: &mut McpOperation,
-) {
-    if op.trace.parent.is_some() || !op.is_tool_call() {
-        return;
+) -> bool {
+    let Some((name, args, trace)) = join_facts(op) else {
+        return false;
+    };
+    match telemetry.claim_tool_call(tenant, name, args, trace) {
+        Some(c) => {
+            join(op, &c);
+            true
+        }
+        None => false,
     }
-    let (Some(name), Some(args)) = (&op.tool_name, &op.arguments) else {
+}
+
+/// As [`claim_model_call`], for a call asked for through another replica: claimed in the
+/// shared state (Redis), one round trip bounded by its timeout. Only worth its round trip
+/// when the local claim found nothing.
+async fn claim_shared_model_call(
+    telemetry: &crate::telemetry::Telemetry,
+    tenant: Option<&Arc<str>>,
+    op: &mut McpOperation,
+) {
+    let Some((name, args, trace)) = join_facts(op) else {
         return;
     };
-    if let Some(c) = telemetry.claim_tool_call(tenant, name, args) {
-        op.trace = c.trace(op.trace.span_id, std::mem::take(&mut op.trace.baggage));
-        op.joined_call = Some(c.call_id);
+    if let Some(call) = telemetry
+        .claim_shared_tool_call(tenant, name, args, trace)
+        .await
+    {
+        join(op, &crate::telemetry::mcp::Claimable::of_pending(&call));
+        op.shared_call = Some(Box::new(call));
     }
+}
+
+const NO_ARGUMENTS: Value = Value::Null;
+
+/// What a `tools/call` is matched on: its tool, its arguments (none counts as `{}`), and its
+/// trace when it brought context of its own.
+fn join_facts(op: &McpOperation) -> Option<(&str, &Value, Option<opentelemetry::trace::TraceId>)> {
+    if !op.is_tool_call() {
+        return None;
+    }
+    let name = op.tool_name.as_deref()?;
+    let args = op.arguments.as_ref().unwrap_or(&NO_ARGUMENTS);
+    let trace = op.trace.parent.as_ref().map(|_| op.trace.trace_id);
+    Some((name, args, trace))
+}
+
+fn join(op: &mut McpOperation, c: &crate::telemetry::mcp::Claimable) {
+    if op.trace.parent.is_none() {
+        op.trace = c.trace(op.trace.span_id, std::mem::take(&mut op.trace.baggage));
+    }
+    op.joined_call = Some(c.call_id.clone());
 }
 
 /// `trace` with a span id of its own (one per message of a batch).

@@ -98,6 +98,8 @@ struct Inner {
     state: Option<Arc<crate::state::SharedState>>,
     /// Tool calls models asked for, claimable by MCP executions on the request path.
     tool_index: std::sync::Mutex<mcp::ToolIndex>,
+    /// How long a pending tool call waits for its result (`telemetry.tool_call_ttl`).
+    tool_ttl: Duration,
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
     compat: compat::Compat,
     prices: cost::PriceTable,
@@ -265,6 +267,7 @@ impl Telemetry {
                     config.telemetry.tool_call_ttl,
                     config.telemetry.max_pending_tool_calls,
                 )),
+                tool_ttl: config.telemetry.tool_call_ttl,
                 compat: compat::Compat::new(&config.telemetry.compat),
                 prices: cost::PriceTable::new(config),
                 output_tools: output_tools::OutputTools::new(&config.telemetry.output_tools),
@@ -386,18 +389,39 @@ impl Telemetry {
     }
 
     /// The model's pending tool call an MCP `tools/call` of `name` with `arguments` from
-    /// `tenant` executes, taken (see [`mcp::ToolIndex`]).
+    /// `tenant` (in `trace` when given) executes, taken (see [`mcp::ToolIndex`]).
     pub fn claim_tool_call(
         &self,
         tenant: Option<&Arc<str>>,
         name: &str,
         arguments: &serde_json::Value,
+        trace: Option<TraceId>,
     ) -> Option<mcp::Claimable> {
         self.inner
             .tool_index
             .lock()
             .ok()?
-            .claim(tenant, name, arguments)
+            .claim(tenant, name, arguments, trace)
+    }
+
+    /// As [`Self::claim_tool_call`], for a call asked for through another replica: claimed in
+    /// the shared state (one round trip of at most [`crate::state::STATE_TIMEOUT`]; `None`
+    /// without shared state, or when it fails). The call comes back marked executed.
+    pub async fn claim_shared_tool_call(
+        &self,
+        tenant: Option<&Arc<str>>,
+        name: &str,
+        arguments: &serde_json::Value,
+        trace: Option<TraceId>,
+    ) -> Option<PendingCall> {
+        let state = self.inner.state.as_ref()?;
+        let key = mcp::arguments_key(arguments);
+        let tenant = tenant.map(|t| &**t);
+        let stored = state
+            .claim_execution(tenant, name, key, trace, self.inner.tool_ttl)
+            .await
+            .ok()??;
+        stored.into_pending()
     }
 
     /// Hands a finished MCP operation to the worker without waiting (as [`Self::submit`]).
@@ -621,13 +645,36 @@ impl Worker {
                     if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
                         asked_by.push(spans::requesting_span_context(&call));
                     }
-                    self.emit_tool(call, f.started_at, res, Some(f.trace.span_id));
-                    // Taken here: remove it from the shared state so no replica emits it again.
-                    if let Some(state) = self.state.clone() {
-                        let (id, tenant) = (id.clone(), tenant.cloned());
-                        tokio::spawn(async move {
-                            let _ = state.take_call(tenant.as_deref(), &id).await;
-                        });
+                    match self.state.clone() {
+                        // Taken here: removed from the shared state so no replica emits it
+                        // again. An MCP execution on another replica may have claimed it: the
+                        // shared copy says so, and then its span is out already.
+                        Some(state) if !call.executed => {
+                            let (tx, tenant) = (self.closed_tx.clone(), tenant.cloned());
+                            let closed_by = Some(f.trace.span_id);
+                            let (end, result) = (f.started_at, res.map(str::to_owned));
+                            tokio::spawn(async move {
+                                let mut call = call;
+                                let stored = state.take_call(tenant.as_deref(), &call.call_id);
+                                if let Ok(Some(s)) = stored.await {
+                                    call.executed |= s.executed;
+                                }
+                                let closed = Closed {
+                                    call,
+                                    end,
+                                    result,
+                                    closed_by,
+                                };
+                                let _ = tx.send(closed).await;
+                            });
+                        }
+                        Some(state) => {
+                            let (id, tenant) = (id.clone(), tenant.cloned());
+                            tokio::spawn(async move {
+                                let _ = state.take_call(tenant.as_deref(), &id).await;
+                            });
+                        }
+                        None => self.emit_tool(call, f.started_at, res, Some(f.trace.span_id)),
                     }
                 } else if self.state.is_some() {
                     remote.push((id.clone(), res.map(str::to_owned)));
@@ -788,9 +835,10 @@ impl Worker {
     /// One MCP operation: a `tools/call` that executes a tool call a model asked for (same
     /// tool, arguments equal as JSON, same tenant, and the same trace when the app sent one)
     /// becomes that call's `execute_tool` span; every operation is one client span.
-    fn handle_mcp(&mut self, op: mcp::McpOperation) {
+    fn handle_mcp(&mut self, mut op: mcp::McpOperation) {
         log_mcp(&op);
-        let joined = match (&op.tool_name, op.is_tool_call(), &op.joined_call) {
+        let shared = op.shared_call.take().map(|c| *c);
+        let local = match (&op.tool_name, op.is_tool_call(), &op.joined_call) {
             (_, _, Some(id)) => self.tools.execute_by_id(op.tenant.as_ref(), id),
             (Some(name), true, None) => {
                 let key =
@@ -801,6 +849,15 @@ impl Worker {
             }
             _ => None,
         };
+        // A call claimed in the shared state is marked executed there; one joined here is
+        // marked now, for the replica that may receive its result.
+        if let (Some(c), Some(state)) = (&local, self.state.clone()) {
+            let (tenant, id, ttl) = (c.tenant.clone(), c.call_id.clone(), self.tool_ttl);
+            tokio::spawn(async move {
+                let _ = state.mark_executed(tenant.as_deref(), &id, ttl).await;
+            });
+        }
+        let joined = local.or(shared);
         if let Some(i) = &self.instruments {
             i.record_mcp(&op);
             if let Some(c) = &joined {
@@ -855,6 +912,7 @@ impl Worker {
         tokio::spawn(async move {
             match state.take_call(call.tenant.as_deref(), &call.call_id).await {
                 Ok(None) => {}
+                Ok(Some(stored)) if stored.executed => {}
                 Ok(Some(_)) | Err(()) => {
                     let closed = Closed {
                         call,
