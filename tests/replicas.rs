@@ -515,32 +515,8 @@ async fn a_keys_per_minute_limit_holds_across_replicas() {
     }
 }
 
-/// A scripted MCP server: every `tools/call` takes `EXEC` and answers `18 C` as JSON; the
-/// `params._meta` of each call is kept.
+/// How long the scripted MCP server takes to answer.
 const EXEC: Duration = Duration::from_millis(250);
-
-async fn scripted_mcp_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s2 = seen.clone();
-    let app = axum::Router::new().route(
-        "/mcp",
-        axum::routing::post(move |body: axum::Json<Value>| {
-            let seen = s2.clone();
-            async move {
-                seen.lock().unwrap().push(body["params"]["_meta"].clone());
-                tokio::time::sleep(EXEC).await;
-                axum::Json(json!({"jsonrpc": "2.0", "id": body["id"],
-                    "result": {"content": [{"type": "text", "text": "18 C"}], "isError": false}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/mcp"), seen)
-}
 
 /// Waits until the asking replica has shared the call for MCP executions (it does so right
 /// after the model's answer ended, off the request path): a join list holds it.
@@ -588,7 +564,7 @@ async fn an_mcp_execution_on_another_replica_joins_the_model_call() {
     let port = free_port();
     let _redis = start_redis(&redis_bin, port, dir.path());
     let redis_url = format!("redis://127.0.0.1:{port}/0");
-    let (mcp_url, seen) = scripted_mcp_server().await;
+    let (mcp_url, seen) = common::mcp::scripted_server(EXEC).await;
     let up = start_upstream().await;
     let rx = OtlpReceiver::start().await;
     let ttl = Duration::from_secs(2);

@@ -881,22 +881,27 @@ impl Worker {
             self.batcher
                 .push_with(|| Some(mcp::mcp_span(&op, joined.as_ref(), &cx)));
         }
-        // The live view shows the execution in the asking call's tool timeline, with its real
-        // start and end (and, with content on spans, the MCP span's attributes).
-        if let (Some(r), Some(c)) = (&self.recent, joined) {
+        // The live view lists every MCP request, and shows a joined execution in the asking
+        // call's tool timeline, with its real start and end (and, with content on spans, the
+        // MCP span's attributes).
+        if let Some(r) = &self.recent {
             let exported = (self.redactor.is_some() && self.content_on_spans).then(|| {
                 let cx = span_cx!(self);
-                mcp::mcp_attributes(&op, Some(&c), &cx)
+                mcp::mcp_attributes(&op, joined.as_ref(), &cx)
             });
-            let mut call = c;
-            call.requested_at = op.started_at;
-            r.push_tool(RecentTool {
-                call,
-                end: op.end_time(),
-                received: false,
-                closed_by: None,
-                exported_attributes: exported,
-            });
+            let (start, end) = (op.started_at, op.end_time());
+            let id = r.push_mcp(op, joined.clone(), keep, exported.clone());
+            if let Some(mut call) = joined {
+                call.requested_at = start;
+                r.push_tool(RecentTool {
+                    call,
+                    end,
+                    received: false,
+                    closed_by: None,
+                    exported_attributes: exported,
+                    mcp: Some(id),
+                });
+            }
         }
     }
 
@@ -983,6 +988,7 @@ impl Worker {
                 received,
                 closed_by,
                 exported_attributes: exported,
+                mcp: None,
             });
         }
     }
