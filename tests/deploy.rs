@@ -491,6 +491,10 @@ async fn requests_counted(proxy: &Proxy) -> f64 {
 /// two calls of a coding-agent session.
 const REQUESTS_PER_ROUND: f64 = 16.0;
 
+/// MCP `tools/call` requests one round of [`dashboard_traffic`] makes: one that succeeds,
+/// one that fails with a tool error.
+const MCP_TOOL_CALLS_PER_ROUND: f64 = 2.0;
+
 /// Traffic for every panel: plain and streamed chats (TTFT, time per chunk) on two priced
 /// models (cost, per-model series), embeddings, a 429 (error share, error types), streamed
 /// tool calls with a follow-up carrying the results (tool calls, tool duration), a stream
@@ -513,7 +517,56 @@ async fn dashboard_traffic(proxy: &Proxy) -> Option<()> {
         assert_eq!(r.status(), 200);
         r.bytes().await.ok()?;
     }
+    // The MCP row: a tool list, a tool that works and one that fails, through `/mcp/tools`
+    // (the scripted MCP server of tests/common/mcp.rs).
+    for (id, method, params) in [
+        (1, "tools/list", json!({})),
+        (
+            2,
+            "tools/call",
+            json!({"name": "get_weather", "arguments": {"city": "Paris"}}),
+        ),
+        (3, "tools/call", json!({"name": "failing", "arguments": {}})),
+    ] {
+        let r = client()
+            .post(format!("{}/mcp/tools", proxy.url))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .send()
+            .await
+            .ok()?;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.ok()?;
+    }
     Some(())
+}
+
+/// Waits (bounded) until llmtap has counted `n` MCP `tools/call` requests on `/metrics`.
+async fn wait_mcp_counted(proxy: &Proxy, n: f64) {
+    let counted = || async {
+        client()
+            .get(format!("{}/metrics", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("llmtap_mcp_tool_calls_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    for _ in 0..300 {
+        if counted().await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "llmtap counted {} MCP tool calls, expected {n}",
+        counted().await
+    );
 }
 
 /// Waits (bounded) until llmtap's telemetry worker has recorded `n` requests.
@@ -564,10 +617,17 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     }
     let up = start_upstream().await;
     let rx = OtlpReceiver::start().await;
+    let (mcp_url, _) = common::mcp::scripted_server(Duration::from_millis(5)).await;
     let proxy = start_proxy(
         &up.base,
         ProxyOpts {
             env: otlp_env(&rx, "http/protobuf"),
+            tweak: Some(Box::new(move |c| {
+                c.mcp_servers = vec![llmtap::config::McpServerConfig {
+                    name: "tools".into(),
+                    url: mcp_url,
+                }];
+            })),
             ..Default::default()
         },
     )
@@ -588,9 +648,11 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     // each of them grow, and is scraped twice more.
     dashboard_traffic(&proxy).await.expect("SDK venv");
     wait_counted(&proxy, REQUESTS_PER_ROUND).await;
+    wait_mcp_counted(&proxy, MCP_TOOL_CALLS_PER_ROUND).await;
     prom.wait_two_scrapes_after(unix_now()).await;
     dashboard_traffic(&proxy).await.expect("SDK venv");
     wait_counted(&proxy, 2.0 * REQUESTS_PER_ROUND).await;
+    wait_mcp_counted(&proxy, 2.0 * MCP_TOOL_CALLS_PER_ROUND).await;
     prom.wait_two_scrapes_after(unix_now()).await;
 
     let mut failures = Vec::new();
@@ -859,7 +921,12 @@ fn dashboard_is_importable_anywhere() {
 #[test]
 fn docs_grafana_lists_every_panel() {
     let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).unwrap();
-    let metric = regex::Regex::new(r"\b((?:llmtap|gen_ai_client)_[A-Za-z_]+)\b").unwrap();
+    let metric =
+        regex::Regex::new(r"\b((?:llmtap|gen_ai_client|mcp_client)_[A-Za-z_]+)\b").unwrap();
+    // In a query, a metric is a name with a selector or a range after it; `llmtap_mcp_server`
+    // in `by (...)` is a label.
+    let selected =
+        regex::Regex::new(r"\b((?:llmtap|gen_ai_client|mcp_client)_[A-Za-z_]+)\s*[{\[]").unwrap();
     let quoted = regex::Regex::new(r#""[^"]*""#).unwrap();
     let mut panels: Vec<(String, String, BTreeSet<String>)> = Vec::new();
     let mut row = String::new();
@@ -873,7 +940,7 @@ fn docs_grafana_lists_every_panel() {
         for t in p["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = t["expr"].as_str() {
                 let expr = quoted.replace_all(expr, "");
-                names.extend(metric.find_iter(&expr).map(|m| m.as_str().to_string()));
+                names.extend(selected.captures_iter(&expr).map(|c| c[1].to_string()));
             }
         }
         panels.push((row.clone(), title, names));
@@ -1833,7 +1900,7 @@ fn alerting_rule(name: &str) -> Value {
 
 /// The Prometheus series names METRICS.md lists (histograms with `_sum` and `_count`).
 fn documented_series() -> BTreeSet<String> {
-    let re = regex::Regex::new(r"`((?:llmtap|gen_ai_client)_[A-Za-z_]+)`").unwrap();
+    let re = regex::Regex::new(r"`((?:llmtap|gen_ai_client|mcp_client)_[A-Za-z_]+)`").unwrap();
     let mut names = BTreeSet::new();
     for c in re.captures_iter(&read("config/grafana/METRICS.md")) {
         let name = c[1].to_string();
@@ -1914,6 +1981,11 @@ fn every_alert_is_documented_uses_real_metrics_and_is_unit_tested_both_ways() {
         ("LLMTapTelemetryDropped", &["instance", "signal"]),
         ("LLMTapTargetDown", &["job", "instance"]),
         ("LLMTapCostBurnAboveBudget", &[]),
+        (
+            "LLMTapMcpToolErrorRate",
+            &["gen_ai_tool_name", "llmtap_mcp_server"],
+        ),
+        ("LLMTapMcpLatencyHigh", &["llmtap_mcp_server"]),
     ];
     let names: BTreeSet<&str> = alerts.iter().filter_map(|a| a["alert"].as_str()).collect();
     let expected: BTreeSet<&str> = named.iter().map(|(n, _)| *n).collect();
@@ -1968,7 +2040,10 @@ fn every_alert_is_documented_uses_real_metrics_and_is_unit_tested_both_ways() {
         for name in ident.find_iter(&expr).map(|m| m.as_str()) {
             if name.contains(':') {
                 assert!(records.contains(name), "{expr}: {name} is recorded nowhere");
-            } else if name.starts_with("llmtap_") || name.starts_with("gen_ai_client_") {
+            } else if ["llmtap_", "gen_ai_client_", "mcp_client_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
                 assert!(
                     known.contains(name),
                     "{expr}: {name} is not in config/grafana/METRICS.md"
@@ -3565,7 +3640,7 @@ fn kubernetes_gateway_runs_three_replicas_sharing_the_shipped_redis() {
 
 /// The size of a pending call in Redis that docs/deployment.md ("Scale on paper") states is
 /// what llmtap stores for a typical one: an OpenAI-style call id, a tool name and a one-line
-/// description, content capture off.
+/// description, its arguments hash (for MCP executions), content capture off.
 #[test]
 fn the_deployment_page_states_the_size_of_a_stored_tool_call() {
     let call = llmtap::state::StoredCall {
@@ -3581,6 +3656,8 @@ fn the_deployment_page_states_the_size_of_a_stored_tool_call() {
         arguments: None,
         description: Some("Current weather for a city, in Celsius.".into()),
         tenant: None,
+        arguments_key: Some(12_437_920_938_117_394_207),
+        executed: false,
     };
     let json = serde_json::to_string(&call).unwrap();
     let doc = read("docs/deployment.md");
