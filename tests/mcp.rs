@@ -1064,3 +1064,145 @@ async fn sdk_over_stdio_through_mcp_stdio() {
         crash.status_message
     );
 }
+
+/// Node.js and the npm `@modelcontextprotocol/sdk` install that tests/run sets up
+/// (`LLMTAP_TEST_MCP_NODE_PATH`); without them (outside tests/run) the test notes the skip.
+fn node_mcp_sdk() -> Option<(PathBuf, PathBuf)> {
+    let node = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("node"))
+            .find(|p| p.is_file())
+    });
+    let modules = std::env::var_os("LLMTAP_TEST_MCP_NODE_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.join("@modelcontextprotocol/sdk").is_dir());
+    match (node, modules) {
+        (Some(n), Some(m)) => Some((n, m)),
+        _ if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() => {
+            panic!("node or the npm @modelcontextprotocol/sdk is missing; tests/run installs it")
+        }
+        _ => {
+            eprintln!("skipping: no node or npm @modelcontextprotocol/sdk (run via tests/run)");
+            None
+        }
+    }
+}
+
+/// The official TypeScript SDK's client (npm `@modelcontextprotocol/sdk`) through llmtap to
+/// the Python SDK's server: every call answered as without llmtap, each request one CLIENT
+/// span in the caller's trace with the MCP attributes, the tool error and the JSON-RPC error
+/// told apart, the server's own span under llmtap's, and the session it ends with DELETE
+/// timed.
+#[tokio::test(flavor = "multi_thread")]
+async fn npm_sdk_client_through_llmtap_is_traced() {
+    let Some(py) = common::python() else { return };
+    let Some((node, modules)) = node_mcp_sdk() else {
+        return;
+    };
+    let server = SdkServer::start(&py, false).await;
+    let (_up, rx, proxy) = traced_mcp_proxy(&server).await;
+    // ES modules ignore NODE_PATH: the script runs from a directory whose node_modules is
+    // the test install.
+    let dir = common::TempDir::new("mcp-node");
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).unwrap();
+    std::fs::copy(
+        common::repo().join("tests/mcp-node/mcp_client.mjs"),
+        dir.path().join("mcp_client.mjs"),
+    )
+    .unwrap();
+    let run = tokio::process::Command::new(&node)
+        .arg("mcp_client.mjs")
+        .current_dir(dir.path())
+        .env("MCP_URL", format!("{}/mcp/tools", proxy.url))
+        .env("MCP_TRACEPARENT", traceparent())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output();
+    let done = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the node client finished within 60 s")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "mcp_client.mjs: {}\n{stdout}\n{}",
+        done.status,
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    eprintln!("node client: {out}");
+    assert_eq!(out["weather"], "Sunny in Paris, 21 C");
+    assert_eq!(out["failing"]["is_error"], true);
+    assert_eq!(out["invalid"]["code"], -32602);
+    assert_eq!(out["resource"], "theme=dark");
+    assert_eq!(out["prompt"], "Say hello to Ada.");
+    assert!(out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "get_weather"));
+    // The pinned TypeScript SDK speaks the 2025-11-25 revision: a handshake and a session.
+    let version = out["protocol_version"]
+        .as_str()
+        .expect("negotiated version");
+    assert_eq!(version, "2025-11-25");
+    let session = out["session"].as_str().expect("a session id");
+
+    let spans = rx
+        .wait_for_spans(
+            |s| {
+                let m = mcp_spans(s);
+                m.iter().any(|x| x.name == "prompts/get greet")
+                    && m.iter().any(|x| x.name == "tools/call invalid")
+            },
+            Duration::from_secs(20),
+        )
+        .await;
+    let all = mcp_spans(&spans);
+    for s in &all {
+        assert_eq!(s.kind, "client", "{}", s.name);
+        assert_eq!(s.trace_id, TRACE_ID, "{}: the caller's trace", s.name);
+        assert_eq!(s.parent_span_id, APP_SPAN, "{}", s.name);
+        assert_eq!(s.str_attr("llmtap.mcp.server"), Some("tools"));
+        assert_eq!(s.str_attr("network.transport"), Some("tcp"));
+    }
+    let w = named(&all, "tools/call get_weather");
+    assert_eq!(w.str_attr("gen_ai.operation.name"), Some("execute_tool"));
+    assert_eq!(w.str_attr("mcp.protocol.version"), Some(version));
+    assert!(w.attr("error.type").is_none());
+    assert_eq!(w.str_attr("mcp.session.id"), Some(session));
+    named(&all, "initialize");
+    let f = named(&all, "tools/call failing");
+    assert_eq!(f.str_attr("error.type"), Some("tool_error"));
+    assert_eq!(
+        named(&all, "tools/call invalid").str_attr("rpc.response.status_code"),
+        Some("-32602")
+    );
+    assert_eq!(
+        named(&all, "resources/read").str_attr("mcp.resource.uri"),
+        Some("config://app")
+    );
+    named(&all, "tools/list");
+    // The server's own span of the tool call is a child of llmtap's (trace context in _meta).
+    let theirs = server
+        .spans()
+        .into_iter()
+        .find(|x| x["parent_span_id"] == w.span_id.as_str())
+        .expect("the server's span under llmtap's");
+    assert_eq!(theirs["trace_id"], TRACE_ID);
+    // The session, ended with DELETE, is timed.
+    let points = rx
+        .wait_for_metrics(
+            |m| m.iter().any(|p| p.name == "mcp.client.session.duration"),
+            Duration::from_secs(20),
+        )
+        .await;
+    let latest = common::otlp::latest_points(&points);
+    let timed = latest
+        .iter()
+        .find(|p| p.name == "mcp.client.session.duration")
+        .unwrap();
+    assert_eq!(timed.count, 1);
+    assert_eq!(timed.str_attr("mcp.protocol.version"), Some("2025-11-25"));
+    proxy.stop().await;
+}
