@@ -120,6 +120,26 @@ fn mcp_spans(spans: &[SpanView]) -> Vec<&SpanView> {
         .collect()
 }
 
+/// The attribute tables of docs/telemetry.md ("MCP spans") and docs/mcp.md ("Spans") name
+/// every attribute these MCP spans carry.
+fn assert_documented(spans: &[&SpanView]) {
+    let docs = [
+        ("docs/telemetry.md", common::read("docs/telemetry.md")),
+        ("docs/mcp.md", common::read("docs/mcp.md")),
+    ];
+    for s in spans {
+        for (key, _) in &s.attributes {
+            for (path, text) in &docs {
+                assert!(
+                    text.contains(&format!("`{key}`")),
+                    "{path} does not name {key} (on {})",
+                    s.name
+                );
+            }
+        }
+    }
+}
+
 fn named<'a>(spans: &[&'a SpanView], name: &str) -> &'a SpanView {
     spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
         panic!(
@@ -173,6 +193,7 @@ async fn sdk_client_and_server_in_both_revisions_are_traced() {
         .await;
     let all = mcp_spans(&spans);
     assert_eq!(all.len(), 19, "{}", common::otlp::spans_json(&spans));
+    assert_documented(&all);
     for s in &all {
         assert_eq!(s.kind, "client", "{}", s.name);
         assert_eq!(s.trace_id, TRACE_ID, "{}: the caller's trace", s.name);
@@ -338,6 +359,7 @@ async fn json_responses_and_captured_content() {
         .wait_for_spans(|s| mcp_spans(s).len() >= 9, Duration::from_secs(20))
         .await;
     let all = mcp_spans(&spans);
+    assert_documented(&all);
     let w = named(&all, "tools/call get_weather");
     let args: Value =
         serde_json::from_str(w.str_attr("gen_ai.tool.call.arguments").unwrap()).unwrap();
@@ -423,6 +445,7 @@ async fn an_mcp_execution_is_the_model_calls_execute_tool_span() {
         "under the call that asked"
     );
     assert_eq!(exec.str_attr("gen_ai.tool.call.id"), Some(call_id.as_str()));
+    assert_documented(&[exec]);
     assert_eq!(exec.str_attr("gen_ai.operation.name"), Some("execute_tool"));
     assert_eq!(exec.str_attr("gen_ai.tool.name"), Some("get_weather"));
     assert_eq!(exec.str_attr("llmtap.mcp.server"), Some("tools"));
@@ -825,6 +848,7 @@ async fn bad_input_headers_and_keys() {
         .wait_for_spans(|s| mcp_spans(s).len() >= 4, Duration::from_secs(20))
         .await;
     let all = mcp_spans(&spans);
+    assert_documented(&all);
     let down_span = all
         .iter()
         .find(|s| s.str_attr("llmtap.mcp.server") == Some("down"))
@@ -915,6 +939,7 @@ async fn client_keys_apply_to_mcp() {
         .wait_for_spans(|s| !mcp_spans(s).is_empty(), Duration::from_secs(20))
         .await;
     assert_eq!(mcp_spans(&spans)[0].str_attr("llmtap.tenant"), Some("acme"));
+    assert_documented(&mcp_spans(&spans));
     proxy.stop().await;
     let _ = stop.send(());
 }
@@ -1204,5 +1229,85 @@ async fn npm_sdk_client_through_llmtap_is_traced() {
         .unwrap();
     assert_eq!(timed.count, 1);
     assert_eq!(timed.str_attr("mcp.protocol.version"), Some("2025-11-25"));
+    proxy.stop().await;
+}
+
+/// A batch (two requests and a notification in one POST) is one span per message, each with
+/// its own span id in the caller's trace and its own context in `_meta`, each ended by its own
+/// response in the answer's array; a body over `max_body_bytes` is refused in JSON-RPC's shape
+/// before anything is sent, and the next request goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_is_one_span_per_message_and_a_huge_body_is_refused() {
+    let (mcp_url, metas) = common::mcp::scripted_server(Duration::from_millis(10)).await;
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http"),
+            tweak: Some(Box::new(move |c: &mut Config| {
+                with_mcp(vec![("s", mcp_url)])(c);
+                c.max_body_bytes = 1 << 20;
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = format!("{}/mcp/s", proxy.url);
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"f","arguments":{{"blob":"{}"}}}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let (st, _, body) = post_rpc(&url, &huge, &[]).await;
+    assert_eq!(st, 413);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(metas.lock().unwrap().is_empty(), "nothing sent");
+
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+         "params": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+        {"jsonrpc": "2.0", "id": "two", "method": "tools/call",
+         "params": {"name": "failing", "arguments": {}}},
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}},
+    ])
+    .to_string();
+    let (st, _, body) = post_rpc(&url, &batch, &[("traceparent", &traceparent())]).await;
+    assert_eq!(st, 200, "{body}");
+    let answers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answers.as_array().map(Vec::len), Some(2), "{answers}");
+    let spans = rx
+        .wait_for_spans(|s| mcp_spans(s).len() >= 3, Duration::from_secs(20))
+        .await;
+    let all = mcp_spans(&spans);
+    assert_eq!(all.len(), 3, "{}", common::otlp::spans_json(&spans));
+    let ids: std::collections::BTreeSet<&str> = all.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "a span id each");
+    for s in &all {
+        assert_eq!(s.trace_id, TRACE_ID);
+        assert_eq!(s.parent_span_id, APP_SPAN);
+    }
+    let ok = named(&all, "tools/call get_weather");
+    assert_eq!(ok.str_attr("jsonrpc.request.id"), Some("1"));
+    assert!(ok.attr("error.type").is_none());
+    let failed = named(&all, "tools/call failing");
+    assert_eq!(failed.str_attr("jsonrpc.request.id"), Some("two"));
+    assert_eq!(failed.str_attr("error.type"), Some("tool_error"));
+    assert!(named(&all, "notifications/progress")
+        .attr("error.type")
+        .is_none());
+    // Each message carried its own span's context to the server.
+    let seen = metas.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for s in &all {
+        assert!(
+            seen.iter().any(|m| m["traceparent"]
+                .as_str()
+                .is_some_and(|tp| tp == format!("00-{TRACE_ID}-{}-01", s.span_id))),
+            "no _meta naming {} ({}): {seen:?}",
+            s.span_id,
+            s.name
+        );
+    }
     proxy.stop().await;
 }
