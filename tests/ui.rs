@@ -1531,11 +1531,23 @@ async fn mcp_requests_beside_the_model_calls_joined_ones_linked() {
     let detail = get_json(&format!("{}/ui/api/calls/{asking}", proxy.url)).await;
     let tools = detail["tools"].as_array().unwrap();
     assert_eq!(tools.len(), 2, "{detail:#}");
+    let answering = rows.iter().find(|c| c["tool_results"] == 2).unwrap()["id"].clone();
     for t in tools {
         assert_eq!(t["mcp"]["server"], "tools", "{t}");
         let m = mcp.iter().find(|m| m["id"] == t["mcp"]["id"]).unwrap();
         assert_eq!(m["joined"]["call_id"], t["call_id"]);
+        // The execution's time, and the call that carried the result back linked.
+        assert!(
+            (t["duration_ms"].as_f64().unwrap() - m["duration_ms"].as_f64().unwrap()).abs() < 1.0
+        );
+        assert_eq!(t["result_received"], true, "{t}");
+        assert_eq!(t["answered_by"], answering, "{t}");
     }
+    assert!(detail["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == answering && r["relation"] == "sent the tool results"));
 
     // A real browser: the MCP table beside the calls, the joined rows linking the asking
     // call, and its timeline's tool spans marked as MCP executions.

@@ -963,7 +963,11 @@ impl Worker {
     ) {
         let received = closed_by.is_some();
         if call.executed {
-            // Its execute_tool span and duration came from the MCP execution.
+            // Its execute_tool span and duration came from the MCP execution; the view's
+            // record of that execution links the request that carried the result.
+            if let (Some(r), Some(by)) = (&self.recent, closed_by) {
+                r.tool_answered(&call.call_id, call.parent_span_id, by);
+            }
             return;
         }
         if let Some(i) = &self.instruments {

@@ -44,7 +44,8 @@ pub struct RecentCall {
 }
 
 /// One `execute_tool` record: a tool call from the response that asked for it to the request
-/// that carried its result (or to expiry).
+/// that carried its result (or to expiry), or its MCP execution.
+#[derive(Clone)]
 pub struct RecentTool {
     /// The call (its arguments dropped when kept).
     pub call: PendingCall,
@@ -200,6 +201,24 @@ impl RecentCalls {
     /// New MCP requests as they are kept, for live views.
     pub fn subscribe_mcp(&self) -> broadcast::Receiver<Arc<RecentMcp>> {
         self.mcp_events.subscribe()
+    }
+
+    /// The result of a call an MCP request executed came back in the request whose span is
+    /// `closed_by`: its record (asked for by `parent`) links that request now.
+    pub fn tool_answered(&self, call_id: &str, parent: SpanId, closed_by: SpanId) {
+        let mut ring = self.lock();
+        let found = ring.tools.iter_mut().find(|t| {
+            t.mcp.is_some()
+                && t.closed_by.is_none()
+                && t.call.call_id == call_id
+                && t.call.parent_span_id == parent
+        });
+        if let Some(t) = found {
+            let mut answered = RecentTool::clone(t);
+            answered.received = true;
+            answered.closed_by = Some(closed_by);
+            *t = Arc::new(answered);
+        }
     }
 
     /// The calls kept, newest first.

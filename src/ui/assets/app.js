@@ -495,8 +495,9 @@ function renderDetail(d) {
       h('th', { text: 'tool' }), h('th', { text: 'call id' }), h('th', { class: 'num', text: 'duration' }), h('th', { text: 'result' }))));
     const tb = h('tbody');
     for (const x of d.tools) {
+      const sentBack = x.result_received ? '; sent back in call ' + (x.answered_by === null ? '?' : x.answered_by) : '';
       const result = x.mcp
-        ? 'executed over MCP: ' + x.mcp.server + ' ' + x.mcp.method + (x.mcp.error ? ', failed (' + x.mcp.error + ')' : ', ok')
+        ? 'executed over MCP: ' + x.mcp.server + ' ' + x.mcp.method + (x.mcp.error ? ', failed (' + x.mcp.error + ')' : ', ok') + sentBack
         : x.result_received ? 'sent back in call ' + (x.answered_by === null ? '?' : x.answered_by) : 'never came back';
       tb.append(h('tr', { class: 'tool-row', dataset: { tool: x.name, mcp: x.mcp ? x.mcp.server : '' } },
         h('td', { text: 'execute_tool ' + x.name }), h('td', { class: 'muted', text: x.call_id }),
