@@ -538,7 +538,7 @@ pub fn mcp_matches(f: &Filter, m: &RecentMcp) -> bool {
             return false;
         }
     }
-    !f.after.is_some_and(|a| m.id <= a)
+    f.after.is_none_or(|a| m.id > a)
 }
 
 /// The MCP rows matching `filter`, newest first.
