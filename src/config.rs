@@ -13,55 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::ProxyArgs;
-
-/// What kind of server an upstream is. Drives `gen_ai.provider.name` and the credential header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    Openai,
-    Azure,
-    Vllm,
-    Ollama,
-    Anthropic,
-    // The docs and the YAML spell it with an underscore; clap's own spelling is hyphenated.
-    #[value(alias = "openai_compatible")]
-    OpenaiCompatible,
-    /// Google's Gemini Developer API (`generativelanguage.googleapis.com`).
-    Gemini,
-    /// Google Vertex AI (`{location}-aiplatform.googleapis.com`).
-    #[value(alias = "vertex_ai")]
-    VertexAi,
-}
-
-impl Provider {
-    /// The spelling of the config file and `--provider` (`openai_compatible`).
-    pub fn config_name(self) -> &'static str {
-        match self {
-            Provider::Openai => "openai",
-            Provider::Azure => "azure",
-            Provider::Vllm => "vllm",
-            Provider::Ollama => "ollama",
-            Provider::Anthropic => "anthropic",
-            Provider::OpenaiCompatible => "openai_compatible",
-            Provider::Gemini => "gemini",
-            Provider::VertexAi => "vertex_ai",
-        }
-    }
-
-    /// The `gen_ai.provider.name` value (well-known values from semconv, custom ones otherwise).
-    pub fn semconv_name(self) -> &'static str {
-        match self {
-            Provider::Openai => "openai",
-            Provider::Azure => "azure.ai.openai",
-            Provider::Vllm => "vllm",
-            Provider::Ollama => "ollama",
-            Provider::Anthropic => "anthropic",
-            Provider::OpenaiCompatible => "openai_compatible",
-            Provider::Gemini => "gcp.gemini",
-            Provider::VertexAi => "gcp.vertex_ai",
-        }
-    }
-}
+pub use crate::vocab::provider::Provider;
 
 /// A GenAI backend whose own attribute names are added next to the `gen_ai.*` ones
 /// (`telemetry.compat`); see `telemetry::compat` for the names and where each comes from.
@@ -1392,7 +1344,7 @@ mod tests {
         )
         .unwrap();
         let k = &cfg.auth.as_ref().unwrap().keys[0];
-        assert_eq!(crate::auth::hex(&k.sha256), sha);
+        assert_eq!(crate::vocab::text::hex(&k.sha256), sha);
         assert_eq!(
             (k.requests_per_minute, k.max_concurrent),
             (Some(60), Some(8))

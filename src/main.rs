@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,7 +58,11 @@ async fn run_mcp_stdio(args: &ProxyArgs, name: Option<String>, command: &[String
         Err(e) => return config_failure(&e.0),
     };
     init_logs(config.log_format);
-    let telemetry = Telemetry::start(&config, &ProcessEnv);
+    let telemetry = Telemetry::start(
+        &config,
+        &ProcessEnv,
+        llmtap::state::SharedState::from_config(&config),
+    );
     let s = telemetry.settings();
     if s.traces_console || s.metrics_console {
         return config_failure(
@@ -158,7 +162,8 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         },
         None => None,
     };
-    let telemetry = Telemetry::start(&config, env);
+    let shared = llmtap::state::SharedState::from_config(&config);
+    let telemetry = Telemetry::start(&config, env, shared.clone());
     let upstreams: Vec<String> = config
         .upstreams
         .iter()
@@ -192,7 +197,12 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
             config.ui.max_calls
         )
     });
-    let state = match AppState::new(config, telemetry) {
+    let state = match AppState::new(
+        config,
+        telemetry,
+        shared,
+        llmtap::request::PromptHasher::from_env(env),
+    ) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
     };
@@ -342,7 +352,7 @@ fn hash_key() -> ExitCode {
 /// Checks `/healthz` at `url`: a base URL (`http://host:8080`) gets `/healthz` appended, a URL
 /// with a path is used as given. On failure prints one line saying what it got.
 async fn healthcheck(url: &str) -> ExitCode {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     let url = health_url(url);
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))

@@ -285,7 +285,7 @@ async fn hostile_values_cannot_forge_text_log_lines() {
 
 #[tokio::test]
 async fn oversized_identifiers_are_cut_on_spans_and_never_become_metric_labels() {
-    use llmtap::telemetry::limits::MAX_IDENTIFIER_CHARS as MAX;
+    use llmtap::vocab::limits::MAX_IDENTIFIER_CHARS as MAX;
     let yaml = r#"
 upstreams:
   - name: openai

@@ -458,7 +458,7 @@ async fn a_keys_per_minute_limit_holds_across_replicas() {
     let rx = OtlpReceiver::start().await;
     const KEY: &str = "sk-client-shared-limit-0001";
     const LIMIT: usize = 5;
-    let sha = llmtap::auth::hex(&llmtap::auth::digest(KEY.as_bytes()));
+    let sha = llmtap::vocab::text::hex(&llmtap::auth::digest(KEY.as_bytes()));
     let yaml = format!(
         "upstreams:\n  - name: openai\n    base_url: \"{{upstream}}/v1\"\n\
          auth:\n  keys:\n    - sha256: \"{sha}\"\n      tenant: team-a\n      requests_per_minute: {LIMIT}\n"

@@ -187,7 +187,7 @@ fn write_server_files(pki: &TestPki, cert: &Path, key: &Path) {
 
 /// A client that trusts only `ca_pem`, with a fresh connection pool.
 fn client_trusting(ca_pem: &str) -> reqwest::Client {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())

@@ -28,12 +28,13 @@ use axum::Router;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use serde_json::Value;
 
+use crate::app::AppState;
 use crate::error::{error_chain, ProxyError};
-use crate::inbound::AppState;
 use crate::stream::tee::{BodyWatcher, Relay};
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::propagation::TraceParent;
 use crate::upstream::{Upstream, Upstreams};
+use crate::vocab::error_type::ErrorType;
 use watch::McpExchange;
 
 /// Idle limit of the server's own stream (GET): servers send nothing for long stretches.
@@ -93,7 +94,7 @@ async fn not_found(Path((name, _)): Path<(String, String)>) -> Response {
 }
 
 fn unknown_server(name: &str) -> Response {
-    let name = crate::telemetry::limits::cut(name);
+    let name = crate::vocab::limits::cut(name);
     rpc_error(
         StatusCode::NOT_FOUND,
         None,
@@ -122,7 +123,7 @@ async fn handle(
     let mut permit = None;
     if let Some(keys) = &m.app.client_keys {
         let (key_headers, _) = key_headers(&parts.headers);
-        let admitted = match m.app.telemetry.shared_state() {
+        let admitted = match m.app.shared.as_deref() {
             Some(shared) => keys.admit_shared(&key_headers, shared).await,
             None => keys.admit(&key_headers),
         };
@@ -155,7 +156,7 @@ async fn handle(
         }
     };
     match permit {
-        Some(p) => response.map(|b| Body::new(crate::inbound::HoldPermit::new(b, p))),
+        Some(p) => response.map(|b| Body::new(crate::respond::HoldPermit::new(b, p))),
         None => response,
     }
 }
@@ -269,7 +270,8 @@ async fn post(
     let version = header_text(headers, "mcp-protocol-version");
     let baggage = header_text(headers, "baggage");
     let inject = m.app.config.mcp_trace_context && telemetry.enabled();
-    let shared = telemetry.shared_state().is_some() && telemetry.enabled();
+    let shared = m.app.shared.as_deref().filter(|_| telemetry.enabled());
+    let tool_ttl = m.app.config.telemetry.tool_call_ttl;
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut ops = Vec::new();
@@ -290,8 +292,11 @@ async fn post(
             started_at,
         }
         .operation(s, trace);
-        if !claim_model_call(telemetry, tenant.as_ref(), &mut op) && shared {
-            claim_shared_model_call(telemetry, tenant.as_ref(), &mut op).await;
+        if let (false, Some(state)) = (
+            claim_model_call(telemetry, tenant.as_ref(), &mut op),
+            shared,
+        ) {
+            claim_shared_model_call(state, tool_ttl, tenant.as_ref(), &mut op).await;
         }
         if inject {
             let trace = &op.trace;
@@ -400,7 +405,7 @@ pub(crate) fn trace_for(
 
 /// What every operation of one exchange (or one stdio process) shares.
 pub(crate) struct Facts {
-    pub server: Arc<crate::upstream::UpstreamInfo>,
+    pub server: Arc<crate::vocab::provider::UpstreamInfo>,
     pub transport: &'static str,
     pub session: Option<String>,
     /// The protocol version in force (header, or negotiated); `initialize` names its own.
@@ -465,20 +470,23 @@ pub(crate) fn claim_model_call(
 }
 
 /// As [`claim_model_call`], for a call asked for through another replica: claimed in the
-/// shared state (Redis), one round trip bounded by its timeout. Only worth its round trip
-/// when the local claim found nothing.
+/// shared state (Redis, `state.claim_execution`), one round trip bounded by its timeout; if
+/// Redis fails the request goes on unjoined. Only worth its round trip when the local claim
+/// found nothing.
 async fn claim_shared_model_call(
-    telemetry: &crate::telemetry::Telemetry,
+    state: &crate::state::SharedState,
+    ttl: Duration,
     tenant: Option<&Arc<str>>,
     op: &mut McpOperation,
 ) {
     let Some((name, args, trace)) = join_facts(op) else {
         return;
     };
-    if let Some(call) = telemetry
-        .claim_shared_tool_call(tenant, name, args, trace)
-        .await
-    {
+    let key = crate::telemetry::mcp::arguments_key(args);
+    let claimed = state
+        .claim_execution(tenant.map(|t| &**t), name, key, trace, ttl)
+        .await;
+    if let Some(call) = claimed.ok().flatten().and_then(|c| c.into_pending()) {
         join(op, &crate::telemetry::mcp::Claimable::of_pending(&call));
         op.shared_call = Some(Box::new(call));
     }
@@ -581,7 +589,7 @@ impl McpState {
 
     fn session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         id: &str,
         version: Option<String>,
         error: Option<&str>,
@@ -608,7 +616,7 @@ async fn send(
     method: Method,
     headers: HeaderMap,
     body: reqwest::Body,
-) -> Result<reqwest::Response, (&'static str, String)> {
+) -> Result<reqwest::Response, (ErrorType, String)> {
     let send = server
         .client()
         .request(method, server.base.clone())
@@ -619,21 +627,21 @@ async fn send(
     let t = &server.config.timeouts;
     match tokio::time::timeout(t.first_byte, send).await {
         Err(_) => Err((
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "MCP server {name:?} sent no response within {:?}",
                 t.first_byte
             ),
         )),
         Ok(Err(e)) if e.is_timeout() => Err((
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "MCP server {name:?} could not be reached within {:?}",
                 t.connect
             ),
         )),
         Ok(Err(e)) => Err((
-            "upstream_unreachable",
+            ErrorType::UpstreamUnreachable,
             format!("MCP server {name:?} is unreachable: {}", error_chain(&e)),
         )),
         Ok(Ok(r)) => Ok(r),

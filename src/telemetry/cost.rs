@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::config::{Config, Price};
-use crate::route::glob_match;
 use crate::stream::openai::Usage;
+use crate::vocab::text::glob_match;
 
 use super::record::FinishedRequest;
 use super::spans::request_model;

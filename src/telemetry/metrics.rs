@@ -18,14 +18,15 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use super::cost;
-use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{self, request_model, token_usage, TokenUsage};
-use super::tools::PendingCall;
 use crate::config::Config;
 use crate::route::Operation;
 use crate::stream::openai::Usage;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits;
+use crate::vocab::pending::PendingCall;
 
 /// A `ManualReader` the meter provider and llmtap's own export loop share: the provider
 /// registers it, llmtap collects from it on its own schedule (OTLP interval or a scrape).
@@ -240,7 +241,7 @@ fn meter(provider: &SdkMeterProvider) -> Meter {
 /// to case) as they are; a numeric code as it is (an HTTP status); any other code becomes the
 /// response's HTTP status, or `stream_error` inside a stream that started fine.
 pub fn bounded_error_type(error: &str, status: Option<u16>) -> String {
-    if sc::LLMTAP_ERROR_TYPES.iter().any(|(v, _)| *v == error) {
+    if ErrorType::parse(error).is_some() {
         return error.to_string();
     }
     if let Some(known) = sc::KNOWN_UPSTREAM_ERROR_CODES
@@ -828,7 +829,7 @@ impl Instruments {
     /// One ended MCP session (`mcp.client.session.duration`).
     pub fn mcp_session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,
@@ -936,8 +937,8 @@ mod tests {
         assert_eq!(bounded_error_type("weird_code", Some(200)), "stream_error");
         assert_eq!(bounded_error_type("weird_code", None), "stream_error");
         // Every value llmtap produces itself passes as it is.
-        for (v, _) in sc::LLMTAP_ERROR_TYPES {
-            assert_eq!(bounded_error_type(v, Some(500)), *v);
+        for e in ErrorType::ALL {
+            assert_eq!(bounded_error_type(e.as_str(), Some(500)), e.as_str());
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 use super::mcp::McpOperation;
 use super::record::FinishedRequest;
 use super::spans::{token_usage, TokenUsage};
-use super::tools::PendingCall;
+use crate::vocab::pending::PendingCall;
 
 /// Live subscribers that fall further behind than this get a `lagged` notice instead.
 const EVENT_BUFFER: usize = 256;
@@ -417,7 +417,7 @@ mod tests {
             session_id: None,
             jsonrpc_version: None,
             protocol_version: None,
-            server: Arc::new(crate::upstream::UpstreamInfo {
+            server: Arc::new(crate::vocab::provider::UpstreamInfo {
                 name: "tools".into(),
                 provider: crate::config::Provider::OpenaiCompatible,
                 address: Arc::from(""),

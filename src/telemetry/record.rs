@@ -6,17 +6,18 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::Provider;
 use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
 use crate::stream::decode::Decoder;
 use crate::stream::tee::{BodyWatcher, RelayBound};
 use crate::summary::{FeedOutcome, ResponseSummary};
-pub use crate::upstream::UpstreamInfo;
+use crate::vocab::provider::Provider;
+use crate::vocab::provider::UpstreamInfo;
 
-use super::limits::{Limit, MAX_DECODED_TOTAL};
 use super::propagation::TraceParent;
 use super::Telemetry;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits::{Limit, MAX_DECODED_TOTAL};
 
 /// Largest non-streamed response body kept for parsing; larger ones are relayed unparsed.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
@@ -253,9 +254,9 @@ impl RequestRecord {
     }
 
     /// Records a failure; the first one wins (a timeout is not overwritten by the disconnect it causes).
-    pub fn fail(&mut self, error_type: &str) {
+    pub fn fail(&mut self, error_type: ErrorType) {
         if self.error.is_none() {
-            self.error = Some(error_type.to_string());
+            self.error = Some(error_type.into());
         }
     }
 
@@ -397,7 +398,7 @@ impl BodyWatcher for RequestRecord {
         }
     }
 
-    fn fail(&mut self, error_type: &str) {
+    fn fail(&mut self, error_type: ErrorType) {
         RequestRecord::fail(self, error_type);
     }
 
@@ -411,7 +412,7 @@ impl Drop for RequestRecord {
         if !self.finished {
             // Dropped before the relay finished: the client went away (or the server is
             // going down and cancelled the request, which the client also sees as gone).
-            self.fail("client_disconnected");
+            self.fail(ErrorType::ClientDisconnected);
             self.finish();
         }
     }
@@ -438,12 +439,12 @@ fn classify_outcome(
             e.code
                 .clone()
                 .or_else(|| e.kind.clone())
-                .unwrap_or_else(|| "stream_error".into()),
+                .unwrap_or_else(|| ErrorType::StreamError.into()),
         );
     }
     if let Some(d) = stream {
         if !r.parse_failed && !d.stream_complete(r) {
-            return Some("stream_truncated".into());
+            return Some(ErrorType::StreamTruncated.into());
         }
     }
     None

@@ -11,11 +11,11 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use super::compat::{self, Compat};
 use super::content::Redactor;
 use super::cost::{self, PriceTable};
-use super::limits::cut;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::tools::PendingCall;
 use crate::stream::openai::Usage;
+use crate::vocab::limits::cut;
+use crate::vocab::pending::PendingCall;
 
 /// What span building needs besides the request.
 pub struct SpanContextInfo<'a> {

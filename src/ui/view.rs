@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use crate::stream::openai::Usage;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::{self, PriceTable};
-use crate::telemetry::limits::cut;
 use crate::telemetry::recent::{RecentCall, RecentMcp, RecentTool};
 use crate::telemetry::record::FinishedRequest;
 use crate::telemetry::semconv as sc;
 use crate::telemetry::spans::{self, SpanContextInfo, TokenUsage};
+use crate::vocab::limits::cut;
 
 /// What rendering needs besides the ring.
 pub struct ViewCx<'a> {

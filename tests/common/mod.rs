@@ -321,8 +321,10 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
         Some(a) => Some(TcpListener::bind(a).await.unwrap()),
         None => None,
     };
-    let telemetry = Telemetry::start(&config, &envmap);
-    let state = AppState::new(config, telemetry).expect("app state");
+    let shared = llmtap::state::SharedState::from_config(&config);
+    let telemetry = Telemetry::start(&config, &envmap, shared.clone());
+    let hasher = llmtap::request::PromptHasher::from_env(&envmap);
+    let state = AppState::new(config, telemetry, shared, hasher).expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -363,7 +365,7 @@ impl Drop for Proxy {
 }
 
 pub fn client() -> reqwest::Client {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
