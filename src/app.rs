@@ -64,7 +64,7 @@ impl AppState {
                 );
             }
         }
-        let tls = match &config.tls {
+        let tls = match &config.tls() {
             Some(f) => Some(Arc::new(crate::tls::ServerCert::load(&f.cert, &f.key)?)),
             None => None,
         };

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use llmtap::cli::{Cli, Command, ProxyArgs};
-use llmtap::config::{self, Env, LogFormat, ProcessEnv};
+use llmtap::config::{Env, LogFormat, ProcessEnv};
 use llmtap::mock::{MockConfig, MockUpstream};
 use llmtap::{AppState, Telemetry};
 use tokio::net::TcpListener;
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 
 /// `llmtap mcp-stdio`: the child's exit code, or 2 for a config problem (one line on stderr).
 async fn run_mcp_stdio(args: &ProxyArgs, name: Option<String>, command: &[String]) -> ExitCode {
-    let config = match config::load(args, &ProcessEnv) {
+    let config = match args.load(&ProcessEnv) {
         Ok(c) => c,
         Err(e) => return config_failure(&e.0),
     };
@@ -134,7 +134,7 @@ fn config_failure(msg: &str) -> ExitCode {
 }
 
 async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> ExitCode {
-    let config = match config::load(args, &ProcessEnv) {
+    let config = match args.load(&ProcessEnv) {
         Ok(c) => c,
         Err(e) => return config_failure(&e.0),
     };
@@ -180,7 +180,7 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let scheme = if config.tls.is_some() {
+    let scheme = if config.tls().is_some() {
         "https"
     } else {
         "http"

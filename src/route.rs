@@ -133,7 +133,7 @@ pub fn upstream_for<'c>(config: &'c Config, model: Option<&str>) -> &'c Upstream
             .and_then(|r| config.upstream(&r.upstream))
     });
     routed
-        .or_else(|| config.upstream(&config.default_upstream))
+        .or_else(|| config.default_upstream())
         // `validate` guarantees the default exists; the first upstream is a safe fallback.
         .unwrap_or(&config.upstreams[0])
 }

@@ -291,7 +291,7 @@ impl Instruments {
             .routes
             .iter()
             .map(|r| r.model.clone())
-            .chain(config.metrics.prices.iter().map(|p| p.model.clone()));
+            .chain(config.metrics.price_list().into_iter().map(|p| p.model));
         let extra = config
             .metrics
             .baggage_attributes

@@ -177,7 +177,7 @@ impl Telemetry {
         }
         let redactor = content.any().then(|| {
             Arc::new(Redactor::new(
-                &config.telemetry.redact,
+                &config.telemetry.redaction_rules(),
                 config.telemetry.content_max_chars,
             ))
         });

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 /// What kind of server an upstream is. Drives `gen_ai.provider.name` and the credential header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+/// The default is that of an upstream in the file without `provider`; `--upstream` without
+/// `--provider` is `openai`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     Openai,
@@ -16,6 +18,7 @@ pub enum Provider {
     Anthropic,
     // The docs and the YAML spell it with an underscore; clap's own spelling is hyphenated.
     #[value(alias = "openai_compatible")]
+    #[default]
     OpenaiCompatible,
     /// Google's Gemini Developer API (`generativelanguage.googleapis.com`).
     Gemini,
