@@ -270,8 +270,11 @@ async fn post(
     let version = header_text(headers, "mcp-protocol-version");
     let baggage = header_text(headers, "baggage");
     let inject = m.app.config.mcp_trace_context && telemetry.enabled();
-    let shared = m.app.shared.as_deref().filter(|_| telemetry.enabled());
+    let mut shared = m.app.shared.as_deref().filter(|_| telemetry.enabled());
     let tool_ttl = m.app.config.telemetry.tool_call_ttl;
+    // Claims in the shared state, for all the messages of one POST together, wait at most
+    // this long: a batch of tool calls never waits one Redis timeout per message.
+    let claims_until = Instant::now() + crate::state::STATE_TIMEOUT;
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut ops = Vec::new();
@@ -296,7 +299,13 @@ async fn post(
             claim_model_call(telemetry, tenant.as_ref(), &mut op),
             shared,
         ) {
-            claim_shared_model_call(state, tool_ttl, tenant.as_ref(), &mut op).await;
+            let left = claims_until.saturating_duration_since(Instant::now());
+            let claim = claim_shared_model_call(state, tool_ttl, tenant.as_ref(), &mut op);
+            match tokio::time::timeout(left, claim).await {
+                Ok(Ok(())) => {}
+                // Redis failed or the budget is spent: the rest go on unjoined.
+                Ok(Err(())) | Err(_) => shared = None,
+            }
         }
         if inject {
             let trace = &op.trace;
@@ -470,26 +479,27 @@ pub(crate) fn claim_model_call(
 }
 
 /// As [`claim_model_call`], for a call asked for through another replica: claimed in the
-/// shared state (Redis, `state.claim_execution`), one round trip bounded by its timeout; if
-/// Redis fails the request goes on unjoined. Only worth its round trip when the local claim
-/// found nothing.
+/// shared state (Redis, `state.claim_execution`), one round trip bounded by its timeout; `Err`
+/// when Redis failed (the request goes on unjoined). Only worth its round trip when the local
+/// claim found nothing.
 async fn claim_shared_model_call(
     state: &crate::state::SharedState,
     ttl: Duration,
     tenant: Option<&Arc<str>>,
     op: &mut McpOperation,
-) {
+) -> Result<(), ()> {
     let Some((name, args, trace)) = join_facts(op) else {
-        return;
+        return Ok(());
     };
     let key = crate::telemetry::mcp::arguments_key(args);
     let claimed = state
         .claim_execution(tenant.map(|t| &**t), name, key, trace, ttl)
-        .await;
-    if let Some(call) = claimed.ok().flatten().and_then(|c| c.into_pending()) {
+        .await?;
+    if let Some(call) = claimed.and_then(|c| c.into_pending()) {
         join(op, &crate::telemetry::mcp::Claimable::of_pending(&call));
         op.shared_call = Some(Box::new(call));
     }
+    Ok(())
 }
 
 const NO_ARGUMENTS: Value = Value::Null;
