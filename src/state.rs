@@ -13,6 +13,13 @@
 //! that asked can still take it at its local expiry. Taking is `GETDEL`: atomic, so one
 //! replica wins. The results of one request are taken in one round trip (a pipeline), at most
 //! [`MAX_TOOL_RESULTS`](crate::vocab::limits::MAX_TOOL_RESULTS) of them.
+//!
+//! MCP executions find the calls they execute through a join list per tenant, tool name and
+//! arguments (`llmtap:mcpjoin:...`, entries `<trace id><call id>`, oldest first): a
+//! `tools/call` arriving at any replica claims the oldest matching call with a script that
+//! checks and marks it in one step (`llmtap:toolrun:...`, the executed marker), so one
+//! execution wins. The marker travels with the call when it is taken: whichever replica closes
+//! an executed call knows its `execute_tool` span is already out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -53,6 +60,13 @@ pub struct StoredCall {
     /// The tenant of the request that asked (client keys), for the span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The arguments' join key ([`crate::telemetry::mcp::arguments_key_text`]), for MCP
+    /// executions on any replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments_key: Option<u64>,
+    /// An MCP execution claimed it (read from the executed marker, never stored in the call).
+    #[serde(skip)]
+    pub executed: bool,
 }
 
 impl StoredCall {
@@ -73,6 +87,8 @@ impl StoredCall {
             arguments: c.arguments.clone(),
             description: c.description.clone(),
             tenant: c.tenant.as_deref().map(str::to_owned),
+            arguments_key: c.arguments_key,
+            executed: c.executed,
         }
     }
 
@@ -104,9 +120,8 @@ impl StoredCall {
             arguments: self.arguments,
             description: self.description,
             tenant: self.tenant.map(std::sync::Arc::from),
-            // MCP executions join calls of this replica only (docs/mcp.md).
-            arguments_key: None,
-            executed: false,
+            arguments_key: self.arguments_key,
+            executed: self.executed,
         })
     }
 }
@@ -119,6 +134,50 @@ fn key(tenant: Option<&str>, call_id: &str) -> String {
         Some(t) => format!("llmtap:tool:t:{}:{t}:{call_id}", t.len()),
     }
 }
+
+/// The executed marker of a tenant's call (`SET` by the MCP execution that claimed it).
+fn executed_key(tenant: Option<&str>, call_id: &str) -> String {
+    match tenant {
+        None => format!("llmtap:toolrun:{call_id}"),
+        Some(t) => format!("llmtap:toolrun:t:{}:{t}:{call_id}", t.len()),
+    }
+}
+
+/// The join list of a tenant's calls of tool `name` with arguments hashing to `arguments`.
+fn join_key(tenant: Option<&str>, name: &str, arguments: u64) -> String {
+    let tenant = match tenant {
+        None => "-".to_string(),
+        Some(t) => format!("t:{}:{t}", t.len()),
+    };
+    format!(
+        "llmtap:mcpjoin:{tenant}:{}:{name}:{arguments:016x}",
+        name.len()
+    )
+}
+
+/// Most entries a join list keeps (the newest): a model asking for the same tool with the same
+/// arguments over and over cannot grow it.
+const MAX_JOIN_ENTRIES: isize = 64;
+
+/// Claims the oldest live, unexecuted call of a join list (`KEYS[1]`) in the trace `ARGV[3]`
+/// (any when empty): marks it executed (`ARGV[2]` + id, `PX ARGV[4]`), drops it from the
+/// list, and returns the stored call (`ARGV[1]` + id). Entries whose call is gone or executed
+/// are dropped on the way. Atomic, so two replicas never claim one call.
+const CLAIM_SCRIPT: &str = r"
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, e in ipairs(entries) do
+  local trace = string.sub(e, 1, 32)
+  local id = string.sub(e, 33)
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 or redis.call('EXISTS', ARGV[2] .. id) == 1 then
+    redis.call('LREM', KEYS[1], 1, e)
+  elseif ARGV[3] == '' or ARGV[3] == trace then
+    redis.call('SET', ARGV[2] .. id, '1', 'PX', ARGV[4])
+    redis.call('LREM', KEYS[1], 1, e)
+    return redis.call('GET', ARGV[1] .. id)
+  end
+end
+return false
+";
 
 /// The connection to the shared state, with its failure accounting.
 pub struct SharedState {
@@ -173,6 +232,22 @@ impl SharedState {
                 .arg("PX")
                 .arg(ttl_ms)
                 .ignore();
+            if let Some(args) = c.arguments_key {
+                let join = join_key(c.tenant.as_deref(), &c.name, args);
+                pipe.cmd("RPUSH")
+                    .arg(&join)
+                    .arg(format!("{}{}", c.trace_id, c.call_id))
+                    .ignore()
+                    .cmd("LTRIM")
+                    .arg(&join)
+                    .arg(-MAX_JOIN_ENTRIES)
+                    .arg(-1)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&join)
+                    .arg(ttl_ms)
+                    .ignore();
+            }
         }
         let mut conn = self.conn.clone();
         let res = tokio::time::timeout(STATE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
@@ -194,7 +269,9 @@ impl SharedState {
     }
 
     /// Takes a tenant's calls, one answer per id in order, in one round trip (a pipeline of
-    /// `GETDEL`s): a request with many tool results costs one operation, not one per result.
+    /// `GETDEL`s of each call and its executed marker): a request with many tool results costs
+    /// one operation, not one per result. A call an MCP execution claimed comes back with
+    /// `executed` set.
     pub async fn take_calls(
         &self,
         tenant: Option<&str>,
@@ -205,7 +282,10 @@ impl SharedState {
         }
         let mut pipe = redis::pipe();
         for id in call_ids {
-            pipe.cmd("GETDEL").arg(key(tenant, id));
+            pipe.cmd("GETDEL")
+                .arg(key(tenant, id))
+                .cmd("GETDEL")
+                .arg(executed_key(tenant, id));
         }
         let mut conn = self.conn.clone();
         let res = tokio::time::timeout(
@@ -218,9 +298,71 @@ impl SharedState {
                 .and_then(|r| r.map_err(|e| e.to_string())),
         )?;
         Ok(values
-            .into_iter()
-            .map(|v| v.and_then(|v| serde_json::from_str(&v).ok()))
+            .chunks(2)
+            .map(|pair| {
+                let mut c: StoredCall = serde_json::from_str(pair.first()?.as_deref()?).ok()?;
+                c.executed = pair.get(1).is_some_and(Option::is_some);
+                Some(c)
+            })
             .collect())
+    }
+
+    /// Claims for an MCP execution the oldest call of `tenant` asking for tool `name` with
+    /// arguments hashing to `arguments`, in trace `trace` when given, that no execution claimed
+    /// yet (one round trip, atomic: see `CLAIM_SCRIPT`). The call stays stored, marked executed,
+    /// for whichever replica receives its result.
+    pub async fn claim_execution(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        arguments: u64,
+        trace: Option<TraceId>,
+        local_ttl: Duration,
+    ) -> Result<Option<StoredCall>, ()> {
+        let ttl_ms = (local_ttl + TTL_MARGIN).as_millis() as u64;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CLAIM_SCRIPT)
+            .arg(1)
+            .arg(join_key(tenant, name, arguments))
+            .arg(key(tenant, ""))
+            .arg(executed_key(tenant, ""))
+            .arg(trace.map(|t| t.to_string()).unwrap_or_default())
+            .arg(ttl_ms);
+        let mut conn = self.conn.clone();
+        let res =
+            tokio::time::timeout(STATE_TIMEOUT, cmd.query_async::<Option<String>>(&mut conn)).await;
+        let value = self.outcome(
+            res.map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+        )?;
+        Ok(value
+            .and_then(|v| serde_json::from_str::<StoredCall>(&v).ok())
+            .map(|mut c| {
+                c.executed = true;
+                c
+            }))
+    }
+
+    /// Marks a tenant's call executed (an MCP execution on this replica joined it), so the
+    /// replica that receives its result makes no second `execute_tool` span.
+    pub async fn mark_executed(
+        &self,
+        tenant: Option<&str>,
+        call_id: &str,
+        local_ttl: Duration,
+    ) -> Result<(), ()> {
+        let ttl_ms = (local_ttl + TTL_MARGIN).as_millis() as u64;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(executed_key(tenant, call_id))
+            .arg("1")
+            .arg("PX")
+            .arg(ttl_ms);
+        let mut conn = self.conn.clone();
+        let res = tokio::time::timeout(STATE_TIMEOUT, cmd.query_async::<()>(&mut conn)).await;
+        self.outcome(
+            res.map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+        )
     }
 
     /// Counts one more request in a fixed window (`llmtap:<window>`), in one round trip:
@@ -307,6 +449,7 @@ mod tests {
             executed: false,
         };
         let stored = StoredCall::from_pending(&c);
+        assert!(!serde_json::to_string(&stored).unwrap().contains("executed"));
         let json = serde_json::to_string(&stored).unwrap();
         let back: StoredCall = serde_json::from_str(&json).unwrap();
         let p = back.into_pending().unwrap();
@@ -316,6 +459,7 @@ mod tests {
         assert_eq!(p.name, "get_weather");
         assert_eq!(p.description.as_deref(), Some("Weather for a city"));
         assert_eq!(p.tenant.as_deref(), Some("team-a"));
+        assert_eq!(p.arguments_key, Some(42));
         let drift = p
             .requested_at
             .duration_since(c.requested_at)
@@ -333,6 +477,13 @@ mod tests {
         );
         // A tenant name and id that share a spelling still differ by the length prefix.
         assert_ne!(key(Some("a:b"), "c"), key(Some("a"), "b:c"));
+        // Markers and join lists never spell a call's key.
+        assert_ne!(executed_key(None, "x"), key(None, "x"));
+        assert!(!executed_key(None, "x").starts_with("llmtap:tool:"));
+        assert_eq!(
+            join_key(Some("team-a"), "get_weather", 0xab),
+            "llmtap:mcpjoin:t:6:team-a:11:get_weather:00000000000000ab"
+        );
     }
 
     #[test]

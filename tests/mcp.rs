@@ -120,6 +120,26 @@ fn mcp_spans(spans: &[SpanView]) -> Vec<&SpanView> {
         .collect()
 }
 
+/// The attribute tables of docs/telemetry.md ("MCP spans") and docs/mcp.md ("Spans") name
+/// every attribute these MCP spans carry.
+fn assert_documented(spans: &[&SpanView]) {
+    let docs = [
+        ("docs/telemetry.md", common::read("docs/telemetry.md")),
+        ("docs/mcp.md", common::read("docs/mcp.md")),
+    ];
+    for s in spans {
+        for (key, _) in &s.attributes {
+            for (path, text) in &docs {
+                assert!(
+                    text.contains(&format!("`{key}`")),
+                    "{path} does not name {key} (on {})",
+                    s.name
+                );
+            }
+        }
+    }
+}
+
 fn named<'a>(spans: &[&'a SpanView], name: &str) -> &'a SpanView {
     spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
         panic!(
@@ -173,6 +193,7 @@ async fn sdk_client_and_server_in_both_revisions_are_traced() {
         .await;
     let all = mcp_spans(&spans);
     assert_eq!(all.len(), 19, "{}", common::otlp::spans_json(&spans));
+    assert_documented(&all);
     for s in &all {
         assert_eq!(s.kind, "client", "{}", s.name);
         assert_eq!(s.trace_id, TRACE_ID, "{}: the caller's trace", s.name);
@@ -338,6 +359,7 @@ async fn json_responses_and_captured_content() {
         .wait_for_spans(|s| mcp_spans(s).len() >= 9, Duration::from_secs(20))
         .await;
     let all = mcp_spans(&spans);
+    assert_documented(&all);
     let w = named(&all, "tools/call get_weather");
     let args: Value =
         serde_json::from_str(w.str_attr("gen_ai.tool.call.arguments").unwrap()).unwrap();
@@ -423,6 +445,7 @@ async fn an_mcp_execution_is_the_model_calls_execute_tool_span() {
         "under the call that asked"
     );
     assert_eq!(exec.str_attr("gen_ai.tool.call.id"), Some(call_id.as_str()));
+    assert_documented(&[exec]);
     assert_eq!(exec.str_attr("gen_ai.operation.name"), Some("execute_tool"));
     assert_eq!(exec.str_attr("gen_ai.tool.name"), Some("get_weather"));
     assert_eq!(exec.str_attr("llmtap.mcp.server"), Some("tools"));
@@ -816,6 +839,7 @@ async fn bad_input_headers_and_keys() {
         .wait_for_spans(|s| mcp_spans(s).len() >= 4, Duration::from_secs(20))
         .await;
     let all = mcp_spans(&spans);
+    assert_documented(&all);
     let down_span = all
         .iter()
         .find(|s| s.str_attr("llmtap.mcp.server") == Some("down"))
@@ -906,6 +930,7 @@ async fn client_keys_apply_to_mcp() {
         .wait_for_spans(|s| !mcp_spans(s).is_empty(), Duration::from_secs(20))
         .await;
     assert_eq!(mcp_spans(&spans)[0].str_attr("llmtap.tenant"), Some("acme"));
+    assert_documented(&mcp_spans(&spans));
     proxy.stop().await;
     drop(stop);
 }
@@ -1054,4 +1079,226 @@ async fn sdk_over_stdio_through_mcp_stdio() {
         "{}",
         crash.status_message
     );
+}
+
+/// Node.js and the npm `@modelcontextprotocol/sdk` install that tests/run sets up
+/// (`LLMTAP_TEST_MCP_NODE_PATH`); without them (outside tests/run) the test notes the skip.
+fn node_mcp_sdk() -> Option<(PathBuf, PathBuf)> {
+    let node = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("node"))
+            .find(|p| p.is_file())
+    });
+    let modules = std::env::var_os("LLMTAP_TEST_MCP_NODE_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.join("@modelcontextprotocol/sdk").is_dir());
+    match (node, modules) {
+        (Some(n), Some(m)) => Some((n, m)),
+        _ if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() => {
+            panic!("node or the npm @modelcontextprotocol/sdk is missing; tests/run installs it")
+        }
+        _ => {
+            eprintln!("skipping: no node or npm @modelcontextprotocol/sdk (run via tests/run)");
+            None
+        }
+    }
+}
+
+/// The official TypeScript SDK's client (npm `@modelcontextprotocol/sdk`) through llmtap to
+/// the Python SDK's server: every call answered as without llmtap, each request one CLIENT
+/// span in the caller's trace with the MCP attributes, the tool error and the JSON-RPC error
+/// told apart, the server's own span under llmtap's, and the session it ends with DELETE
+/// timed.
+#[tokio::test(flavor = "multi_thread")]
+async fn npm_sdk_client_through_llmtap_is_traced() {
+    let Some(py) = common::python() else { return };
+    let Some((node, modules)) = node_mcp_sdk() else {
+        return;
+    };
+    let server = SdkServer::start(&py, false).await;
+    let (_up, rx, proxy) = traced_mcp_proxy(&server).await;
+    // ES modules ignore NODE_PATH: the script runs from a directory whose node_modules is
+    // the test install.
+    let dir = common::TempDir::new("mcp-node");
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).unwrap();
+    std::fs::copy(
+        common::repo().join("tests/mcp-node/mcp_client.mjs"),
+        dir.path().join("mcp_client.mjs"),
+    )
+    .unwrap();
+    let run = tokio::process::Command::new(&node)
+        .arg("mcp_client.mjs")
+        .current_dir(dir.path())
+        .env("MCP_URL", format!("{}/mcp/tools", proxy.url))
+        .env("MCP_TRACEPARENT", traceparent())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output();
+    let done = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the node client finished within 60 s")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "mcp_client.mjs: {}\n{stdout}\n{}",
+        done.status,
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    eprintln!("node client: {out}");
+    assert_eq!(out["weather"], "Sunny in Paris, 21 C");
+    assert_eq!(out["failing"]["is_error"], true);
+    assert_eq!(out["invalid"]["code"], -32602);
+    assert_eq!(out["resource"], "theme=dark");
+    assert_eq!(out["prompt"], "Say hello to Ada.");
+    assert!(out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "get_weather"));
+    // The pinned TypeScript SDK speaks the 2025-11-25 revision: a handshake and a session.
+    let version = out["protocol_version"]
+        .as_str()
+        .expect("negotiated version");
+    assert_eq!(version, "2025-11-25");
+    let session = out["session"].as_str().expect("a session id");
+
+    let spans = rx
+        .wait_for_spans(
+            |s| {
+                let m = mcp_spans(s);
+                m.iter().any(|x| x.name == "prompts/get greet")
+                    && m.iter().any(|x| x.name == "tools/call invalid")
+            },
+            Duration::from_secs(20),
+        )
+        .await;
+    let all = mcp_spans(&spans);
+    for s in &all {
+        assert_eq!(s.kind, "client", "{}", s.name);
+        assert_eq!(s.trace_id, TRACE_ID, "{}: the caller's trace", s.name);
+        assert_eq!(s.parent_span_id, APP_SPAN, "{}", s.name);
+        assert_eq!(s.str_attr("llmtap.mcp.server"), Some("tools"));
+        assert_eq!(s.str_attr("network.transport"), Some("tcp"));
+    }
+    let w = named(&all, "tools/call get_weather");
+    assert_eq!(w.str_attr("gen_ai.operation.name"), Some("execute_tool"));
+    assert_eq!(w.str_attr("mcp.protocol.version"), Some(version));
+    assert!(w.attr("error.type").is_none());
+    assert_eq!(w.str_attr("mcp.session.id"), Some(session));
+    named(&all, "initialize");
+    let f = named(&all, "tools/call failing");
+    assert_eq!(f.str_attr("error.type"), Some("tool_error"));
+    assert_eq!(
+        named(&all, "tools/call invalid").str_attr("rpc.response.status_code"),
+        Some("-32602")
+    );
+    assert_eq!(
+        named(&all, "resources/read").str_attr("mcp.resource.uri"),
+        Some("config://app")
+    );
+    named(&all, "tools/list");
+    // The server's own span of the tool call is a child of llmtap's (trace context in _meta).
+    let theirs = server
+        .spans()
+        .into_iter()
+        .find(|x| x["parent_span_id"] == w.span_id.as_str())
+        .expect("the server's span under llmtap's");
+    assert_eq!(theirs["trace_id"], TRACE_ID);
+    // The session, ended with DELETE, is timed.
+    let points = rx
+        .wait_for_metrics(
+            |m| m.iter().any(|p| p.name == "mcp.client.session.duration"),
+            Duration::from_secs(20),
+        )
+        .await;
+    let latest = common::otlp::latest_points(&points);
+    let timed = latest
+        .iter()
+        .find(|p| p.name == "mcp.client.session.duration")
+        .unwrap();
+    assert_eq!(timed.count, 1);
+    assert_eq!(timed.str_attr("mcp.protocol.version"), Some("2025-11-25"));
+    proxy.stop().await;
+}
+
+/// A batch (two requests and a notification in one POST) is one span per message, each with
+/// its own span id in the caller's trace and its own context in `_meta`, each ended by its own
+/// response in the answer's array; a body over `max_body_bytes` is refused in JSON-RPC's shape
+/// before anything is sent, and the next request goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_is_one_span_per_message_and_a_huge_body_is_refused() {
+    let (mcp_url, metas) = common::mcp::scripted_server(Duration::from_millis(10)).await;
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http"),
+            tweak: Some(Box::new(move |c: &mut Config| {
+                with_mcp(vec![("s", mcp_url)])(c);
+                c.max_body_bytes = 1 << 20;
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = format!("{}/mcp/s", proxy.url);
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"f","arguments":{{"blob":"{}"}}}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let (st, _, body) = post_rpc(&url, &huge, &[]).await;
+    assert_eq!(st, 413);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(metas.lock().unwrap().is_empty(), "nothing sent");
+
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+         "params": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+        {"jsonrpc": "2.0", "id": "two", "method": "tools/call",
+         "params": {"name": "failing", "arguments": {}}},
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}},
+    ])
+    .to_string();
+    let (st, _, body) = post_rpc(&url, &batch, &[("traceparent", &traceparent())]).await;
+    assert_eq!(st, 200, "{body}");
+    let answers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answers.as_array().map(Vec::len), Some(2), "{answers}");
+    let spans = rx
+        .wait_for_spans(|s| mcp_spans(s).len() >= 3, Duration::from_secs(20))
+        .await;
+    let all = mcp_spans(&spans);
+    assert_eq!(all.len(), 3, "{}", common::otlp::spans_json(&spans));
+    let ids: std::collections::BTreeSet<&str> = all.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "a span id each");
+    for s in &all {
+        assert_eq!(s.trace_id, TRACE_ID);
+        assert_eq!(s.parent_span_id, APP_SPAN);
+    }
+    let ok = named(&all, "tools/call get_weather");
+    assert_eq!(ok.str_attr("jsonrpc.request.id"), Some("1"));
+    assert!(ok.attr("error.type").is_none());
+    let failed = named(&all, "tools/call failing");
+    assert_eq!(failed.str_attr("jsonrpc.request.id"), Some("two"));
+    assert_eq!(failed.str_attr("error.type"), Some("tool_error"));
+    assert!(named(&all, "notifications/progress")
+        .attr("error.type")
+        .is_none());
+    // Each message carried its own span's context to the server.
+    let seen = metas.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for s in &all {
+        assert!(
+            seen.iter().any(|m| m["traceparent"]
+                .as_str()
+                .is_some_and(|tp| tp == format!("00-{TRACE_ID}-{}-01", s.span_id))),
+            "no _meta naming {} ({}): {seen:?}",
+            s.span_id,
+            s.name
+        );
+    }
+    proxy.stop().await;
 }

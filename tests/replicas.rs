@@ -462,3 +462,193 @@ async fn a_keys_per_minute_limit_holds_across_replicas() {
         p.stop().await;
     }
 }
+
+/// How long the scripted MCP server takes to answer.
+const EXEC: Duration = Duration::from_millis(250);
+
+/// Waits until the asking replica has shared the call for MCP executions (it does so right
+/// after the model's answer ended, off the request path): a join list holds it.
+async fn wait_until_shared(redis_url: &str, call_id: &str) {
+    let mut conn = redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        let lists: Vec<String> = redis::cmd("KEYS")
+            .arg("llmtap:mcpjoin:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for l in lists {
+            let entries: Vec<String> = redis::cmd("LRANGE")
+                .arg(&l)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if entries.iter().any(|e| e.ends_with(call_id)) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{call_id} never reached the shared state");
+}
+
+/// An agent whose turns land on different replicas: the model asks for a tool through A, the
+/// app executes it over MCP through B, and sends the result through B (with trace context) or
+/// A (without). B finds the call in the shared state: its MCP span is the call's one
+/// execute_tool span, in the model call's trace under the chat span that asked, with the real
+/// execution time; no replica makes a second, estimated one, neither at the result nor at A's
+/// expiry. Without app tracing, the context B sends the MCP server is the model call's trace.
+#[tokio::test]
+async fn an_mcp_execution_on_another_replica_joins_the_model_call() {
+    let Some(redis_bin) = tool("redis-server") else {
+        return;
+    };
+    let dir = TempDir::new("replicas-mcp");
+    let port = free_port();
+    let _redis = start_redis(&redis_bin, port, dir.path());
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let (mcp_url, seen) = common::mcp::scripted_server(EXEC).await;
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let ttl = Duration::from_secs(2);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (url, mcp_url) = (redis_url.clone(), mcp_url.clone());
+        replicas.push(
+            start_proxy(
+                &up.base,
+                ProxyOpts {
+                    env: otlp_env(&rx, "grpc"),
+                    tweak: Some(Box::new(move |c| {
+                        c.state_url = Some(url);
+                        c.telemetry.tool_call_ttl = ttl;
+                        c.mcp_servers = vec![llmtap::config::McpServerConfig {
+                            name: "tools".into(),
+                            url: mcp_url,
+                        }];
+                    })),
+                    ..Default::default()
+                },
+            )
+            .await,
+        );
+    }
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let c = client();
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let app_tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let mut loops = Vec::new();
+    for (traced, answer, city) in [(true, &b.url, "Lyon"), (false, &a.url, "Nice")] {
+        let headers: Vec<(&str, &str)> = if traced {
+            vec![("traceparent", app_tp.as_str())]
+        } else {
+            vec![]
+        };
+        let mut messages = vec![json!({"role": "user", "content": format!("Weather in {city}?")})];
+        let mut ask = c
+            .post(format!("{}/v1/chat/completions", a.url))
+            .json(&json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}));
+        for (k, v) in &headers {
+            ask = ask.header(*k, *v);
+        }
+        let first: Value = ask.send().await.unwrap().json().await.unwrap();
+        let assistant = first["choices"][0]["message"].clone();
+        let calls = assistant["tool_calls"].as_array().unwrap().clone();
+        messages.push(assistant);
+        for (i, call) in calls.iter().enumerate() {
+            let id = call["id"].as_str().unwrap().to_string();
+            wait_until_shared(&redis_url, &id).await;
+            let arguments: Value =
+                serde_json::from_str(call["function"]["arguments"].as_str().unwrap())
+                    .unwrap_or(json!({}));
+            let mut exec = c.post(format!("{}/mcp/tools", b.url)).json(&json!({
+                "jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
+                "params": {"name": call["function"]["name"], "arguments": arguments}}));
+            for (k, v) in &headers {
+                exec = exec.header(*k, *v);
+            }
+            let r: Value = exec.send().await.unwrap().json().await.unwrap();
+            assert_eq!(r["result"]["content"][0]["text"], "18 C", "{r}");
+            messages.push(json!({"role": "tool", "tool_call_id": id, "content": "18 C"}));
+            loops.push((traced, id));
+        }
+        let mut result = c
+            .post(format!("{answer}/v1/chat/completions"))
+            .json(&json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}));
+        for (k, v) in &headers {
+            result = result.header(*k, *v);
+        }
+        assert_eq!(result.send().await.unwrap().status(), 200);
+    }
+    assert!(loops.iter().any(|(t, _)| *t) && loops.iter().any(|(t, _)| !*t));
+
+    // Past the TTL: A's expiry had its chance to (wrongly) emit an estimated span.
+    tokio::time::sleep(ttl + Duration::from_millis(800)).await;
+    let spans = rx
+        .wait_for_spans(
+            |s| {
+                s.iter().filter(|s| s.name.starts_with("chat ")).count() >= 4
+                    && s.iter()
+                        .filter(|s| s.str_attr("mcp.method.name").is_some())
+                        .count()
+                        >= loops.len()
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    let dump = common::otlp::spans_json(&spans);
+    for (traced, id) in &loops {
+        let execs: Vec<&SpanView> = spans
+            .iter()
+            .filter(|s| {
+                s.str_attr("gen_ai.operation.name") == Some("execute_tool")
+                    && s.str_attr("gen_ai.tool.call.id") == Some(id.as_str())
+            })
+            .collect();
+        assert_eq!(execs.len(), 1, "one execute_tool span for {id}:\n{dump}");
+        let exec = execs[0];
+        assert_eq!(
+            exec.str_attr("mcp.method.name"),
+            Some("tools/call"),
+            "{dump}"
+        );
+        assert_eq!(exec.str_attr("llmtap.mcp.server"), Some("tools"));
+        assert!(exec.duration_secs() >= EXEC.as_secs_f64(), "{dump}");
+        let asked = spans
+            .iter()
+            .find(|s| s.span_id == exec.parent_span_id)
+            .unwrap_or_else(|| panic!("no parent chat span for {id}:\n{dump}"));
+        assert!(asked.name.starts_with("chat "), "{dump}");
+        assert_eq!(asked.trace_id, exec.trace_id);
+        if *traced {
+            assert_eq!(exec.trace_id, TRACE);
+        } else {
+            assert_ne!(exec.trace_id, TRACE);
+        }
+    }
+    // Without app tracing, B sent the MCP server the model call's trace in `_meta`.
+    let metas = seen.lock().unwrap().clone();
+    let untraced = spans
+        .iter()
+        .find(|s| {
+            s.str_attr("mcp.method.name").is_some()
+                && loops
+                    .iter()
+                    .any(|(t, id)| !*t && s.str_attr("gen_ai.tool.call.id") == Some(id.as_str()))
+        })
+        .unwrap();
+    assert!(
+        metas.iter().any(|m| m["traceparent"]
+            .as_str()
+            .is_some_and(|tp| tp.contains(&untraced.trace_id) && tp.contains(&untraced.span_id))),
+        "{metas:?}"
+    );
+    for p in replicas {
+        p.stop().await;
+    }
+}

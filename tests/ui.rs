@@ -1411,3 +1411,193 @@ async fn the_sdk_tool_loop_shows_as_linked_calls() {
         assert!(!text.contains("sk-test-not-a-real-key"), "{text}");
     }
 }
+
+/// An agent trace with its MCP calls: the model (through llmtap) asks for two tools, the app
+/// lists the MCP server's tools, runs both calls over MCP through llmtap's `/mcp/tools`, tries
+/// a failing tool of its own accord, and sends the results back. The view lists every MCP
+/// request beside the model calls: the two executions joined to (and linking) the call that
+/// asked, the others shown unjoined; the asking call's tool spans are the MCP executions. A
+/// real browser renders it, and its screenshot is docs/mcp.png (with LLMTAP_UPDATE_SCREENSHOT).
+#[tokio::test]
+async fn mcp_requests_beside_the_model_calls_joined_ones_linked() {
+    let (mcp_url, _) = common::mcp::scripted_server(Duration::from_millis(120)).await;
+    let (_up, proxy) = gateway_proxy(
+        "",
+        Some(Box::new(move |c: &mut llmtap::config::Config| {
+            c.mcp_servers = vec![llmtap::config::McpServerConfig {
+                name: "tools".into(),
+                url: mcp_url,
+            }];
+        })),
+    )
+    .await;
+    let rpc = |id: u64, method: &str, params: Value| {
+        let url = format!("{}/mcp/tools", proxy.url);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        async move {
+            let r: Value = client()
+                .post(url)
+                .header("accept", "application/json, text/event-stream")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r
+        }
+    };
+    let mut messages = vec![json!({"role": "user", "content": "Weather and time in Paris?"})];
+    let (s, body) = post(
+        &proxy.url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    let assistant = first["choices"][0]["message"].clone();
+    let calls = assistant["tool_calls"].as_array().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{assistant}");
+    messages.push(assistant);
+    rpc(1, "tools/list", json!({})).await;
+    for (i, call) in calls.iter().enumerate() {
+        let arguments: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap())
+                .unwrap_or(json!({}));
+        let r = rpc(
+            2 + i as u64,
+            "tools/call",
+            json!({"name": call["function"]["name"], "arguments": arguments}),
+        )
+        .await;
+        messages.push(json!({"role": "tool", "tool_call_id": call["id"],
+            "content": r["result"]["content"][0]["text"]}));
+    }
+    let r = rpc(9, "tools/call", json!({"name": "failing", "arguments": {}})).await;
+    assert_eq!(r["result"]["isError"], true);
+    // The app's own work before it answers the model.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, _) = post(
+        &proxy.url,
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let rows = wait_calls(&proxy.url, 2).await;
+    let asking = rows
+        .iter()
+        .find(|c| c["tool_calls"].as_array().unwrap().len() == 2)
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+
+    // The MCP list: four requests, the two executions joined to the asking call.
+    let mut mcp = Vec::new();
+    for _ in 0..500 {
+        mcp = get_json(&format!("{}/ui/api/mcp", proxy.url)).await["mcp"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if mcp.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mcp.len(), 4, "{mcp:#?}");
+    let joined: Vec<&Value> = mcp.iter().filter(|m| !m["joined"].is_null()).collect();
+    assert_eq!(joined.len(), 2, "{mcp:#?}");
+    for m in &joined {
+        assert_eq!(m["joined"]["asked_by"], asking, "{m}");
+        assert_eq!(m["method"], "tools/call");
+        assert_eq!(m["server"], "tools");
+        assert!(m["duration_ms"].as_f64().unwrap() >= 120.0, "{m}");
+        assert!(calls.iter().any(|c| c["id"] == m["joined"]["call_id"]));
+    }
+    let list = mcp.iter().find(|m| m["method"] == "tools/list").unwrap();
+    assert!(list["joined"].is_null());
+    let failing = mcp.iter().find(|m| m["target"] == "failing").unwrap();
+    assert_eq!(failing["error"], "tool_error");
+    assert_eq!(failing["error_message"], "disk full");
+    assert!(failing["joined"].is_null());
+    // Filters that apply to MCP requests: status.
+    let errors = get_json(&format!("{}/ui/api/mcp?status=error", proxy.url)).await;
+    assert_eq!(errors["mcp"].as_array().unwrap().len(), 1, "{errors}");
+    // The asking call's tool spans are the MCP executions.
+    let detail = get_json(&format!("{}/ui/api/calls/{asking}", proxy.url)).await;
+    let tools = detail["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 2, "{detail:#}");
+    let answering = rows.iter().find(|c| c["tool_results"] == 2).unwrap()["id"].clone();
+    for t in tools {
+        assert_eq!(t["mcp"]["server"], "tools", "{t}");
+        let m = mcp.iter().find(|m| m["id"] == t["mcp"]["id"]).unwrap();
+        assert_eq!(m["joined"]["call_id"], t["call_id"]);
+        // The execution's time, and the call that carried the result back linked.
+        assert!(
+            (t["duration_ms"].as_f64().unwrap() - m["duration_ms"].as_f64().unwrap()).abs() < 1.0
+        );
+        assert_eq!(t["result_received"], true, "{t}");
+        assert_eq!(t["answered_by"], answering, "{t}");
+    }
+    assert!(detail["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == answering && r["relation"] == "sent the tool results"));
+
+    // A real browser: the MCP table beside the calls, the joined rows linking the asking
+    // call, and its timeline's tool spans marked as MCP executions.
+    let Some(bin) = chromium() else { return };
+    let tmp = TempDir::new("ui-mcp");
+    let url = format!("{}/ui?live=0#call={asking}", proxy.url);
+    let dom = run_chromium(&bin, &tmp.path().join("profile"), &["--dump-dom"], &url).await;
+    let table = section(&dom, "mcp", "table");
+    assert_eq!(table.matches(r#"<tr class="mcp-row"#).count(), 4, "{table}");
+    assert_eq!(
+        table.matches(r#"<tr class="mcp-row joined"#).count(),
+        2,
+        "{table}"
+    );
+    assert!(table.contains(r#"data-method="tools/list""#), "{table}");
+    assert_eq!(
+        table
+            .matches(&format!(r##"<a href="#call={asking}""##))
+            .count(),
+        2,
+        "{table}"
+    );
+    let aside = section(&dom, "detail", "aside");
+    assert_eq!(aside.matches(r#"data-mcp="tools""#).count(), 4, "{aside}");
+    assert!(
+        aside.contains("executed over MCP: tools tools/call, ok"),
+        "{aside}"
+    );
+    assert_no_canary("the rendered page", &dom);
+
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let shot = out_dir.join("mcp.png");
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        &bin,
+        &tmp.path().join("profile2"),
+        &[
+            "--window-size=1600,1000",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &url,
+    )
+    .await;
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(png.len() > 20_000, "a drawn page, not a blank one");
+    eprintln!("screenshot: {}", shot.display());
+    if std::env::var_os("LLMTAP_UPDATE_SCREENSHOT").is_some() {
+        std::fs::copy(&shot, repo().join("docs/mcp.png")).unwrap();
+    }
+    proxy.stop().await;
+}

@@ -270,6 +270,11 @@ async fn post(
     let version = header_text(headers, "mcp-protocol-version");
     let baggage = header_text(headers, "baggage");
     let inject = m.app.config.mcp_trace_context && telemetry.enabled();
+    let mut shared = m.app.shared.as_deref().filter(|_| telemetry.enabled());
+    let tool_ttl = m.app.config.telemetry.tool_call_ttl;
+    // Claims in the shared state, for all the messages of one POST together, wait at most
+    // this long: a batch of tool calls never waits one Redis timeout per message.
+    let claims_until = Instant::now() + crate::state::STATE_TIMEOUT;
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut ops = Vec::new();
@@ -290,7 +295,18 @@ async fn post(
             started_at,
         }
         .operation(s, trace);
-        claim_model_call(telemetry, tenant.as_ref(), &mut op);
+        if let (false, Some(state)) = (
+            claim_model_call(telemetry, tenant.as_ref(), &mut op),
+            shared,
+        ) {
+            let left = claims_until.saturating_duration_since(Instant::now());
+            let claim = claim_shared_model_call(state, tool_ttl, tenant.as_ref(), &mut op);
+            match tokio::time::timeout(left, claim).await {
+                Ok(Ok(())) => {}
+                // Redis failed or the budget is spent: the rest go on unjoined.
+                Ok(Err(())) | Err(_) => shared = None,
+            }
+        }
         if inject {
             let trace = &op.trace;
             let mut fields = vec![("traceparent", traceparent(telemetry, trace))];
@@ -435,28 +451,76 @@ impl Facts {
             rpc_code: None,
             http_status: None,
             joined_call: None,
+            shared_call: None,
         }
     }
 }
 
-/// A `tools/call` that arrived without trace context of its own (no `traceparent` header,
-/// nothing in `_meta`) and executes a tool call a model just asked for starts in that model
-/// call's trace, under the chat span that asked: the context it sends on is that trace's.
+/// A `tools/call` that executes a tool call a model asked for through this replica (same tool,
+/// arguments equal as JSON, same tenant, and the same trace when the request has trace context
+/// of its own) is claimed for that call as it arrives. Without trace context of its own it
+/// starts in the model call's trace, under the chat span that asked: the context it sends on
+/// is that trace's. Returns whether it was claimed.
 pub(crate) fn claim_model_call(
     telemetry: &crate::telemetry::Telemetry,
     tenant: Option<&Arc<str>>,
     op: &mut McpOperation,
-) {
-    if op.trace.parent.is_some() || !op.is_tool_call() {
-        return;
-    }
-    let (Some(name), Some(args)) = (&op.tool_name, &op.arguments) else {
-        return;
+) -> bool {
+    let Some((name, args, trace)) = join_facts(op) else {
+        return false;
     };
-    if let Some(c) = telemetry.claim_tool_call(tenant, name, args) {
-        op.trace = c.trace(op.trace.span_id, std::mem::take(&mut op.trace.baggage));
-        op.joined_call = Some(c.call_id);
+    match telemetry.claim_tool_call(tenant, name, args, trace) {
+        Some(c) => {
+            join(op, &c);
+            true
+        }
+        None => false,
     }
+}
+
+/// As [`claim_model_call`], for a call asked for through another replica: claimed in the
+/// shared state (Redis, `state.claim_execution`), one round trip bounded by its timeout; `Err`
+/// when Redis failed (the request goes on unjoined). Only worth its round trip when the local
+/// claim found nothing.
+async fn claim_shared_model_call(
+    state: &crate::state::SharedState,
+    ttl: Duration,
+    tenant: Option<&Arc<str>>,
+    op: &mut McpOperation,
+) -> Result<(), ()> {
+    let Some((name, args, trace)) = join_facts(op) else {
+        return Ok(());
+    };
+    let key = crate::telemetry::mcp::arguments_key(args);
+    let claimed = state
+        .claim_execution(tenant.map(|t| &**t), name, key, trace, ttl)
+        .await?;
+    if let Some(call) = claimed.and_then(|c| c.into_pending()) {
+        join(op, &crate::telemetry::mcp::Claimable::of_pending(&call));
+        op.shared_call = Some(Box::new(call));
+    }
+    Ok(())
+}
+
+const NO_ARGUMENTS: Value = Value::Null;
+
+/// What a `tools/call` is matched on: its tool, its arguments (none counts as `{}`), and its
+/// trace when it brought context of its own.
+fn join_facts(op: &McpOperation) -> Option<(&str, &Value, Option<opentelemetry::trace::TraceId>)> {
+    if !op.is_tool_call() {
+        return None;
+    }
+    let name = op.tool_name.as_deref()?;
+    let args = op.arguments.as_ref().unwrap_or(&NO_ARGUMENTS);
+    let trace = op.trace.parent.as_ref().map(|_| op.trace.trace_id);
+    Some((name, args, trace))
+}
+
+fn join(op: &mut McpOperation, c: &crate::telemetry::mcp::Claimable) {
+    if op.trace.parent.is_none() {
+        op.trace = c.trace(op.trace.span_id, std::mem::take(&mut op.trace.baggage));
+    }
+    op.joined_call = Some(c.call_id.clone());
 }
 
 /// `trace` with a span id of its own (one per message of a batch).

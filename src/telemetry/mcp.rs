@@ -74,9 +74,12 @@ pub struct McpOperation {
     pub rpc_code: Option<i64>,
     /// The HTTP status of the exchange that carried the request.
     pub http_status: Option<u16>,
-    /// The model's tool call this execution was started under (claimed from the
-    /// [`ToolIndex`] when the request had no trace context of its own).
+    /// The model's tool call this execution was claimed for on the request path (from the
+    /// [`ToolIndex`], or from the shared state).
     pub joined_call: Option<String>,
+    /// That call when it was claimed from the shared state (asked for through another
+    /// replica): this replica has no pending copy of it.
+    pub shared_call: Option<Box<PendingCall>>,
 }
 
 impl McpOperation {
@@ -252,12 +255,14 @@ impl ToolIndex {
         self.by_key.entry(key).or_default().push_back(entry);
     }
 
-    /// The oldest live call of `name` with these arguments from `tenant`, taken.
+    /// The oldest live call of `name` with these arguments from `tenant` (in `trace` when
+    /// given), taken.
     pub fn claim(
         &mut self,
         tenant: Option<&Arc<str>>,
         name: &str,
         arguments: &Value,
+        trace: Option<TraceId>,
     ) -> Option<Claimable> {
         let key = JoinKey {
             tenant: tenant.cloned(),
@@ -266,13 +271,12 @@ impl ToolIndex {
         };
         let list = self.by_key.get_mut(&key)?;
         let now = Instant::now();
-        let mut found = None;
-        while let Some(c) = list.pop_front() {
-            if now.saturating_duration_since(c.at) < self.ttl {
-                found = Some(c);
-                break;
-            }
-        }
+        let ttl = self.ttl;
+        list.retain(|c| now.saturating_duration_since(c.at) < ttl);
+        let found = list
+            .iter()
+            .position(|c| trace.is_none_or(|t| t == c.trace_id))
+            .and_then(|i| list.remove(i));
         if list.is_empty() {
             self.by_key.remove(&key);
         }
@@ -282,6 +286,18 @@ impl ToolIndex {
 }
 
 impl Claimable {
+    /// A call claimed through the shared state (asked for on another replica).
+    pub fn of_pending(c: &PendingCall) -> Claimable {
+        Claimable {
+            call_id: c.call_id.clone(),
+            trace_id: c.trace_id,
+            parent_span_id: c.parent_span_id,
+            trace_state: c.trace_state.clone(),
+            sampled: c.keep,
+            at: c.requested,
+        }
+    }
+
     /// The trace identity of an MCP execution of this call: its own span (`span_id`) under the
     /// chat span that asked for it.
     pub fn trace(&self, span_id: SpanId, baggage: Vec<(String, String)>) -> TraceParent {
@@ -502,39 +518,35 @@ mod tests {
             &trace,
             true,
         );
-        assert!(idx
-            .claim(None, "get_weather", &serde_json::json!({"city": "Paris"}))
-            .is_none());
+        let paris = serde_json::json!({"city": "Paris"});
+        assert!(idx.claim(None, "get_weather", &paris, None).is_none());
         assert!(idx
             .claim(
                 Some(&acme),
                 "get_weather",
-                &serde_json::json!({"city": "Lyon"})
+                &serde_json::json!({"city": "Lyon"}),
+                None
             )
+            .is_none());
+        // Another trace's execution does not take it.
+        assert!(idx
+            .claim(Some(&acme), "get_weather", &paris, Some(TraceId::from(8)))
             .is_none());
         let c = idx
-            .claim(
-                Some(&acme),
-                "get_weather",
-                &serde_json::json!({"city": "Paris"}),
-            )
+            .claim(Some(&acme), "get_weather", &paris, Some(TraceId::from(7)))
             .unwrap();
         assert_eq!(c.call_id, "c1");
         let t = c.trace(SpanId::from(11), Vec::new());
         assert_eq!(t.trace_id, TraceId::from(7));
         assert_eq!(t.parent.unwrap().span_id(), SpanId::from(9));
         assert!(idx
-            .claim(
-                Some(&acme),
-                "get_weather",
-                &serde_json::json!({"city": "Paris"})
-            )
+            .claim(Some(&acme), "get_weather", &paris, None)
             .is_none());
         // Bounded: the oldest goes.
         idx.add(None, &call("a", "{}"), &trace, true);
         idx.add(None, &call("b", "{}"), &trace, true);
         idx.add(None, &call("c", "{}"), &trace, true);
-        let first = idx.claim(None, "get_weather", &Value::Null).unwrap();
+        let first = idx.claim(None, "get_weather", &Value::Null, None).unwrap();
         assert_eq!(first.call_id, "b");
     }
 

@@ -374,18 +374,19 @@ impl Telemetry {
     }
 
     /// The model's pending tool call an MCP `tools/call` of `name` with `arguments` from
-    /// `tenant` executes, taken (see [`mcp::ToolIndex`]).
+    /// `tenant` (in `trace` when given) executes, taken (see [`mcp::ToolIndex`]).
     pub fn claim_tool_call(
         &self,
         tenant: Option<&Arc<str>>,
         name: &str,
         arguments: &serde_json::Value,
+        trace: Option<TraceId>,
     ) -> Option<mcp::Claimable> {
         self.inner
             .tool_index
             .lock()
             .ok()?
-            .claim(tenant, name, arguments)
+            .claim(tenant, name, arguments, trace)
     }
 
     /// Hands a finished MCP operation to the worker without waiting (as [`Self::submit`]).
@@ -609,13 +610,36 @@ impl Worker {
                     if !asked_by.iter().any(|c| c.span_id() == call.parent_span_id) {
                         asked_by.push(spans::requesting_span_context(&call));
                     }
-                    self.emit_tool(call, f.started_at, res, Some(f.trace.span_id));
-                    // Taken here: remove it from the shared state so no replica emits it again.
-                    if let Some(state) = self.state.clone() {
-                        let (id, tenant) = (id.clone(), tenant.cloned());
-                        tokio::spawn(async move {
-                            let _ = state.take_call(tenant.as_deref(), &id).await;
-                        });
+                    match self.state.clone() {
+                        // Taken here: removed from the shared state so no replica emits it
+                        // again. An MCP execution on another replica may have claimed it: the
+                        // shared copy says so, and then its span is out already.
+                        Some(state) if !call.executed => {
+                            let (tx, tenant) = (self.closed_tx.clone(), tenant.cloned());
+                            let closed_by = Some(f.trace.span_id);
+                            let (end, result) = (f.started_at, res.map(str::to_owned));
+                            tokio::spawn(async move {
+                                let mut call = call;
+                                let stored = state.take_call(tenant.as_deref(), &call.call_id);
+                                if let Ok(Some(s)) = stored.await {
+                                    call.executed |= s.executed;
+                                }
+                                let closed = Closed {
+                                    call,
+                                    end,
+                                    result,
+                                    closed_by,
+                                };
+                                let _ = tx.send(closed).await;
+                            });
+                        }
+                        Some(state) => {
+                            let (id, tenant) = (id.clone(), tenant.cloned());
+                            tokio::spawn(async move {
+                                let _ = state.take_call(tenant.as_deref(), &id).await;
+                            });
+                        }
+                        None => self.emit_tool(call, f.started_at, res, Some(f.trace.span_id)),
                     }
                 } else if self.state.is_some() {
                     remote.push((id.clone(), res.map(str::to_owned)));
@@ -776,9 +800,10 @@ impl Worker {
     /// One MCP operation: a `tools/call` that executes a tool call a model asked for (same
     /// tool, arguments equal as JSON, same tenant, and the same trace when the app sent one)
     /// becomes that call's `execute_tool` span; every operation is one client span.
-    fn handle_mcp(&mut self, op: mcp::McpOperation) {
+    fn handle_mcp(&mut self, mut op: mcp::McpOperation) {
         log_mcp(&op);
-        let joined = match (&op.tool_name, op.is_tool_call(), &op.joined_call) {
+        let shared = op.shared_call.take().map(|c| *c);
+        let local = match (&op.tool_name, op.is_tool_call(), &op.joined_call) {
             (_, _, Some(id)) => self.tools.execute_by_id(op.tenant.as_ref(), id),
             (Some(name), true, None) => {
                 let key =
@@ -789,6 +814,15 @@ impl Worker {
             }
             _ => None,
         };
+        // A call claimed in the shared state is marked executed there; one joined here is
+        // marked now, for the replica that may receive its result.
+        if let (Some(c), Some(state)) = (&local, self.state.clone()) {
+            let (tenant, id, ttl) = (c.tenant.clone(), c.call_id.clone(), self.tool_ttl);
+            tokio::spawn(async move {
+                let _ = state.mark_executed(tenant.as_deref(), &id, ttl).await;
+            });
+        }
+        let joined = local.or(shared);
         if let Some(i) = &self.instruments {
             i.record_mcp(&op);
             if let Some(c) = &joined {
@@ -812,22 +846,27 @@ impl Worker {
             self.batcher
                 .push_with(|| Some(mcp::mcp_span(&op, joined.as_ref(), &cx)));
         }
-        // The live view shows the execution in the asking call's tool timeline, with its real
-        // start and end (and, with content on spans, the MCP span's attributes).
-        if let (Some(r), Some(c)) = (&self.recent, joined) {
+        // The live view lists every MCP request, and shows a joined execution in the asking
+        // call's tool timeline, with its real start and end (and, with content on spans, the
+        // MCP span's attributes).
+        if let Some(r) = &self.recent {
             let exported = (self.redactor.is_some() && self.content_on_spans).then(|| {
                 let cx = span_cx!(self);
-                mcp::mcp_attributes(&op, Some(&c), &cx)
+                mcp::mcp_attributes(&op, joined.as_ref(), &cx)
             });
-            let mut call = c;
-            call.requested_at = op.started_at;
-            r.push_tool(RecentTool {
-                call,
-                end: op.end_time(),
-                received: false,
-                closed_by: None,
-                exported_attributes: exported,
-            });
+            let (start, end) = (op.started_at, op.end_time());
+            let id = r.push_mcp(op, joined.clone(), keep, exported.clone());
+            if let Some(mut call) = joined {
+                call.requested_at = start;
+                r.push_tool(RecentTool {
+                    call,
+                    end,
+                    received: false,
+                    closed_by: None,
+                    exported_attributes: exported,
+                    mcp: Some(id),
+                });
+            }
         }
     }
 
@@ -843,6 +882,7 @@ impl Worker {
         tokio::spawn(async move {
             match state.take_call(call.tenant.as_deref(), &call.call_id).await {
                 Ok(None) => {}
+                Ok(Some(stored)) if stored.executed => {}
                 Ok(Some(_)) | Err(()) => {
                     let closed = Closed {
                         call,
@@ -888,7 +928,11 @@ impl Worker {
     ) {
         let received = closed_by.is_some();
         if call.executed {
-            // Its execute_tool span and duration came from the MCP execution.
+            // Its execute_tool span and duration came from the MCP execution; the view's
+            // record of that execution links the request that carried the result.
+            if let (Some(r), Some(by)) = (&self.recent, closed_by) {
+                r.tool_answered(&call.call_id, call.parent_span_id, by);
+            }
             return;
         }
         if let Some(i) = &self.instruments {
@@ -913,6 +957,7 @@ impl Worker {
                 received,
                 closed_by,
                 exported_attributes: exported,
+                mcp: None,
             });
         }
     }

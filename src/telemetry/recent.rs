@@ -1,5 +1,6 @@
 //! The recent calls the live view (`/ui`) shows: a bounded ring of finished inference
-//! requests, newest first, and the `execute_tool` records between them.
+//! requests, newest first, the `execute_tool` records between them, and the MCP requests
+//! relayed beside them (joined to the model call they executed a tool for, or not).
 //!
 //! The telemetry worker feeds it from the same finished record as spans and metrics, after
 //! them, off the request path. Per request that is one move of the record (already boxed)
@@ -20,6 +21,7 @@ use opentelemetry::trace::SpanId;
 use opentelemetry::KeyValue;
 use tokio::sync::broadcast;
 
+use super::mcp::McpOperation;
 use super::record::FinishedRequest;
 use super::spans::{token_usage, TokenUsage};
 use crate::vocab::pending::PendingCall;
@@ -42,7 +44,8 @@ pub struct RecentCall {
 }
 
 /// One `execute_tool` record: a tool call from the response that asked for it to the request
-/// that carried its result (or to expiry).
+/// that carried its result (or to expiry), or its MCP execution.
+#[derive(Clone)]
 pub struct RecentTool {
     /// The call (its arguments dropped when kept).
     pub call: PendingCall,
@@ -53,12 +56,29 @@ pub struct RecentTool {
     /// With content on spans: the execute_tool span's attributes as exported, arguments and
     /// result included (redacted and truncated).
     pub exported_attributes: Option<Vec<KeyValue>>,
+    /// The MCP request that executed it ([`RecentMcp::id`]), when one did.
+    pub mcp: Option<u64>,
+}
+
+/// One MCP request or notification as the view keeps it (its arguments and result dropped).
+pub struct RecentMcp {
+    /// Increasing for the life of the process (its own sequence, apart from the calls').
+    pub id: u64,
+    pub op: McpOperation,
+    /// The model's tool call it executed, when joined (arguments dropped).
+    pub joined: Option<PendingCall>,
+    /// Whether its span was exported (sampled).
+    pub sampled: bool,
+    /// With content on spans: the span's attributes as exported.
+    pub exported_attributes: Option<Vec<KeyValue>>,
 }
 
 struct Ring {
     calls: VecDeque<Arc<RecentCall>>,
     tools: VecDeque<Arc<RecentTool>>,
+    mcp: VecDeque<Arc<RecentMcp>>,
     next_id: u64,
+    next_mcp_id: u64,
 }
 
 pub struct RecentCalls {
@@ -66,6 +86,7 @@ pub struct RecentCalls {
     max_calls: usize,
     content_on_spans: bool,
     events: broadcast::Sender<Arc<RecentCall>>,
+    mcp_events: broadcast::Sender<Arc<RecentMcp>>,
 }
 
 impl RecentCalls {
@@ -75,11 +96,14 @@ impl RecentCalls {
             ring: Mutex::new(Ring {
                 calls: VecDeque::new(),
                 tools: VecDeque::new(),
+                mcp: VecDeque::new(),
                 next_id: 1,
+                next_mcp_id: 1,
             }),
             max_calls,
             content_on_spans,
             events: broadcast::channel(EVENT_BUFFER).0,
+            mcp_events: broadcast::channel(EVENT_BUFFER).0,
         }
     }
 
@@ -133,6 +157,68 @@ impl RecentCalls {
         let mut ring = self.lock();
         ring.tools.push_front(Arc::new(tool));
         ring.tools.truncate(self.max_calls.saturating_mul(4));
+    }
+
+    /// Keeps an MCP request (bounded like the calls); returns its id. Its arguments and result
+    /// are dropped, and the joined call's arguments.
+    pub fn push_mcp(
+        &self,
+        mut op: McpOperation,
+        mut joined: Option<PendingCall>,
+        sampled: bool,
+        exported_attributes: Option<Vec<KeyValue>>,
+    ) -> u64 {
+        op.arguments = None;
+        op.result = None;
+        if let Some(c) = &mut joined {
+            c.arguments = None;
+        }
+        let exported_attributes = exported_attributes.filter(|_| self.content_on_spans);
+        let mut ring = self.lock();
+        let id = ring.next_mcp_id;
+        ring.next_mcp_id += 1;
+        let m = Arc::new(RecentMcp {
+            id,
+            op,
+            joined,
+            sampled,
+            exported_attributes,
+        });
+        ring.mcp.push_front(m.clone());
+        ring.mcp.truncate(self.max_calls);
+        drop(ring);
+        if self.mcp_events.receiver_count() > 0 {
+            let _ = self.mcp_events.send(m);
+        }
+        id
+    }
+
+    /// The MCP requests kept, newest first.
+    pub fn mcp(&self) -> Vec<Arc<RecentMcp>> {
+        self.lock().mcp.iter().cloned().collect()
+    }
+
+    /// New MCP requests as they are kept, for live views.
+    pub fn subscribe_mcp(&self) -> broadcast::Receiver<Arc<RecentMcp>> {
+        self.mcp_events.subscribe()
+    }
+
+    /// The result of a call an MCP request executed came back in the request whose span is
+    /// `closed_by`: its record (asked for by `parent`) links that request now.
+    pub fn tool_answered(&self, call_id: &str, parent: SpanId, closed_by: SpanId) {
+        let mut ring = self.lock();
+        let found = ring.tools.iter_mut().find(|t| {
+            t.mcp.is_some()
+                && t.closed_by.is_none()
+                && t.call.call_id == call_id
+                && t.call.parent_span_id == parent
+        });
+        if let Some(t) = found {
+            let mut answered = RecentTool::clone(t);
+            answered.received = true;
+            answered.closed_by = Some(closed_by);
+            *t = Arc::new(answered);
+        }
     }
 
     /// The calls kept, newest first.
@@ -315,6 +401,52 @@ mod tests {
         let kept = r.calls().remove(0);
         assert!(kept.finished.response.output_text.is_empty());
         assert_eq!(kept.exported_attributes, Some(exported));
+    }
+
+    #[test]
+    fn mcp_requests_are_kept_bounded_without_content() {
+        let r = RecentCalls::new(2, false);
+        let op = |m: &str| McpOperation {
+            method: m.into(),
+            request_id: None,
+            tool_name: Some("get_weather".into()),
+            prompt_name: None,
+            resource_uri: None,
+            arguments: Some(serde_json::json!({"city": "Paris"})),
+            result: Some(serde_json::json!({"content": []})),
+            session_id: None,
+            jsonrpc_version: None,
+            protocol_version: None,
+            server: Arc::new(crate::vocab::provider::UpstreamInfo {
+                name: "tools".into(),
+                provider: crate::config::Provider::OpenaiCompatible,
+                address: Arc::from(""),
+                port: 0,
+            }),
+            transport: "tcp",
+            http_version: None,
+            trace: Default::default(),
+            tenant: None,
+            started_at: SystemTime::now(),
+            started: std::time::Instant::now(),
+            ended: std::time::Instant::now(),
+            error: None,
+            error_message: None,
+            rpc_code: None,
+            http_status: None,
+            joined_call: None,
+            shared_call: None,
+        };
+        for m in ["a", "b", "c"] {
+            r.push_mcp(op(m), None, true, Some(Vec::new()));
+        }
+        let kept = r.mcp();
+        let ids: Vec<u64> = kept.iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![3, 2]);
+        assert_eq!(kept[0].op.method, "c");
+        assert!(kept[0].op.arguments.is_none() && kept[0].op.result.is_none());
+        assert!(kept[0].exported_attributes.is_none(), "capture off");
+        assert_eq!(r.len(), 0, "the calls' ring is apart");
     }
 
     #[tokio::test]

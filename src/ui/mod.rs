@@ -4,8 +4,11 @@
 //! - `GET /ui/api/calls`: recent calls, newest first (`model`, `upstream`, `status`, `tenant`,
 //!   `conversation`, `after`, `limit` filter them);
 //! - `GET /ui/api/calls/{id}`: one call with its span attributes, timeline and tool spans;
+//! - `GET /ui/api/mcp`: recent MCP requests, newest first, each linked to the model call it
+//!   executed a tool for when joined (`tenant`, `status`, `after`, `limit` filter them);
 //! - `GET /ui/api/summary`: the last minutes (`minutes`, default 5) behind the five panels;
-//! - `GET /ui/api/events`: server-sent events, one `call` event per call as it finishes.
+//! - `GET /ui/api/events`: server-sent events, one `call` event per call as it finishes and
+//!   one `mcp` event per MCP request.
 //!
 //! None of these creates telemetry. On a loopback address (where the view is on by default)
 //! requests must name a loopback or IP host, so a web page elsewhere cannot reach the view
@@ -85,6 +88,7 @@ pub fn routes(app: Arc<AppState>, loopback_only: bool) -> Option<Router> {
             .route("/ui/app.css", get(style))
             .route("/ui/api/calls", get(calls))
             .route("/ui/api/calls/{id}", get(call))
+            .route("/ui/api/mcp", get(mcp))
             .route("/ui/api/summary", get(summary))
             .route("/ui/api/events", get(events))
             .route_layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -186,7 +190,14 @@ async fn call(State(s): State<Arc<UiState>>, Path(id): Path<String>) -> Response
     };
     let calls = s.recent.calls();
     let tools = s.recent.tools();
-    json(view::detail(&c, &calls, &tools, &s.cx()))
+    let mcp = s.recent.mcp();
+    json(view::detail(&c, &calls, &tools, &mcp, &s.cx()))
+}
+
+async fn mcp(State(s): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Response {
+    let filter = Filter::from_query(q.as_deref());
+    let calls = s.recent.calls();
+    json(view::mcp_rows(&s.recent.mcp(), &calls, &filter, &s.cx()))
 }
 
 async fn summary(State(s): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Response {
@@ -203,38 +214,52 @@ async fn summary(State(s): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Respon
     ))
 }
 
-/// One `call` event (a row) per call as it is kept, filtered like `/ui/api/calls`; a
-/// `lagged` event when this subscriber fell behind (the page then reloads the list). The
-/// stream ends when the server starts shutting down, so an open page never holds up a drain.
+/// One `call` event (a row) per call as it is kept, and one `mcp` event per MCP request,
+/// filtered like `/ui/api/calls` and `/ui/api/mcp`; a `lagged` event when this subscriber fell
+/// behind (the page then reloads the lists). The stream ends when the server starts shutting
+/// down, so an open page never holds up a drain.
 async fn events(
     State(s): State<Arc<UiState>>,
     RawQuery(q): RawQuery,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let filter = Filter::from_query(q.as_deref());
     let rx = s.recent.subscribe();
+    let mcp_rx = s.recent.subscribe_mcp();
     let stopping = s.app.stopping.subscribe();
     let stream = futures_util::stream::unfold(
-        (rx, stopping, s, filter),
-        |(mut rx, mut stopping, s, filter)| async move {
+        (rx, mcp_rx, stopping, s, filter),
+        |(mut rx, mut mcp_rx, mut stopping, s, filter)| async move {
             loop {
                 if *stopping.borrow() {
                     return None;
                 }
-                let next = tokio::select! {
-                    r = rx.recv() => r,
+                let event = tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(c) if filter.matches(&c, &s.app.config.ui.tenant_key) => Event::default()
+                            .event("call")
+                            .data(view::row(&c, &s.cx()).to_string()),
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(n)) => {
+                            Event::default().event("lagged").data(n.to_string())
+                        }
+                        Err(RecvError::Closed) => return None,
+                    },
+                    r = mcp_rx.recv() => match r {
+                        Ok(m) if view::mcp_matches(&filter, &m) => {
+                            let calls = s.recent.calls();
+                            Event::default()
+                                .event("mcp")
+                                .data(view::mcp_row(&m, &calls, &s.cx()).to_string())
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(n)) => {
+                            Event::default().event("lagged").data(n.to_string())
+                        }
+                        Err(RecvError::Closed) => return None,
+                    },
                     _ = stopping.changed() => return None,
                 };
-                let event = match next {
-                    Ok(c) if filter.matches(&c, &s.app.config.ui.tenant_key) => Event::default()
-                        .event("call")
-                        .data(view::row(&c, &s.cx()).to_string()),
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(n)) => {
-                        Event::default().event("lagged").data(n.to_string())
-                    }
-                    Err(RecvError::Closed) => return None,
-                };
-                return Some((Ok(event), (rx, stopping, s, filter)));
+                return Some((Ok(event), (rx, mcp_rx, stopping, s, filter)));
             }
         },
     );

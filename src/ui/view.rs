@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::stream::openai::Usage;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::{self, PriceTable};
-use crate::telemetry::recent::{RecentCall, RecentTool};
+use crate::telemetry::recent::{RecentCall, RecentMcp, RecentTool};
 use crate::telemetry::record::FinishedRequest;
 use crate::telemetry::semconv as sc;
 use crate::telemetry::spans::{self, SpanContextInfo, TokenUsage};
@@ -362,6 +362,7 @@ pub fn detail(
     c: &RecentCall,
     calls: &[Arc<RecentCall>],
     tools: &[Arc<RecentTool>],
+    mcp: &[Arc<RecentMcp>],
     cx: &ViewCx<'_>,
 ) -> Value {
     let f = &c.finished;
@@ -404,7 +405,19 @@ pub fn detail(
                     .attributes,
             ),
         };
+        let mcp = t
+            .mcp
+            .and_then(|id| mcp.iter().find(|m| m.id == id))
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "server": cut(&m.op.server.name),
+                    "method": cut(&m.op.method),
+                    "error": m.op.error,
+                })
+            });
         tool_rows.push(json!({
+            "mcp": mcp,
             "name": t.call.name,
             "call_id": t.call.call_id,
             "type": t.call.kind,
@@ -442,6 +455,107 @@ pub fn detail(
         o.insert("content_captured".into(), json!(content_captured(cx)));
     }
     out
+}
+
+/// The MCP request's target as its span name has it: the tool, the prompt, or the resource.
+fn mcp_target(m: &RecentMcp) -> Option<&str> {
+    let op = &m.op;
+    op.tool_name
+        .as_deref()
+        .or(op.prompt_name.as_deref())
+        .or(op.resource_uri.as_deref())
+        .map(cut)
+}
+
+/// One MCP request as a row: what it asked of which server, how it ended, and, when it
+/// executed a tool call a model asked for, that call's id and the row id of the model call
+/// that asked (while the ring still holds it).
+pub fn mcp_row(m: &RecentMcp, calls: &[Arc<RecentCall>], cx: &ViewCx<'_>) -> Value {
+    let op = &m.op;
+    let joined = m.joined.as_ref().map(|c| {
+        json!({
+            "call_id": cut(&c.call_id),
+            "asked_by": find_by_span(calls, Some(c.parent_span_id)).map(|a| a.id),
+            "trace_id": c.trace_id.to_string(),
+        })
+    });
+    // A joined span is exported in the model call's trace (see `mcp::mcp_span`).
+    let trace = m
+        .joined
+        .as_ref()
+        .map(|c| c.trace_id)
+        .unwrap_or(op.trace.trace_id);
+    let trace = (trace != TraceId::INVALID).then(|| trace.to_string());
+    let link = match (cx.trace_url, &trace) {
+        (Some(t), Some(id)) => Some(
+            t.replace("{trace_id}", id)
+                .replace("{span_id}", &op.trace.span_id.to_string()),
+        ),
+        _ => None,
+    };
+    json!({
+        "id": m.id,
+        "start_ms": unix_ms(op.started_at),
+        "end_ms": unix_ms(op.end_time()),
+        "server": cut(&op.server.name),
+        "method": cut(&op.method),
+        "target": mcp_target(m),
+        "transport": op.transport,
+        "session": op.session_id.as_deref().map(cut),
+        "protocol_version": op.protocol_version.as_deref().map(cut),
+        "tenant": op.tenant.as_deref(),
+        "status": op.http_status,
+        "error": op.error.as_deref().map(cut),
+        "error_message": op.error_message.as_deref().map(|e| cx.messages.apply(e)),
+        "duration_ms": op.duration_secs() * 1e3,
+        "trace_id": trace,
+        "span_id": op.trace.span_id.to_string(),
+        "sampled": m.sampled,
+        "trace_url": link,
+        "joined": joined,
+    })
+}
+
+/// Whether an MCP request passes the filters that apply to it (tenant, status, `after`);
+/// model, upstream and conversation are the model calls' own and leave MCP rows alone.
+pub fn mcp_matches(f: &Filter, m: &RecentMcp) -> bool {
+    let op = &m.op;
+    if let Some(t) = &f.tenant {
+        if op.tenant.as_deref() != Some(t.as_str()) {
+            return false;
+        }
+    }
+    if let Some(s) = &f.status {
+        let ok = match s.as_str() {
+            "ok" => op.error.is_none(),
+            "error" => op.error.is_some(),
+            s => match s.parse::<u16>() {
+                Ok(n) => op.http_status == Some(n),
+                Err(_) => op.error.as_deref() == Some(s),
+            },
+        };
+        if !ok {
+            return false;
+        }
+    }
+    f.after.is_none_or(|a| m.id > a)
+}
+
+/// The MCP rows matching `filter`, newest first.
+pub fn mcp_rows(
+    mcp: &[Arc<RecentMcp>],
+    calls: &[Arc<RecentCall>],
+    filter: &Filter,
+    cx: &ViewCx<'_>,
+) -> Value {
+    let limit = filter.limit.unwrap_or(200).clamp(1, mcp.len().max(1));
+    let rows: Vec<Value> = mcp
+        .iter()
+        .filter(|m| mcp_matches(filter, m))
+        .take(limit)
+        .map(|m| mcp_row(m, calls, cx))
+        .collect();
+    json!({ "mcp": rows, "kept": mcp.len() })
 }
 
 /// Whether content is captured onto spans, so the view shows it.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod mcp;
 pub mod otlp;
 pub mod process;
 pub mod raw;

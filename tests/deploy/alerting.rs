@@ -31,7 +31,7 @@ fn alerting_rule(name: &str) -> Value {
 
 /// The Prometheus series names METRICS.md lists (histograms with `_sum` and `_count`).
 fn documented_series() -> BTreeSet<String> {
-    let re = regex::Regex::new(r"`((?:llmtap|gen_ai_client)_[A-Za-z_]+)`").unwrap();
+    let re = regex::Regex::new(r"`((?:llmtap|gen_ai_client|mcp_client)_[A-Za-z_]+)`").unwrap();
     let mut names = BTreeSet::new();
     for c in re.captures_iter(&read("config/grafana/METRICS.md")) {
         let name = c[1].to_string();
@@ -107,6 +107,11 @@ fn every_alert_is_documented_uses_real_metrics_and_is_unit_tested_both_ways() {
         ("LLMTapTelemetryDropped", &["instance", "signal"]),
         ("LLMTapTargetDown", &["job", "instance"]),
         ("LLMTapCostBurnAboveBudget", &[]),
+        (
+            "LLMTapMcpToolErrorRate",
+            &["gen_ai_tool_name", "llmtap_mcp_server"],
+        ),
+        ("LLMTapMcpLatencyHigh", &["llmtap_mcp_server"]),
     ];
     let names: BTreeSet<&str> = alerts.iter().filter_map(|a| a["alert"].as_str()).collect();
     let expected: BTreeSet<&str> = named.iter().map(|(n, _)| *n).collect();
@@ -161,7 +166,10 @@ fn every_alert_is_documented_uses_real_metrics_and_is_unit_tested_both_ways() {
         for name in ident.find_iter(&expr).map(|m| m.as_str()) {
             if name.contains(':') {
                 assert!(records.contains(name), "{expr}: {name} is recorded nowhere");
-            } else if name.starts_with("llmtap_") || name.starts_with("gen_ai_client_") {
+            } else if ["llmtap_", "gen_ai_client_", "mcp_client_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
                 assert!(
                     known.contains(name),
                     "{expr}: {name} is not in config/grafana/METRICS.md"

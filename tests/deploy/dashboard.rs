@@ -2,7 +2,10 @@
 //! data, the dashboard imports anywhere, docs/grafana.md lists every panel, and the
 //! Prometheus config passes promtool.
 
-use super::prometheus::{dashboard_traffic, wait_counted, Prometheus, REQUESTS_PER_ROUND};
+use super::prometheus::{
+    dashboard_traffic, wait_counted, wait_mcp_counted, Prometheus, MCP_TOOL_CALLS_PER_ROUND,
+    REQUESTS_PER_ROUND,
+};
 use super::*;
 
 /// One PromQL query of the dashboard, as written there.
@@ -134,7 +137,23 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     if common::python().is_none() {
         return;
     }
-    let (_up, _rx, proxy) = start_traced("http/protobuf", None, &[]).await;
+    let up = start_upstream().await;
+    let rx = OtlpReceiver::start().await;
+    let (mcp_url, _mcp_metas) = common::mcp::scripted_server(Duration::from_millis(5)).await;
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            env: otlp_env(&rx, "http/protobuf"),
+            tweak: Some(Box::new(move |c| {
+                c.mcp_servers = vec![llmtap::config::McpServerConfig {
+                    name: "tools".into(),
+                    url: mcp_url,
+                }];
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
     // Without config/prometheus/alerts.yml: a Prometheus of someone else's, scraping llmtap
     // and knowing none of our recording rules, must fill every panel.
     let prom = Prometheus::start(&prometheus_bin, proxy.addr, &[]).await;
@@ -151,9 +170,11 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     // each of them grow, and is scraped twice more.
     dashboard_traffic(&proxy).await.expect("SDK venv");
     wait_counted(&proxy, REQUESTS_PER_ROUND).await;
+    wait_mcp_counted(&proxy, MCP_TOOL_CALLS_PER_ROUND).await;
     prom.wait_two_scrapes_after(unix_now()).await;
     dashboard_traffic(&proxy).await.expect("SDK venv");
     wait_counted(&proxy, 2.0 * REQUESTS_PER_ROUND).await;
+    wait_mcp_counted(&proxy, 2.0 * MCP_TOOL_CALLS_PER_ROUND).await;
     prom.wait_two_scrapes_after(unix_now()).await;
 
     let mut failures = Vec::new();
@@ -422,7 +443,12 @@ fn dashboard_is_importable_anywhere() {
 #[test]
 fn docs_grafana_lists_every_panel() {
     let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).unwrap();
-    let metric = regex::Regex::new(r"\b((?:llmtap|gen_ai_client)_[A-Za-z_]+)\b").unwrap();
+    let metric =
+        regex::Regex::new(r"\b((?:llmtap|gen_ai_client|mcp_client)_[A-Za-z_]+)\b").unwrap();
+    // In a query, a metric is a name with a selector or a range after it; `llmtap_mcp_server`
+    // in `by (...)` is a label.
+    let selected =
+        regex::Regex::new(r"\b((?:llmtap|gen_ai_client|mcp_client)_[A-Za-z_]+)\s*[{\[]").unwrap();
     let quoted = regex::Regex::new(r#""[^"]*""#).unwrap();
     let mut panels: Vec<(String, String, BTreeSet<String>)> = Vec::new();
     let mut row = String::new();
@@ -436,7 +462,7 @@ fn docs_grafana_lists_every_panel() {
         for t in p["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = t["expr"].as_str() {
                 let expr = quoted.replace_all(expr, "");
-                names.extend(metric.find_iter(&expr).map(|m| m.as_str().to_string()));
+                names.extend(selected.captures_iter(&expr).map(|c| c[1].to_string()));
             }
         }
         panels.push((row.clone(), title, names));

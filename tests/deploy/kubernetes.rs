@@ -525,7 +525,7 @@ fn kubernetes_gateway_runs_three_replicas_sharing_the_shipped_redis() {
 
 /// The size of a pending call in Redis that docs/deployment.md ("Scale on paper") states is
 /// what llmtap stores for a typical one: an OpenAI-style call id, a tool name and a one-line
-/// description, content capture off.
+/// description, its arguments hash (for MCP executions), content capture off.
 #[test]
 fn the_deployment_page_states_the_size_of_a_stored_tool_call() {
     let call = llmtap::state::StoredCall {
@@ -541,6 +541,8 @@ fn the_deployment_page_states_the_size_of_a_stored_tool_call() {
         arguments: None,
         description: Some("Current weather for a city, in Celsius.".into()),
         tenant: None,
+        arguments_key: Some(12_437_920_938_117_394_207),
+        executed: false,
     };
     let json = serde_json::to_string(&call).unwrap();
     let doc = read("docs/deployment.md");

@@ -172,6 +172,10 @@ pub(crate) async fn requests_counted(proxy: &Proxy) -> f64 {
 /// two calls of a coding-agent session.
 pub(crate) const REQUESTS_PER_ROUND: f64 = 16.0;
 
+/// MCP `tools/call` requests one round of [`dashboard_traffic`] makes: one that succeeds,
+/// one that fails with a tool error.
+pub(crate) const MCP_TOOL_CALLS_PER_ROUND: f64 = 2.0;
+
 /// Traffic for every panel: plain and streamed chats (TTFT, time per chunk) on two priced
 /// models (cost, per-model series), embeddings, a 429 (error share, error types), streamed
 /// tool calls with a follow-up carrying the results (tool calls, tool duration), a stream
@@ -194,7 +198,46 @@ pub(crate) async fn dashboard_traffic(proxy: &Proxy) -> Option<()> {
         assert_eq!(r.status(), 200);
         r.bytes().await.ok()?;
     }
+    // The MCP row: a tool list, a tool that works and one that fails, through `/mcp/tools`
+    // (the scripted MCP server of tests/common/mcp.rs).
+    for (id, method, params) in [
+        (1, "tools/list", json!({})),
+        (
+            2,
+            "tools/call",
+            json!({"name": "get_weather", "arguments": {"city": "Paris"}}),
+        ),
+        (3, "tools/call", json!({"name": "failing", "arguments": {}})),
+    ] {
+        let r = client()
+            .post(format!("{}/mcp/tools", proxy.url))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .send()
+            .await
+            .ok()?;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.ok()?;
+    }
     Some(())
+}
+
+/// Waits (bounded) until llmtap has counted `n` MCP `tools/call` requests on `/metrics`.
+pub(crate) async fn wait_mcp_counted(proxy: &Proxy, n: f64) {
+    let mut seen = 0.0;
+    for _ in 0..300 {
+        seen = scrape(&proxy.url)
+            .await
+            .lines()
+            .filter(|l| l.starts_with("llmtap_mcp_tool_calls_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if seen >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("llmtap counted {seen} MCP tool calls, expected {n}");
 }
 
 /// Waits (bounded) until llmtap's telemetry worker has recorded `n` requests.

@@ -10,6 +10,8 @@ const MAX_ROWS = 500;
 
 const state = {
   calls: [], // newest first, as the server sent them (filtered)
+  mcp: [], // MCP requests, newest first (filtered by tenant and status only)
+  mcpTimer: null,
   capacity: 1000,
   selected: null,
   filters: {},
@@ -158,6 +160,25 @@ async function loadSummary() {
   }
 }
 
+// The MCP list takes the filters that apply to MCP requests (tenant, status).
+function mcpQuery() {
+  return query({ minutes: null, limit: MAX_ROWS, model: null, upstream: null, conversation: null });
+}
+
+async function loadMcp() {
+  const data = await getJson('/mcp' + mcpQuery());
+  state.mcp = data.mcp;
+  renderMcp();
+}
+
+function scheduleMcp() {
+  if (state.mcpTimer) return;
+  state.mcpTimer = setTimeout(() => {
+    state.mcpTimer = null;
+    renderMcp();
+  }, 250);
+}
+
 function scheduleSummary() {
   if (state.summaryTimer) return;
   state.summaryTimer = setTimeout(() => {
@@ -185,10 +206,24 @@ function connect() {
     setConn('live', 'live');
     // Whatever finished while disconnected.
     loadCalls().catch((e) => showEmpty(e.message));
+    loadMcp().catch(() => {});
     scheduleSummary();
   });
   src.addEventListener('error', () => setConn('down', 'reconnecting'));
-  src.addEventListener('lagged', () => loadCalls().catch(() => {}));
+  src.addEventListener('lagged', () => {
+    loadCalls().catch(() => {});
+    loadMcp().catch(() => {});
+  });
+  src.addEventListener('mcp', (ev) => {
+    let m;
+    try { m = JSON.parse(ev.data); } catch (_) { return; }
+    if (state.mcp.some((x) => x.id === m.id)) return;
+    state.mcp.unshift(m);
+    if (state.mcp.length > MAX_ROWS) state.mcp.length = MAX_ROWS;
+    scheduleMcp();
+    // An execution of a tool the call on screen asked for: redraw its tool spans.
+    if (m.joined && m.joined.asked_by === state.selected) scheduleDetail();
+  });
   src.addEventListener('call', (ev) => {
     let c;
     try { c = JSON.parse(ev.data); } catch (_) { return; }
@@ -318,6 +353,55 @@ function callRow(c, fresh) {
   h('td', {}, trace));
 }
 
+// ---- MCP requests --------------------------------------------------------------------
+
+function renderMcp() {
+  const tbody = document.querySelector('#mcp tbody');
+  clear(tbody);
+  const frag = document.createDocumentFragment();
+  for (const m of state.mcp) frag.append(mcpRow(m));
+  tbody.append(frag);
+  document.getElementById('mcp-empty').hidden = state.mcp.length > 0;
+  const joined = state.mcp.filter((m) => m.joined).length;
+  document.getElementById('mcp-count').textContent = state.mcp.length
+    ? state.mcp.length + ' shown, ' + joined + ' joined to a model call'
+    : '';
+}
+
+function mcpRow(m) {
+  const j = m.joined;
+  const cls = ['mcp-row'];
+  if (j) cls.push('joined');
+  if (j && j.asked_by !== null && j.asked_by === state.selected) cls.push('for-selected');
+  let call;
+  if (j && j.asked_by !== null) {
+    call = h('a', { href: '#call=' + j.asked_by, title: 'tool call ' + j.call_id, onclick: (e) => { e.preventDefault(); select(j.asked_by); } },
+      'call ' + j.asked_by);
+  } else if (j) {
+    call = h('span', { class: 'muted', title: 'the model call left the ring', text: j.call_id });
+  } else {
+    call = h('span', { class: 'muted', text: 'not joined' });
+  }
+  let trace = '';
+  if (m.trace_id) {
+    trace = m.trace_url
+      ? h('a', { href: m.trace_url, target: '_blank', rel: 'noopener noreferrer', title: m.trace_id, text: m.trace_id.slice(0, 8) })
+      : h('span', { class: 'muted', title: m.trace_id + (m.sampled ? '' : ' (not sampled)'), text: m.trace_id.slice(0, 8) });
+  }
+  const status = m.error ? m.error : (m.status === null || m.status === undefined ? '' : String(m.status));
+  return h('tr', {
+    class: cls.join(' '),
+    dataset: { id: String(m.id), method: m.method, server: m.server, joined: j ? j.call_id : '', askedBy: j && j.asked_by !== null ? String(j.asked_by) : '' },
+  },
+  h('td', { title: fmtTime(m.start_ms) + ' to ' + fmtTime(m.end_ms), text: fmtTime(m.end_ms).slice(0, 8) }),
+  h('td', { class: 'wrap' }, breakable(m.server), m.transport === 'pipe' ? h('span', { class: 'muted responded', text: 'stdio' }) : null),
+  h('td', { class: 'wrap' }, breakable(m.method + (m.target ? ' ' + m.target : ''))),
+  h('td', { class: m.error ? 'status status-err' : 'status', title: m.error_message || null }, breakable(status)),
+  h('td', { class: 'num', text: fmtMs(m.duration_ms) }),
+  h('td', { class: 'joined' }, call),
+  h('td', {}, trace));
+}
+
 // ---- one call ------------------------------------------------------------------------
 
 function select(id) {
@@ -325,6 +409,9 @@ function select(id) {
   if (location.hash !== '#call=' + id) history.replaceState(null, '', '#call=' + id);
   for (const tr of document.querySelectorAll('tr.call-row')) {
     tr.classList.toggle('selected', tr.dataset.id === String(id));
+  }
+  for (const tr of document.querySelectorAll('tr.mcp-row')) {
+    tr.classList.toggle('for-selected', tr.dataset.askedBy === String(id));
   }
   loadDetail();
 }
@@ -408,10 +495,14 @@ function renderDetail(d) {
       h('th', { text: 'tool' }), h('th', { text: 'call id' }), h('th', { class: 'num', text: 'duration' }), h('th', { text: 'result' }))));
     const tb = h('tbody');
     for (const x of d.tools) {
-      tb.append(h('tr', { class: 'tool-row', dataset: { tool: x.name } },
+      const sentBack = x.result_received ? '; sent back in call ' + (x.answered_by === null ? '?' : x.answered_by) : '';
+      const result = x.mcp
+        ? 'executed over MCP: ' + x.mcp.server + ' ' + x.mcp.method + (x.mcp.error ? ', failed (' + x.mcp.error + ')' : ', ok') + sentBack
+        : x.result_received ? 'sent back in call ' + (x.answered_by === null ? '?' : x.answered_by) : 'never came back';
+      tb.append(h('tr', { class: 'tool-row', dataset: { tool: x.name, mcp: x.mcp ? x.mcp.server : '' } },
         h('td', { text: 'execute_tool ' + x.name }), h('td', { class: 'muted', text: x.call_id }),
         h('td', { class: 'num', text: fmtMs(x.duration_ms) }),
-        h('td', { text: x.result_received ? 'sent back in call ' + (x.answered_by === null ? '?' : x.answered_by) : 'never came back' })));
+        h('td', { class: x.mcp && x.mcp.error ? 'status-err' : null, text: result })));
     }
     t.append(tb);
     aside.append(t);
@@ -429,7 +520,7 @@ function timeline(d) {
   const rows = [];
   rows.push({ kind: 'call', label: 'this call', t: d.timeline, error: !!d.error });
   for (const x of d.tools) {
-    rows.push({ kind: 'tool', label: 'execute_tool ' + x.name, t: { start_ms: x.start_ms, end_ms: x.end_ms }, tool: x.name });
+    rows.push({ kind: 'tool', label: (x.mcp ? 'MCP ' + x.mcp.server + ': ' : 'execute_tool ') + x.name, t: { start_ms: x.start_ms, end_ms: x.end_ms }, tool: x.name, mcp: x.mcp ? x.mcp.server : null });
   }
   for (const r of d.related) {
     rows.push({ kind: 'related', label: 'call ' + r.id + ' (' + (r.relation.startsWith('sent') ? 'results' : 'asked') + ')', t: r.timeline, error: !!r.error, id: r.id });
@@ -449,6 +540,7 @@ function timeline(d) {
     const y = top + i * rowH;
     const g = s('g', { class: r.kind === 'tool' ? 'tool-span' : 'call-span', 'data-kind': r.kind }, svg);
     if (r.tool) g.setAttribute('data-tool', r.tool);
+    if (r.mcp) g.setAttribute('data-mcp', r.mcp);
     if (r.id) g.setAttribute('data-call', String(r.id));
     s('text', { x: left - 6, y: y + 13, 'text-anchor': 'end', text: r.label }, g);
     const x0 = x(r.t.start_ms); const x2 = Math.max(x(r.t.end_ms), x0 + 2);
@@ -657,12 +749,14 @@ function start() {
   document.getElementById('filters').addEventListener('change', () => {
     readFilters();
     loadCalls().catch(callsFailed);
+    loadMcp().catch(() => {});
     loadSummary();
     if (live) connect();
   });
   const m = /^#call=(\d+)$/.exec(location.hash);
   if (m) select(Number(m[1]));
   loadCalls().catch(callsFailed);
+  loadMcp().catch(() => {});
   loadSummary();
   if (live) {
     connect();
