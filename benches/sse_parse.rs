@@ -16,10 +16,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use llmtap::route::Operation;
-use llmtap::stream::openai::StreamAccumulator;
+use llmtap::dialect::{Dialect, OpenAiChat, StreamWatcher};
 use llmtap::stream::sse::SseParser;
-use llmtap::stream::strip::UsageStripper;
+use llmtap::stream::strip::EventStripper;
+use llmtap::vocab::operation::Operation;
 
 const FIXTURE: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -75,6 +75,17 @@ fn per_chunk(iters: u64, chunks: usize, mut stream: impl FnMut()) -> Duration {
         .mul_f64(iters as f64 / (streams * chunks as u64) as f64)
 }
 
+/// The usage stripper the relay puts on a stream llmtap injected `include_usage` into.
+fn stripper() -> EventStripper {
+    let injection = OpenAiChat.usage_injection(Operation::Chat);
+    EventStripper::new(injection.expect("chat injects usage").strip_rule())
+}
+
+/// A watcher as the record gets it: a new stream of `count_only` false.
+fn watcher() -> Box<dyn StreamWatcher> {
+    OpenAiChat.stream_watcher(false)
+}
+
 fn benches(c: &mut Criterion) {
     let recording = long_stream();
     let chunks = events(&recording);
@@ -98,7 +109,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("sse_parse_and_record_update", |b| {
         b.iter_custom(|iters| {
             per_chunk(iters, n, || {
-                let mut acc = StreamAccumulator::new();
+                let mut acc = watcher();
                 for chunk in &chunks {
                     black_box(acc.feed(black_box(chunk)));
                 }
@@ -111,8 +122,8 @@ fn benches(c: &mut Criterion) {
     group.bench_function("record_update_and_usage_strip", |b| {
         b.iter_custom(|iters| {
             per_chunk(iters, n, || {
-                let mut acc = StreamAccumulator::new();
-                let mut stripper = UsageStripper::new();
+                let mut acc = watcher();
+                let mut stripper = stripper();
                 for chunk in &chunks {
                     black_box(acc.feed(black_box(chunk)));
                     black_box(stripper.process(chunk));
@@ -126,8 +137,8 @@ fn benches(c: &mut Criterion) {
     group.bench_function("record_update_and_usage_strip_one_framing", |b| {
         b.iter_custom(|iters| {
             per_chunk(iters, n, || {
-                let mut acc = StreamAccumulator::new();
-                let mut stripper = UsageStripper::new();
+                let mut acc = watcher();
+                let mut stripper = stripper();
                 for chunk in &chunks {
                     black_box(stripper.process_with(black_box(chunk), |event, data| {
                         black_box(acc.feed_event(event, data));
@@ -141,7 +152,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("usage_strip", |b| {
         b.iter_custom(|iters| {
             per_chunk(iters, n, || {
-                let mut stripper = UsageStripper::new();
+                let mut stripper = stripper();
                 for chunk in &chunks {
                     black_box(stripper.process(black_box(chunk)));
                 }
@@ -152,10 +163,11 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("per_request");
-    let hasher = llmtap::request::PromptHasher::from_secret(b"bench");
+    let hasher = llmtap::vocab::prompt::PromptHasher::from_secret(b"bench");
     group.bench_function("request_parse", |b| {
         b.iter(|| {
-            black_box(llmtap::request::parse(
+            black_box(llmtap::dialect::parse_request(
+                &OpenAiChat,
                 black_box(REQUEST),
                 Operation::Chat,
                 false,

@@ -33,17 +33,17 @@ pub struct AppState {
     /// replicas through it (telemetry keeps pending tool calls there too).
     pub shared: Option<Arc<crate::state::SharedState>>,
     /// The keyed hasher for `llmtap.prompt.hash`.
-    pub prompt_hasher: crate::request::PromptHasher,
+    pub prompt_hasher: crate::vocab::prompt::PromptHasher,
 }
 
 impl AppState {
     /// The proxy's shared state. `shared` is the same Redis handle telemetry was started with
-    /// (or `None`); `prompt_hasher` keys `llmtap.prompt.hash` (`PromptHasher::from_env`).
+    /// (or `None`); `prompt_hasher` keys `llmtap.prompt.hash` (`PromptHasher::from_secret_or_random`).
     pub fn new(
         config: Config,
         telemetry: Telemetry,
         shared: Option<Arc<crate::state::SharedState>>,
-        prompt_hasher: crate::request::PromptHasher,
+        prompt_hasher: crate::vocab::prompt::PromptHasher,
     ) -> Result<Arc<AppState>, String> {
         let upstreams = Upstreams::new(&config)?;
         let client_keys = config.auth.as_ref().map(ClientKeys::new);

@@ -34,13 +34,13 @@ use crate::app::AppState;
 use crate::dialect;
 use crate::error::{error_chain, ProxyError};
 use crate::injection::{self, RefusalKey, MAX_REFUSAL_BODY};
-use crate::request::{self, RequestInfo};
 use crate::respond::{self, HoldPermit, UpstreamResponse};
 use crate::route::{self, Target};
 use crate::telemetry::record::{RequestFacts, RequestRecord};
 use crate::upstream::{self, Upstream, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
 use crate::vocab::limits::{self, Limit};
 use crate::vocab::provider::Provider;
+use crate::vocab::request::RequestInfo;
 
 /// The proxy handler: runs the phases, then relays the upstream's answer or answers with
 /// llmtap's own error.
@@ -306,10 +306,13 @@ impl<'a> Exchange<'a> {
             // A leniently read body is only ever spliced, never re-serialized: the values
             // the lenient reading replaced must reach the upstream as the client wrote them.
             let rewrites = lenient && obj.contains_key("stream_options");
-            if upstream.config.inject_usage && dialect.injects_usage(op) && !wants && !rewrites {
+            let usage_injection = dialect
+                .usage_injection(op)
+                .filter(|_| upstream.config.inject_usage && !wants && !rewrites);
+            if let Some(usage_injection) = usage_injection {
                 if s.refusals.refused(&refusal_key) {
                     self.record.injection_refused = i.stream == Some(true);
-                } else if let Some(rewritten) = request::inject_include_usage(bytes, obj) {
+                } else if let Some(rewritten) = usage_injection.rewrite(bytes, obj) {
                     inject = true;
                     original_body = Some(bytes.clone());
                     body = OutBody::Whole(Bytes::from(rewritten));
@@ -393,7 +396,14 @@ impl<'a> Exchange<'a> {
         let content_length = resp.content_length();
         let (read, rest) =
             read_prefix(resp.bytes_stream().boxed(), MAX_REFUSAL_BODY, timeouts.idle).await;
-        if rest.is_some() || !injection::names_injected_parameter(&read) {
+        // Whether the body names what the dialect's rewrite added.
+        let refused = self
+            .record
+            .dialect
+            .zip(self.record.operation)
+            .and_then(|(d, op)| d.usage_injection(op))
+            .is_some_and(|i| i.refused(&read));
+        if rest.is_some() || !refused {
             return Ok(UpstreamResponse {
                 status,
                 headers: resp_headers,

@@ -1,10 +1,9 @@
-//! Usage injection's safety net: recognising an upstream that refuses the injected
-//! `stream_options`, and remembering the refusal so later requests there are sent as the
-//! client wrote them.
+//! Usage injection's safety net: remembering an upstream that refused the injected
+//! parameter, so later requests there are sent as the client wrote them.
 //!
-//! llmtap adds `stream_options.include_usage` to streamed chat and completions requests (see
-//! `request::inject_include_usage`). Some OpenAI-compatible servers reject parameters they do
-//! not know: Azure OpenAI on older `api-version`s answers `400 Unrecognized request argument
+//! llmtap adds `stream_options.include_usage` to streamed chat and completions requests (the
+//! OpenAI Chat dialect's `UsageInjection`, which also recognises a refusal). Some
+//! OpenAI-compatible servers reject parameters they do not know: Azure OpenAI on older `api-version`s answers `400 Unrecognized request argument
 //! supplied: stream_options`, FastAPI-based servers `422 extra_forbidden` with
 //! `loc: ["body","stream_options"]`, others a 400 naming the field. The client never sent the
 //! parameter, so it must never see that error: the proxy retries once with the client's own
@@ -54,12 +53,6 @@ impl RefusalKey {
     }
 }
 
-/// True when an error body names the injected parameter: the upstream refused it.
-pub fn names_injected_parameter(body: &[u8]) -> bool {
-    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-    has(b"stream_options") || has(b"include_usage")
-}
-
 /// The `api-version` query parameter of a request, if any.
 pub fn api_version(query: Option<&str>) -> Option<&str> {
     query?
@@ -100,17 +93,6 @@ impl InjectionRefusals {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusal_bodies_seen_in_the_field() {
-        let azure = br#"{"error":{"message":"Unrecognized request argument supplied: stream_options","type":"invalid_request_error","param":null,"code":null}}"#;
-        let fastapi = br#"{"detail":[{"type":"extra_forbidden","loc":["body","stream_options"],"msg":"Extra inputs are not permitted","input":{"include_usage":true}}]}"#;
-        let other = br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
-        assert!(names_injected_parameter(azure));
-        assert!(names_injected_parameter(fastapi));
-        assert!(names_injected_parameter(b"unknown field include_usage"));
-        assert!(!names_injected_parameter(other));
-    }
 
     #[test]
     fn keys_follow_what_the_refusal_is_tied_to() {

@@ -201,7 +201,10 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         config,
         telemetry,
         shared,
-        llmtap::request::PromptHasher::from_env(env),
+        llmtap::vocab::prompt::PromptHasher::from_secret_or_random(
+            env.get(llmtap::vocab::prompt::PROMPT_HASH_KEY_ENV)
+                .as_deref(),
+        ),
     ) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),

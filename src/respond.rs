@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use crate::error::ProxyError;
 use crate::stream::decode::Decoder;
-use crate::stream::strip::UsageStripper;
+use crate::stream::strip::EventStripper;
 use crate::stream::tee::Relay;
 use crate::telemetry::record::RequestRecord;
 use crate::upstream;
@@ -135,9 +135,15 @@ pub(crate) fn relay(
     }
     let watched_encoding = if decoder.is_some() { "" } else { &encoding };
     record.response_started(status.as_u16(), &content_type, watched_encoding);
-    // Hide the injection's effects; an encoding we cannot decode is relayed untouched.
-    let stripper =
-        (injected_stream && (encoding.is_empty() || decoder.is_some())).then(UsageStripper::new);
+    // Hide the injection's effects, as the dialect that injected says; an encoding we cannot
+    // decode is relayed untouched.
+    let usage_injection = record
+        .dialect
+        .zip(record.operation)
+        .and_then(|(d, op)| d.usage_injection(op));
+    let stripper = usage_injection
+        .filter(|_| injected_stream && (encoding.is_empty() || decoder.is_some()))
+        .map(|i| EventStripper::new(i.strip_rule()));
     if stripper.is_some() {
         out_headers.remove(header::CONTENT_LENGTH);
     }

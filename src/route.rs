@@ -2,8 +2,8 @@
 
 use crate::config::{Config, UpstreamConfig};
 
-pub use crate::dialect::Operation;
-use crate::dialect::{self, ApiPath, Dialect};
+use crate::dialect::{self, Dialect};
+use crate::vocab::operation::Operation;
 use crate::vocab::text::glob_match;
 
 /// What the inbound path tells us before the body is read.
@@ -65,9 +65,10 @@ pub fn doubled_v1_hint(path: &str) -> Option<String> {
 /// Maps an inbound path to its upstream path, dialect and operation; `None` for paths llmtap
 /// does not proxy.
 ///
-/// `/v1/<rest>` goes to `<base>/<rest>` (the base URL carries its own `/v1`), Azure's
-/// `/openai/<rest>` to `<base>/openai/<rest>` (an Azure base URL is the resource root), and
-/// Ollama's `/api/<rest>` to `<origin of base>/api/<rest>`.
+/// A path a dialect claims whole (Gemini's) is forwarded as it is; any other goes by the
+/// [`Mount`](dialect::Mount) it is under, asking the dialects served there which one
+/// recognises it (`/v1/<rest>` goes to `<base>/<rest>`, Azure's `/openai/<rest>` to
+/// `<base>/openai/<rest>`, Ollama's `/api/<rest>` to `<origin of base>/api/<rest>`).
 pub fn target(path: &str, method: &http::Method) -> Option<Target> {
     // APIs that name their own version and model in the path (Gemini): forwarded whole.
     if let Some((dialect, claim)) = dialect::claim(path, method) {
@@ -81,44 +82,14 @@ pub fn target(path: &str, method: &http::Method) -> Option<Target> {
             path_stream: claim.stream,
         });
     }
-    let (upstream_path, rest, from_origin) = if let Some(rest) = path.strip_prefix("/v1/") {
-        (format!("/{rest}"), rest, false)
-    } else if let Some(rest) = path.strip_prefix("/openai/") {
-        (path.to_string(), rest, false)
-    } else if path.starts_with("/api/") {
-        (path.to_string(), &path[1..], true)
-    } else {
-        return None;
-    };
-    let mut deployment = None;
-    let mut op_path = rest;
-    let azure_prefix = path.starts_with("/openai/");
-    if azure_prefix {
-        if let Some(after) = rest.strip_prefix("deployments/") {
-            if let Some((name, tail)) = after.split_once('/') {
-                deployment = Some(name.to_string());
-                op_path = tail;
-            }
-        } else if let Some(tail) = rest.strip_prefix("v1/") {
-            // Azure's newer `/openai/v1/...` surface.
-            op_path = tail;
-        }
-    }
-    let api = ApiPath {
-        path: op_path,
-        azure: azure_prefix,
-    };
-    let (dialect, operation) = match dialect::recognise(api, method) {
-        Some((d, op)) => (Some(d), Some(op)),
-        None => (None, None),
-    };
+    let (at, served) = dialect::recognise(path, method)?;
     Some(Target {
-        upstream_path,
-        from_origin,
-        operation,
-        dialect,
-        azure_deployment: deployment.is_some(),
-        path_model: deployment,
+        upstream_path: at.upstream_path,
+        from_origin: at.from_origin,
+        operation: served.map(|(_, op)| op),
+        dialect: served.map(|(d, _)| d),
+        azure_deployment: at.deployment.is_some(),
+        path_model: at.deployment,
         path_stream: false,
     })
 }

@@ -337,7 +337,7 @@ async fn llmtaps_own_errors_take_the_shape_of_the_api_called() {
 /// whose `response.completed` says `default` (and a dated model, and the usage) is recorded
 /// as the completed response says. The other dialects' golden tests cover theirs
 /// (`dialect::anthropic` message_delta usage, `dialect::ollama` done line,
-/// `stream::openai` last chunk).
+/// `dialect::openai_chat` last chunk).
 #[tokio::test]
 async fn the_terminal_event_has_the_last_word() {
     let (_up, rx, proxy) = start_traced("http/protobuf", None, &[]).await;

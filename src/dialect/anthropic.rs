@@ -10,8 +10,9 @@
 use serde_json::{Map, Value};
 
 use crate::config::Provider;
-use crate::request::{PromptHasher, RequestContent, RequestInfo};
-use crate::summary::{ResponseSummary, Usage};
+use crate::vocab::prompt::PromptHasher;
+use crate::vocab::request::{RequestContent, RequestInfo};
+use crate::vocab::summary::{ResponseSummary, Usage};
 
 use super::watch::{EventReader, SseWatcher};
 use super::{f64_at, i64_at, str_at, strings_at, ApiPath, Dialect, Operation, StreamWatcher};
@@ -22,6 +23,10 @@ pub struct AnthropicMessages;
 impl Dialect for AnthropicMessages {
     fn name(&self) -> &'static str {
         "anthropic_messages"
+    }
+
+    fn mounts(&self) -> &'static [super::Mount] {
+        &[super::Mount::V1]
     }
 
     fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation> {
@@ -50,7 +55,7 @@ impl Dialect for AnthropicMessages {
             max_tokens: i64_at(obj, "max_tokens"),
             stop: strings_at(obj, "stop_sequences"),
             top_k: f64_at(obj, "top_k"),
-            tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            tool_descriptions: crate::vocab::request::tool_descriptions(obj, |t| Some(t)),
             forced_tool: super::forced_tool(obj, |t| t.get("name")),
             conversation_id: obj
                 .get("metadata")
@@ -80,8 +85,7 @@ impl Dialect for AnthropicMessages {
             }
         }
         if let Some(m) = obj.get("messages") {
-            let canonical = serde_json::to_vec(&(m, obj.get("system"))).unwrap_or_default();
-            info.prompt_hash = Some(hasher.hash(&canonical));
+            info.prompt_hash = Some(hasher.prompt_hash(&(m, obj.get("system"))));
         }
         if capture {
             info.content = Some(content(obj, &system));
@@ -94,54 +98,50 @@ impl Dialect for AnthropicMessages {
     }
 
     fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
-        let mut s = ResponseSummary::default();
-        match serde_json::from_slice::<Value>(body) {
-            Ok(v) if v.get("type").and_then(Value::as_str) == Some("error") => error(&v, &mut s),
-            Ok(v) if v.is_object() => {
-                s.set_id_and_model(
-                    v.get("id").and_then(Value::as_str),
-                    v.get("model").and_then(Value::as_str),
-                );
-                for (i, b) in v
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    match b.get("type").and_then(Value::as_str) {
-                        Some("text") => {
-                            s.push_text(
-                                0,
-                                b.get("text").and_then(Value::as_str).unwrap_or(""),
-                                false,
-                            );
-                        }
-                        Some("thinking") => s.push_reasoning(
-                            b.get("thinking").and_then(Value::as_str).unwrap_or(""),
-                        ),
-                        Some("tool_use") => {
-                            let id = b.get("id").and_then(Value::as_str).unwrap_or("");
-                            let name = b.get("name").and_then(Value::as_str).unwrap_or("");
-                            if let Some(k) = s.tool_call(i as u32, id, name, "function") {
-                                let input =
-                                    b.get("input").map(Value::to_string).unwrap_or_default();
-                                s.push_arguments(k, &input, false);
-                            }
-                        }
-                        _ => {}
+        super::summarize_object(body, |v, s| {
+            if v.get("type").and_then(Value::as_str) == Some("error") {
+                return error(v, s);
+            }
+            s.set_id_and_model(
+                v.get("id").and_then(Value::as_str),
+                v.get("model").and_then(Value::as_str),
+            );
+            for (i, b) in v
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                match b.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        s.push_text(
+                            0,
+                            b.get("text").and_then(Value::as_str).unwrap_or(""),
+                            false,
+                        );
                     }
-                }
-                if let Some(r) = v.get("stop_reason").and_then(Value::as_str) {
-                    s.set_finish_reason(0, r);
-                }
-                if let Some(u) = v.get("usage") {
-                    usage(u, &mut s);
+                    Some("thinking") => {
+                        s.push_reasoning(b.get("thinking").and_then(Value::as_str).unwrap_or(""))
+                    }
+                    Some("tool_use") => {
+                        let id = b.get("id").and_then(Value::as_str).unwrap_or("");
+                        let name = b.get("name").and_then(Value::as_str).unwrap_or("");
+                        if let Some(k) = s.tool_call(i as u32, id, name, "function") {
+                            let input = b.get("input").map(Value::to_string).unwrap_or_default();
+                            s.push_arguments(k, &input, false);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            _ => s.parse_failed = true,
-        }
-        s
+            if let Some(r) = v.get("stop_reason").and_then(Value::as_str) {
+                s.set_finish_reason(0, r);
+            }
+            if let Some(u) = v.get("usage") {
+                usage(u, s);
+            }
+        })
     }
 
     fn stream_complete(&self, s: &ResponseSummary) -> bool {
@@ -172,10 +172,6 @@ pub struct VertexAnthropic;
 impl Dialect for VertexAnthropic {
     fn name(&self) -> &'static str {
         "vertex_anthropic"
-    }
-
-    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
-        None
     }
 
     fn claim_path(&self, path: &str, method: &http::Method) -> Option<super::PathClaim> {
@@ -248,13 +244,13 @@ fn claude_code_session(user_id: &str) -> Option<String> {
 
 /// `system`: a string or text blocks.
 fn system_text(system: Option<&Value>) -> String {
-    crate::request::content_text(system)
+    crate::dialect::parts::content_text(system)
 }
 
 /// The text of a content block: `text`, or a `tool_result`'s content (string or blocks).
 fn block_text(b: &Value) -> String {
     match b.get("type").and_then(Value::as_str) {
-        Some("tool_result") => crate::request::content_text(b.get("content")),
+        Some("tool_result") => crate::dialect::parts::content_text(b.get("content")),
         _ => b
             .get("text")
             .and_then(Value::as_str)
@@ -317,9 +313,9 @@ fn media_block(b: &Value, kind: &str) -> Value {
     let s = |k: &str| src.and_then(|v| v.get(k)).and_then(Value::as_str);
     match s("type") {
         Some("base64") => {
-            crate::request::blob_part(s("data").unwrap_or(""), s("media_type"), modality)
+            crate::dialect::parts::blob_part(s("data").unwrap_or(""), s("media_type"), modality)
         }
-        Some("url") => crate::request::media_url_part(s("url").unwrap_or(""), modality),
+        Some("url") => crate::dialect::parts::media_url_part(s("url").unwrap_or(""), modality),
         Some("file") => serde_json::json!({"type": "file", "modality": modality,
             "file_id": s("file_id").unwrap_or("")}),
         _ => serde_json::json!({"type": kind}),

@@ -27,11 +27,12 @@
 use serde_json::{Map, Value};
 
 use crate::config::Provider;
-use crate::request::{PromptHasher, RequestContent, RequestInfo};
-use crate::summary::{FeedOutcome, ResponseSummary, Usage};
+use crate::vocab::prompt::PromptHasher;
+use crate::vocab::request::{RequestContent, RequestInfo};
+use crate::vocab::summary::{FeedOutcome, ResponseSummary, Usage};
 
 use super::watch::{EventReader, JsonArrayWatcher, SseWatcher};
-use super::{ApiPath, Dialect, Operation, PathClaim, StreamWatcher};
+use super::{Dialect, Operation, PathClaim, StreamWatcher};
 
 /// Gemini, on one of Google's two surfaces: the same request, response and stream shapes
 /// under different paths and provider names.
@@ -58,10 +59,6 @@ impl Dialect for Gemini {
     }
 
     /// Gemini paths are never under llmtap's `/v1/` prefix: see [`Dialect::claim_path`].
-    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
-        None
-    }
-
     fn claim_path(&self, path: &str, method: &http::Method) -> Option<PathClaim> {
         if self.vertex {
             let (publisher, under_project) = vertex_publisher_path(path)?;
@@ -211,8 +208,7 @@ fn request_facts(
                     .and_then(Value::as_i64);
             }
         }
-        let canonical = serde_json::to_vec(&requests).unwrap_or_default();
-        info.prompt_hash = Some(hasher.hash(&canonical));
+        info.prompt_hash = Some(hasher.prompt_hash(&requests));
         return info;
     }
     if let Some(g) = field(obj, "generationConfig", "generation_config").and_then(Value::as_object)
@@ -265,8 +261,7 @@ fn request_facts(
     }
     info.tool_results = tool_results(contents.map(Vec::as_slice).unwrap_or_default());
     if let Some(c) = obj.get("contents") {
-        let canonical = serde_json::to_vec(&(c, system)).unwrap_or_default();
-        info.prompt_hash = Some(hasher.hash(&canonical));
+        info.prompt_hash = Some(hasher.prompt_hash(&(c, system)));
     }
     if capture {
         info.content = Some(content(obj, &system_text));
@@ -292,7 +287,7 @@ fn tool_descriptions(obj: &Map<String, Value>) -> Vec<(String, String)> {
         Value::Array(declarations(obj).cloned().collect()),
     ))
     .collect();
-    super::tool_descriptions(&flat, |t| Some(t))
+    crate::vocab::request::tool_descriptions(&flat, |t| Some(t))
 }
 
 fn declarations(obj: &Map<String, Value>) -> impl Iterator<Item = &Value> {
@@ -311,10 +306,10 @@ fn declarations(obj: &Map<String, Value>) -> impl Iterator<Item = &Value> {
 /// The key of a function call that came without an `id`: its name and a hash of its
 /// arguments' canonical JSON. The response that asks for the call and the next request, which
 /// repeats the call in its history before the `functionResponse`, both compute it, so the
-/// call's `execute_tool` span closes without an id. See [`crate::summary::unnamed_call_key`].
+/// call's `execute_tool` span closes without an id. See [`crate::vocab::summary::unnamed_call_key`].
 fn call_key(name: &str, args: Option<&Value>) -> String {
     let canonical = args.map(Value::to_string).unwrap_or_else(|| "{}".into());
-    crate::summary::unnamed_call_key(name, &canonical)
+    crate::vocab::summary::unnamed_call_key(name, &canonical)
 }
 
 /// `functionResponse` parts of the request: each closes the call with its `id`, else the
@@ -961,7 +956,7 @@ mod tests {
         // No ids: each gets its name-and-arguments key, distinct per call.
         assert!(s.tool_calls[0]
             .id
-            .starts_with(crate::summary::UNNAMED_CALL_PREFIX));
+            .starts_with(crate::vocab::summary::UNNAMED_CALL_PREFIX));
         assert_ne!(s.tool_calls[0].id, s.tool_calls[1].id);
         // Vertex's `trafficType` is not OpenAI's service tier: not reported as one.
         assert_eq!(s.service_tier, None);

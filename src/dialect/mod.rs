@@ -1,26 +1,33 @@
 //! One dialect per LLM API, behind one small trait, over one request path.
 //!
-//! A dialect knows its API's wire format and nothing else: which paths are its own, what a
-//! request body says (model, parameters, tool results), whether usage can be asked for by
-//! injection, how response chunks and bodies become the provider-neutral
-//! [`ResponseSummary`](crate::summary::ResponseSummary), when a stream is complete, and the
-//! shape of llmtap's own errors on its paths. Routing, relaying and telemetry never look at
-//! a wire format themselves.
+//! A dialect knows its API's wire format and nothing else: which paths are its own (the
+//! [`Mount`]s it is served under, or whole paths it claims), what a request body says (model,
+//! parameters, tool results), whether usage must be asked for by rewriting the request (and
+//! hidden again from the client), how response chunks and bodies become the provider-neutral
+//! [`ResponseSummary`], when a stream is complete, and the shape of llmtap's own errors on its
+//! paths. Routing, relaying and telemetry never look at a wire format themselves.
 //!
 //! Adding an API is one new file implementing [`Dialect`] plus one line in [`DIALECTS`].
 
 mod anthropic;
+mod body;
 mod gemini;
 mod ollama;
 mod openai_chat;
 mod openai_responses;
+pub mod parts;
 mod watch;
 
 use serde_json::{Map, Value};
 
 use crate::config::Provider;
-use crate::request::{PromptHasher, RequestInfo};
-use crate::summary::{FeedOutcome, ResponseSummary};
+use crate::stream::strip::StripRule;
+use crate::vocab::operation::Operation;
+use crate::vocab::prompt::PromptHasher;
+use crate::vocab::request::RequestInfo;
+use crate::vocab::summary::{FeedOutcome, ResponseSummary};
+
+use body::json_object;
 
 pub use anthropic::{AnthropicMessages, VertexAnthropic};
 pub use gemini::{GEMINI_API, VERTEX_GEMINI};
@@ -39,27 +46,73 @@ pub static DIALECTS: &[&dyn Dialect] = &[
     &VertexAnthropic,
 ];
 
-/// The gen_ai operation a request performs (`gen_ai.operation.name`, semconv GenAI spans).
+/// A path prefix APIs are served under on llmtap's side, and how a path under it goes
+/// upstream. Each dialect lists the mounts it is served under ([`Dialect::mounts`]); every
+/// path under a mount is proxied, and traced when a dialect serving that mount recognises it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Chat,
-    TextCompletion,
-    Embeddings,
-    /// Gemini's `generateContent` / `streamGenerateContent`: the conventions name this
-    /// operation `generate_content` ("multimodal content generation operation such as Gemini
-    /// Generate Content"), and they say to use the predefined value that applies.
-    GenerateContent,
+pub enum Mount {
+    /// `/v1/<rest>`: `/<rest>` onto the upstream's base URL (which carries its own `/v1`).
+    V1,
+    /// Azure OpenAI's `/openai/...`: forwarded whole onto the base URL (an Azure base URL is
+    /// the resource root); the API path follows `deployments/{name}/` or `v1/`.
+    Azure,
+    /// Ollama's native `/api/...`: forwarded whole onto the base URL's origin (these paths sit
+    /// at the server's root, not under its `/v1`); the API path is `api/...`.
+    ServerRoot,
 }
 
-impl Operation {
-    /// `gen_ai.operation.name`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::GenerateContent => "generate_content",
-            Operation::Chat => "chat",
-            Operation::TextCompletion => "text_completion",
-            Operation::Embeddings => "embeddings",
+/// The dialect serving a path and the operation it performs there.
+pub type Served = (&'static dyn Dialect, Operation);
+
+/// An inbound path located under a [`Mount`].
+#[derive(Debug, Clone)]
+pub struct Mounted<'a> {
+    /// Path appended to the upstream base URL (starts with `/`), or to its origin when
+    /// `from_origin` is set.
+    pub upstream_path: String,
+    pub from_origin: bool,
+    /// The API path the dialects are asked about.
+    pub api: ApiPath<'a>,
+    /// Azure: the deployment the path names.
+    pub deployment: Option<String>,
+}
+
+impl Mount {
+    /// `path` (normalised) located under this mount, or `None` when it is not under it.
+    pub fn locate(self, path: &str) -> Option<Mounted<'_>> {
+        let (upstream_path, rest, from_origin) = match self {
+            Mount::V1 => {
+                let rest = path.strip_prefix("/v1/")?;
+                (format!("/{rest}"), rest, false)
+            }
+            Mount::Azure => (path.to_string(), path.strip_prefix("/openai/")?, false),
+            Mount::ServerRoot => {
+                path.strip_prefix("/api/")?;
+                (path.to_string(), &path[1..], true)
+            }
+        };
+        let mut deployment = None;
+        let mut api_path = rest;
+        if self == Mount::Azure {
+            if let Some(after) = rest.strip_prefix("deployments/") {
+                if let Some((name, tail)) = after.split_once('/') {
+                    deployment = Some(name.to_string());
+                    api_path = tail;
+                }
+            } else if let Some(tail) = rest.strip_prefix("v1/") {
+                // Azure's newer `/openai/v1/...` surface.
+                api_path = tail;
+            }
         }
+        Some(Mounted {
+            upstream_path,
+            from_origin,
+            api: ApiPath {
+                path: api_path,
+                azure: self == Mount::Azure,
+            },
+            deployment,
+        })
     }
 }
 
@@ -91,9 +144,18 @@ pub trait Dialect: Sync + std::fmt::Debug {
     /// Short name for logs and tests (`openai_chat`, `anthropic_messages`, ...).
     fn name(&self) -> &'static str;
 
-    /// The operation this dialect performs for `path` and `method`, or `None` when the path
-    /// is not one of its inference paths.
-    fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation>;
+    /// The mounts this API is served under; none for APIs that claim whole paths
+    /// ([`claim_path`](Self::claim_path)).
+    fn mounts(&self) -> &'static [Mount] {
+        &[]
+    }
+
+    /// The operation this dialect performs for `path` (under one of its [`mounts`](Self::mounts))
+    /// and `method`, or `None` when the path is not one of its inference paths (the default,
+    /// for APIs that only claim whole paths).
+    fn recognise(&self, _path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
+        None
+    }
 
     /// For APIs whose paths carry their own version and name the model (Google's
     /// `/v1beta/models/{model}:generateContent`): whether `path` (the whole normalised inbound
@@ -130,10 +192,10 @@ pub trait Dialect: Sync + std::fmt::Debug {
         hasher: &PromptHasher,
     ) -> RequestInfo;
 
-    /// Whether llmtap may add `stream_options.include_usage` for usage on streams. Only the
-    /// OpenAI chat and completions APIs need it; the others always report usage.
-    fn injects_usage(&self, _op: Operation) -> bool {
-        false
+    /// How usage is asked for on `op`'s streams when the API leaves it out unless asked (OpenAI
+    /// chat and completions); `None` (the default): the API always reports usage.
+    fn usage_injection(&self, _op: Operation) -> Option<&'static dyn UsageInjection> {
+        None
     }
 
     /// A watcher for a streamed response (`text/event-stream` or NDJSON).
@@ -162,6 +224,20 @@ pub fn openai_error_body(message: &str, kind: &str, code: &str) -> String {
     .to_string()
 }
 
+/// A request rewrite that asks an API for usage on a stream, and what undoes it for the client:
+/// the client receives the stream it would have received direct, and an upstream that refuses
+/// the rewrite is answered with the client's own body (the proxy's refusal memory).
+pub trait UsageInjection: Sync {
+    /// The body to send instead of `body` (whose JSON object is `obj`), or `None` when no
+    /// rewrite is needed (not streaming, or the client asked already). Every byte of the
+    /// client's body is kept where the rewrite can splice.
+    fn rewrite(&self, body: &[u8], obj: &Map<String, Value>) -> Option<Vec<u8>>;
+    /// Whether an upstream's 4xx body says it refused what the rewrite added.
+    fn refused(&self, error_body: &[u8]) -> bool;
+    /// For one rewritten stream: which events the relay cuts or drops.
+    fn strip_rule(&self) -> Box<dyn StripRule>;
+}
+
 /// Watches one streamed response: fed a copy of the (decoded) body bytes as they are relayed.
 pub trait StreamWatcher: Send {
     fn feed(&mut self, bytes: &[u8]) -> FeedOutcome;
@@ -182,14 +258,32 @@ pub trait StreamWatcher: Send {
     fn finish(self: Box<Self>) -> ResponseSummary;
 }
 
-/// The dialect and operation serving `path`, if any.
-pub fn recognise(
-    path: ApiPath<'_>,
+/// `path` located under the first mount it is under, and the dialect and operation serving
+/// it, if one of the dialects served under that mount recognises it. `None` when the path is
+/// under no dialect's mount.
+pub fn recognise<'p>(
+    path: &'p str,
     method: &http::Method,
-) -> Option<(&'static dyn Dialect, Operation)> {
-    DIALECTS
+) -> Option<(Mounted<'p>, Option<Served>)> {
+    recognise_among(DIALECTS, path, method)
+}
+
+/// [`recognise`] over `dialects`, in order.
+fn recognise_among<'p>(
+    dialects: &[&'static dyn Dialect],
+    path: &'p str,
+    method: &http::Method,
+) -> Option<(Mounted<'p>, Option<Served>)> {
+    let mounted = dialects
         .iter()
-        .find_map(|d| d.recognise(path, method).map(|op| (*d, op)))
+        .flat_map(|d| d.mounts())
+        .find_map(|m| m.locate(path).map(|at| (*m, at)));
+    let (mount, at) = mounted?;
+    let served = dialects
+        .iter()
+        .filter(|d| d.mounts().contains(&mount))
+        .find_map(|d| d.recognise(at.api, method).map(|op| (*d, op)));
+    Some((at, served))
 }
 
 /// The dialect claiming a whole inbound path, and what the path says (see
@@ -209,7 +303,7 @@ pub fn parse_request(
     capture: bool,
     hasher: &PromptHasher,
 ) -> Option<ParsedRequest> {
-    let (obj, lenient) = crate::request::json_object(body)?;
+    let (obj, lenient) = json_object(body)?;
     let info = dialect.request_facts(&obj, op, capture, hasher);
     Some(ParsedRequest { info, obj, lenient })
 }
@@ -219,8 +313,23 @@ pub struct ParsedRequest {
     pub info: RequestInfo,
     pub obj: Map<String, Value>,
     /// The strict parser refused the body (an out-of-range number, a lone surrogate) and the
-    /// lenient reading ([`crate::request::lenient_json`]) was used: facts may be approximate.
+    /// lenient reading (`body::lenient_json`) was used: facts may be approximate.
     pub lenient: bool,
+}
+
+/// The summary of a whole (non-streamed) body for APIs whose bodies are one JSON object:
+/// `read` fills it from the object (a success or an error shape); a body that is not a JSON
+/// object is recorded as `parse_failed`.
+pub(crate) fn summarize_object(
+    body: &[u8],
+    read: impl FnOnce(&Value, &mut ResponseSummary),
+) -> ResponseSummary {
+    let mut s = ResponseSummary::default();
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => read(&v, &mut s),
+        _ => s.parse_failed = true,
+    }
+    s
 }
 
 /// A number field read as `f64`/`i64` (helpers for request facts).
@@ -234,33 +343,6 @@ pub(crate) fn i64_at(obj: &Map<String, Value>, key: &str) -> Option<i64> {
 
 pub(crate) fn str_at(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// `(name, description)` of the tools a request offers, for `gen_ai.tool.description` on the
-/// execute_tool spans of the calls the response asks for. `function` is the object holding
-/// `name` and `description` in a tool entry (the entry itself for flat shapes).
-pub(crate) fn tool_descriptions(
-    obj: &Map<String, Value>,
-    function: impl Fn(&Value) -> Option<&Value>,
-) -> Vec<(String, String)> {
-    obj.get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            let f = function(t)?;
-            let name = f.get("name")?.as_str()?;
-            let description = f.get("description")?.as_str()?;
-            Some((
-                name.to_owned(),
-                description
-                    .chars()
-                    .take(crate::request::MAX_TOOL_DESCRIPTION_CHARS)
-                    .collect(),
-            ))
-        })
-        .take(crate::request::MAX_TOOL_DESCRIPTIONS)
-        .collect()
 }
 
 /// The one function a request forces the model to call, when it does: structured output done
@@ -324,7 +406,10 @@ mod tests {
     use http::Method;
 
     fn at(path: &str) -> Option<(&'static str, Operation)> {
-        recognise(ApiPath { path, azure: false }, &Method::POST).map(|(d, op)| (d.name(), op))
+        let path = format!("/v1/{path}");
+        recognise(&path, &Method::POST)
+            .and_then(|(_, served)| served)
+            .map(|(d, op)| (d.name(), op))
     }
 
     #[test]
@@ -346,24 +431,93 @@ mod tests {
             at("messages"),
             Some(("anthropic_messages", Operation::Chat))
         );
-        assert_eq!(at("api/chat"), Some(("ollama_native", Operation::Chat)));
+        let ollama = |path: &str| {
+            recognise(path, &Method::POST)
+                .and_then(|(_, served)| served)
+                .map(|(d, op)| (d.name(), op))
+        };
         assert_eq!(
-            at("api/generate"),
+            ollama("/api/chat"),
+            Some(("ollama_native", Operation::Chat))
+        );
+        assert_eq!(
+            ollama("/api/generate"),
             Some(("ollama_native", Operation::TextCompletion))
         );
         assert_eq!(
-            at("api/embed"),
+            ollama("/api/embed"),
             Some(("ollama_native", Operation::Embeddings))
         );
         assert_eq!(at("models"), None);
         assert_eq!(at("responses/resp_1/input_items"), None);
-        assert!(recognise(
-            ApiPath {
-                path: "chat/completions",
-                azure: false
-            },
-            &Method::GET
-        )
-        .is_none());
+        assert!(recognise("/v1/chat/completions", &Method::GET)
+            .is_some_and(|(_, served)| served.is_none()));
+    }
+
+    /// A fifth API as one file would write it: its mount, its path, its facts, its watcher.
+    /// Registered beside the others, it is routed with no change anywhere else, and the paths
+    /// of the dialects before it still go to them.
+    #[derive(Debug)]
+    struct Echo;
+
+    impl Dialect for Echo {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+        fn mounts(&self) -> &'static [Mount] {
+            &[Mount::V1]
+        }
+        fn recognise(&self, path: ApiPath<'_>, _method: &http::Method) -> Option<Operation> {
+            (path.path == "echo").then_some(Operation::Chat)
+        }
+        fn request_facts(
+            &self,
+            obj: &Map<String, Value>,
+            _op: Operation,
+            _capture: bool,
+            _hasher: &PromptHasher,
+        ) -> RequestInfo {
+            RequestInfo {
+                model: str_at(obj, "model"),
+                ..Default::default()
+            }
+        }
+        fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher> {
+            OpenAiChat.stream_watcher(count_only)
+        }
+        fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
+            OpenAiChat.summarize_body(body)
+        }
+        fn stream_complete(&self, s: &ResponseSummary) -> bool {
+            s.saw_done
+        }
+    }
+
+    #[test]
+    fn a_dialect_is_one_registration() {
+        let registered: &[&'static dyn Dialect] = &[&OpenAiChat, &AnthropicMessages, &Echo];
+        let served = |path: &str| {
+            recognise_among(registered, path, &Method::POST)
+                .and_then(|(_, served)| served)
+                .map(|(d, op)| (d.name(), op))
+        };
+        assert_eq!(served("/v1/echo"), Some(("echo", Operation::Chat)));
+        assert_eq!(
+            served("/v1/messages"),
+            Some(("anthropic_messages", Operation::Chat))
+        );
+        assert_eq!(
+            served("/openai/deployments/d/chat/completions"),
+            Some(("openai_chat", Operation::Chat))
+        );
+        // Not under Echo's mount: Azure paths are not its.
+        assert_eq!(served("/openai/deployments/d/echo"), None);
+        let (at, _) = recognise_among(registered, "/v1/echo", &Method::POST).unwrap();
+        assert_eq!(
+            (at.upstream_path.as_str(), at.from_origin),
+            ("/echo", false)
+        );
+        // Unregistered, it serves nothing.
+        assert!(recognise("/v1/echo", &Method::POST).is_some_and(|(_, s)| s.is_none()));
     }
 }

@@ -10,8 +10,9 @@
 use serde_json::{Map, Value};
 
 use crate::config::Provider;
-use crate::request::{PromptHasher, RequestContent, RequestInfo};
-use crate::summary::{ResponseSummary, Usage};
+use crate::vocab::prompt::PromptHasher;
+use crate::vocab::request::{RequestContent, RequestInfo};
+use crate::vocab::summary::{ResponseSummary, Usage};
 
 use super::watch::{EventReader, NdjsonWatcher};
 use super::{str_at, strings_at, ApiPath, Dialect, Operation, StreamWatcher};
@@ -22,6 +23,10 @@ pub struct OllamaNative;
 impl Dialect for OllamaNative {
     fn name(&self) -> &'static str {
         "ollama_native"
+    }
+
+    fn mounts(&self) -> &'static [super::Mount] {
+        &[super::Mount::ServerRoot]
     }
 
     fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation> {
@@ -67,7 +72,7 @@ impl Dialect for OllamaNative {
                 .then(|| super::i64_at(obj, "dimensions"))
                 .flatten(),
             top_k: opt_f64("top_k"),
-            tool_descriptions: super::tool_descriptions(obj, |t| t.get("function")),
+            tool_descriptions: crate::vocab::request::tool_descriptions(obj, |t| t.get("function")),
             ..Default::default()
         };
         let prompt_key = match op {
@@ -77,8 +82,7 @@ impl Dialect for OllamaNative {
         };
         let prompt = obj.get(prompt_key).or_else(|| obj.get("prompt"));
         if let Some(p) = prompt {
-            let canonical = serde_json::to_vec(p).unwrap_or_default();
-            info.prompt_hash = Some(hasher.hash(&canonical));
+            info.prompt_hash = Some(hasher.prompt_hash(p));
         }
         match prompt {
             Some(Value::Array(items)) if op == Operation::Chat => {
@@ -89,19 +93,8 @@ impl Dialect for OllamaNative {
                 }
                 info.tool_results = tool_results(items);
             }
-            Some(Value::String(s)) => {
-                info.message_count = 1;
-                info.prompt_chars = s.chars().count() as u64;
-            }
-            Some(Value::Array(items)) => {
-                info.message_count = items.len() as u64;
-                info.prompt_chars = items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|s| s.chars().count() as u64)
-                    .sum();
-            }
-            _ => {}
+            Some(text) => info.count_text_prompt(text),
+            None => {}
         }
         if let Some(system) = obj.get("system").and_then(Value::as_str) {
             info.prompt_chars += system.chars().count() as u64;
@@ -117,14 +110,7 @@ impl Dialect for OllamaNative {
     }
 
     fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
-        let mut s = ResponseSummary::default();
-        match serde_json::from_slice::<Value>(body) {
-            Ok(v) if v.is_object() => {
-                OllamaReader.line(&v, &mut s, false);
-            }
-            _ => s.parse_failed = true,
-        }
-        s
+        super::summarize_object(body, |v, s| OllamaReader.line(v, s, false))
     }
 
     fn stream_complete(&self, s: &ResponseSummary) -> bool {
@@ -159,7 +145,9 @@ fn call_key(call: &Value) -> (String, String) {
         .to_owned();
     let key = match call.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => id.to_owned(),
-        _ => crate::summary::unnamed_call_key(&name, &canonical_arguments(f.get("arguments"))),
+        _ => {
+            crate::vocab::summary::unnamed_call_key(&name, &canonical_arguments(f.get("arguments")))
+        }
     };
     (name, key)
 }
@@ -236,7 +224,7 @@ fn content(obj: &Map<String, Value>, op: Operation) -> RequestContent {
                     .flatten()
                 {
                     if let Some(b64) = img.as_str() {
-                        parts.push(crate::request::blob_part(b64, None, "image"));
+                        parts.push(crate::dialect::parts::blob_part(b64, None, "image"));
                     }
                 }
                 for call in m
@@ -470,7 +458,7 @@ mod tests {
         assert!(s
             .tool_calls
             .iter()
-            .all(|c| crate::summary::is_unnamed_call(&c.id)));
+            .all(|c| crate::vocab::summary::is_unnamed_call(&c.id)));
         let body = serde_json::json!({"model": "qwen3", "messages": [
             {"role": "user", "content": "go"},
             {"role": "assistant", "content": "", "tool_calls": [

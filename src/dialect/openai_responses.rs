@@ -10,8 +10,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::request::{PromptHasher, RequestContent, RequestInfo};
-use crate::summary::{ModalityUsage, ResponseSummary, Usage};
+use crate::vocab::prompt::PromptHasher;
+use crate::vocab::request::{RequestContent, RequestInfo};
+use crate::vocab::summary::{ModalityUsage, ResponseSummary, Usage};
 
 use super::watch::{EventReader, SseWatcher};
 use super::{f64_at, i64_at, str_at, ApiPath, Dialect, Operation, StreamWatcher};
@@ -22,6 +23,10 @@ pub struct OpenAiResponses;
 impl Dialect for OpenAiResponses {
     fn name(&self) -> &'static str {
         "openai_responses"
+    }
+
+    fn mounts(&self) -> &'static [super::Mount] {
+        &[super::Mount::V1, super::Mount::Azure]
     }
 
     fn recognise(&self, path: ApiPath<'_>, method: &http::Method) -> Option<Operation> {
@@ -54,7 +59,7 @@ impl Dialect for OpenAiResponses {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             service_tier: str_at(obj, "service_tier"),
-            tool_descriptions: super::tool_descriptions(obj, |t| Some(t)),
+            tool_descriptions: crate::vocab::request::tool_descriptions(obj, |t| Some(t)),
             forced_tool: super::forced_tool(obj, |t| t.get("name")),
             ..Default::default()
         };
@@ -82,8 +87,7 @@ impl Dialect for OpenAiResponses {
             _ => {}
         }
         if let Some(input) = obj.get("input") {
-            let canonical = serde_json::to_vec(&(input, &instructions)).unwrap_or_default();
-            info.prompt_hash = Some(hasher.hash(&canonical));
+            info.prompt_hash = Some(hasher.prompt_hash(&(input, &instructions)));
         }
         if capture {
             info.content = Some(content(obj, instructions.as_deref()));
@@ -96,23 +100,19 @@ impl Dialect for OpenAiResponses {
     }
 
     fn summarize_body(&self, body: &[u8]) -> ResponseSummary {
-        let mut s = ResponseSummary::default();
-        match serde_json::from_slice::<Value>(body) {
-            Ok(v) if v.get("error").is_some_and(Value::is_object) && v.get("output").is_none() => {
-                let e = &v["error"];
-                s.set_error(
+        super::summarize_object(body, |v, s| {
+            match v
+                .get("error")
+                .filter(|e| e.is_object() && v.get("output").is_none())
+            {
+                Some(e) => s.set_error(
                     e.get("message").and_then(Value::as_str),
                     e.get("type").and_then(Value::as_str),
                     e.get("code").and_then(Value::as_str),
-                );
+                ),
+                None => ResponsesReader::default().response(v, s, false, true),
             }
-            Ok(v) if v.is_object() => {
-                let mut reader = ResponsesReader::default();
-                reader.response(&v, &mut s, false, true);
-            }
-            _ => s.parse_failed = true,
-        }
-        s
+        })
     }
 
     fn stream_complete(&self, s: &ResponseSummary) -> bool {
@@ -157,7 +157,7 @@ fn item_parts(item: &Value) -> Vec<Value> {
                 let s = |k: &str| p.get(k).and_then(Value::as_str);
                 match s("type").unwrap_or("") {
                     "input_image" => match (s("image_url"), s("file_id")) {
-                        (Some(url), _) => crate::request::media_url_part(url, "image"),
+                        (Some(url), _) => crate::dialect::parts::media_url_part(url, "image"),
                         (None, Some(id)) => {
                             serde_json::json!({"type": "file", "modality": "image", "file_id": id})
                         }
@@ -167,7 +167,7 @@ fn item_parts(item: &Value) -> Vec<Value> {
                         (Some(id), _) => {
                             serde_json::json!({"type": "file", "modality": "document", "file_id": id})
                         }
-                        (None, Some(data)) => crate::request::media_url_part(data, "document"),
+                        (None, Some(data)) => crate::dialect::parts::media_url_part(data, "document"),
                         _ => serde_json::json!({"type": "input_file"}),
                     },
                     _ => serde_json::json!({"type": "text",

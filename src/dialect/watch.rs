@@ -1,11 +1,12 @@
 //! Stream watchers shared by the dialects: SSE framing (typed events), NDJSON framing (one
 //! JSON object per line) and JSON-array framing (one element at a time), each handing whole
-//! events to the dialect's [`EventReader`].
+//! events to the dialect's [`RawEventReader`] (most dialects write an [`EventReader`], which
+//! gets each event parsed into a `serde_json::Value`).
 
 use serde_json::Value;
 
 use crate::stream::sse::SseParser;
-use crate::summary::{FeedOutcome, ResponseSummary};
+use crate::vocab::summary::{FeedOutcome, ResponseSummary};
 
 use super::StreamWatcher;
 
@@ -30,8 +31,49 @@ pub(crate) trait EventReader: Send + Default + 'static {
     fn finish(&mut self, _summary: &mut ResponseSummary) {}
 }
 
+/// How a dialect reads one event from its bytes: the hot path of APIs whose readers parse
+/// into borrowed structs (OpenAI Chat), where a `serde_json::Value` per chunk would cost
+/// allocations. The watcher has already skipped a stream whose parsing failed and events
+/// whose data is empty.
+pub(crate) trait RawEventReader: Send + Default + 'static {
+    /// Reads one event's data (whitespace trimmed, not empty) into `summary`. Returns whether
+    /// it counts as a chunk (OpenAI's `[DONE]` does not). Sets `summary.first_content_seen`
+    /// when it carried content or a tool call, and `summary.parse_failed` when it is not what
+    /// the API sends (parsing stops there for the stream).
+    fn read(
+        &mut self,
+        event: Option<&str>,
+        data: &[u8],
+        summary: &mut ResponseSummary,
+        count_only: bool,
+    ) -> bool;
+
+    /// At the end of the stream (tool calls completed, defaults filled).
+    fn finish(&mut self, summary: &mut ResponseSummary);
+}
+
+impl<R: EventReader> RawEventReader for R {
+    fn read(
+        &mut self,
+        event: Option<&str>,
+        data: &[u8],
+        summary: &mut ResponseSummary,
+        count_only: bool,
+    ) -> bool {
+        match serde_json::from_slice::<Value>(data) {
+            Ok(json) => self.event(event, &json, summary, count_only),
+            Err(_) => summary.parse_failed = true,
+        }
+        true
+    }
+
+    fn finish(&mut self, summary: &mut ResponseSummary) {
+        EventReader::finish(self, summary);
+    }
+}
+
 /// Feeds an event to `reader` and accounts for it in `outcome`.
-fn dispatch<R: EventReader>(
+fn dispatch<R: RawEventReader>(
     reader: &mut R,
     summary: &mut ResponseSummary,
     count_only: bool,
@@ -47,12 +89,10 @@ fn dispatch<R: EventReader>(
         return;
     }
     let before = summary.first_content_seen;
-    match serde_json::from_slice::<Value>(data) {
-        Ok(json) => reader.event(event, &json, summary, count_only),
-        Err(_) => summary.parse_failed = true,
+    if reader.read(event, data, summary, count_only) {
+        summary.chunk_count += 1;
+        outcome.chunks += 1;
     }
-    summary.chunk_count += 1;
-    outcome.chunks += 1;
     outcome.first_content |= !before && summary.first_content_seen;
 }
 
@@ -65,7 +105,7 @@ pub(crate) struct SseWatcher<R> {
     count_only: bool,
 }
 
-impl<R: EventReader> SseWatcher<R> {
+impl<R: RawEventReader> SseWatcher<R> {
     pub(crate) fn new(count_only: bool) -> Self {
         SseWatcher {
             count_only,
@@ -74,7 +114,7 @@ impl<R: EventReader> SseWatcher<R> {
     }
 }
 
-impl<R: EventReader> StreamWatcher for SseWatcher<R> {
+impl<R: RawEventReader> StreamWatcher for SseWatcher<R> {
     fn feed(&mut self, bytes: &[u8]) -> FeedOutcome {
         let mut outcome = FeedOutcome::default();
         let SseWatcher {
@@ -90,6 +130,26 @@ impl<R: EventReader> StreamWatcher for SseWatcher<R> {
             summary.parse_failed = true;
         }
         outcome
+    }
+
+    fn feed_event(&mut self, event: Option<&str>, data: &[u8]) -> Option<FeedOutcome> {
+        let mut outcome = FeedOutcome::default();
+        let SseWatcher {
+            reader,
+            summary,
+            count_only,
+            ..
+        } = self;
+        dispatch(reader, summary, *count_only, event, data, &mut outcome);
+        Some(outcome)
+    }
+
+    fn takes_events(&self) -> bool {
+        true
+    }
+
+    fn framing_failed(&mut self) {
+        self.summary.parse_failed = true;
     }
 
     fn summary(&self) -> &ResponseSummary {
@@ -111,7 +171,7 @@ pub(crate) struct NdjsonWatcher<R> {
     count_only: bool,
 }
 
-impl<R: EventReader> NdjsonWatcher<R> {
+impl<R: RawEventReader> NdjsonWatcher<R> {
     pub(crate) fn new(count_only: bool) -> Self {
         NdjsonWatcher {
             count_only,
@@ -120,7 +180,7 @@ impl<R: EventReader> NdjsonWatcher<R> {
     }
 }
 
-impl<R: EventReader> StreamWatcher for NdjsonWatcher<R> {
+impl<R: RawEventReader> StreamWatcher for NdjsonWatcher<R> {
     fn feed(&mut self, mut bytes: &[u8]) -> FeedOutcome {
         let mut outcome = FeedOutcome::default();
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
@@ -198,7 +258,7 @@ pub(crate) struct JsonArrayWatcher<R> {
     count_only: bool,
 }
 
-impl<R: EventReader> JsonArrayWatcher<R> {
+impl<R: RawEventReader> JsonArrayWatcher<R> {
     pub(crate) fn new(count_only: bool) -> Self {
         JsonArrayWatcher {
             count_only,
@@ -207,7 +267,7 @@ impl<R: EventReader> JsonArrayWatcher<R> {
     }
 }
 
-impl<R: EventReader> StreamWatcher for JsonArrayWatcher<R> {
+impl<R: RawEventReader> StreamWatcher for JsonArrayWatcher<R> {
     fn feed(&mut self, bytes: &[u8]) -> FeedOutcome {
         let mut outcome = FeedOutcome::default();
         if self.summary.parse_failed || self.closed {

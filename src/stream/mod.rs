@@ -1,10 +1,9 @@
-//! The response stream: SSE framing, what OpenAI-style chunks say, the relay that tees bytes
-//! to the client and the record, and the filter that undoes llmtap's own usage injection.
+//! The response stream, API-neutral: SSE framing, content decoding, the relay that tees bytes
+//! to the client and the record, and the event filter a dialect's usage injection drives.
 
 pub mod decode;
 #[cfg(test)]
 pub(crate) mod fixtures_for_tests;
-pub mod openai;
 pub mod sse;
 pub mod strip;
 pub mod tee;

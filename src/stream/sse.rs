@@ -5,7 +5,7 @@
 //! exact byte offsets in the stream. It follows the WHATWG EventSource parsing rules (lines end
 //! in CRLF, LF or CR; `:` starts a comment; `data` lines join with `\n`; a blank line
 //! dispatches; a leading UTF-8 BOM is skipped). `id` and `retry` are accepted and ignored: a
-//! proxy has no reconnection to manage. What the events *mean* is `stream::openai`'s business.
+//! proxy has no reconnection to manage. What the events *mean* is each dialect's business.
 //!
 //! The parser sits on the relay's hot path, so the common case (a whole event inside one
 //! `feed`) borrows its data straight from the input slice; bytes are only copied when an event

@@ -13,9 +13,9 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use super::decode::Decoder;
-use super::strip::UsageStripper;
-use crate::summary::FeedOutcome;
+use super::strip::EventStripper;
 use crate::vocab::error_type::ErrorType;
+use crate::vocab::summary::FeedOutcome;
 
 /// What the relay tells whoever watches the body (the request's record): a copy of each
 /// chunk read, the bytes sent on, a failure, and the end. `finish` may be called once; a
@@ -69,7 +69,7 @@ type AbortSignal = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 pub struct Relay<S, W> {
     upstream: S,
     record: W,
-    stripper: Option<UsageStripper>,
+    stripper: Option<EventStripper>,
     /// Decodes a compressed body before the stripper, when the client gets it uncompressed.
     decoder: Option<Decoder>,
     idle: Duration,
@@ -90,7 +90,7 @@ impl<S, W> Relay<S, W> {
     pub fn new(
         upstream: S,
         record: W,
-        stripper: Option<UsageStripper>,
+        stripper: Option<EventStripper>,
         idle: Duration,
         mut abort: tokio::sync::watch::Receiver<bool>,
     ) -> Self {

@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::record::FinishedRequest;
 use crate::config::CompatProfile;
-use crate::route::Operation;
-use crate::stream::openai::Usage;
+use crate::vocab::operation::Operation;
+use crate::vocab::summary::Usage;
 
 const OI: &str = "Arize-ai/openinference python/openinference-semantic-conventions/src/openinference/semconv/trace/__init__.py";
 const LF_ATTRS: &str = "langfuse/langfuse packages/shared/src/server/otel/attributes.ts";

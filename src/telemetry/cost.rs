@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::config::{Config, Price};
-use crate::stream::openai::Usage;
+use crate::vocab::summary::Usage;
 use crate::vocab::text::glob_match;
 
 use super::record::FinishedRequest;

@@ -216,7 +216,7 @@ impl ToolIndex {
     pub fn add(
         &mut self,
         tenant: Option<Arc<str>>,
-        call: &crate::summary::ToolCall,
+        call: &crate::vocab::summary::ToolCall,
         trace: &TraceParent,
         sampled: bool,
     ) {
@@ -500,7 +500,7 @@ mod tests {
     #[test]
     fn index_claims_once_by_tenant_name_and_arguments() {
         let mut idx = ToolIndex::new(Duration::from_secs(60), 2);
-        let call = |id: &str, args: &str| crate::summary::ToolCall {
+        let call = |id: &str, args: &str| crate::vocab::summary::ToolCall {
             id: id.into(),
             name: "get_weather".into(),
             arguments: args.into(),

@@ -22,11 +22,11 @@ use super::record::FinishedRequest;
 use super::semconv as sc;
 use super::spans::{self, token_usage, TokenUsage};
 use crate::config::Config;
-use crate::route::Operation;
-use crate::stream::openai::Usage;
 use crate::vocab::error_type::ErrorType;
 use crate::vocab::limits;
+use crate::vocab::operation::Operation;
 use crate::vocab::pending::PendingCall;
+use crate::vocab::summary::Usage;
 
 /// A `ManualReader` the meter provider and llmtap's own export loop share: the provider
 /// registers it, llmtap collects from it on its own schedule (OTLP interval or a scrape).

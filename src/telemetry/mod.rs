@@ -360,7 +360,7 @@ impl Telemetry {
     pub(crate) fn index_tool_calls(
         &self,
         facts: &record::RequestFacts,
-        calls: &[crate::summary::ToolCall],
+        calls: &[crate::vocab::summary::ToolCall],
     ) {
         if calls.is_empty() || facts.operation.is_none() {
             return;

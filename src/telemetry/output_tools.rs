@@ -7,8 +7,8 @@
 //! `execute_tool` span, no `llmtap.tool.calls` point, and `llmtap.output.tool` on the model
 //! span. docs/telemetry-notes.md lists what is recognised and why.
 
-use crate::request::RequestInfo;
-use crate::summary::ToolCall;
+use crate::vocab::request::RequestInfo;
+use crate::vocab::summary::ToolCall;
 use crate::vocab::text::glob_match;
 
 /// Tool names frameworks give their output tools, as globs.

@@ -282,8 +282,8 @@ mod tests {
 
     fn finished(model: &str) -> FinishedRequest {
         let mut facts = RequestFacts::for_tests("POST", "/v1/chat/completions");
-        facts.operation = Some(crate::dialect::Operation::Chat);
-        facts.request = Some(crate::request::RequestInfo {
+        facts.operation = Some(crate::vocab::operation::Operation::Chat);
+        facts.request = Some(crate::vocab::request::RequestInfo {
             model: Some(model.into()),
             ..Default::default()
         });
@@ -361,7 +361,7 @@ mod tests {
     fn content_is_scrubbed_unless_captured_and_the_estimate_kept() {
         let mut f = finished("m");
         f.facts.status = Some(200);
-        f.response.tool_calls.push(crate::summary::ToolCall {
+        f.response.tool_calls.push(crate::vocab::summary::ToolCall {
             id: "call_1".into(),
             name: "get_weather".into(),
             arguments: r#"{"city":"Paris"}"#.into(),

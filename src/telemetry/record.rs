@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::dialect::{Dialect, Operation, StreamWatcher};
-use crate::request::RequestInfo;
+use crate::dialect::{Dialect, StreamWatcher};
 use crate::stream::decode::Decoder;
 use crate::stream::tee::{BodyWatcher, RelayBound};
-use crate::summary::{FeedOutcome, ResponseSummary};
+use crate::vocab::operation::Operation;
 use crate::vocab::provider::Provider;
 use crate::vocab::provider::UpstreamInfo;
+use crate::vocab::request::RequestInfo;
+use crate::vocab::summary::{FeedOutcome, ResponseSummary};
 
 use super::propagation::TraceParent;
 use super::Telemetry;

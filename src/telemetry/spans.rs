@@ -13,9 +13,9 @@ use super::content::Redactor;
 use super::cost::{self, PriceTable};
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use crate::stream::openai::Usage;
 use crate::vocab::limits::cut;
 use crate::vocab::pending::PendingCall;
+use crate::vocab::summary::Usage;
 
 /// What span building needs besides the request.
 pub struct SpanContextInfo<'a> {
@@ -84,9 +84,12 @@ pub fn token_usage(f: &FinishedRequest) -> TokenUsage {
         return TokenUsage::None;
     }
     let est = |c: u64| c.div_ceil(4);
-    let output = matches!(f.operation, Some(crate::route::Operation::Embeddings))
-        .then_some(None)
-        .unwrap_or(Some(est(output_chars)));
+    let output = matches!(
+        f.operation,
+        Some(crate::vocab::operation::Operation::Embeddings)
+    )
+    .then_some(None)
+    .unwrap_or(Some(est(output_chars)));
     TokenUsage::Estimated(Usage {
         input_tokens: Some(est(prompt_chars)),
         output_tokens: output,
@@ -271,7 +274,7 @@ pub fn inference_attributes(
             }
         }
     }
-    if op == crate::route::Operation::Embeddings {
+    if op == crate::vocab::operation::Operation::Embeddings {
         // The dimensions asked for, else the length of the vectors that came back.
         let dims = f
             .request
@@ -580,10 +583,10 @@ fn output_messages(f: &FinishedRequest, latest: bool) -> Option<serde_json::Valu
             }
             if i == 0 {
                 for c in &r.tool_calls {
-                    let args = crate::request::arguments_value(&serde_json::Value::String(
+                    let args = crate::dialect::parts::arguments_value(&serde_json::Value::String(
                         c.arguments.clone(),
                     ));
-                    let id = (!crate::summary::is_unnamed_call(&c.id)).then_some(&c.id);
+                    let id = (!crate::vocab::summary::is_unnamed_call(&c.id)).then_some(&c.id);
                     parts.push(serde_json::json!({
                         "type": "tool_call", "id": id, "name": c.name, "arguments": args
                     }));
@@ -620,7 +623,7 @@ pub fn tool_span(
         KeyValue::new(sc::LLMTAP_TOOL_RESULT_RECEIVED, received),
     ];
     // A call that came without an id has llmtap's key, which is not the provider's id.
-    if !crate::summary::is_unnamed_call(&call.call_id) {
+    if !crate::vocab::summary::is_unnamed_call(&call.call_id) {
         a.push(KeyValue::new(
             sc::GEN_AI_TOOL_CALL_ID,
             cut(&call.call_id).to_string(),

@@ -12,7 +12,6 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::{Array, KeyValue, Value as OtelValue};
 use serde_json::{json, Value};
 
-use crate::stream::openai::Usage;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::{self, PriceTable};
 use crate::telemetry::recent::{RecentCall, RecentMcp, RecentTool};
@@ -20,6 +19,7 @@ use crate::telemetry::record::FinishedRequest;
 use crate::telemetry::semconv as sc;
 use crate::telemetry::spans::{self, SpanContextInfo, TokenUsage};
 use crate::vocab::limits::cut;
+use crate::vocab::summary::Usage;
 
 /// What rendering needs besides the ring.
 pub struct ViewCx<'a> {

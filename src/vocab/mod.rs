@@ -4,6 +4,10 @@
 pub mod crypto;
 pub mod error_type;
 pub mod limits;
+pub mod operation;
 pub mod pending;
+pub mod prompt;
 pub mod provider;
+pub mod request;
+pub mod summary;
 pub mod text;

@@ -386,7 +386,9 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
     };
     let shared = llmtap::state::SharedState::from_config(&config);
     let telemetry = Telemetry::start(&config, &envmap, shared.clone());
-    let hasher = llmtap::request::PromptHasher::from_env(&envmap);
+    let secret = envmap.get(llmtap::vocab::prompt::PROMPT_HASH_KEY_ENV);
+    let hasher =
+        llmtap::vocab::prompt::PromptHasher::from_secret_or_random(secret.map(String::as_str));
     let state = AppState::new(config, telemetry, shared, hasher).expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

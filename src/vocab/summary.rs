@@ -64,7 +64,7 @@ pub struct ToolCall {
     pub name: String,
     /// `type`: `function` (also when the server never said), or e.g. `custom`.
     pub kind: String,
-    /// Arguments as sent (JSON text for functions), capped at [`OUTPUT_TEXT_CAP`](crate::stream::openai::OUTPUT_TEXT_CAP);
+    /// Arguments as sent (JSON text for functions), capped at [`OUTPUT_TEXT_CAP`];
     /// kept only when content capture is on (empty otherwise: see `argument_bytes`).
     pub arguments: String,
     /// Bytes of arguments received, kept or not (for estimating output tokens).
@@ -123,7 +123,7 @@ pub struct ResponseSummary {
     pub first_content_seen: bool,
     /// Sorted by (choice index, tool index), then arrival.
     pub tool_calls: Vec<ToolCall>,
-    /// Per choice, the content concatenated, each capped at [`OUTPUT_TEXT_CAP`](crate::stream::openai::OUTPUT_TEXT_CAP).
+    /// Per choice, the content concatenated, each capped at [`OUTPUT_TEXT_CAP`].
     pub output_text: Vec<String>,
     /// Characters of content across all choices, counted past the cap too.
     pub output_chars: u64,
@@ -140,7 +140,7 @@ pub struct ResponseSummary {
     pub embedding_dimensions: Option<u64>,
 }
 
-/// What one [`StreamAccumulator::feed`] call brought.
+/// What one feed of a stream watcher brought.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FeedOutcome {
     /// The first content chunk of the stream arrived in this feed (time to first chunk).
@@ -148,6 +148,10 @@ pub struct FeedOutcome {
     /// Data events (excluding `[DONE]`) completed by this feed.
     pub chunks: u32,
 }
+
+/// Cap on the text kept per choice in `output_text` (and per tool call's `arguments`);
+/// `output_chars` keeps counting past it.
+pub const OUTPUT_TEXT_CAP: usize = 1024 * 1024;
 
 /// Error messages are kept to this many bytes.
 pub const ERROR_MESSAGE_CAP: usize = 4096;
@@ -192,7 +196,7 @@ impl ResponseSummary {
         if self.finish_reasons.len() <= choice {
             self.finish_reasons.resize(choice + 1, None);
         }
-        self.finish_reasons[choice] = Some(crate::vocab::limits::owned(reason));
+        self.finish_reasons[choice] = Some(super::limits::owned(reason));
     }
 
     /// The latest non-empty id and model win (the last word of a stream describes the
@@ -212,7 +216,7 @@ impl ResponseSummary {
         if self.error.is_some() {
             return;
         }
-        let own = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(crate::vocab::limits::owned);
+        let own = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(super::limits::owned);
         let mut message = message.filter(|v| !v.is_empty()).map(str::to_owned);
         if let Some(m) = &mut message {
             let end = floor_char_boundary(m, ERROR_MESSAGE_CAP);
@@ -228,7 +232,7 @@ impl ResponseSummary {
     /// Starts a tool call (or returns the existing one with this `id`); returns its position.
     /// Id, name and kind are stored cut to the identifier bound.
     pub fn tool_call(&mut self, index: u32, id: &str, name: &str, kind: &str) -> Option<usize> {
-        let id = crate::vocab::limits::stored(id);
+        let id = super::limits::stored(id);
         if let Some(k) = self
             .tool_calls
             .iter()
@@ -240,7 +244,7 @@ impl ResponseSummary {
             return None;
         }
         self.first_content_seen = true;
-        let own = crate::vocab::limits::owned;
+        let own = super::limits::owned;
         self.tool_calls.push(ToolCall {
             index,
             id: own(id),
@@ -250,6 +254,41 @@ impl ResponseSummary {
             argument_bytes: 0,
         });
         Some(self.tool_calls.len() - 1)
+    }
+
+    /// Takes a usage report: later reports (a running usage, a final chunk) update the counts
+    /// they carry; a report carrying no count changes nothing (no `usage` appears).
+    pub fn update_usage(&mut self, report: Usage) {
+        let Usage {
+            input_tokens,
+            output_tokens,
+            cache_read_input_tokens,
+            cache_write_input_tokens,
+            reasoning_output_tokens,
+        } = report;
+        let fields = [
+            input_tokens,
+            output_tokens,
+            cache_read_input_tokens,
+            cache_write_input_tokens,
+            reasoning_output_tokens,
+        ];
+        if fields.iter().all(Option::is_none) {
+            return;
+        }
+        let usage = self.usage.get_or_insert_with(Usage::default);
+        let slots = [
+            &mut usage.input_tokens,
+            &mut usage.output_tokens,
+            &mut usage.cache_read_input_tokens,
+            &mut usage.cache_write_input_tokens,
+            &mut usage.reasoning_output_tokens,
+        ];
+        for (slot, value) in slots.into_iter().zip(fields) {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
     }
 
     /// Appends argument text to tool call `k` (capped), or only counts it when `count_only`
@@ -269,10 +308,7 @@ impl ResponseSummary {
 pub(crate) fn set_latest(slot: &mut Option<String>, value: Option<&str>) {
     // Compared and stored cut to the identifier bound (issue 23): a huge id repeated on
     // every chunk is neither held whole nor copied again.
-    if let Some(v) = value
-        .filter(|v| !v.is_empty())
-        .map(crate::vocab::limits::stored)
-    {
+    if let Some(v) = value.filter(|v| !v.is_empty()).map(super::limits::stored) {
         if slot.as_deref() != Some(v) {
             *slot = Some(v.to_owned());
         }
@@ -303,8 +339,7 @@ pub fn is_unnamed_call(id: &str) -> bool {
 
 /// Appends as much of `text` as fits under the output cap, cut on a char boundary.
 pub(crate) fn push_capped(target: &mut String, text: &str) {
-    let cap = crate::stream::openai::OUTPUT_TEXT_CAP;
-    let room = cap.saturating_sub(target.len());
+    let room = OUTPUT_TEXT_CAP.saturating_sub(target.len());
     target.push_str(&text[..floor_char_boundary(text, room)]);
 }
 
