@@ -2,6 +2,7 @@
 //! to the client and the record, and the filter that undoes llmtap's own usage injection.
 
 pub mod decode;
+pub mod eventstream;
 #[cfg(test)]
 pub(crate) mod fixtures_for_tests;
 pub mod openai;
