@@ -335,6 +335,7 @@ fn relay(
     }
     let watched_encoding = if decoder.is_some() { "" } else { &encoding };
     record.response_started(status.as_u16(), &content_type, watched_encoding);
+    record.response_headers(&headers);
     // Hide the injection's effects; an encoding we cannot decode is relayed untouched.
     let stripper =
         (injected_stream && (encoding.is_empty() || decoder.is_some())).then(UsageStripper::new);

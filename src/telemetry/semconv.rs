@@ -269,4 +269,5 @@ pub const KNOWN_UPSTREAM_ERROR_CODES: &[&str] = &[
     "UNIMPLEMENTED",
     // Gemini's `promptFeedback.blockReason`: a prompt refused before any candidate.
     "prompt_blocked",
+    // Amazon Bedrock's modelled errors: `crate::dialect::BEDROCK_EXCEPTIONS`, matched too.
 ];
