@@ -101,6 +101,9 @@ pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
 /// when `metrics.tenant_attribute` is on.
 pub const LLMTAP_TENANT: &str = "llmtap.tenant";
 pub const LLMTAP_CHUNK_COUNT: &str = "llmtap.response.chunk_count";
+/// True when llmtap stopped reading a stream it relayed on unchanged (a frame or event it
+/// could not parse: a bad event-stream CRC, an impossible length, an event that is not JSON).
+pub const LLMTAP_RESPONSE_PARSE_FAILED: &str = "llmtap.response.parse_failed";
 pub const LLMTAP_USAGE_INJECTED: &str = "llmtap.usage.injected";
 pub const LLMTAP_USAGE_INJECTION_REFUSED: &str = "llmtap.usage.injection_refused";
 /// True when token counts were estimated by llmtap (no usage from the upstream); on spans,

@@ -363,6 +363,9 @@ pub fn inference_attributes(
     }
     if f.streaming {
         a.push(KeyValue::new(sc::LLMTAP_CHUNK_COUNT, r.chunk_count as i64));
+        if r.parse_failed {
+            a.push(KeyValue::new(sc::LLMTAP_RESPONSE_PARSE_FAILED, true));
+        }
         if let Some(t) = f.first_chunk_at {
             a.push(KeyValue::new(
                 sc::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
