@@ -106,11 +106,11 @@ async fn boto3_bedrock_runtime_gets_spans_tool_spans_and_metrics_over_tls() {
     // The installed boto3 really authenticates with the bearer key (and nothing else).
     assert_eq!(sdk["auth"], json!([format!("Bearer {API_KEY}")]), "{sdk}");
 
-    // plain, stream, 2 tool-loop calls, invoke stream, throttled, midstream, ARN: 8 chat spans.
+    // plain, stream, 2 tool-loop calls, invoke stream, Llama, throttled, midstream, ARN: 9.
     let spans = rx
         .wait_for_spans(
             |s| {
-                s.iter().filter(|s| s.name.starts_with("chat ")).count() >= 8
+                s.iter().filter(|s| s.name.starts_with("chat ")).count() >= 9
                     && s.iter().any(|s| s.name.starts_with("execute_tool "))
             },
             Duration::from_secs(20),
@@ -129,6 +129,11 @@ async fn boto3_bedrock_runtime_gets_spans_tool_spans_and_metrics_over_tls() {
     assert_eq!(
         plain.str_array_attr("gen_ai.request.stop_sequences"),
         Some(vec!["END".to_string()])
+    );
+    // Bedrock's own latency figure (`metrics.latencyMs`).
+    assert_eq!(
+        plain.int_attr("llmtap.response.provider_latency_ms"),
+        Some(412)
     );
     assert_eq!(
         plain.str_array_attr("gen_ai.response.finish_reasons"),
@@ -219,6 +224,24 @@ async fn boto3_bedrock_runtime_gets_spans_tool_spans_and_metrics_over_tls() {
         sdk["invoke"]["chunks"].as_i64()
     );
     assert!(invoke.attr("error.type").is_none(), "{dump}");
+
+    // InvokeModel with another family's body (Llama): model, status, usage from its body.
+    let llama = span_with_id(&spans, sdk["llama"]["id"].as_str().unwrap());
+    assert_eq!(llama.name, "chat meta.llama3-2-1b-instruct-v1:0");
+    assert_eq!(llama.int_attr("http.response.status_code"), Some(200));
+    assert_eq!(llama.int_attr("gen_ai.request.max_tokens"), Some(32));
+    assert_eq!(
+        llama.int_attr("gen_ai.usage.input_tokens"),
+        sdk["llama"]["prompt_token_count"].as_i64()
+    );
+    assert_eq!(
+        llama.int_attr("gen_ai.usage.output_tokens"),
+        sdk["llama"]["generation_token_count"].as_i64()
+    );
+    assert_eq!(
+        llama.str_array_attr("gen_ai.response.finish_reasons"),
+        Some(vec!["stop".to_string()])
+    );
 
     // Throttling: boto3 saw ThrottlingException (429), and so does the span.
     assert_eq!(sdk["throttled"]["code"], "ThrottlingException", "{sdk}");

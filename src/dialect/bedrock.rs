@@ -486,6 +486,14 @@ fn converse_response(v: &Map<String, Value>, s: &mut ResponseSummary) {
     if let Some(u) = v.get("usage") {
         converse_usage(u, s);
     }
+    latency(v.get("metrics"), "latencyMs", s);
+}
+
+/// Bedrock's own latency figure, when the response carries it.
+fn latency(metrics: Option<&Value>, key: &str, s: &mut ResponseSummary) {
+    if let Some(ms) = metrics.and_then(|m| m.get(key)).and_then(Value::as_u64) {
+        s.provider_latency_ms = Some(ms);
+    }
 }
 
 /// A response (or stream chunk) of a family other than Anthropic: text, stop reason, token
@@ -545,6 +553,7 @@ fn family_response(v: &Map<String, Value>, s: &mut ResponseSummary, count_only: 
 /// (Anthropic's `message_delta` said 130 output tokens where these said 98, in a recording).
 fn invocation_metrics(m: &Value, s: &mut ResponseSummary) {
     converse_usage(m, s);
+    latency(Some(m), "invocationLatency", s);
 }
 
 /// Per-stream state of a Bedrock stream, both APIs.
@@ -599,6 +608,7 @@ impl BedrockReader {
                 if let Some(u) = v.get("usage") {
                     converse_usage(u, s);
                 }
+                latency(v.get("metrics"), "latencyMs", s);
                 s.stream_ended = true;
             }
             _ => {}
@@ -781,6 +791,7 @@ mod tests {
         assert_eq!(s.finish_reasons, vec![Some("end_turn".into())]);
         let u = s.usage.clone().unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (Some(13), Some(82)));
+        assert_eq!(s.provider_latency_ms, Some(522));
         assert!(s.stream_ended && BEDROCK_CONVERSE.stream_complete(&s));
     }
 
@@ -824,6 +835,7 @@ mod tests {
         let u = s.usage.unwrap();
         // invocationMetrics (98), not message_delta's 130.
         assert_eq!((u.input_tokens, u.output_tokens), (Some(702), Some(98)));
+        assert_eq!(s.provider_latency_ms, Some(3042));
         assert!(s.stream_ended);
     }
 

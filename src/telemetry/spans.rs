@@ -373,6 +373,12 @@ pub fn inference_attributes(
             ));
         }
     }
+    if let Some(ms) = f.response.provider_latency_ms {
+        a.push(KeyValue::new(
+            sc::LLMTAP_RESPONSE_PROVIDER_LATENCY,
+            ms.min(i64::MAX as u64) as i64,
+        ));
+    }
     let usage = token_usage(f);
     usage_attributes(&usage, cx, &mut a);
     if cx.latest && r.usage.is_some() {

@@ -1,5 +1,6 @@
 """boto3's bedrock-runtime client through llmtap (tests/bedrock.rs): converse, converse_stream,
-a tool-use loop, invoke_model_with_response_stream with an Anthropic body, a throttling error,
+a tool-use loop, invoke_model_with_response_stream with an Anthropic body, invoke_model with a
+Llama body, a throttling error,
 a mid-stream exception, and a model given as an inference-profile ARN. Prints what the SDK saw
 as JSON.
 
@@ -125,6 +126,13 @@ for e in r["body"]:
         text += event["delta"].get("text", "")
     metrics = event.get("amazon-bedrock-invocationMetrics", metrics)
 out["invoke"] = {"id": msg_id, "chunks": chunks, "text": text, "metrics": metrics}
+
+r = client.invoke_model(
+    modelId="meta.llama3-2-1b-instruct-v1:0",
+    body=json.dumps({"prompt": "Hello, Llama", "max_gen_len": 32, "temperature": 0.5}),
+)
+llama = json.loads(r["body"].read())
+out["llama"] = {"id": request_id(r), **llama}
 
 try:
     client.converse(modelId="mock-error-429", messages=[user("Hi")])
