@@ -146,6 +146,8 @@ pub struct UpstreamConfig {
     pub timeouts: Timeouts,
     /// Price overrides for this upstream; `None` means the global table applies.
     pub prices: Option<Vec<Price>>,
+    /// Sign requests with AWS SigV4 (`aws_sigv4:`), with llmtap's own AWS credentials.
+    pub aws_signing: Option<crate::sigv4::AwsSigning>,
 }
 
 /// A credential. Its `Debug` never shows the value, so it cannot leak through a log line.
@@ -426,6 +428,7 @@ impl Config {
                 inject_usage: true,
                 timeouts: Timeouts::default(),
                 prices: None,
+                aws_signing: None,
             }],
             routes: Vec::new(),
             default_upstream: "default".into(),
@@ -535,6 +538,20 @@ struct FileUpstream {
     inject_usage: Option<bool>,
     timeouts: Option<FileTimeouts>,
     prices: Option<Vec<Price>>,
+    aws_sigv4: Option<FileAwsSigv4>,
+}
+
+/// `aws_sigv4:` on an upstream: sign its requests with AWS SigV4 (see `crate::sigv4`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAwsSigv4 {
+    /// Default: from a `bedrock-runtime.{region}.amazonaws.com` base URL, else `AWS_REGION`,
+    /// else `AWS_DEFAULT_REGION`.
+    region: Option<String>,
+    /// The signing name; default `bedrock`.
+    service: Option<String>,
+    /// The shared credentials file's profile; default `AWS_PROFILE`, else `default`.
+    profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -955,6 +972,33 @@ fn upstream_from_file(
         }
     }
     let api_key = resolve_key(&key("api_key_env"), u.api_key_env.as_deref(), env)?;
+    let aws_signing = match u.aws_sigv4 {
+        None => None,
+        Some(s) => {
+            let host = reqwest::Url::parse(&u.base_url)
+                .ok()
+                .and_then(|b| b.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            let region = s
+                .region
+                .or_else(|| crate::sigv4::region_from_host(&host))
+                .or_else(|| env.get("AWS_REGION"))
+                .or_else(|| env.get("AWS_DEFAULT_REGION"))
+                .ok_or_else(|| {
+                    err(format!(
+                        "{}: no region (set it, use a bedrock-runtime.{{region}}.amazonaws.com base_url, or AWS_REGION)",
+                        key("aws_sigv4.region")
+                    ))
+                })?;
+            let credentials = crate::sigv4::credentials_from(|k| env.get(k), s.profile.as_deref())
+                .map_err(|e| err(format!("{}: {e}", key("aws_sigv4"))))?;
+            Some(crate::sigv4::AwsSigning {
+                region,
+                service: s.service.unwrap_or_else(|| "bedrock".to_owned()),
+                credentials,
+            })
+        }
+    };
     Ok(UpstreamConfig {
         name: u.name,
         base_url: u.base_url.trim_end_matches('/').to_string(),
@@ -964,6 +1008,7 @@ fn upstream_from_file(
         inject_usage: u.inject_usage.unwrap_or(true),
         timeouts,
         prices: u.prices,
+        aws_signing,
     })
 }
 

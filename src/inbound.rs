@@ -499,6 +499,22 @@ async fn forward(
         && upstream.config.api_key.is_some();
     let query = forwarded_query(parts.uri.query(), strip_key);
     let url = upstream_url(base, &target.upstream_path, query.as_deref())?;
+    if let Some(signing) = &upstream.config.aws_signing {
+        // llmtap's own AWS credentials; the client's credential was checked (client keys)
+        // or is a bearer the upstream would not take alongside a signature: dropped.
+        let body = match &out_body {
+            OutBody::Whole(b) => Some(&b[..]),
+            OutBody::Streamed(_) => None,
+        };
+        crate::sigv4::sign(
+            signing,
+            &parts.method,
+            &url,
+            &mut headers,
+            body,
+            std::time::SystemTime::now(),
+        );
+    }
     let body = match out_body {
         OutBody::Whole(b) => reqwest::Body::from(b),
         OutBody::Streamed(b) => reqwest::Body::wrap_stream(

@@ -18,6 +18,7 @@ pub mod mock;
 pub mod path;
 pub mod request;
 pub mod route;
+pub mod sigv4;
 pub mod state;
 pub mod stream;
 pub mod summary;

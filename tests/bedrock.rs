@@ -405,3 +405,78 @@ async fn own_errors_take_bedrocks_shape() {
     assert!(up.mock.requests().is_empty());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn gateway_mode_checks_the_client_key_then_signs_with_sigv4() {
+    let up = start_upstream().await;
+    // Client key "abc" (SHA-256 from FIPS 180-2 B.1); llmtap's AWS credentials from the
+    // environment it runs with (the AWS SigV4 test suite's example key).
+    let yaml = format!(
+        "{BEDROCK_YAML}    aws_sigv4:\n      region: us-east-1\n\
+         auth:\n  keys:\n    - sha256: \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n      tenant: team-a\n"
+    );
+    let mut e = no_telemetry();
+    e.extend(env(&[
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
+    ]));
+    let proxy = start_proxy(
+        &up.base,
+        ProxyOpts {
+            yaml: Some(yaml),
+            env: e,
+            ..Default::default()
+        },
+    )
+    .await;
+    let path = "/model/us.amazon.nova-micro-v1%3A0/converse";
+    let body = json!({"messages": [{"role": "user", "content": [{"text": "Hi"}]}]});
+    // No client key: refused in Bedrock's shape, the upstream never called.
+    let r = client()
+        .post(format!("{}{path}", proxy.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["__type"], "AccessDeniedException", "{v}");
+    assert!(up.mock.requests().is_empty());
+    // The client key as the bearer (AWS_BEARER_TOKEN_BEDROCK): checked, dropped, signed.
+    let r = client()
+        .post(format!("{}{path}", proxy.url))
+        .bearer_auth("abc")
+        .header("x-amz-date", "19990101T000000Z")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = up.mock.requests();
+    assert_eq!(seen.len(), 1);
+    let header = |name: &str| {
+        seen[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let auth = header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date, Signature="),
+        "{auth}"
+    );
+    let date = header("x-amz-date").unwrap();
+    assert_ne!(
+        date, "19990101T000000Z",
+        "the client's signing date was dropped"
+    );
+    assert!(auth.contains(&format!("/{}/", &date[..8])));
+    assert!(header("x-amz-content-sha256").is_some());
+    assert!(!seen[0].headers.iter().any(|(_, v)| v == "Bearer abc"));
+    proxy.stop().await;
+}
