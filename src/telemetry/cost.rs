@@ -57,8 +57,11 @@ impl PriceTable {
 /// (ai.google.dev/gemini-api/docs/pricing; prompts up to 200k tokens, where a model has two
 /// tiers). Anthropic bills cache reads at 0.1x and 5-minute cache writes at 1.25x the input
 /// price; Gemini bills cached tokens at 0.1x (0.25x for 2.0 models) and thinking tokens as
-/// output, which is where llmtap counts them. Override or extend them under `metrics.prices`
-/// in the config file.
+/// output, which is where llmtap counts them. Amazon Bedrock rows (model ids as Bedrock names
+/// them, with or without a cross-region prefix such as `us.`) are its on-demand prices in US
+/// East (N. Virginia) per aws.amazon.com/bedrock/pricing, read 2026-12-07: Claude costs there
+/// what it costs at Anthropic, Nova bills cached input at 0.25x. Override or extend them
+/// under `metrics.prices` in the config file.
 pub fn default_prices() -> Vec<Price> {
     let p = |model: &str, input: f64, cached: f64, output: f64| Price {
         model: model.to_string(),
@@ -106,6 +109,17 @@ pub fn default_prices() -> Vec<Price> {
         p("gemini-2.5-flash*", 0.30, 0.03, 2.50),
         p("gemini-2.0-flash*", 0.10, 0.025, 0.40),
         p("gemini-embedding-001*", 0.15, 0.15, 0.0),
+        // Amazon Bedrock: the model id, optionally behind a region prefix or an ARN.
+        p("*amazon.nova-micro*", 0.035, 0.00875, 0.14),
+        p("*amazon.nova-lite*", 0.06, 0.015, 0.24),
+        p("*amazon.nova-pro*", 0.80, 0.20, 3.20),
+        claude("*anthropic.claude-sonnet-4*", 3.00, 15.00),
+        claude("*anthropic.claude-3-7-sonnet*", 3.00, 15.00),
+        claude("*anthropic.claude-haiku-4-5*", 1.00, 5.00),
+        claude("*anthropic.claude-3-5-haiku*", 0.80, 4.00),
+        p("*meta.llama3-3-70b*", 0.72, 0.72, 0.72),
+        p("*meta.llama3-2-1b*", 0.10, 0.10, 0.10),
+        p("*amazon.titan-embed-text-v2*", 0.02, 0.02, 0.0),
     ]
 }
 
@@ -171,6 +185,35 @@ mod tests {
         );
         assert!((c.input - 0.00012).abs() < 1e-12, "{c:?}");
         assert!((c.output - 0.0003).abs() < 1e-12, "{c:?}");
+    }
+
+    #[test]
+    fn bedrock_model_ids_with_region_prefixes_and_arns() {
+        let prices = default_prices();
+        for (model, row) in [
+            ("us.amazon.nova-micro-v1:0", "*amazon.nova-micro*"),
+            ("amazon.nova-pro-v1:0", "*amazon.nova-pro*"),
+            (
+                "arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0",
+                "*anthropic.claude-sonnet-4*",
+            ),
+            ("meta.llama3-2-1b-instruct-v1:0", "*meta.llama3-2-1b*"),
+        ] {
+            assert_eq!(find_price(&prices, None, Some(model)).unwrap().model, row, "{model}");
+        }
+        // Nova Micro: 1M input of which 400k cached, 1M output.
+        let p = find_price(&prices, None, Some("us.amazon.nova-micro-v1:0")).unwrap();
+        let c = compute(
+            p,
+            &Usage {
+                input_tokens: Some(1_000_000),
+                cache_read_input_tokens: Some(400_000),
+                output_tokens: Some(1_000_000),
+                ..Default::default()
+            },
+        );
+        assert!((c.input - (0.6 * 0.035 + 0.4 * 0.00875)).abs() < 1e-12);
+        assert!((c.output - 0.14).abs() < 1e-12);
     }
 
     #[test]
