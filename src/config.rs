@@ -1198,6 +1198,12 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 u.name
             )));
         }
+        // llmtap's own AWS credentials sign for whoever reaches it: only behind client keys.
+        if u.aws_signing.is_some() && cfg.auth.is_none() {
+            return Err(err(format!(
+                "upstreams[{i}].aws_sigv4: signs with llmtap's own AWS credentials, so it needs client keys (auth.keys) to check who is asking"
+            )));
+        }
     }
     for (i, r) in cfg.routes.iter().enumerate() {
         if cfg.upstream(&r.upstream).is_none() {
@@ -1495,5 +1501,37 @@ mod tests {
     fn bad_duration_is_refused() {
         let e = load_yaml("shutdown_timeout_secs: -3\n", &env(&[])).unwrap_err();
         assert!(e.0.contains("shutdown_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn aws_sigv4_needs_client_keys_and_credentials() {
+        let env: HashMap<String, String> = [
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let up = "upstreams:\n  - name: b\n    base_url: https://bedrock-runtime.eu-west-3.amazonaws.com\n    provider: bedrock\n    aws_sigv4: {}\n";
+        let e = load_yaml(up, &env).unwrap_err().to_string();
+        assert!(e.contains("auth.keys"), "{e}");
+        let keys = "auth:\n  keys:\n    - sha256: \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n      tenant: t\n";
+        let cfg = load_yaml(&format!("{up}{keys}"), &env).unwrap();
+        let s = cfg.upstreams[0].aws_signing.as_ref().unwrap();
+        assert_eq!(
+            (s.region.as_str(), s.service.as_str()),
+            ("eu-west-3", "bedrock")
+        );
+        assert_eq!(s.credentials.access_key_id, "AKID");
+        assert_eq!(cfg.upstreams[0].provider.semconv_name(), "aws.bedrock");
+        let none: HashMap<String, String> = [(
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            "/nonexistent/creds".to_string(),
+        )]
+        .into();
+        let e = load_yaml(&format!("{up}{keys}"), &none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("aws_sigv4"), "{e}");
     }
 }
