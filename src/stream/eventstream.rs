@@ -81,6 +81,9 @@ impl<'a> HeaderValue<'a> {
     }
 }
 
+/// One header: its name and value.
+pub type Header<'a> = (&'a str, HeaderValue<'a>);
+
 /// One decoded frame: its headers (checked, read lazily) and payload, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
@@ -112,7 +115,7 @@ pub struct Headers<'a> {
 }
 
 impl<'a> Iterator for Headers<'a> {
-    type Item = (&'a str, HeaderValue<'a>);
+    type Item = Header<'a>;
     fn next(&mut self) -> Option<Self::Item> {
         let (item, len) = read_header(self.rest).ok()??;
         self.rest = &self.rest[len..];
@@ -136,7 +139,7 @@ fn be_i64(b: &[u8]) -> i64 {
 
 /// Reads one header at the start of `b`: `Ok(None)` when `b` is empty, else the header and
 /// the bytes it took.
-fn read_header(b: &[u8]) -> Result<Option<((&str, HeaderValue<'_>), usize)>, FrameError> {
+fn read_header(b: &[u8]) -> Result<Option<(Header<'_>, usize)>, FrameError> {
     let Some(&name_len) = b.first() else {
         return Ok(None);
     };
@@ -222,7 +225,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameErr
 
 /// Encodes one frame (the mock's streams, tests). Header names are cut to 255 bytes and
 /// string or bytes values to 65,535: the wire cannot carry more.
-pub fn encode_frame(headers: &[(&str, HeaderValue<'_>)], payload: &[u8]) -> Vec<u8> {
+pub fn encode_frame(headers: &[Header<'_>], payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::new();
     for (name, value) in headers {
         let name = &name.as_bytes()[..name.len().min(255)];
