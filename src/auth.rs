@@ -22,6 +22,7 @@ use http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{AuthConfig, ClientKeyConfig};
+use crate::vocab::text::hex;
 
 /// Request headers that carry a client's credential. They are never forwarded when client
 /// keys are on, and never copied onto spans or metrics.
@@ -34,6 +35,12 @@ pub const CREDENTIAL_HEADERS: [&str; 6] = [
     "proxy-authorization",
     "cookie",
 ];
+
+/// Whether `header` (lower-case) carries a credential: never copied onto telemetry, whatever
+/// the config names.
+pub fn is_credential(header: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&header)
+}
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -243,19 +250,6 @@ pub fn digest(key: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    // A table, not `write!` per byte: this runs for the prompt hash of every request, and the
-    // formatter cost ~8k instructions per 32-byte digest.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 /// The YAML line `llmtap hash-key` prints for a key.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::vocab::error_type::ErrorType;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// A path llmtap does not serve; `hint` suggests the path the caller probably meant.
@@ -76,20 +78,20 @@ impl ProxyError {
         }
     }
 
-    /// OpenAI's `error.type` / `error.code`, and the span's `error.type`.
-    pub fn code(&self) -> &'static str {
+    /// OpenAI's `error.type` / `error.code`, and the span's and metrics' `error.type`.
+    pub fn code(&self) -> ErrorType {
         match self {
-            ProxyError::NotFound { .. } => "not_found",
-            ProxyError::BadPath(_) => "invalid_path",
-            ProxyError::BodyTooLarge { .. } => "request_too_large",
-            ProxyError::BadRequestBody(_) => "invalid_request_body",
-            ProxyError::BodyTimeout { .. } => "request_timeout",
-            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
-            ProxyError::UpstreamTimeout { .. } => "timeout",
-            ProxyError::ShuttingDown => "shutting_down",
-            ProxyError::InvalidApiKey { .. } => "invalid_api_key",
-            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
-            ProxyError::TooManyConcurrent { .. } => "concurrency_limit_exceeded",
+            ProxyError::NotFound { .. } => ErrorType::NotFound,
+            ProxyError::BadPath(_) => ErrorType::InvalidPath,
+            ProxyError::BodyTooLarge { .. } => ErrorType::RequestTooLarge,
+            ProxyError::BadRequestBody(_) => ErrorType::InvalidRequestBody,
+            ProxyError::BodyTimeout { .. } => ErrorType::RequestTimeout,
+            ProxyError::UpstreamUnreachable { .. } => ErrorType::UpstreamUnreachable,
+            ProxyError::UpstreamTimeout { .. } => ErrorType::Timeout,
+            ProxyError::ShuttingDown => ErrorType::ShuttingDown,
+            ProxyError::InvalidApiKey { .. } => ErrorType::InvalidApiKey,
+            ProxyError::RateLimited { .. } => ErrorType::RateLimitExceeded,
+            ProxyError::TooManyConcurrent { .. } => ErrorType::ConcurrencyLimitExceeded,
         }
     }
 
@@ -149,18 +151,10 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The JSON body of an OpenAI-shaped error.
-pub fn error_body(message: &str, kind: &str, code: &str) -> String {
-    serde_json::json!({
-        "error": { "message": message, "type": kind, "param": null, "code": code }
-    })
-    .to_string()
-}
-
 impl ProxyError {
     /// The JSON body this error is answered with.
     pub fn body(&self) -> String {
-        error_body(&self.to_string(), self.kind(), self.code())
+        crate::dialect::openai_error_body(&self.to_string(), self.kind(), self.code().as_str())
     }
 
     /// A JSON error response from a status and a body made by [`ProxyError::body`].
@@ -232,8 +226,11 @@ mod tests {
             }
             // The metrics keep the code itself, never the bare status.
             assert_eq!(
-                crate::telemetry::metrics::bounded_error_type(e.code(), Some(e.status().as_u16())),
-                e.code(),
+                crate::telemetry::metrics::bounded_error_type(
+                    e.code().as_str(),
+                    Some(e.status().as_u16())
+                ),
+                e.code().as_str(),
                 "{} is recorded in metrics as something else",
                 e.code()
             );

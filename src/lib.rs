@@ -4,11 +4,13 @@
 //! `app()` builds the whole service as an axum `Router`, so tests start the real thing
 //! in-process; `serve()` adds the listener, graceful shutdown and the telemetry flush.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dialect;
 pub mod error;
+pub mod exchange;
 pub mod inbound;
 pub mod injection;
 pub mod listen;
@@ -17,6 +19,7 @@ pub mod mcp;
 pub mod mock;
 pub mod path;
 pub mod request;
+pub mod respond;
 pub mod route;
 pub mod sigv4;
 pub mod state;
@@ -26,6 +29,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod ui;
 pub mod upstream;
+pub mod vocab;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -35,14 +39,37 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use app::AppState;
 pub use config::Config;
-pub use inbound::AppState;
 pub use telemetry::Telemetry;
 
 /// The proxy as a router: health, readiness, `/metrics`, everything under `/v1` and
-/// `/openai`, and `/mcp/{name}` for each configured MCP server.
+/// `/openai`, `/mcp/{name}` for each configured MCP server, and the live view `/ui` unless
+/// it is served only on the metrics listener.
 pub fn app(state: Arc<AppState>) -> Router {
-    inbound::router(state.clone()).merge(mcp::routes(state))
+    let router = inbound::router(state.clone()).merge(mcp::routes(state.clone()));
+    let ui = (!state.config.ui.only_on_metrics_listen)
+        .then(|| ui::routes(state.clone(), state.config.listen.ip().is_loopback()))
+        .flatten();
+    match ui {
+        Some(ui) => router.merge(ui),
+        None => router,
+    }
+}
+
+/// The `--metrics-listen` router: `/metrics`, and `/ui` when it is served only there.
+pub fn metrics_app(state: Arc<AppState>) -> Router {
+    let ui = match state.config.metrics_listen {
+        Some(a) if state.config.ui.only_on_metrics_listen => {
+            ui::routes(state.clone(), a.ip().is_loopback())
+        }
+        _ => None,
+    };
+    let router = inbound::metrics_router(state);
+    match ui {
+        Some(ui) => router.merge(ui),
+        None => router,
+    }
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, gives
@@ -92,7 +119,7 @@ pub async fn serve(
 
     // `/metrics` on its own address stays plain HTTP (scrapers inside the pod or cluster).
     let metrics_task = metrics_listener.map(|l| {
-        let router = inbound::metrics_router(state.clone());
+        let router = metrics_app(state.clone());
         tokio::spawn(listen::serve(
             l,
             router,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use llmtap::cli::{Cli, Command, ProxyArgs};
-use llmtap::config::{self, Env, LogFormat, ProcessEnv};
+use llmtap::config::{Env, LogFormat, ProcessEnv};
 use llmtap::mock::{MockConfig, MockUpstream};
 use llmtap::{AppState, Telemetry};
 use tokio::net::TcpListener;
@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,12 +53,16 @@ fn main() -> ExitCode {
 
 /// `llmtap mcp-stdio`: the child's exit code, or 2 for a config problem (one line on stderr).
 async fn run_mcp_stdio(args: &ProxyArgs, name: Option<String>, command: &[String]) -> ExitCode {
-    let config = match config::load(args, &ProcessEnv) {
+    let config = match args.load(&ProcessEnv) {
         Ok(c) => c,
         Err(e) => return config_failure(&e.0),
     };
     init_logs(config.log_format);
-    let telemetry = Telemetry::start(&config, &ProcessEnv);
+    let telemetry = Telemetry::start(
+        &config,
+        &ProcessEnv,
+        llmtap::state::SharedState::from_config(&config),
+    );
     let s = telemetry.settings();
     if s.traces_console || s.metrics_console {
         return config_failure(
@@ -130,7 +134,7 @@ fn config_failure(msg: &str) -> ExitCode {
 }
 
 async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> ExitCode {
-    let config = match config::load(args, &ProcessEnv) {
+    let config = match args.load(&ProcessEnv) {
         Ok(c) => c,
         Err(e) => return config_failure(&e.0),
     };
@@ -158,7 +162,8 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         },
         None => None,
     };
-    let telemetry = Telemetry::start(&config, env);
+    let shared = llmtap::state::SharedState::from_config(&config);
+    let telemetry = Telemetry::start(&config, env, shared.clone());
     let upstreams: Vec<String> = config
         .upstreams
         .iter()
@@ -175,7 +180,7 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let scheme = if config.tls.is_some() {
+    let scheme = if config.tls().is_some() {
         "https"
     } else {
         "http"
@@ -192,7 +197,12 @@ async fn run_proxy(args: &ProxyArgs, env: &dyn Env, banner: Option<String>) -> E
             config.ui.max_calls
         )
     });
-    let state = match AppState::new(config, telemetry) {
+    let state = match AppState::new(
+        config,
+        telemetry,
+        shared,
+        llmtap::request::PromptHasher::from_env(env),
+    ) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
     };
@@ -342,7 +352,7 @@ fn hash_key() -> ExitCode {
 /// Checks `/healthz` at `url`: a base URL (`http://host:8080`) gets `/healthz` appended, a URL
 /// with a path is used as given. On failure prints one line saying what it got.
 async fn healthcheck(url: &str) -> ExitCode {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     let url = health_url(url);
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::dialect::Operation;
-use crate::telemetry::limits::{Limit, MAX_STOP_SEQUENCES, MAX_TOOL_RESULTS};
+use crate::vocab::limits::{Limit, MAX_STOP_SEQUENCES, MAX_TOOL_RESULTS};
 
 /// Facts read from a request body. Content is kept only when capture is on.
 #[derive(Debug, Default, Clone)]
@@ -59,12 +59,12 @@ pub struct RequestInfo {
 
 impl RequestInfo {
     /// Applies the storage bounds (docs/limits.md) before the facts are kept anywhere:
-    /// identifiers cut to [`MAX_IDENTIFIER_CHARS`](crate::telemetry::limits::MAX_IDENTIFIER_CHARS),
+    /// identifiers cut to [`MAX_IDENTIFIER_CHARS`](crate::vocab::limits::MAX_IDENTIFIER_CHARS),
     /// at most [`MAX_TOOL_RESULTS`] tool results (the last ones: the new results of a long
     /// conversation) with their text kept only when `capture` is on, at most
     /// [`MAX_STOP_SEQUENCES`] stop sequences. Returns the bounds that were hit.
     pub fn bound(&mut self, capture: bool) -> Vec<Limit> {
-        use crate::telemetry::limits::truncate;
+        use crate::vocab::limits::truncate;
         let mut cut = false;
         let mut hit = Vec::new();
         for s in [
@@ -621,7 +621,7 @@ pub fn inject_include_usage(body: &[u8], obj: &Map<String, Value>) -> Option<Vec
     }
 }
 
-use crate::auth::hex;
+use crate::vocab::text::hex;
 
 #[cfg(test)]
 mod tests {

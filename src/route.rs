@@ -4,6 +4,7 @@ use crate::config::{Config, UpstreamConfig};
 
 pub use crate::dialect::Operation;
 use crate::dialect::{self, ApiPath, Dialect};
+use crate::vocab::text::glob_match;
 
 /// What the inbound path tells us before the body is read.
 #[derive(Debug, Clone)]
@@ -132,65 +133,15 @@ pub fn upstream_for<'c>(config: &'c Config, model: Option<&str>) -> &'c Upstream
             .and_then(|r| config.upstream(&r.upstream))
     });
     routed
-        .or_else(|| config.upstream(&config.default_upstream))
+        .or_else(|| config.default_upstream())
         // `validate` guarantees the default exists; the first upstream is a safe fallback.
         .unwrap_or(&config.upstreams[0])
-}
-
-/// Glob match with `*` (any run) and `?` (one character), over characters.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    // Model names are ASCII: match bytes without allocating (this runs for every price and
-    // route pattern on every request). `?` is one character, so other text goes by chars.
-    if pattern.is_ascii() && text.is_ascii() {
-        glob(pattern.as_bytes(), text.as_bytes())
-    } else {
-        let p: Vec<char> = pattern.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        glob(&p, &t)
-    }
-}
-
-/// `*` and `?` matching with one backtrack point (the last `*`): linear in practice.
-fn glob<T: Copy + PartialEq + From<u8>>(p: &[T], t: &[T]) -> bool {
-    let (star_c, any_c) = (T::from(b'*'), T::from(b'?'));
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == any_c || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == star_c {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == star_c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::Method;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("gpt-4o*", "gpt-4o-mini"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("llama-?-*b", "llama-3-70b"));
-        assert!(!glob_match("gpt-4o", "gpt-4o-mini"));
-        assert!(!glob_match("a*b", "acd"));
-        assert!(glob_match("*mini*", "gpt-4o-mini-2024"));
-        // Non-ASCII text: `?` is one character, not one byte.
-        assert!(glob_match("modèle-?", "modèle-é"));
-        assert!(!glob_match("modele-?", "modèle-é"));
-        assert!(glob_match("*-é", "modèle-é"));
-    }
 
     #[test]
     fn targets() {

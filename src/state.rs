@@ -12,7 +12,7 @@
 //! as JSON (`StoredCall`), with a TTL a little longer than the local one, so that the replica
 //! that asked can still take it at its local expiry. Taking is `GETDEL`: atomic, so one
 //! replica wins. The results of one request are taken in one round trip (a pipeline), at most
-//! [`MAX_TOOL_RESULTS`](crate::telemetry::limits::MAX_TOOL_RESULTS) of them.
+//! [`MAX_TOOL_RESULTS`](crate::vocab::limits::MAX_TOOL_RESULTS) of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ use opentelemetry::trace::{SpanId, TraceId, TraceState};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::tools::PendingCall;
+use crate::vocab::pending::PendingCall;
 
 /// Longest wait for one Redis operation; past it the caller uses local state.
 pub const STATE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -130,6 +130,16 @@ pub struct SharedState {
 }
 
 impl SharedState {
+    /// The shared state `state_url` names, when set: connected lazily, and `None` (with a
+    /// WARN line) when the URL is unusable, so llmtap runs on with per-replica state.
+    pub fn from_config(config: &crate::config::Config) -> Option<std::sync::Arc<SharedState>> {
+        let url = config.state_url.as_deref()?;
+        SharedState::connect(url)
+            .map_err(|e| tracing::warn!(error = %e, "shared state not used"))
+            .ok()
+            .map(std::sync::Arc::new)
+    }
+
     /// Connects lazily: a Redis that is down at start is reconnected to later, never waited for.
     pub fn connect(url: &str) -> Result<SharedState, String> {
         let client = redis::Client::open(url).map_err(|e| format!("state_url: {e}"))?;

@@ -195,7 +195,7 @@ impl ResponseSummary {
         if self.finish_reasons.len() <= choice {
             self.finish_reasons.resize(choice + 1, None);
         }
-        self.finish_reasons[choice] = Some(crate::telemetry::limits::owned(reason));
+        self.finish_reasons[choice] = Some(crate::vocab::limits::owned(reason));
     }
 
     /// The latest non-empty id and model win (the last word of a stream describes the
@@ -215,10 +215,7 @@ impl ResponseSummary {
         if self.error.is_some() {
             return;
         }
-        let own = |v: Option<&str>| {
-            v.filter(|v| !v.is_empty())
-                .map(crate::telemetry::limits::owned)
-        };
+        let own = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(crate::vocab::limits::owned);
         let mut message = message.filter(|v| !v.is_empty()).map(str::to_owned);
         if let Some(m) = &mut message {
             let end = floor_char_boundary(m, ERROR_MESSAGE_CAP);
@@ -234,7 +231,7 @@ impl ResponseSummary {
     /// Starts a tool call (or returns the existing one with this `id`); returns its position.
     /// Id, name and kind are stored cut to the identifier bound.
     pub fn tool_call(&mut self, index: u32, id: &str, name: &str, kind: &str) -> Option<usize> {
-        let id = crate::telemetry::limits::stored(id);
+        let id = crate::vocab::limits::stored(id);
         if let Some(k) = self
             .tool_calls
             .iter()
@@ -246,7 +243,7 @@ impl ResponseSummary {
             return None;
         }
         self.first_content_seen = true;
-        let own = crate::telemetry::limits::owned;
+        let own = crate::vocab::limits::owned;
         self.tool_calls.push(ToolCall {
             index,
             id: own(id),
@@ -277,7 +274,7 @@ pub(crate) fn set_latest(slot: &mut Option<String>, value: Option<&str>) {
     // every chunk is neither held whole nor copied again.
     if let Some(v) = value
         .filter(|v| !v.is_empty())
-        .map(crate::telemetry::limits::stored)
+        .map(crate::vocab::limits::stored)
     {
         if slot.as_deref() != Some(v) {
             *slot = Some(v.to_owned());

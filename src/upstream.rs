@@ -6,17 +6,8 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{Config, Provider, UpstreamConfig};
-
-/// The upstream a request went to, as the spans and metrics name it.
-#[derive(Debug, Clone)]
-pub struct UpstreamInfo {
-    pub name: String,
-    pub provider: Provider,
-    /// Shared, so every span and metric point takes it without copying the text.
-    pub address: Arc<str>,
-    pub port: u16,
-}
+use crate::config::{Config, UpstreamConfig};
+use crate::vocab::provider::{Provider, UpstreamInfo};
 
 pub struct Upstream {
     pub config: UpstreamConfig,
@@ -36,11 +27,6 @@ pub struct Upstream {
 
 pub struct Upstreams {
     by_name: HashMap<String, Arc<Upstream>>,
-}
-
-/// Installs rustls' ring provider once per process (reqwest is built without a default one).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 static NEXT_UPSTREAM_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -94,7 +80,7 @@ impl Upstreams {
         upstreams: &[UpstreamConfig],
         ca_file: Option<&std::path::Path>,
     ) -> Result<Upstreams, String> {
-        install_crypto_provider();
+        crate::vocab::crypto::install_crypto_provider();
         let extra_roots = match ca_file {
             Some(path) => {
                 let pem =

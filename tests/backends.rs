@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Service;
 use common::*;
 use serde_json::{json, Value};
 
@@ -35,38 +36,14 @@ const LONG_MESSAGES: usize = 1 + 2 * LONG_TURNS + 1;
 // ---------------------------------------------------------------------------------------
 
 /// A backend server in a process group of its own, stopped with SIGTERM to the whole group
-/// (then SIGKILL) on drop: MLflow's `server` forks uvicorn, and killing only the parent
-/// would leave the workers holding the port.
+/// (then SIGKILL) on drop by the guard: MLflow's `server` forks uvicorn, and killing only
+/// the parent would leave the workers holding the port.
 struct Server {
     what: &'static str,
-    child: std::process::Child,
+    child: Service,
     url: String,
     log: PathBuf,
     _dir: TempDir,
-}
-
-fn signal_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = self.child.id();
-        signal_group(pid, "TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Whatever of the group is still there (the parent, or workers that outlived it).
-        signal_group(pid, "KILL");
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -79,19 +56,16 @@ impl Server {
         url: String,
         health: &str,
     ) -> Server {
-        use std::os::unix::process::CommandExt;
         let log = dir.path().join(format!("{what}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .current_dir(dir.path())
+        cmd.current_dir(dir.path())
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("no_proxy", "127.0.0.1,localhost")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+            .stderr(file);
+        let child =
+            Service::spawn(&mut cmd).unwrap_or_else(|e| panic!("{what} did not start: {e}"));
         let mut server = Server {
             what,
             child,
@@ -101,25 +75,12 @@ impl Server {
         };
         // Both import a few hundred MB of Python; on a busy 2-core machine that alone has
         // taken over a minute.
-        let deadline = Instant::now() + Duration::from_secs(240);
         let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("{what} exited ({status}):\n{}", server.log_text());
-            }
-            let healthy = client()
-                .get(format!("{}{health}", server.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if healthy {
-                break;
-            }
-            if Instant::now() >= deadline {
-                panic!("{what} not healthy in 240 s:\n{}", server.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let health_url = format!("{}{health}", server.url);
+        server
+            .child
+            .wait_ready(what, &health_url, Duration::from_secs(240), &server.log)
+            .await;
         println!("{what} ready after {:?}", started.elapsed());
         server
     }
@@ -129,14 +90,14 @@ impl Server {
     }
 
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.child.0.try_wait() {
             panic!("{} exited ({status}):\n{}", self.what, self.log_text());
         }
     }
 
     /// Every TCP socket listening in the server's process group is on loopback.
     fn assert_listens_only_on_loopback(&self) {
-        let listening = listening_sockets_of_group(self.child.id());
+        let listening = listening_sockets_of_group(self.child.0.id());
         assert!(
             !listening.is_empty(),
             "{}: found no listening socket of its process group",
@@ -379,15 +340,12 @@ impl Llmtap {
     async fn start(otlp_env: &[(&str, &str)]) -> Llmtap {
         let dir = TempDir::new("backends-llmtap");
         let upstream_listen = format!("127.0.0.1:{}", free_port());
-        let upstream = bin::Proc(
-            bin::command(
-                &["mock-upstream", "--listen", &upstream_listen],
-                &[],
-                &dir.path().join("upstream.log"),
-            )
-            .spawn()
-            .unwrap(),
-        );
+        let upstream = bin::Proc::spawn(&mut bin::command(
+            &["mock-upstream", "--listen", &upstream_listen],
+            &[],
+            &dir.path().join("upstream.log"),
+        ))
+        .expect("mock-upstream starts");
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(&upstream_listen)
             .await
@@ -437,7 +395,7 @@ telemetry:
         let Some(mut proc) = self.proc.take() else {
             return;
         };
-        signal_pid(proc.0.id(), "TERM");
+        proc.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = proc.0.try_wait() {
@@ -484,12 +442,6 @@ telemetry:
         assert_eq!(sdk["long"]["messages"], LONG_MESSAGES, "{sdk:#}");
         sdk
     }
-}
-
-fn signal_pid(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status();
 }
 
 /// The first user message's text of each scenario in tests/sdk/backends.py starts with its

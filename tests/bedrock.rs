@@ -80,7 +80,8 @@ async fn boto3_bedrock_runtime_gets_spans_tool_spans_and_metrics_over_tls() {
             yaml: Some(BEDROCK_YAML.to_string()),
             env: otlp_env(&rx, "grpc"),
             tweak: Some(Box::new(move |c| {
-                c.tls = Some(llmtap::config::TlsFiles { cert, key });
+                c.tls_cert = Some(cert);
+                c.tls_key = Some(key);
             })),
         },
     )

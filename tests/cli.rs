@@ -3,27 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::bin::Proc;
+use common::bin::{self, run};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_llmtap");
-
-fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
 
 fn assert_one_line_exit_2(out: &std::process::Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -123,40 +108,23 @@ fn shipped_configs_load() {
     assert_eq!(cfg.ui.tenant_key, "tenant");
 }
 
-async fn wait_healthy(url: &str) {
-    let c = client();
-    for _ in 0..200 {
-        if let Ok(r) = c.get(format!("{url}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{url} never became healthy");
-}
-
 #[tokio::test]
 async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
     let up = start_upstream().await;
     let rx = OtlpReceiver::start().await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--upstream",
-        &format!("{}/v1", up.base),
-    ])
-    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.grpc_endpoint)
-    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
-    .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut proc = Proc::spawn(&mut cmd);
-    wait_healthy(&url).await;
+    let dir = TempDir::new("cli-sigterm");
+    let log = dir.path().join("stderr.log");
+    let (mut proc, url) = bin::start(
+        &["--upstream", &format!("{}/v1", up.base)],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.grpc_endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "600000"),
+        ],
+        &log,
+    )
+    .await;
 
     // A stream of 6 chunks 200 ms apart is in flight when SIGTERM arrives.
     let resp = client()
@@ -170,12 +138,7 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
     let mut body = resp.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
-    let pid = proc.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    proc.signal(libc::SIGTERM);
 
     // The in-flight stream still completes after the signal.
     let mut rest = first.to_vec();
@@ -196,11 +159,7 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let status = status.expect("llmtap did not exit after SIGTERM");
-    let mut stderr = String::new();
-    if let Some(mut e) = proc.0.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
-    }
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(status.code(), Some(0), "{stderr}");
     // The span queued behind a ten-minute schedule delay was flushed on the way out.
     let spans = rx.spans();
@@ -216,22 +175,12 @@ async fn sigterm_drains_streams_flushes_telemetry_and_exits_0() {
 
 #[tokio::test]
 async fn demo_serves_without_an_api_key_and_prints_spans() {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["demo", "--listen", "127.0.0.1:0"])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut proc = Proc::spawn(&mut cmd);
-    let stdout = proc.0.stdout.take().unwrap();
-    let (tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let dir = TempDir::new("cli-demo");
+    let (_proc, mut lines_rx) = bin::spawn_reading_stdout(
+        &["demo", "--listen", "127.0.0.1:0"],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+        &dir.path().join("stderr.log"),
+    );
     let mut proxy_url = None;
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv()).await
     {
@@ -313,30 +262,21 @@ async fn demo_serves_without_an_api_key_and_prints_spans() {
 #[tokio::test]
 async fn sigterm_with_a_drain_delay_answers_503_on_readyz_while_still_serving() {
     let up = start_upstream().await;
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--upstream",
-        &format!("{}/v1", up.base),
-        "--drain-delay",
-        "5",
-    ])
-    .env("OTEL_TRACES_EXPORTER", "none")
-    .env("OTEL_METRICS_EXPORTER", "none")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut proc = Proc::spawn(&mut cmd);
-    wait_healthy(&url).await;
+    let dir = TempDir::new("cli-drain");
+    let (mut proc, url) = bin::start(
+        &[
+            "--upstream",
+            &format!("{}/v1", up.base),
+            "--drain-delay",
+            "5",
+        ],
+        NO_TELEMETRY,
+        &dir.path().join("stderr.log"),
+    )
+    .await;
     let ready = client().get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert!(Command::new("kill")
-        .args(["-TERM", &proc.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    proc.signal(libc::SIGTERM);
     let mut draining = false;
     for _ in 0..100 {
         let r = client().get(format!("{url}/readyz")).send().await.unwrap();

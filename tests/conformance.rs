@@ -1111,7 +1111,7 @@ fn the_telemetry_reference_matches_what_is_emitted() {
         .lines()
         .find(|l| l.starts_with("| `error.type`"))
         .unwrap_or_else(|| panic!("{DOC}'s error.type row"));
-    for (value, _) in llmtap::telemetry::semconv::LLMTAP_ERROR_TYPES {
+    for value in llmtap::vocab::error_type::ErrorType::ALL.map(|e| e.as_str()) {
         assert!(
             line.contains(&format!("`{value}`")),
             "{DOC}'s error.type row lacks {value}"
@@ -1136,4 +1136,41 @@ fn the_telemetry_reference_matches_what_is_emitted() {
     }
     assert!(doc.contains("gen_ai_latest_experimental"));
     assert!(doc.contains("report_estimated_usage"));
+}
+
+/// The alert rules and the dashboard filter on `error_type` values metrics can carry: llmtap's
+/// own ([`ErrorType`]), the upstream codes metrics keep, or an HTTP status. A value outside
+/// those would make a rule that can never fire.
+#[test]
+fn alert_and_dashboard_error_types_are_values_metrics_can_carry() {
+    use llmtap::telemetry::semconv::KNOWN_UPSTREAM_ERROR_CODES;
+    use llmtap::vocab::error_type::ErrorType;
+    let mut checked = 0;
+    for file in [
+        "config/prometheus/alerts.yml",
+        "config/grafana/dashboards/llmtap.json",
+    ] {
+        let text = read(file).replace("\\\"", "\"");
+        for (i, _) in text.match_indices("error_type=") {
+            let rest = &text[i + "error_type=".len()..];
+            let rest = rest.strip_prefix('~').unwrap_or(rest);
+            let Some(rest) = rest.strip_prefix('"') else {
+                continue;
+            };
+            let pattern = &rest[..rest.find('"').expect("closing quote")];
+            for value in pattern.trim_start_matches("(?i)").split('|') {
+                let known = ErrorType::parse(value).is_some()
+                    || KNOWN_UPSTREAM_ERROR_CODES
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(value))
+                    || value.parse::<u16>().is_ok_and(|n| (100..=599).contains(&n));
+                assert!(known, "{file}: error_type {value:?} is never recorded");
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no error_type filter found: the scan is broken"
+    );
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::otlp::SpanView;
+use common::otlp::{span_with_response_id, SpanView};
 use common::*;
 use serde_json::{json, Value};
 
@@ -14,18 +14,6 @@ fn spans_named<'a>(spans: &'a [SpanView], name: &str) -> Vec<&'a SpanView> {
     let mut v: Vec<&SpanView> = spans.iter().filter(|s| s.name == name).collect();
     v.sort_by_key(|s| s.start_unix_nanos);
     v
-}
-
-fn by_response_id<'a>(spans: &'a [SpanView], id: &str) -> &'a SpanView {
-    spans
-        .iter()
-        .find(|s| s.str_attr("gen_ai.response.id") == Some(id))
-        .unwrap_or_else(|| {
-            panic!(
-                "no span with response id {id}:\n{}",
-                common::otlp::spans_json(spans)
-            )
-        })
 }
 
 #[tokio::test]
@@ -58,7 +46,7 @@ async fn responses_and_anthropic_sdks_get_spans_tool_spans_and_metrics() {
     // Responses API: usage as the SDK saw it, the API type, time to first chunk on streams.
     for key in ["responses_plain", "responses_stream"] {
         let seen = &sdk[key];
-        let span = by_response_id(&spans, seen["id"].as_str().unwrap());
+        let span = span_with_response_id(&spans, seen["id"].as_str().unwrap());
         assert_eq!(span.name, "chat gpt-4o-mini", "{dump}");
         assert_eq!(span.str_attr("gen_ai.operation.name"), Some("chat"));
         assert_eq!(span.str_attr("gen_ai.provider.name"), Some("openai"));
@@ -83,7 +71,7 @@ async fn responses_and_anthropic_sdks_get_spans_tool_spans_and_metrics() {
         );
         assert!(!seen["text"].as_str().unwrap().is_empty());
     }
-    let streamed = by_response_id(&spans, sdk["responses_stream"]["id"].as_str().unwrap());
+    let streamed = span_with_response_id(&spans, sdk["responses_stream"]["id"].as_str().unwrap());
     assert!(streamed
         .f64_attr("gen_ai.response.time_to_first_chunk")
         .is_some());
@@ -92,7 +80,7 @@ async fn responses_and_anthropic_sdks_get_spans_tool_spans_and_metrics() {
     // Anthropic: provider, usage, stop reason; no OpenAI attribute.
     for key in ["anthropic_plain", "anthropic_stream"] {
         let seen = &sdk[key];
-        let span = by_response_id(&spans, seen["id"].as_str().unwrap());
+        let span = span_with_response_id(&spans, seen["id"].as_str().unwrap());
         assert_eq!(span.name, "chat claude-haiku-4-5");
         assert_eq!(span.str_attr("gen_ai.provider.name"), Some("anthropic"));
         assert!(span.attr("openai.api.type").is_none());

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::bin::{command as llmtap, Proc, BIN};
+use common::bin::{self, command as llmtap, Proc, BIN};
 use common::*;
 use serde_json::{json, Value};
 
@@ -28,33 +27,6 @@ fn json_lines(path: &Path) -> Vec<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-/// Waits (bounded) until the proxy answers `/healthz` at `base`.
-async fn wait_healthy(base: &str) {
-    let c = client();
-    for _ in 0..200 {
-        if let Ok(r) = c.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("llmtap at {base} did not become healthy in 5 s");
-}
-
-/// Starts the binary on a free port; returns the process and its base URL.
-async fn start_bin(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Proc, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut all = vec!["--listen", listen.as_str()];
-    all.extend_from_slice(args);
-    let child = llmtap(&all, envs, log).spawn().unwrap();
-    let base = format!("http://{listen}");
-    let proc = Proc(child);
-    wait_healthy(&base).await;
-    (proc, base)
 }
 
 fn chat_body(model: &str) -> Value {
@@ -73,7 +45,7 @@ async fn a_failing_collector_is_warned_about_once_a_minute_and_its_recovery_note
     let rx = common::otlp::OtlpReceiver::start().await;
     rx.set_failing(true);
     let upstream = format!("{}/v1", up.base);
-    let (proc, base) = start_bin(
+    let (proc, base) = bin::start(
         &["--upstream", &upstream],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.http_endpoint),
@@ -147,12 +119,9 @@ async fn every_request_has_an_access_line_with_its_real_size_and_a_v1_hint_when_
     let log = dir.path().join("stderr.log");
     // Nothing listens on the upstream port: llmtap answers 502 itself.
     let dead = format!("http://127.0.0.1:{}/v1", free_port());
-    let (proc, base) = start_bin(
+    let (proc, base) = bin::start(
         &["--upstream", &dead, "--log-format", "json"],
-        &[
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-        ],
+        NO_TELEMETRY,
         &log,
     )
     .await;
@@ -231,24 +200,11 @@ async fn demo_with_an_upstream_uses_it() {
     let log = dir.path().join("stderr.log");
     let up = start_upstream().await;
     let upstream = format!("{}/v1", up.base);
-    let mut child = llmtap(
+    let (_proc, mut lines) = bin::spawn_reading_stdout(
         &["demo", "--listen", "127.0.0.1:0", "--upstream", &upstream],
         &[],
         &log,
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _proc = Proc(child);
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    );
     let mut banner = String::new();
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines.recv()).await {
         if line.starts_with("llmtap demo: proxy on ") {
@@ -321,7 +277,7 @@ async fn provider_spellings_and_the_start_up_line_use_the_readmes_words() {
             ("OTEL_METRICS_EXPORTER", "none"),
         ];
         e.extend(envs);
-        let (proc, _) = start_bin(&a, &e, &log).await;
+        let (proc, _) = bin::start(&a, &e, &log).await;
         drop(proc);
         let text = read_log(&log);
         assert!(
@@ -347,11 +303,7 @@ async fn provider_spellings_and_the_start_up_line_use_the_readmes_words() {
 #[test]
 fn colour_only_at_a_terminal_and_never_with_no_color() {
     // `script` gives the binary a pseudo-terminal, as a person's shell would.
-    let Ok(script) = which("script") else {
-        if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
-            panic!("`script` (util-linux) is needed for the terminal test");
-        }
-        eprintln!("skipping: no `script` to give llmtap a terminal");
+    let Some(script) = common::tools::tool("script") else {
         return;
     };
     let run = |no_color: bool| -> String {
@@ -381,28 +333,12 @@ fn colour_only_at_a_terminal_and_never_with_no_color() {
     assert!(!plain.contains('\u{1b}'), "NO_COLOR honoured: {plain:?}");
 }
 
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
-}
-
 #[tokio::test]
 async fn healthcheck_takes_a_base_url_and_says_what_went_wrong() {
     let dir = TempDir::new("healthcheck");
     let log = dir.path().join("stderr.log");
-    let (proc, base) = start_bin(
-        &["--upstream", "http://127.0.0.1:9/v1"],
-        &[
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-        ],
-        &log,
-    )
-    .await;
+    let (proc, base) =
+        bin::start(&["--upstream", "http://127.0.0.1:9/v1"], NO_TELEMETRY, &log).await;
     // With or without a scheme (`127.0.0.1:8080` is how --listen is written): plain HTTP.
     let bare = base.trim_start_matches("http://").to_string();
     for url in [
@@ -495,24 +431,11 @@ fn a_bad_upstream_is_reported_under_the_name_the_user_typed() {
 async fn console_spans_read_ok_or_error_with_rounded_milliseconds() {
     let dir = TempDir::new("console");
     let log = dir.path().join("stderr.log");
-    let mut child = llmtap(
+    let (_proc, mut lines) = bin::spawn_reading_stdout(
         &["demo", "--listen", "127.0.0.1:0"],
         &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
         &log,
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _proc = Proc(child);
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    );
     let mut url = None;
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines.recv()).await {
         if let Some(rest) = line.strip_prefix("llmtap demo: proxy on ") {
@@ -934,9 +857,10 @@ async fn the_demos_streams_satisfy_every_official_sdk_stream_helper() {
     let dir = TempDir::new("demo-helpers");
     let log = dir.path().join("stderr.log");
     let listen = format!("127.0.0.1:{}", free_port());
-    let _proc = Proc::spawn(&mut llmtap(&["demo", "--listen", &listen], &[], &log));
+    let _proc =
+        Proc::spawn(&mut llmtap(&["demo", "--listen", &listen], &[], &log)).expect("llmtap starts");
     let base = format!("http://{listen}");
-    wait_healthy(&base).await;
+    bin::wait_healthy(&base, &log).await;
     let out = run_sdk(
         "helpers.py",
         &base,
@@ -985,10 +909,7 @@ fn a_busy_port_names_the_setting_that_picks_another() {
     let log = dir.path().join("stderr.log");
     let out = llmtap(
         &["--listen", &addr, "--upstream", "http://127.0.0.1:9/v1"],
-        &[
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-        ],
+        NO_TELEMETRY,
         &log,
     )
     .output()

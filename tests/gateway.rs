@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::otlp;
+use common::raw::{Part, RawUpstream, Reply};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -175,25 +176,19 @@ async fn a_query_that_tries_the_same_is_forwarded_as_query_only() {
 const EVIL_MODEL: &str = "evil\n\u{1b}[31mFAKE LOG LINE level=ERROR";
 
 /// An upstream that answers every request with a 400 whose error code is hostile.
-async fn start_hostile_upstream() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(|| async {
+async fn start_hostile_upstream() -> RawUpstream {
+    RawUpstream::start(std::sync::Arc::new(|_, _| {
         let body = serde_json::json!({"error": {
             "message": "upstream says\n\u{1b}[31mFAKE LOG LINE level=ERROR",
             "type": "invalid_request_error",
             "code": "bad\n\u{1b}[31mFAKE LOG LINE level=ERROR",
         }});
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            [("content-type", "application/json")],
-            body.to_string(),
-        )
-    });
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), task)
+        Reply {
+            head: "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json".into(),
+            parts: vec![Part::Data(body.to_string().into_bytes())],
+        }
+    }))
+    .await
 }
 
 #[tokio::test]
@@ -201,7 +196,8 @@ async fn hostile_values_cannot_forge_text_log_lines() {
     let dir = TempDir::new("log-injection");
     let log = dir.path().join("stderr.log");
     let up = start_upstream().await;
-    let (hostile, _task) = start_hostile_upstream().await;
+    let hostile_upstream = start_hostile_upstream().await;
+    let hostile = &hostile_upstream.base;
     let config = dir.path().join("llmtap.yaml");
     std::fs::write(
         &config,
@@ -216,10 +212,7 @@ async fn hostile_values_cannot_forge_text_log_lines() {
     .unwrap();
     let (_proc, base) = bin::start(
         &["--config", config.to_str().unwrap(), "--log-format", "text"],
-        &[
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-        ],
+        NO_TELEMETRY,
         &log,
     )
     .await;
@@ -285,7 +278,7 @@ async fn hostile_values_cannot_forge_text_log_lines() {
 
 #[tokio::test]
 async fn oversized_identifiers_are_cut_on_spans_and_never_become_metric_labels() {
-    use llmtap::telemetry::limits::MAX_IDENTIFIER_CHARS as MAX;
+    use llmtap::vocab::limits::MAX_IDENTIFIER_CHARS as MAX;
     let yaml = r#"
 upstreams:
   - name: openai
@@ -421,12 +414,7 @@ async fn hash_key_prints_the_line_for_a_key_on_stdin_and_refuses_none() {
         hash_key("abc"),
         "sha256: \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\""
     );
-    let out = std::process::Command::new(bin::BIN)
-        .arg("hash-key")
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = bin::run(&["hash-key"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::otlp::SpanView;
+use common::otlp::span_with_response_id;
 use common::*;
 use serde_json::{json, Value};
 
@@ -26,18 +26,6 @@ routes:
     upstream: vertex
 default_upstream: gemini
 "#;
-
-fn span_with_id<'a>(spans: &'a [SpanView], id: &str) -> &'a SpanView {
-    spans
-        .iter()
-        .find(|s| s.str_attr("gen_ai.response.id") == Some(id))
-        .unwrap_or_else(|| {
-            panic!(
-                "no span with response id {id}:\n{}",
-                common::otlp::spans_json(spans)
-            )
-        })
-}
 
 #[tokio::test]
 async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
@@ -69,7 +57,7 @@ async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
 
     for key in ["plain", "stream"] {
         let seen = &sdk[key];
-        let span = span_with_id(&spans, seen["id"].as_str().unwrap());
+        let span = span_with_response_id(&spans, seen["id"].as_str().unwrap());
         assert_eq!(span.name, "generate_content gemini-2.5-flash", "{dump}");
         assert_eq!(
             span.str_attr("gen_ai.operation.name"),
@@ -96,7 +84,7 @@ async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
         assert!(span.attr("openai.api.type").is_none());
         assert!(!seen["text"].as_str().unwrap().is_empty());
     }
-    let streamed = span_with_id(&spans, sdk["stream"]["id"].as_str().unwrap());
+    let streamed = span_with_response_id(&spans, sdk["stream"]["id"].as_str().unwrap());
     assert_eq!(streamed.bool_attr("gen_ai.request.stream"), Some(true));
     assert!(streamed
         .f64_attr("gen_ai.response.time_to_first_chunk")
@@ -111,8 +99,8 @@ async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
     let calls = sdk["tools"]["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{sdk}");
     assert!(calls[0]["id"].is_null(), "gemini-2.5 calls carry no id");
-    let asking = span_with_id(&spans, sdk["tools"]["first_id"].as_str().unwrap());
-    let answering = span_with_id(&spans, sdk["tools"]["final_id"].as_str().unwrap());
+    let asking = span_with_response_id(&spans, sdk["tools"]["first_id"].as_str().unwrap());
+    let answering = span_with_response_id(&spans, sdk["tools"]["final_id"].as_str().unwrap());
     let tool = spans
         .iter()
         .find(|s| s.name == "execute_tool get_weather")
@@ -161,7 +149,7 @@ async fn google_genai_sdk_gets_spans_tool_spans_and_metrics() {
     assert_eq!(failed.status_code, "error");
 
     // Vertex AI: the project path, the fake bearer passed through, provider gcp.vertex_ai.
-    let v = span_with_id(&spans, sdk["vertex"]["id"].as_str().unwrap());
+    let v = span_with_response_id(&spans, sdk["vertex"]["id"].as_str().unwrap());
     assert_eq!(v.name, "generate_content gemini-2.5-pro");
     assert_eq!(v.str_attr("gen_ai.provider.name"), Some("gcp.vertex_ai"));
     let vertex_req = up

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw::{sse_head, Part, RawUpstream, Reply};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -242,15 +243,8 @@ async fn ten_thousand_idle_connections_are_bounded_and_others_are_served() {
         ),
     )
     .unwrap();
-    let (proc, base) = bin::start(
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-        ],
-        &log,
-    )
-    .await;
+    let (proc, base) =
+        bin::start(&["--config", config.to_str().unwrap()], NO_TELEMETRY, &log).await;
     let pid = proc.0.id();
     let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let (rss_before, fds_before) = rss_kb_and_fds(pid);
@@ -372,54 +366,23 @@ async fn an_http2_rapid_reset_flood_is_bounded_and_others_are_served() {
 }
 
 /// An upstream that streams SSE content chunks of 64 KB for as long as it is read (at
-/// most 256 MB), counting the bytes it has handed to its HTTP server.
-async fn start_endless_stream_upstream() -> (
-    String,
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-    tokio::task::JoinHandle<()>,
-) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
-    let app = axum::Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            let text = "x".repeat(64 * 1024);
-            let event = format!(
-                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n"
-            );
-            let event = bytes::Bytes::from(event);
-            let chunks = (0..4096).map(move |_| {
-                counter.fetch_add(event.len() as u64, Ordering::Relaxed);
-                Ok::<_, std::io::Error>(event.clone())
-            });
-            (
-                [("content-type", "text/event-stream")],
-                axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
-            )
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), sent, task)
+/// most 256 MB), counting the bytes the socket has taken ([`RawUpstream::sent`]).
+async fn start_endless_stream_upstream() -> RawUpstream {
+    let text = "x".repeat(64 * 1024);
+    let event = bytes::Bytes::from(format!(
+        "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n"
+    ));
+    RawUpstream::start(std::sync::Arc::new(move |_, _| Reply {
+        head: sse_head(),
+        parts: vec![Part::Repeat(event.clone(), 4096)],
+    }))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reading_slowly_holds_the_upstream_back() {
-    use std::sync::atomic::Ordering;
-    let (base, sent, _task) = start_endless_stream_upstream().await;
-    let proxy = start_proxy(
-        &base,
-        ProxyOpts {
-            env: no_telemetry(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let up = start_endless_stream_upstream().await;
+    let proxy = untraced_proxy(&up.base).await;
     let body = serde_json::json!({"model": "m", "stream": true,
         "messages": [{"role": "user", "content": "Hi"}]});
     let resp = post_chat(&proxy.url, body, &[]).await;
@@ -436,9 +399,9 @@ async fn a_client_reading_slowly_holds_the_upstream_back() {
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let sent_paused = sent.load(Ordering::Relaxed);
+    let sent_paused = up.sent();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let sent_later = sent.load(Ordering::Relaxed);
+    let sent_later = up.sent();
     // While the client does not read, the upstream is not read either: what it has sent
     // stays what the sockets' buffers hold beyond the client's 4 MB, far from its 256 MB.
     assert_eq!(sent_paused, sent_later, "the upstream kept being read");

@@ -8,125 +8,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::bin::{self, Proc};
 use common::otlp::{spans_json, OtlpReceiver, SpanView};
-use common::process::Service;
+use common::raw::{json_head, sse_head, Part, RawUpstream, Reply, Script};
+use common::tools::{self, start_redis};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-// ---- a hostile upstream ------------------------------------------------------------------
-
-/// Part of a scripted response body.
-enum Part {
-    Data(Vec<u8>),
-    /// Waits this long (keep-alive comments between).
-    Pause(Duration),
-    /// Waits until the test says so (bounded: 60 s).
-    Hold(Arc<Notify>),
-}
-
-/// A response: status line and headers (no blank line), then the body's parts; the
-/// connection closes after the last part (no length: the close ends the body).
-struct Reply {
-    head: String,
-    parts: Vec<Part>,
-}
-
-type Script = Arc<dyn Fn(&str, &[u8]) -> Reply + Send + Sync>;
-
-/// An upstream that answers every request by `script(path, body)`. Returns its base URL.
-async fn hostile_upstream(script: Script) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let script = script.clone();
-            tokio::spawn(async move {
-                let Some((path, body)) = read_request(&mut tcp).await else {
-                    return;
-                };
-                let reply = script(&path, &body);
-                let head = format!("{}\r\nconnection: close\r\n\r\n", reply.head);
-                if tcp.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                for part in reply.parts {
-                    match part {
-                        Part::Data(d) => {
-                            if tcp.write_all(&d).await.is_err() {
-                                return;
-                            }
-                        }
-                        Part::Pause(d) => tokio::time::sleep(d).await,
-                        Part::Hold(n) => {
-                            let _ =
-                                tokio::time::timeout(Duration::from_secs(60), n.notified()).await;
-                        }
-                    }
-                }
-                let _ = tcp.shutdown().await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
-/// The request's path and body (by `content-length`; at most 64 MiB).
-async fn read_request(tcp: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-        let n = tcp.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let path = head.split_whitespace().nth(1)?.to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0)
-        .min(64 << 20);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let n = tcp.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((path, body))
-}
-
-fn sse_head() -> String {
-    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream".into()
-}
-
-fn json_head() -> String {
-    "HTTP/1.1 200 OK\r\ncontent-type: application/json".into()
-}
+// ---- the hostile upstream's events (common::raw answers with them) ------------------
 
 fn event(v: &Value) -> Vec<u8> {
     format!("data: {v}\n\n").into_bytes()
@@ -187,7 +83,8 @@ fn memory_kb(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// llmtap with `yaml` (its `{upstream}` replaced), exporting to `rx` when given.
+/// llmtap with `yaml` (its `{upstream}` replaced by `upstream`), exporting to `rx` when
+/// given.
 async fn start_llmtap(
     dir: &TempDir,
     yaml: &str,
@@ -197,15 +94,16 @@ async fn start_llmtap(
     let config = dir.path().join("llmtap.yaml");
     std::fs::write(&config, yaml.replace("{upstream}", upstream)).unwrap();
     let log = dir.path().join("llmtap.log");
-    let env: Vec<(String, String)> = match rx {
+    let env = match rx {
         Some(rx) => otlp_env(rx, "grpc"),
-        None => vec![
-            ("OTEL_TRACES_EXPORTER".into(), "none".into()),
-            ("OTEL_METRICS_EXPORTER".into(), "none".into()),
-        ],
+        None => no_telemetry(),
     };
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    bin::start(&["--config", config.to_str().unwrap()], &env, &log).await
+    bin::start(
+        &["--config", config.to_str().unwrap()],
+        &env_refs(&env),
+        &log,
+    )
+    .await
 }
 
 fn upstream_yaml(extra: &str) -> String {
@@ -261,43 +159,6 @@ async fn read_to_close(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
     })
     .await;
     out
-}
-
-fn redis_server() -> Option<PathBuf> {
-    let found = ["/usr/bin/redis-server", "/usr/sbin/redis-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
-            panic!("redis-server is not installed; tests/run installs it");
-        }
-        eprintln!("skipping the shared-state part: redis-server is not installed");
-    }
-    found
-}
-
-fn start_redis(bin: &Path, port: u16, dir: &Path) -> Service {
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-    ])
-    .args(["--appendonly", "no", "--dir", dir.to_str().unwrap()])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let proc = Service::spawn(&mut cmd).expect("redis-server did not start");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return proc;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("redis-server not listening on {port}");
 }
 
 // ---- 1. a body declared and never sent -----------------------------------------------------
@@ -389,13 +250,13 @@ async fn a_stream_of_only_keep_alive_comments_is_cut_at_the_max_stream_duration(
             parts,
         }
     });
-    let upstream = hostile_upstream(script).await;
+    let upstream = RawUpstream::start(script).await;
     let rx = OtlpReceiver::start().await;
     let dir = TempDir::new("limits-comments");
     let yaml = upstream_yaml(
         "    inject_usage: false\n    timeouts:\n      idle_secs: 1\n      max_stream_secs: 2\n",
     );
-    let (_proc, base) = start_llmtap(&dir, &yaml, &upstream, Some(&rx)).await;
+    let (_proc, base) = start_llmtap(&dir, &yaml, &upstream.base, Some(&rx)).await;
     let r = post_chat(
         &base,
         json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
@@ -459,10 +320,10 @@ async fn decompression_bombs_from_the_upstream_stay_bounded() {
             parts: vec![Part::Data(bomb)],
         }
     });
-    let upstream = hostile_upstream(script).await;
+    let upstream = RawUpstream::start(script).await;
     let rx = OtlpReceiver::start().await;
     let dir = TempDir::new("limits-bomb");
-    let (proc, base) = start_llmtap(&dir, &upstream_yaml(""), &upstream, Some(&rx)).await;
+    let (proc, base) = start_llmtap(&dir, &upstream_yaml(""), &upstream.base, Some(&rx)).await;
     let pid = proc.0.id();
 
     // A JSON body: relayed compressed and whole, parsed only within the bound.
@@ -546,10 +407,10 @@ async fn huge_identifiers_and_models_are_cut_before_they_are_held() {
             parts,
         }
     });
-    let upstream = hostile_upstream(script).await;
+    let upstream = RawUpstream::start(script).await;
     let dir = TempDir::new("limits-ids");
     // The live view is on (loopback), as in the red team's 921 MB run.
-    let (proc, base) = start_llmtap(&dir, &upstream_yaml(""), &upstream, None).await;
+    let (proc, base) = start_llmtap(&dir, &upstream_yaml(""), &upstream.base, None).await;
     let pid = proc.0.id();
     let (rss_before, _) = memory_kb(pid);
     // 1 MiB model names.
@@ -629,12 +490,12 @@ async fn tool_call_arguments_are_not_held_with_content_capture_off() {
             parts,
         }
     });
-    let upstream = hostile_upstream(script).await;
+    let upstream = RawUpstream::start(script).await;
     let dir = TempDir::new("limits-args");
     let (proc, base) = start_llmtap(
         &dir,
         &upstream_yaml("    inject_usage: false\n"),
-        &upstream,
+        &upstream.base,
         None,
     )
     .await;
@@ -784,7 +645,7 @@ async fn tenant_closes_only_its_own_calls(
 
 #[tokio::test]
 async fn one_tenant_cannot_close_another_tenants_tool_call_nor_spoof_its_tenant() {
-    let upstream = hostile_upstream(tool_asking_upstream()).await;
+    let upstream = RawUpstream::start(tool_asking_upstream()).await;
     let rx = OtlpReceiver::start().await;
     let dir = TempDir::new("limits-tenants");
     let yaml = format!(
@@ -792,7 +653,7 @@ async fn one_tenant_cannot_close_another_tenants_tool_call_nor_spoof_its_tenant(
         upstream_yaml(""),
         two_tenants("")
     );
-    let (_proc, base) = start_llmtap(&dir, &yaml, &upstream, Some(&rx)).await;
+    let (_proc, base) = start_llmtap(&dir, &yaml, &upstream.base, Some(&rx)).await;
     tenant_closes_only_its_own_calls(&rx, &base, &base, &base).await;
 
     // 9. The live view: team-b's call is team-b's, whatever its baggage says.
@@ -820,13 +681,13 @@ async fn one_tenant_cannot_close_another_tenants_tool_call_nor_spoof_its_tenant(
 
 #[tokio::test]
 async fn shared_state_keys_tool_calls_by_tenant_and_survives_a_tool_result_flood() {
-    let Some(redis) = redis_server() else {
+    let Some(redis) = tools::tool("redis-server") else {
         return;
     };
     let dir = TempDir::new("limits-redis");
     let port = free_port();
     let _redis = start_redis(&redis, port, dir.path());
-    let upstream = hostile_upstream(tool_asking_upstream()).await;
+    let upstream = RawUpstream::start(tool_asking_upstream()).await;
     let rx = OtlpReceiver::start().await;
     let yaml = format!(
         "{}state_url: \"redis://127.0.0.1:{port}\"\ntelemetry:\n  tool_call_ttl_secs: 5\n{}",
@@ -834,8 +695,8 @@ async fn shared_state_keys_tool_calls_by_tenant_and_survives_a_tool_result_flood
         two_tenants("")
     );
     let (d1, d2) = (TempDir::new("limits-r1"), TempDir::new("limits-r2"));
-    let (_p1, one) = start_llmtap(&d1, &yaml, &upstream, Some(&rx)).await;
-    let (p2, two) = start_llmtap(&d2, &yaml, &upstream, Some(&rx)).await;
+    let (_p1, one) = start_llmtap(&d1, &yaml, &upstream.base, Some(&rx)).await;
+    let (p2, two) = start_llmtap(&d2, &yaml, &upstream.base, Some(&rx)).await;
     // 10. Asked through one replica, answered through the other: Redis keys by tenant too.
     tenant_closes_only_its_own_calls(&rx, &one, &two, &two).await;
 
@@ -900,10 +761,10 @@ async fn valid_json_the_strict_parser_refuses_still_gives_model_usage_and_a_flag
             parts,
         }
     });
-    let upstream = hostile_upstream(script).await;
+    let upstream = RawUpstream::start(script).await;
     let rx = OtlpReceiver::start().await;
     let dir = TempDir::new("limits-lenient");
-    let (_proc, base) = start_llmtap(&dir, &upstream_yaml(""), &upstream, Some(&rx)).await;
+    let (_proc, base) = start_llmtap(&dir, &upstream_yaml(""), &upstream.base, Some(&rx)).await;
     for body in [
         r#"{"model":"gpt-4o","stream":true,"temperature":1e999,"messages":[{"role":"user","content":"hello there"}]}"#,
         r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hello \ud800 there"}]}"#,

@@ -543,7 +543,7 @@ type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
 /// A scripted Streamable HTTP endpoint: 401 with `WWW-Authenticate` without `Authorization`;
 /// a POST answered on an SSE stream (a progress notification, then the response); GET a
 /// one-event stream; DELETE 204.
-async fn scripted_mcp_server() -> (String, Seen, tokio::sync::oneshot::Sender<()>) {
+async fn scripted_mcp_server() -> (String, Seen, common::Served) {
     let seen: Seen = Arc::default();
     let s2 = seen.clone();
     let app = axum::Router::new().route(
@@ -616,17 +616,8 @@ async fn scripted_mcp_server() -> (String, Seen, tokio::sync::oneshot::Sender<()
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (format!("http://{addr}/mcp"), seen, tx)
+    let served = common::serve_router(app).await;
+    (format!("{}/mcp", served.base), seen, served)
 }
 
 async fn post_rpc(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
@@ -857,7 +848,7 @@ async fn bad_input_headers_and_keys() {
         }
     }
     proxy.stop().await;
-    let _ = stop.send(());
+    drop(stop);
 }
 
 /// Client keys as on the LLM paths: no key, no call (401 in JSON-RPC's shape); the key in
@@ -916,7 +907,7 @@ async fn client_keys_apply_to_mcp() {
         .await;
     assert_eq!(mcp_spans(&spans)[0].str_attr("llmtap.tenant"), Some("acme"));
     proxy.stop().await;
-    let _ = stop.send(());
+    drop(stop);
 }
 
 /// `llmtap mcp-stdio -- COMMAND`: stdin and stdout relayed byte for byte (whatever they hold),

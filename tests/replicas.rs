@@ -7,56 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::otlp::SpanView;
 use common::process::Service as Proc;
+use common::tools::{start_redis, tool};
 use common::*;
 use serde_json::{json, Value};
-
-fn tool_path(name: &str) -> Option<PathBuf> {
-    let found = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/usr/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var_os("LLMTAP_REQUIRE_TOOLS").is_some() {
-            panic!("{name} is not installed; tests/run installs it");
-        }
-        eprintln!("skipping: {name} is not installed (run via tests/run)");
-    }
-    found
-}
-
-fn start_redis(bin: &Path, port: u16, dir: &Path) -> Proc {
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        dir.to_str().unwrap(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let proc = Proc::spawn(&mut cmd).expect("redis-server did not start");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return proc;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("redis-server not listening on {port} after 2 s");
-}
 
 async fn start_replica(upstream: &str, rx: &OtlpReceiver, redis_url: &str, ttl: Duration) -> Proxy {
     let url = redis_url.to_string();
@@ -126,7 +84,7 @@ fn tool_spans<'a>(spans: &'a [SpanView], id: &str) -> Vec<&'a SpanView> {
 
 #[tokio::test]
 async fn a_tool_call_asked_on_one_replica_and_answered_on_another_is_closed_once() {
-    let Some(redis_bin) = tool_path("redis-server") else {
+    let Some(redis_bin) = tool("redis-server") else {
         return;
     };
     let dir = TempDir::new("replicas");
@@ -231,7 +189,7 @@ async fn a_tool_call_asked_on_one_replica_and_answered_on_another_is_closed_once
 
 #[tokio::test]
 async fn behind_nginx_round_robin_tool_loops_close_once() {
-    let (Some(redis_bin), Some(nginx_bin)) = (tool_path("redis-server"), tool_path("nginx")) else {
+    let (Some(redis_bin), Some(nginx_bin)) = (tool("redis-server"), tool("nginx")) else {
         return;
     };
     let dir = TempDir::new("replicas-nginx");
@@ -274,26 +232,16 @@ async fn behind_nginx_round_robin_tool_loops_close_once() {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _nginx = Proc::spawn(&mut nginx).expect("nginx did not start");
+    let mut balancer = Proc::spawn(&mut nginx).expect("nginx did not start");
     let lb = format!("http://127.0.0.1:{lb_port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if client()
-            .get(format!("{lb}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        ready,
-        "nginx not ready: {}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-    );
+    balancer
+        .wait_ready(
+            "nginx",
+            &format!("{lb}/healthz"),
+            Duration::from_secs(5),
+            &dir.path().join("error.log"),
+        )
+        .await;
 
     let mut ids = Vec::new();
     for (i, city) in ["Lyon", "Nice", "Metz", "Brest"].iter().enumerate() {
@@ -342,7 +290,7 @@ async fn behind_nginx_round_robin_tool_loops_close_once() {
 
 #[tokio::test]
 async fn redis_dying_fails_no_request_and_coming_back_is_picked_up() {
-    let Some(redis_bin) = tool_path("redis-server") else {
+    let Some(redis_bin) = tool("redis-server") else {
         return;
     };
     let dir = TempDir::new("replicas-redis-down");
@@ -447,7 +395,7 @@ async fn redis_dying_fails_no_request_and_coming_back_is_picked_up() {
 
 #[tokio::test]
 async fn a_keys_per_minute_limit_holds_across_replicas() {
-    let Some(redis_bin) = tool_path("redis-server") else {
+    let Some(redis_bin) = tool("redis-server") else {
         return;
     };
     let dir = TempDir::new("replicas-rate");
@@ -458,7 +406,7 @@ async fn a_keys_per_minute_limit_holds_across_replicas() {
     let rx = OtlpReceiver::start().await;
     const KEY: &str = "sk-client-shared-limit-0001";
     const LIMIT: usize = 5;
-    let sha = llmtap::auth::hex(&llmtap::auth::digest(KEY.as_bytes()));
+    let sha = llmtap::vocab::text::hex(&llmtap::auth::digest(KEY.as_bytes()));
     let yaml = format!(
         "upstreams:\n  - name: openai\n    base_url: \"{{upstream}}/v1\"\n\
          auth:\n  keys:\n    - sha256: \"{sha}\"\n      tenant: team-a\n      requests_per_minute: {LIMIT}\n"

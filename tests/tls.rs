@@ -187,7 +187,7 @@ fn write_server_files(pki: &TestPki, cert: &Path, key: &Path) {
 
 /// A client that trusts only `ca_pem`, with a fresh connection pool.
 fn client_trusting(ca_pem: &str) -> reqwest::Client {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
@@ -197,11 +197,7 @@ fn client_trusting(ca_pem: &str) -> reqwest::Client {
 }
 
 fn sighup(proc: &bin::Proc) {
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &proc.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    proc.signal(libc::SIGHUP);
 }
 
 #[tokio::test]
@@ -227,11 +223,8 @@ async fn inbound_tls_serves_http2_and_reloads_on_sighup_without_dropping_a_strea
         "--tls-key",
         key.to_str().unwrap(),
     ];
-    let env = [
-        ("OTEL_TRACES_EXPORTER", "none"),
-        ("OTEL_METRICS_EXPORTER", "none"),
-    ];
-    let proc = bin::Proc(bin::command(&args, &env, &log).spawn().unwrap());
+    let proc =
+        bin::Proc::spawn(&mut bin::command(&args, NO_TELEMETRY, &log)).expect("llmtap starts");
     let base = format!("https://{listen}");
     let trusts_old = client_trusting(&old.ca_pem);
     let mut healthy = false;

@@ -15,7 +15,6 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +26,6 @@ use common::*;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_llmtap");
 
 /// How the scripted upstream answers a streamed chat request, as a function of whether the
 /// request carried `stream_options.include_usage` (the flag).
@@ -215,31 +212,18 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-async fn start_scripted() -> (String, SeenRef) {
+async fn start_scripted() -> (Served, SeenRef) {
     let seen: SeenRef = Arc::default();
     let app = axum::Router::new()
         .fallback(scripted)
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), seen)
+    (serve_router(app).await, seen)
 }
 
 /// The real binary in front of `upstream`, exporting spans to `rx`; stderr to `log`.
 struct Llmtap {
-    child: Child,
+    _proc: bin::Proc,
     base: String,
-}
-
-impl Drop for Llmtap {
-    fn drop(&mut self) {
-        common::process::stop_group(self.child.id(), Duration::ZERO, || {});
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_llmtap(
@@ -249,51 +233,26 @@ async fn start_llmtap(
     dir: &Path,
     log: &Path,
 ) -> Llmtap {
-    let port = free_port();
     let config = dir.join("llmtap.yaml");
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{port}\nupstreams:\n  - name: scripted\n    base_url: {upstream}\n    provider: {provider}\ntelemetry:\n  header_attributes: [x-case]\n"
+            "upstreams:\n  - name: scripted\n    base_url: {upstream}\n    provider: {provider}\ntelemetry:\n  header_attributes: [x-case]\n"
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(BIN);
-    common::process::own_group(&mut cmd);
-    let child = cmd
-        .args(["--config", config.to_str().unwrap()])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.http_endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .env("OTEL_METRICS_EXPORTER", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    // Owned (killed on drop) before anything can panic.
-    let proxy = Llmtap {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let c = client();
-    for _ in 0..200 {
-        if c.get(format!("{}/healthz", proxy.base))
-            .send()
-            .await
-            .is_ok()
-        {
-            return proxy;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!(
-        "llmtap did not start: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+    let (proc, base) = bin::start(
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.http_endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+        log,
+    )
+    .await;
+    Llmtap { _proc: proc, base }
 }
 
 /// Status, content type and body after content decoding.
@@ -371,7 +330,8 @@ impl Gen {
 async fn whatever_the_upstream_does_with_the_flag_the_client_sees_the_direct_answer() {
     let dir = TempDir::new("usage-prop");
     let log = dir.path().join("stderr.log");
-    let (upstream, seen) = start_scripted().await;
+    let (scripted, seen) = start_scripted().await;
+    let upstream = &scripted.base;
     let rx = OtlpReceiver::start().await;
     let proxy = start_llmtap(&format!("{upstream}/v1"), "openai", &rx, dir.path(), &log).await;
     const CASES: usize = 150;
@@ -474,9 +434,10 @@ async fn whatever_the_upstream_does_with_the_flag_the_client_sees_the_direct_ans
 async fn azure_refusing_stream_options_streams_as_direct_and_is_remembered() {
     let dir = TempDir::new("usage-azure");
     let log = dir.path().join("stderr.log");
-    let (upstream, seen) = start_scripted().await;
+    let (scripted, seen) = start_scripted().await;
+    let upstream = &scripted.base;
     let rx = OtlpReceiver::start().await;
-    let proxy = start_llmtap(&upstream, "azure", &rx, dir.path(), &log).await;
+    let proxy = start_llmtap(upstream, "azure", &rx, dir.path(), &log).await;
     let b = Behaviour {
         chunks: 2,
         prompt_tokens: 17,
@@ -549,7 +510,8 @@ async fn azure_refusing_stream_options_streams_as_direct_and_is_remembered() {
 async fn a_compressed_stream_hides_the_injection_too() {
     let dir = TempDir::new("usage-gzip");
     let log = dir.path().join("stderr.log");
-    let (upstream, _seen) = start_scripted().await;
+    let (scripted, _seen) = start_scripted().await;
+    let upstream = &scripted.base;
     let rx = OtlpReceiver::start().await;
     let proxy = start_llmtap(&format!("{upstream}/v1"), "openai", &rx, dir.path(), &log).await;
     let body = json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"How many containers are up?"}],"stream":true});
@@ -611,7 +573,8 @@ async fn a_compressed_stream_hides_the_injection_too() {
 async fn a_client_that_sent_stream_options_gets_the_refusal_as_direct() {
     let dir = TempDir::new("usage-own");
     let log = dir.path().join("stderr.log");
-    let (upstream, seen) = start_scripted().await;
+    let (scripted, seen) = start_scripted().await;
+    let upstream = &scripted.base;
     let rx = OtlpReceiver::start().await;
     let proxy = start_llmtap(&format!("{upstream}/v1"), "openai", &rx, dir.path(), &log).await;
     let b = Behaviour {

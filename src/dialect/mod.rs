@@ -160,8 +160,17 @@ pub trait Dialect: Sync + std::fmt::Debug {
     /// The body of llmtap's own error on this API's paths, in the API's error shape; `status`
     /// is the HTTP status it is answered with.
     fn error_body(&self, message: &str, kind: &str, code: &str, _status: u16) -> String {
-        crate::error::error_body(message, kind, code)
+        openai_error_body(message, kind, code)
     }
+}
+
+/// The JSON body of an OpenAI-shaped error (`{"error":{"message","type","param","code"}}`):
+/// llmtap's own errors on every path whose API has no shape of its own.
+pub fn openai_error_body(message: &str, kind: &str, code: &str) -> String {
+    serde_json::json!({
+        "error": { "message": message, "type": kind, "param": null, "code": code }
+    })
+    .to_string()
 }
 
 /// Watches one streamed response: fed a copy of the (decoded) body bytes as they are relayed.

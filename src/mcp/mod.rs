@@ -28,12 +28,13 @@ use axum::Router;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use serde_json::Value;
 
+use crate::app::AppState;
 use crate::error::{error_chain, ProxyError};
-use crate::inbound::AppState;
 use crate::stream::tee::{BodyWatcher, Relay};
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::propagation::TraceParent;
 use crate::upstream::{Upstream, Upstreams};
+use crate::vocab::error_type::ErrorType;
 use watch::McpExchange;
 
 /// Idle limit of the server's own stream (GET): servers send nothing for long stretches.
@@ -93,7 +94,7 @@ async fn not_found(Path((name, _)): Path<(String, String)>) -> Response {
 }
 
 fn unknown_server(name: &str) -> Response {
-    let name = crate::telemetry::limits::cut(name);
+    let name = crate::vocab::limits::cut(name);
     rpc_error(
         StatusCode::NOT_FOUND,
         None,
@@ -122,7 +123,7 @@ async fn handle(
     let mut permit = None;
     if let Some(keys) = &m.app.client_keys {
         let (key_headers, _) = key_headers(&parts.headers);
-        let admitted = match m.app.telemetry.shared_state() {
+        let admitted = match m.app.shared.as_deref() {
             Some(shared) => keys.admit_shared(&key_headers, shared).await,
             None => keys.admit(&key_headers),
         };
@@ -155,7 +156,7 @@ async fn handle(
         }
     };
     match permit {
-        Some(p) => response.map(|b| Body::new(crate::inbound::HoldPermit::new(b, p))),
+        Some(p) => response.map(|b| Body::new(crate::respond::HoldPermit::new(b, p))),
         None => response,
     }
 }
@@ -397,7 +398,7 @@ pub(crate) fn trace_for(
 
 /// What every operation of one exchange (or one stdio process) shares.
 pub(crate) struct Facts {
-    pub server: Arc<crate::upstream::UpstreamInfo>,
+    pub server: Arc<crate::vocab::provider::UpstreamInfo>,
     pub transport: &'static str,
     pub session: Option<String>,
     /// The protocol version in force (header, or negotiated); `initialize` names its own.
@@ -534,7 +535,7 @@ impl McpState {
 
     fn session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         id: &str,
         version: Option<String>,
         error: Option<&str>,
@@ -561,7 +562,7 @@ async fn send(
     method: Method,
     headers: HeaderMap,
     body: reqwest::Body,
-) -> Result<reqwest::Response, (&'static str, String)> {
+) -> Result<reqwest::Response, (ErrorType, String)> {
     let send = server
         .client()
         .request(method, server.base.clone())
@@ -572,21 +573,21 @@ async fn send(
     let t = &server.config.timeouts;
     match tokio::time::timeout(t.first_byte, send).await {
         Err(_) => Err((
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "MCP server {name:?} sent no response within {:?}",
                 t.first_byte
             ),
         )),
         Ok(Err(e)) if e.is_timeout() => Err((
-            "timeout",
+            ErrorType::Timeout,
             format!(
                 "MCP server {name:?} could not be reached within {:?}",
                 t.connect
             ),
         )),
         Ok(Err(e)) => Err((
-            "upstream_unreachable",
+            ErrorType::UpstreamUnreachable,
             format!("MCP server {name:?} is unreachable: {}", error_chain(&e)),
         )),
         Ok(Ok(r)) => Ok(r),

@@ -20,7 +20,8 @@ use super::watch::end_operation;
 use super::Facts;
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::Telemetry;
-use crate::upstream::UpstreamInfo;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::provider::UpstreamInfo;
 
 /// Longest message line read for telemetry; a longer one is relayed, not read.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -112,7 +113,7 @@ fn run_blocking(
     });
     let server = Arc::new(UpstreamInfo {
         name,
-        provider: crate::config::Provider::OpenaiCompatible,
+        provider: crate::vocab::provider::Provider::OpenaiCompatible,
         address: Arc::from(""),
         port: 0,
     });
@@ -153,13 +154,13 @@ fn run_blocking(
         .unwrap_or_default();
     for mut op in left {
         end_operation(&mut op, None);
-        op.error = Some("stream_truncated".into());
+        op.error = Some(ErrorType::StreamTruncated.into());
         op.error_message = Some(format!("the MCP server exited ({status}) before answering"));
         telemetry.submit_mcp(op);
     }
     if let Ok(s) = session.lock() {
         if let Some(at) = s.initialized_at {
-            let error = (!status.success()).then_some("stream_truncated");
+            let error = (!status.success()).then_some(ErrorType::StreamTruncated.as_str());
             telemetry.mcp_session_ended(
                 &server,
                 "pipe",

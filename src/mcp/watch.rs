@@ -10,8 +10,9 @@ use serde_json::Value;
 use super::jsonrpc::{self, Outcome};
 use crate::stream::sse::SseParser;
 use crate::stream::tee::BodyWatcher;
-use crate::telemetry::mcp::{McpOperation, TOOL_ERROR};
+use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::Telemetry;
+use crate::vocab::error_type::ErrorType;
 
 /// Largest JSON response body kept for reading outcomes; a larger one is relayed unread.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
@@ -135,7 +136,7 @@ impl McpExchange {
                         self.end(op, Some(o));
                         continue;
                     }
-                    None => op.error = Some("stream_truncated".into()),
+                    None => op.error = Some(ErrorType::StreamTruncated.into()),
                 },
             }
             self.end(op, None);
@@ -152,7 +153,7 @@ pub fn end_operation(op: &mut McpOperation, outcome: Option<&Outcome>) {
             op.error = Some(code.to_string());
             op.error_message.clone_from(&o.message);
         } else if o.tool_error {
-            op.error = Some(TOOL_ERROR.into());
+            op.error = Some(ErrorType::ToolError.into());
             op.error_message.clone_from(&o.message);
         }
         if o.protocol_version.is_some() {
@@ -200,9 +201,9 @@ impl BodyWatcher for McpExchange {
 
     fn sent(&mut self, _bytes: u64) {}
 
-    fn fail(&mut self, error_type: &str) {
+    fn fail(&mut self, error_type: ErrorType) {
         if self.failed.is_none() {
-            self.failed = Some(error_type.to_string());
+            self.failed = Some(error_type.into());
         }
     }
 
@@ -223,7 +224,7 @@ impl BodyWatcher for McpExchange {
 impl Drop for McpExchange {
     fn drop(&mut self) {
         if !self.finished {
-            self.fail("client_disconnected");
+            self.fail(ErrorType::ClientDisconnected);
             BodyWatcher::finish(self);
         }
     }

@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 
 use super::chat::{split_chars, tokens_for_chars, Shape};
 use super::dialects::{self, plan, text_chars, Plan};
-use super::stream::Step;
-use super::wire::{hash_json, Reply, ReplyBody, REQUEST_ID_HEADER_VALUE};
+
+use super::wire::{hash_json, Reply, ReplyBody, Step, REQUEST_ID_HEADER_VALUE};
 use crate::stream::eventstream::{encode_event, encode_exception};
 
 /// AWS's event stream content type.

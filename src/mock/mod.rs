@@ -54,7 +54,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use scenario::{Knobs, Scenario};
-use stream::{Shaping, Step, StreamGuard};
+use stream::{Shaping, StreamGuard};
+use wire::Step;
 use wire::{fnv1a, Reply, ReplyBody};
 
 /// Requests and events kept for inspection; older ones are dropped first.

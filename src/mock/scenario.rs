@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::stream::Step;
+use super::wire::Step;
 use super::wire::{self, openai_error, Reply, ReplyBody};
 use super::Call;
 

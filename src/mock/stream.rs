@@ -10,6 +10,7 @@ use futures_util::Stream;
 use tokio::sync::watch;
 
 use super::scenario::Scenario;
+use super::wire::Step;
 use super::{MockEvent, MockUpstream};
 
 /// Pause between chunks in the `slow` scenario unless `x-mock-chunk-delay-ms` says otherwise.
@@ -28,18 +29,6 @@ const GARBAGE: [&[u8]; 2] = [
     b"\x00\xff\xfenot an SSE frame {{{\r\n",
     b"<html><body><h1>502 Bad Gateway</h1></body></html>\n",
 ];
-
-/// One step of a scripted body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Step {
-    Send(Bytes),
-    Sleep(Duration),
-    /// Send nothing more until the client leaves or the server shuts down.
-    Stall,
-    /// End the body with an error, so hyper aborts the connection instead of closing the
-    /// chunked body cleanly: the client sees a truncated response.
-    Abort(&'static str),
-}
 
 /// How a scenario shapes streamed bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,19 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::time::Duration;
 
-use super::stream::Step;
+/// One step of a scripted body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    Send(Bytes),
+    Sleep(Duration),
+    /// Send nothing more until the client leaves or the server shuts down.
+    Stall,
+    /// End the body with an error, so hyper aborts the connection instead of closing the
+    /// chunked body cleanly: the client sees a truncated response.
+    Abort(&'static str),
+}
 
 /// `created` of every object the mock returns: 2025-01-01T00:00:00Z, so bytes repeat.
 pub(crate) const CREATED: u64 = 1_735_689_600;

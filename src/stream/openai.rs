@@ -510,7 +510,7 @@ impl Collector<'_> {
             .id
             .0
             .filter(|id| !id.is_empty())
-            .map(|id| crate::telemetry::limits::owned(&id));
+            .map(|id| crate::vocab::limits::owned(&id));
         let (name, arguments) = match (call.function, call.custom) {
             (Some(f), _) => (f.name.0, f.arguments.0),
             (None, Some(c)) => (c.name.0, c.input.0),
@@ -572,7 +572,7 @@ impl Collector<'_> {
         };
         let entry = &mut self.summary.tool_calls[k];
         // Identifiers are stored cut to their bound; arguments only with capture on.
-        let own = crate::telemetry::limits::owned;
+        let own = crate::vocab::limits::owned;
         if let Some(id) = id {
             if entry.id.is_empty() {
                 entry.id = id;

@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 use super::decode::Decoder;
 use super::strip::UsageStripper;
 use crate::summary::FeedOutcome;
+use crate::vocab::error_type::ErrorType;
 
 /// What the relay tells whoever watches the body (the request's record): a copy of each
 /// chunk read, the bytes sent on, a failure, and the end. `finish` may be called once; a
@@ -33,7 +34,7 @@ pub trait BodyWatcher: Send + Unpin {
     /// The relay hit one of its bounds (counted and flagged on the span by the watcher).
     fn bound_hit(&mut self, _bound: RelayBound) {}
     /// Records the `error.type`; the first one wins.
-    fn fail(&mut self, error_type: &str);
+    fn fail(&mut self, error_type: ErrorType);
     fn finish(&mut self);
 }
 
@@ -151,7 +152,7 @@ where
                     let max = *max;
                     this.done = true;
                     this.record.bound_hit(RelayBound::StreamDuration);
-                    this.record.fail("timeout");
+                    this.record.fail(ErrorType::Timeout);
                     this.record.finish();
                     return Poll::Ready(Some(Err(RelayError::TooLong(max))));
                 }
@@ -172,7 +173,7 @@ where
                         if bomb {
                             this.record.bound_hit(RelayBound::DecodedPerRead);
                         }
-                        this.record.fail("stream_truncated");
+                        this.record.fail(ErrorType::StreamTruncated);
                         this.record.finish();
                         return Poll::Ready(Some(Err(if bomb {
                             RelayError::DecodedTooLarge
@@ -196,7 +197,7 @@ where
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
-                    this.record.fail("stream_truncated");
+                    this.record.fail(ErrorType::StreamTruncated);
                     this.record.finish();
                     return Poll::Ready(Some(Err(RelayError::Upstream(e.to_string()))));
                 }
@@ -217,13 +218,13 @@ where
                 Poll::Pending => {
                     if this.abort.as_mut().poll(cx).is_ready() {
                         this.done = true;
-                        this.record.fail("shutdown");
+                        this.record.fail(ErrorType::Shutdown);
                         this.record.finish();
                         return Poll::Ready(Some(Err(RelayError::Shutdown)));
                     }
                     if this.sleep.as_mut().poll(cx).is_ready() {
                         this.done = true;
-                        this.record.fail("timeout");
+                        this.record.fail(ErrorType::Timeout);
                         this.record.finish();
                         return Poll::Ready(Some(Err(RelayError::Idle(this.idle))));
                     }

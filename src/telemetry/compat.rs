@@ -144,11 +144,7 @@ pub fn inference(c: Compat, x: &InferenceFacts<'_>, a: &mut Vec<KeyValue>) {
             "LLM"
         };
         a.push(KeyValue::new(OPENINFERENCE_SPAN_KIND, kind));
-        let model = f
-            .response
-            .model
-            .as_deref()
-            .or_else(|| super::spans::request_model(f));
+        let model = f.response.model.as_deref().or_else(|| f.request_model());
         if let Some(m) = model {
             a.push(KeyValue::new(LLM_MODEL_NAME, m.to_string()));
             if op == Operation::Embeddings {

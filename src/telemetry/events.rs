@@ -9,8 +9,8 @@
 //! exports in batches on the tokio runtime, as it does spans: the SDK's own batch processor
 //! runs a thread that cannot drive the async OTLP clients.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
@@ -23,6 +23,7 @@ use opentelemetry_sdk::logs::{
 };
 use opentelemetry_sdk::Resource;
 
+use super::batch::{BatchQueue, BatchSink, Batcher};
 use super::content::Redactor;
 use super::export::{self, ExportHealth};
 use super::record::FinishedRequest;
@@ -32,25 +33,18 @@ use super::spans::{self, InferenceAttributes};
 
 type Queued = (SdkLogRecord, InstrumentationScope);
 
-/// The end of the SDK pipeline: emitted records wait here for the worker (bounded; a full
-/// queue drops and counts).
+/// The end of the SDK pipeline: emitted records wait in the batcher's queue for the worker
+/// (bounded; a full queue drops and counts).
 #[derive(Debug)]
-struct LogQueue {
-    records: Mutex<Vec<Queued>>,
-    max: usize,
-    dropped: AtomicUsize,
-}
-
-#[derive(Debug)]
-struct QueueProcessor(Arc<LogQueue>);
+struct QueueProcessor(Arc<BatchQueue<Queued>>);
 
 impl LogProcessor for QueueProcessor {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
-        let mut q = self.0.records.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= self.0.max {
-            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+        if self.0.has_room() {
+            self.0.push((record.clone(), scope.clone()));
         } else {
-            q.push((record.clone(), scope.clone()));
+            // Counted without cloning the record first.
+            self.0.count_lost();
         }
     }
 
@@ -68,8 +62,8 @@ enum LogSink {
     Console,
 }
 
-impl LogSink {
-    async fn export(&self, batch: &[Queued], timeout: Duration) -> Result<(), ()> {
+impl BatchSink<Queued> for LogSink {
+    async fn export(&self, batch: Vec<Queued>, timeout: Duration) -> Result<(), ()> {
         match self {
             LogSink::Otlp { exporter, health } => {
                 let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
@@ -79,7 +73,7 @@ impl LogSink {
                 health.report(export::flatten(res, timeout))
             }
             LogSink::Console => {
-                for (r, _) in batch {
+                for (r, _) in &batch {
                     println!("{}", console_line(r));
                 }
                 Ok(())
@@ -147,19 +141,8 @@ fn otlp_log_exporter(
 pub struct EventPipeline {
     logger: SdkLogger,
     _provider: SdkLoggerProvider,
-    queue: Arc<LogQueue>,
-    sinks: Arc<Vec<LogSink>>,
-    max_batch: usize,
-    delay: Duration,
-    timeout: Duration,
-    last_flush: Instant,
-    in_flight: Arc<AtomicUsize>,
-    /// Records lost (queue full, export failed); read and reset by the worker for the metric.
-    pub dropped: Arc<AtomicUsize>,
+    batcher: Batcher<Queued, LogSink>,
 }
-
-/// At most this many exports run at once; beyond it records wait in the queue.
-const MAX_IN_FLIGHT: usize = 2;
 
 impl EventPipeline {
     /// The pipeline for `settings`' log exporters; `None` when no exporter could start (the
@@ -181,14 +164,20 @@ impl EventPipeline {
         if sinks.is_empty() {
             return None;
         }
-        let queue = Arc::new(LogQueue {
-            records: Mutex::new(Vec::new()),
-            max: settings.log_batch_max_queue,
-            dropped: AtomicUsize::new(0),
-        });
+        let batcher = Batcher::new(
+            sinks,
+            settings.log_batch_max_queue,
+            settings.log_batch_max_export,
+            settings.log_batch_delay,
+            settings
+                .logs_otlp
+                .as_ref()
+                .map(|t| t.timeout)
+                .unwrap_or(Duration::from_secs(10)),
+        );
         let provider = SdkLoggerProvider::builder()
             .with_resource(resource.clone())
-            .with_log_processor(QueueProcessor(queue.clone()))
+            .with_log_processor(QueueProcessor(batcher.queue()))
             .build();
         let logger = provider.logger_with_scope(
             InstrumentationScope::builder("llmtap")
@@ -198,20 +187,7 @@ impl EventPipeline {
         Some(EventPipeline {
             logger,
             _provider: provider,
-            queue,
-            sinks: Arc::new(sinks),
-            max_batch: settings
-                .log_batch_max_export
-                .min(settings.log_batch_max_queue),
-            delay: settings.log_batch_delay,
-            timeout: settings
-                .logs_otlp
-                .as_ref()
-                .map(|t| t.timeout)
-                .unwrap_or(Duration::from_secs(10)),
-            last_flush: Instant::now(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            dropped: Arc::new(AtomicUsize::new(0)),
+            batcher,
         })
     }
 
@@ -247,75 +223,22 @@ impl EventPipeline {
             }
         }
         self.logger.emit(r);
-        let queued = self.queue_len();
-        if queued >= self.max_batch {
-            self.flush();
-        }
+        self.batcher.pushed();
     }
 
-    fn queue_len(&self) -> usize {
-        self.queue
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+    /// Records lost (queue full, export failed); read and reset by the worker for the metric.
+    pub fn dropped(&self) -> &AtomicUsize {
+        &self.batcher.dropped
     }
 
     /// Called on every worker tick: exports when the schedule delay has passed.
     pub fn tick(&mut self) {
-        self.dropped.fetch_add(
-            self.queue.dropped.swap(0, Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        if self.last_flush.elapsed() >= self.delay && self.queue_len() > 0 {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        self.last_flush = Instant::now();
-        while self.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT {
-            let batch: Vec<Queued> = {
-                let mut q = self.queue.records.lock().unwrap_or_else(|e| e.into_inner());
-                let n = q.len().min(self.max_batch);
-                q.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                return;
-            }
-            self.in_flight.fetch_add(1, Ordering::AcqRel);
-            let sinks = self.sinks.clone();
-            let in_flight = self.in_flight.clone();
-            let dropped = self.dropped.clone();
-            let timeout = self.timeout;
-            tokio::spawn(async move {
-                let mut failed = false;
-                for sink in sinks.iter() {
-                    failed |= sink.export(&batch, timeout).await.is_err();
-                }
-                if failed {
-                    dropped.fetch_add(batch.len(), Ordering::Relaxed);
-                }
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-            });
-        }
+        self.batcher.tick();
     }
 
     /// Exports everything queued and waits (bounded) for in-flight exports to finish.
     pub async fn drain(&mut self, deadline: Instant) {
-        loop {
-            self.flush();
-            if self.queue_len() == 0 && self.in_flight.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            if Instant::now() >= deadline {
-                let mut q = self.queue.records.lock().unwrap_or_else(|e| e.into_inner());
-                self.dropped.fetch_add(q.len(), Ordering::Relaxed);
-                q.clear();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.batcher.drain(deadline).await;
     }
 }
 

@@ -2,8 +2,8 @@
 //! HTTP/protobuf or HTTP/JSON; console), and the span batcher: spans are queued in memory
 //! (bounded), sent in batches off the request path, and counted when they must be dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -13,6 +13,7 @@ use opentelemetry_sdk::metrics::Temporality as SdkTemporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use super::batch::{BatchSink, Batcher};
 use super::settings::{OtlpTarget, Protocol, Settings, Temporality};
 
 pub(super) fn protocol(p: Protocol) -> opentelemetry_otlp::Protocol {
@@ -190,9 +191,9 @@ impl SpanSink {
             health: ExportHealth::new("traces", endpoint),
         }
     }
+}
 
-    /// Exports one batch within `timeout`; a failure is reported to the operator (rate-limited)
-    /// and returned so the caller can count the dropped spans.
+impl BatchSink<SpanData> for SpanSink {
     async fn export(&self, batch: Vec<SpanData>, timeout: Duration) -> Result<(), ()> {
         match self {
             SpanSink::Otlp { exporter, health } => {
@@ -320,112 +321,20 @@ impl ExportHealth {
     }
 }
 
-/// Bounded span queue with batched, concurrent-limited export. Owned by the telemetry worker.
-pub struct SpanBatcher {
-    sinks: Vec<Arc<SpanSink>>,
-    queue: Vec<SpanData>,
-    max_queue: usize,
-    max_batch: usize,
-    delay: Duration,
-    timeout: Duration,
-    last_flush: Instant,
-    in_flight: Arc<AtomicUsize>,
-    /// Spans dropped (queue full or export failed); read and reset by the worker for the metric.
-    pub dropped: Arc<AtomicUsize>,
-}
+/// The span export schedule. Owned by the telemetry worker.
+pub type SpanBatcher = Batcher<SpanData, SpanSink>;
 
-/// At most this many exports run at once; beyond it spans wait in the queue.
-const MAX_IN_FLIGHT: usize = 2;
-
-impl SpanBatcher {
-    pub fn new(settings: &Settings, sinks: Vec<SpanSink>) -> SpanBatcher {
-        SpanBatcher {
-            sinks: sinks.into_iter().map(Arc::new).collect(),
-            queue: Vec::new(),
-            max_queue: settings.batch_max_queue,
-            max_batch: settings.batch_max_export.min(settings.batch_max_queue),
-            delay: settings.batch_delay,
-            timeout: settings
-                .traces_otlp
-                .as_ref()
-                .map(|t| t.timeout)
-                .unwrap_or(Duration::from_secs(10)),
-            last_flush: Instant::now(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            dropped: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Queues the span `build` makes. Room is checked before building, so a collector that
-    /// is down costs a counter increment per span, not a span built in vain.
-    pub fn push_with(&mut self, build: impl FnOnce() -> Option<SpanData>) {
-        if self.sinks.is_empty() {
-            return;
-        }
-        if self.queue.len() >= self.max_queue {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let Some(span) = build() else { return };
-        self.queue.push(span);
-        if self.queue.len() >= self.max_batch {
-            self.flush();
-        }
-    }
-
-    /// Called on every worker tick: exports when the schedule delay has passed.
-    pub fn tick(&mut self) {
-        if !self.queue.is_empty() && self.last_flush.elapsed() >= self.delay {
-            self.flush();
-        }
-    }
-
-    /// Starts exports for what is queued, as far as the in-flight limit allows.
-    pub fn flush(&mut self) {
-        self.last_flush = Instant::now();
-        while !self.queue.is_empty() && self.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT {
-            let n = self.queue.len().min(self.max_batch);
-            let batch: Vec<SpanData> = self.queue.drain(..n).collect();
-            self.in_flight.fetch_add(1, Ordering::AcqRel);
-            let sinks = self.sinks.clone();
-            let in_flight = self.in_flight.clone();
-            let dropped = self.dropped.clone();
-            let timeout = self.timeout;
-            tokio::spawn(async move {
-                let len = batch.len();
-                let mut failed = false;
-                // The last sink takes the batch itself; only extra sinks pay for a copy.
-                let mut batch = Some(batch);
-                for (i, sink) in sinks.iter().enumerate() {
-                    let spans = if i + 1 == sinks.len() {
-                        batch.take().unwrap_or_default()
-                    } else {
-                        batch.clone().unwrap_or_default()
-                    };
-                    failed |= sink.export(spans, timeout).await.is_err();
-                }
-                if failed {
-                    dropped.fetch_add(len, Ordering::Relaxed);
-                }
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-            });
-        }
-    }
-
-    /// Exports everything queued and waits (bounded) for in-flight exports to finish.
-    pub async fn drain(&mut self, deadline: Instant) {
-        loop {
-            self.flush();
-            if self.queue.is_empty() && self.in_flight.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            if Instant::now() >= deadline {
-                let left = self.queue.len();
-                self.dropped.fetch_add(left, Ordering::Relaxed);
-                self.queue.clear();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+/// The span batcher for `settings`' batch settings (`OTEL_BSP_*`).
+pub fn span_batcher(settings: &Settings, sinks: Vec<SpanSink>) -> SpanBatcher {
+    Batcher::new(
+        sinks,
+        settings.batch_max_queue,
+        settings.batch_max_export,
+        settings.batch_delay,
+        settings
+            .traces_otlp
+            .as_ref()
+            .map(|t| t.timeout)
+            .unwrap_or(Duration::from_secs(10)),
+    )
 }

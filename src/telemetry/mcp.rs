@@ -19,15 +19,13 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use serde_json::Value;
 
-use super::limits::cut;
 use super::propagation::TraceParent;
 use super::semconv as sc;
 use super::spans::{limit_values, SpanContextInfo};
-use super::tools::PendingCall;
-use crate::upstream::UpstreamInfo;
-
-/// `error.type` of a `tools/call` whose result says `isError: true` (the MCP conventions).
-pub const TOOL_ERROR: &str = "tool_error";
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits::cut;
+use crate::vocab::pending::PendingCall;
+use crate::vocab::provider::UpstreamInfo;
 
 /// One MCP request or notification, from the moment llmtap read it to its response (for a
 /// request) or the server's acknowledgement (for a notification).
@@ -449,9 +447,8 @@ const KNOWN_RPC_CODES: &[&str] = &[
 
 /// `error.type` as the MCP metrics carry it: bounded (see [`KNOWN_RPC_CODES`]).
 pub fn bounded_error_type(e: &str) -> &str {
-    if e == TOOL_ERROR
-        || KNOWN_RPC_CODES.contains(&e)
-        || sc::LLMTAP_ERROR_TYPES.iter().any(|(v, _)| *v == e)
+    if KNOWN_RPC_CODES.contains(&e)
+        || ErrorType::parse(e).is_some()
         || e.parse::<u16>().is_ok_and(|n| (100..=599).contains(&n))
     {
         e

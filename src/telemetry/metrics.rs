@@ -18,14 +18,15 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use super::cost;
-use super::limits;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::spans::{self, request_model, token_usage, TokenUsage};
-use super::tools::PendingCall;
+use super::spans::{self, token_usage, TokenUsage};
 use crate::config::Config;
 use crate::route::Operation;
 use crate::stream::openai::Usage;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits;
+use crate::vocab::pending::PendingCall;
 
 /// A `ManualReader` the meter provider and llmtap's own export loop share: the provider
 /// registers it, llmtap collects from it on its own schedule (OTLP interval or a scrape).
@@ -241,7 +242,7 @@ fn meter(provider: &SdkMeterProvider) -> Meter {
 /// to case) as they are; a numeric code as it is (an HTTP status); any other code becomes the
 /// response's HTTP status, or `stream_error` inside a stream that started fine.
 pub fn bounded_error_type(error: &str, status: Option<u16>) -> String {
-    if sc::LLMTAP_ERROR_TYPES.iter().any(|(v, _)| *v == error) {
+    if ErrorType::parse(error).is_some() {
         return error.to_string();
     }
     if let Some(known) = sc::KNOWN_UPSTREAM_ERROR_CODES
@@ -292,7 +293,7 @@ impl Instruments {
             .routes
             .iter()
             .map(|r| r.model.clone())
-            .chain(config.metrics.prices.iter().map(|p| p.model.clone()));
+            .chain(config.metrics.price_list().into_iter().map(|p| p.model));
         let extra = config
             .metrics
             .baggage_attributes
@@ -527,7 +528,7 @@ impl Instruments {
     /// Records one finished inference request into every instrument it touches.
     pub fn record(&self, f: &FinishedRequest) {
         let Some(op) = f.operation else { return };
-        let req_model = self.model(request_model(f));
+        let req_model = self.model(f.request_model());
         let resp_model = self.model(f.response.model.as_deref());
         let mut base = vec![KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name())];
         if let Some(u) = &f.upstream {
@@ -732,7 +733,7 @@ impl Instruments {
             }
             None => {
                 self.unpriced.add(1, base);
-                let name = request_model(f).unwrap_or("").to_string();
+                let name = f.request_model().unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {
                         tracing::info!(
@@ -830,7 +831,7 @@ impl Instruments {
     /// One ended MCP session (`mcp.client.session.duration`).
     pub fn mcp_session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,
@@ -938,8 +939,8 @@ mod tests {
         assert_eq!(bounded_error_type("weird_code", Some(200)), "stream_error");
         assert_eq!(bounded_error_type("weird_code", None), "stream_error");
         // Every value llmtap produces itself passes as it is.
-        for (v, _) in sc::LLMTAP_ERROR_TYPES {
-            assert_eq!(bounded_error_type(v, Some(500)), *v);
+        for e in ErrorType::ALL {
+            assert_eq!(bounded_error_type(e.as_str(), Some(500)), e.as_str());
         }
     }
 }

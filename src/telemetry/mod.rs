@@ -4,6 +4,7 @@
 //! Nothing here is global: every `Telemetry` owns its providers and exporters, so tests can
 //! run several proxies in one process, each exporting to its own receiver.
 
+pub mod batch;
 pub mod compat;
 pub mod console;
 pub mod content;
@@ -35,6 +36,7 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, Env};
+use crate::vocab::pending::PendingCall;
 use content::Redactor;
 use events::EventPipeline;
 use export::{MetricSink, SpanBatcher, SpanSink};
@@ -44,7 +46,7 @@ use recent::{RecentCalls, RecentTool};
 use record::FinishedRequest;
 use settings::{ContentCapture, Settings};
 use spans::SpanContextInfo;
-use tools::{PendingCall, PendingToolCalls};
+use tools::PendingToolCalls;
 
 enum Msg {
     Finished(Box<FinishedRequest>),
@@ -88,14 +90,11 @@ struct Inner {
     content: ContentCapture,
     /// The content event's log pipeline started.
     events: bool,
-    prompt_hasher: crate::request::PromptHasher,
     /// The live view's ring of recent calls, when the view is on.
     recent: Option<Arc<RecentCalls>>,
     /// Redaction and truncation of captured content; `None` when capture is off.
     redactor: Option<Arc<Redactor>>,
     report_estimated: bool,
-    /// Redis shared by replicas, when `--state-url` is set.
-    state: Option<Arc<crate::state::SharedState>>,
     /// Tool calls models asked for, claimable by MCP executions on the request path.
     tool_index: std::sync::Mutex<mcp::ToolIndex>,
     /// Backend compatibility profiles and prices, for views that rebuild span attributes.
@@ -112,9 +111,16 @@ impl Telemetry {
     /// Builds exporters from the config and `OTEL_*` settings and spawns the worker on the
     /// current tokio runtime. Never fails for an unreachable collector: export errors are
     /// counted later, at export time.
-    pub fn start(config: &Config, env: &dyn Env) -> Telemetry {
+    ///
+    /// `state`: the Redis shared by replicas (`SharedState::from_config`), where pending tool
+    /// calls are kept so another replica can close them.
+    pub fn start(
+        config: &Config,
+        env: &dyn Env,
+        state: Option<Arc<crate::state::SharedState>>,
+    ) -> Telemetry {
         // The OTLP/HTTP exporter builds a reqwest client, which needs the TLS provider.
-        crate::upstream::install_crypto_provider();
+        crate::vocab::crypto::install_crypto_provider();
         let settings = Settings::from_env(env);
         let content = settings
             .capture_content
@@ -171,7 +177,7 @@ impl Telemetry {
         }
         let redactor = content.any().then(|| {
             Arc::new(Redactor::new(
-                &config.telemetry.redact,
+                &config.telemetry.redaction_rules(),
                 config.telemetry.content_max_chars,
             ))
         });
@@ -179,12 +185,6 @@ impl Telemetry {
         let recent = config
             .ui_enabled()
             .then(|| Arc::new(RecentCalls::new(config.ui.max_calls, content.on_spans())));
-        let state = config.state_url.as_deref().and_then(|url| {
-            crate::state::SharedState::connect(url)
-                .map_err(|e| tracing::warn!(error = %e, "shared state not used"))
-                .ok()
-                .map(Arc::new)
-        });
         let (closed_tx, closed_rx) = mpsc::channel(4096);
         let events_on = events.is_some();
         let limits = Arc::new(limits::LimitHits::new(
@@ -192,7 +192,7 @@ impl Telemetry {
         ));
         let worker = Worker {
             rx,
-            batcher: SpanBatcher::new(&settings, span_sinks),
+            batcher: export::span_batcher(&settings, span_sinks),
             metric_sinks: Arc::new(metric_sinks),
             otlp_reader,
             instruments: instruments.clone(),
@@ -202,7 +202,7 @@ impl Telemetry {
                 config.telemetry.max_pending_tool_calls_per_tenant,
             ),
             tool_ttl: config.telemetry.tool_call_ttl,
-            state: state.clone(),
+            state,
             closed_tx,
             closed_rx,
             scope: InstrumentationScope::builder("llmtap")
@@ -256,11 +256,9 @@ impl Telemetry {
                 prometheus,
                 content,
                 events: events_on,
-                prompt_hasher: crate::request::PromptHasher::from_env(env),
                 recent,
                 redactor,
                 report_estimated: config.telemetry.report_estimated_usage,
-                state,
                 tool_index: std::sync::Mutex::new(mcp::ToolIndex::new(
                     config.telemetry.tool_call_ttl,
                     config.telemetry.max_pending_tool_calls,
@@ -318,16 +316,6 @@ impl Telemetry {
     /// Where bound hits are counted (`llmtap.limits.hit`) and warned about.
     pub fn limits(&self) -> &limits::LimitHits {
         &self.inner.limits
-    }
-
-    /// Redis shared by replicas, when `--state-url` is set.
-    pub fn shared_state(&self) -> Option<&crate::state::SharedState> {
-        self.inner.state.as_deref()
-    }
-
-    /// The keyed hasher for `llmtap.prompt.hash`.
-    pub fn prompt_hasher(&self) -> &crate::request::PromptHasher {
-        &self.inner.prompt_hasher
     }
 
     /// The head sampling decision, sent upstream in `traceparent`.
@@ -416,7 +404,7 @@ impl Telemetry {
     /// Records one ended MCP session (`mcp.client.session.duration`, seconds).
     pub fn mcp_session_ended(
         &self,
-        server: &crate::upstream::UpstreamInfo,
+        server: &crate::vocab::provider::UpstreamInfo,
         transport: &'static str,
         protocol_version: Option<&str>,
         secs: f64,
@@ -703,7 +691,7 @@ impl Worker {
             .map(|r| r.tool_descriptions.as_slice())
             .unwrap_or_default();
         // One copy of the model for all the calls of this response.
-        let request_model: Option<Arc<str>> = spans::request_model(&f).map(Arc::from);
+        let request_model: Option<Arc<str>> = f.request_model().map(Arc::from);
         for c in &f.response.tool_calls {
             // A call with no id cannot be answered; an output tool's call is the answer
             // itself (structured output), never executed: neither waits for a result.
@@ -748,7 +736,7 @@ impl Worker {
             let inserted = self.tools.insert(call);
             if inserted.total_full {
                 self.limits.hit(
-                    limits::Limit::PendingTotal,
+                    crate::vocab::limits::Limit::PendingTotal,
                     "telemetry.max_pending_tool_calls",
                 );
             }
@@ -756,7 +744,7 @@ impl Worker {
                 // Not tracked: its result will close nothing; the Redis copy goes too.
                 shared.retain(|s| s.call_id != refused.call_id);
                 self.limits.hit(
-                    limits::Limit::PendingPerTenant,
+                    crate::vocab::limits::Limit::PendingPerTenant,
                     "telemetry.max_pending_tool_calls_per_tenant",
                 );
             }
@@ -939,7 +927,7 @@ impl Worker {
         let n = self
             .events
             .as_ref()
-            .map(|e| e.dropped.swap(0, Ordering::Relaxed))
+            .map(|e| e.dropped().swap(0, Ordering::Relaxed))
             .unwrap_or(0);
         if n > 0 {
             if let Some(i) = &self.instruments {
@@ -1013,12 +1001,12 @@ impl Worker {
 fn log_mcp(op: &mcp::McpOperation) {
     tracing::info!(
         target: "llmtap::access",
-        mcp_server = %limits::cut(&op.server.name),
-        method = %limits::cut(&op.method),
-        tool = limits::cut(op.tool_name.as_deref().unwrap_or("-")),
+        mcp_server = %crate::vocab::limits::cut(&op.server.name),
+        method = %crate::vocab::limits::cut(&op.method),
+        tool = crate::vocab::limits::cut(op.tool_name.as_deref().unwrap_or("-")),
         status = op.http_status.unwrap_or(0),
         duration_ms = format_args!("{:.1}", op.duration_secs() * 1e3),
-        error = limits::cut(op.error.as_deref().unwrap_or("-")),
+        error = crate::vocab::limits::cut(op.error.as_deref().unwrap_or("-")),
         "mcp"
     );
 }
@@ -1031,23 +1019,23 @@ fn log_access(f: &FinishedRequest) {
             tracing::info!(
                 target: "llmtap::access",
                 method = %f.method,
-                path = %limits::cut(&f.path),
+                path = %crate::vocab::limits::cut(&f.path),
                 status = f.status.unwrap_or(0),
-                model = limits::cut(spans::request_model(f).unwrap_or("-")),
+                model = crate::vocab::limits::cut(f.request_model().unwrap_or("-")),
                 upstream = f.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
                 duration_ms = format_args!("{duration_ms:.1}"),
                 bytes_out = f.bytes_out,
-                error = limits::cut(f.error.as_deref().unwrap_or("-")),
+                error = crate::vocab::limits::cut(f.error.as_deref().unwrap_or("-")),
                 $($hint)*
                 "request"
             )
         };
     }
     // `tenant` only with client keys on, so lines without them stay as they were.
-    let tenant = f.tenant.as_deref().map(limits::cut);
+    let tenant = f.tenant.as_deref().map(crate::vocab::limits::cut);
     match (&f.hint, tenant) {
-        (Some(h), Some(t)) => access!(tenant = t, hint = %limits::cut(h),),
-        (Some(h), None) => access!(hint = %limits::cut(h),),
+        (Some(h), Some(t)) => access!(tenant = t, hint = %crate::vocab::limits::cut(h),),
+        (Some(h), None) => access!(hint = %crate::vocab::limits::cut(h),),
         (None, Some(t)) => access!(tenant = t,),
         (None, None) => access!(),
     }

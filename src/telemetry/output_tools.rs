@@ -8,8 +8,8 @@
 //! span. docs/telemetry-notes.md lists what is recognised and why.
 
 use crate::request::RequestInfo;
-use crate::route::glob_match;
 use crate::summary::ToolCall;
+use crate::vocab::text::glob_match;
 
 /// Tool names frameworks give their output tools, as globs.
 /// - `final_result`, `final_result_*`: pydantic-ai's output tools (`DEFAULT_OUTPUT_TOOL_NAME`;

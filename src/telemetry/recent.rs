@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use super::record::FinishedRequest;
 use super::spans::{token_usage, TokenUsage};
-use super::tools::PendingCall;
+use crate::vocab::pending::PendingCall;
 
 /// Live subscribers that fall further behind than this get a `lagged` notice instead.
 const EVENT_BUFFER: usize = 256;

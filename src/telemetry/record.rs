@@ -6,17 +6,18 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::Provider;
 use crate::dialect::{Dialect, Operation, StreamWatcher};
 use crate::request::RequestInfo;
 use crate::stream::decode::Decoder;
 use crate::stream::tee::{BodyWatcher, RelayBound};
 use crate::summary::{FeedOutcome, ResponseSummary};
-pub use crate::upstream::UpstreamInfo;
+use crate::vocab::provider::Provider;
+use crate::vocab::provider::UpstreamInfo;
 
-use super::limits::{Limit, MAX_DECODED_TOTAL};
 use super::propagation::TraceParent;
 use super::Telemetry;
+use crate::vocab::error_type::ErrorType;
+use crate::vocab::limits::{Limit, MAX_DECODED_TOTAL};
 
 /// Largest non-streamed response body kept for parsing; larger ones are relayed unparsed.
 const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
@@ -265,9 +266,9 @@ impl RequestRecord {
     }
 
     /// Records a failure; the first one wins (a timeout is not overwritten by the disconnect it causes).
-    pub fn fail(&mut self, error_type: &str) {
+    pub fn fail(&mut self, error_type: ErrorType) {
         if self.error.is_none() {
-            self.error = Some(error_type.to_string());
+            self.error = Some(error_type.into());
         }
     }
 
@@ -309,6 +310,11 @@ impl RequestRecord {
 }
 
 impl RequestFacts {
+    /// The model the request named (`gen_ai.request.model`), if any.
+    pub fn request_model(&self) -> Option<&str> {
+        self.request.as_ref().and_then(|r| r.model.as_deref())
+    }
+
     /// `gen_ai.provider.name`'s source: the upstream's provider, except that an upstream left
     /// at the default `openai` takes the dialect's (the Anthropic path says `anthropic`).
     pub fn provider(&self) -> Provider {
@@ -413,7 +419,7 @@ impl BodyWatcher for RequestRecord {
         }
     }
 
-    fn fail(&mut self, error_type: &str) {
+    fn fail(&mut self, error_type: ErrorType) {
         RequestRecord::fail(self, error_type);
     }
 
@@ -427,7 +433,7 @@ impl Drop for RequestRecord {
         if !self.finished {
             // Dropped before the relay finished: the client went away (or the server is
             // going down and cancelled the request, which the client also sees as gone).
-            self.fail("client_disconnected");
+            self.fail(ErrorType::ClientDisconnected);
             self.finish();
         }
     }
@@ -454,12 +460,12 @@ fn classify_outcome(
             e.code
                 .clone()
                 .or_else(|| e.kind.clone())
-                .unwrap_or_else(|| "stream_error".into()),
+                .unwrap_or_else(|| ErrorType::StreamError.into()),
         );
     }
     if let Some(d) = stream {
         if !r.parse_failed && !d.stream_complete(r) {
-            return Some("stream_truncated".into());
+            return Some(ErrorType::StreamTruncated.into());
         }
     }
     None

@@ -181,7 +181,7 @@ pub const METRIC_TOOL_DURATION: &str = "llmtap.tool.duration";
 pub const METRIC_REQUESTS_ACTIVE: &str = "llmtap.requests.active";
 pub const METRIC_TELEMETRY_DROPPED: &str = "llmtap.telemetry.dropped";
 pub const METRIC_STATE_ERRORS: &str = "llmtap.state.errors";
-/// Bounds hit (`limit` attribute: a [`Limit`](super::limits::Limit) name); see docs/limits.md.
+/// Bounds hit (`limit` attribute: a [`Limit`](crate::vocab::limits::Limit) name); see docs/limits.md.
 pub const METRIC_LIMITS_HIT: &str = "llmtap.limits.hit";
 /// Span attribute: the names of the bounds this request hit (string array).
 pub const LLMTAP_LIMITS_HIT: &str = "llmtap.limits.hit";
@@ -205,24 +205,6 @@ pub const BUCKETS_MCP: &[f64] = &[
 pub const BUCKETS_TOKENS: &[f64] = &[
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
     16777216.0, 67108864.0,
-];
-
-/// The `error.type` values llmtap itself produces, with what each means. docs/telemetry.md's list
-/// is checked against this one (tests/conformance.rs).
-pub const LLMTAP_ERROR_TYPES: &[(&str, &str)] = &[
-    ("timeout", "no response headers within the first-byte timeout, or a stream silent past the idle timeout"),
-    ("upstream_unreachable", "the upstream could not be connected to"),
-    ("client_disconnected", "the client went away before the response ended"),
-    ("stream_truncated", "a stream that ended without `[DONE]` or a finish reason"),
-    ("stream_error", "a mid-stream error event without a code"),
-    ("request_too_large", "the request body is over `max_body_bytes`"),
-    ("invalid_request_body", "the request body could not be read"),
-    ("request_timeout", "the request body did not arrive within `body_read_timeout_secs` (answered 408)"),
-    ("not_found", "no upstream for the request"),
-    ("invalid_path", "a path refused before routing (encoded separators, dot segments, control characters)"),
-    ("concurrency_limit_exceeded", "the client key already has `max_concurrent` requests in flight (answered 429)"),
-    ("shutting_down", "a request that arrived while llmtap was draining (answered 503)"),
-    ("shutdown", "a stream still running when the shutdown grace period ended, cut"),
 ];
 
 /// Upstream error codes (and error `type`s) kept as they are in the `error.type` of metrics.

@@ -11,11 +11,11 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use super::compat::{self, Compat};
 use super::content::Redactor;
 use super::cost::{self, PriceTable};
-use super::limits::cut;
 use super::record::FinishedRequest;
 use super::semconv as sc;
-use super::tools::PendingCall;
 use crate::stream::openai::Usage;
+use crate::vocab::limits::cut;
+use crate::vocab::pending::PendingCall;
 
 /// What span building needs besides the request.
 pub struct SpanContextInfo<'a> {
@@ -99,10 +99,6 @@ pub fn end_time(f: &FinishedRequest) -> SystemTime {
     f.started_at + f.ended.saturating_duration_since(f.started)
 }
 
-pub fn request_model(f: &FinishedRequest) -> Option<&str> {
-    f.request.as_ref().and_then(|r| r.model.as_deref())
-}
-
 /// The call's `gen_ai.conversation.id` before it is cut for the span: the one its headers
 /// gave (see `inbound::session_id`), else the one in its body (the Responses API's
 /// `conversation` / `previous_response_id`). Never a generated id.
@@ -154,7 +150,7 @@ pub const CONTENT_KEYS: [&str; 6] = [
 pub fn inference_span_name(f: &FinishedRequest) -> Option<String> {
     let op = f.operation?;
     // Identifiers from the request (and the upstream) are cut to the documented length.
-    Some(match request_model(f).map(cut) {
+    Some(match f.request_model().map(cut) {
         Some(m) => format!("{} {m}", op.name()),
         None => op.name().to_string(),
     })
@@ -167,7 +163,7 @@ pub fn inference_attributes(
     cx: &SpanContextInfo<'_>,
 ) -> Option<InferenceAttributes> {
     let op = f.operation?;
-    let model = request_model(f);
+    let model = f.request_model();
     let mut a: Vec<KeyValue> = Vec::with_capacity(48);
     let mut content = Vec::new();
     let s = |v: &str| Value::String(StringValue::from(v.to_string()));
@@ -511,7 +507,7 @@ pub fn inference_span(
         let cost = standard.and_then(|u| {
             let price = cx
                 .prices
-                .find(upstream, f.response.model.as_deref(), request_model(f))?;
+                .find(upstream, f.response.model.as_deref(), f.request_model())?;
             let c = cost::compute(price, u);
             Some(c.input + c.output)
         });

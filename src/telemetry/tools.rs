@@ -4,40 +4,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{SpanId, TraceId, TraceState};
+use opentelemetry::trace::TraceId;
 
-#[derive(Debug, Clone)]
-pub struct PendingCall {
-    pub call_id: String,
-    pub name: String,
-    pub kind: String,
-    pub trace_id: TraceId,
-    pub trace_state: TraceState,
-    /// The chat span that requested the call: the tool span's parent.
-    pub parent_span_id: SpanId,
-    /// Whether the parent span was exported; the tool span follows it so it is never orphaned.
-    pub keep: bool,
-    pub requested_at: SystemTime,
-    pub requested: Instant,
-    /// The request's model, shared by every call of the response (cut to the identifier
-    /// bound when the request was read).
-    pub request_model: Option<Arc<str>>,
-    /// `gen_ai.tool.description`: the description of the tool in the request that offered it.
-    pub description: Option<String>,
-    /// The tenant of the request whose response asked for the call.
-    pub tenant: Option<Arc<str>>,
-    /// Opt-in content: the arguments as sent (redacted and cut when the span is built); `None`
-    /// when content capture is off.
-    pub arguments: Option<String>,
-    /// The arguments as JSON, hashed ([`super::mcp::arguments_key_text`]): an MCP
-    /// `tools/call` with the same name and arguments executes this call.
-    pub arguments_key: Option<u64>,
-    /// An MCP `tools/call` executed it, and its span (the `execute_tool` span, with the
-    /// real execution time) is out: when the result comes back, only the link is made.
-    pub executed: bool,
-}
+use crate::vocab::pending::PendingCall;
 
 /// A pending call's key: its tenant and its id. A tool result closes only a call of the
 /// tenant that sent it, so no tenant can close (or learn of) another tenant's call.
@@ -239,6 +210,8 @@ impl PendingToolCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::{SpanId, TraceState};
+    use std::time::SystemTime;
 
     fn call(id: &str, at: Instant) -> PendingCall {
         PendingCall {

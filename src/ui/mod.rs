@@ -28,7 +28,7 @@ use futures_util::Stream;
 use opentelemetry::InstrumentationScope;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::inbound::AppState;
+use crate::app::AppState;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::PriceTable;
 use crate::telemetry::recent::RecentCalls;

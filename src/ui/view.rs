@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use crate::stream::openai::Usage;
 use crate::telemetry::content::Redactor;
 use crate::telemetry::cost::{self, PriceTable};
-use crate::telemetry::limits::cut;
 use crate::telemetry::recent::{RecentCall, RecentTool};
 use crate::telemetry::record::FinishedRequest;
 use crate::telemetry::semconv as sc;
 use crate::telemetry::spans::{self, SpanContextInfo, TokenUsage};
+use crate::vocab::limits::cut;
 
 /// What rendering needs besides the ring.
 pub struct ViewCx<'a> {
@@ -99,7 +99,7 @@ impl Filter {
     pub fn matches(&self, c: &RecentCall, tenant_key: &str) -> bool {
         let f = &c.finished;
         if let Some(m) = &self.model {
-            let req = spans::request_model(f);
+            let req = f.request_model();
             let resp = f.response.model.as_deref();
             if req != Some(m.as_str()) && resp != Some(m.as_str()) {
                 return false;
@@ -259,7 +259,7 @@ pub fn row(c: &RecentCall, cx: &ViewCx<'_>) -> Value {
         "api": f.dialect.map(|d| d.name()),
         "operation": f.operation.map(|o| o.name()),
         "path": f.path,
-        "model": spans::request_model(f),
+        "model": f.request_model(),
         "response_model": f.response.model,
         "upstream": f.upstream.as_ref().map(|u| u.name.as_str()),
         "provider": f.upstream.as_ref().map(|_| f.provider().semconv_name()),
@@ -304,7 +304,7 @@ pub fn rows(calls: &[Arc<RecentCall>], filter: &Filter, cx: &ViewCx<'_>) -> Valu
         "kept": calls.len(),
         // What the filters can pick from, over everything kept.
         "facets": {
-            "model": facet(&|f| spans::request_model(f).map(str::to_owned)),
+            "model": facet(&|f| f.request_model().map(str::to_owned)),
             "upstream": facet(&|f| f.upstream.as_ref().map(|u| u.name.clone())),
             "tenant": facet(&|f| tenant(f, cx.tenant_key).map(str::to_owned)),
             "conversation": facet(&|f| conversation(f).map(str::to_owned)),
@@ -519,7 +519,8 @@ pub fn summary(
         if let Some(s) = span_id(f) {
             counted_spans.insert(s);
         }
-        let key = spans::request_model(f)
+        let key = f
+            .request_model()
             .or(f.response.model.as_deref())
             .unwrap_or("(none)")
             .to_owned();

@@ -1,37 +1,18 @@
-//! The real `llmtap` binary for tests that read its logs: a clean environment, stderr to a
-//! file, its whole process group killed on drop.
+//! The real `llmtap` binary, the one way tests start it: a clean environment, stderr to a
+//! file, a process group of its own stopped on drop ([`Proc`]), `/healthz` awaited.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_llmtap");
 
-/// llmtap started by a test (in a process group of its own, as [`command`] sets up): on drop
-/// its whole group is killed at once, so a failing assertion never leaves it, or anything it
-/// started (`mcp-stdio` children), running. Tests that check graceful shutdown send SIGTERM
-/// themselves; here speed matters more than the drain.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn spawn(cmd: &mut Command) -> Proc {
-        Proc(
-            super::process::own_group(cmd)
-                .spawn()
-                .expect("llmtap starts"),
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pgid = self.0.id();
-        // SAFETY: kill(2) on the process group this test created; no memory is involved.
-        unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// llmtap started by a test: the one process guard ([`super::process::Service`], in a
+/// process group of its own as [`command`] sets up). On drop its whole group gets SIGTERM,
+/// then SIGKILL after a short grace, so a failing assertion never leaves it, or anything it
+/// started (`mcp-stdio` children), running. Tests of graceful shutdown send SIGTERM and wait
+/// for the exit themselves.
+pub use super::process::Service as Proc;
 
 /// The binary with a clean environment (PATH and NO_PROXY kept), stderr to `log`.
 pub fn command(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Command {
@@ -59,13 +40,20 @@ pub async fn start(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Proc, S
     let listen = format!("127.0.0.1:{}", super::free_port());
     let mut all = vec!["--listen", listen.as_str()];
     all.extend_from_slice(args);
-    let proc = Proc(command(&all, envs, log).spawn().unwrap());
+    let proc = Proc::spawn(&mut command(&all, envs, log)).expect("llmtap starts");
     let base = format!("http://{listen}");
+    wait_healthy(&base, log).await;
+    (proc, base)
+}
+
+/// Waits (bounded: 5 s) until llmtap at `base` answers `/healthz` with 200; fails the test
+/// with its log otherwise.
+pub async fn wait_healthy(base: &str, log: &Path) {
     let c = super::client();
     for _ in 0..200 {
         if let Ok(r) = c.get(format!("{base}/healthz")).send().await {
             if r.status() == 200 {
-                return (proc, base);
+                return;
             }
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -74,4 +62,43 @@ pub async fn start(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Proc, S
         "llmtap at {base} did not become healthy in 5 s:\n{}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
+}
+
+/// Starts the binary with its stdout piped (the demo's banner and console spans): the
+/// process, and its stdout's lines as they come (read on a thread of their own).
+pub fn spawn_reading_stdout(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    log: &Path,
+) -> (Proc, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use std::io::BufRead;
+    let mut proc =
+        Proc::spawn(command(args, envs, log).stdout(Stdio::piped())).expect("llmtap starts");
+    let stdout = proc.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (proc, rx)
+}
+
+/// Runs the binary to completion with a clean environment (PATH kept): its exit status,
+/// stdout and stderr (for the one-line errors of a bad start).
+pub fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("llmtap runs")
 }

@@ -5,6 +5,8 @@
 pub mod bin;
 pub mod otlp;
 pub mod process;
+pub mod raw;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -176,10 +178,39 @@ impl Drop for TempDir {
     }
 }
 
+/// The stop signal of a server a test started in-process: sent when dropped (or by
+/// [`Stopper::stop`]), so a failing assertion never leaves the server running.
+struct Stopper(Option<oneshot::Sender<()>>);
+
+impl Stopper {
+    /// A stopper and the future its server awaits as its shutdown signal.
+    fn new() -> (
+        Stopper,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (tx, rx) = oneshot::channel::<()>();
+        (Stopper(Some(tx)), async move {
+            let _ = rx.await;
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub struct Upstream {
     pub mock: MockUpstream,
     pub base: String,
-    stop: Option<oneshot::Sender<()>>,
+    _stopper: Stopper,
 }
 
 /// A scripted upstream whose `replay` scenario reads our own `tests/fixtures/`.
@@ -194,22 +225,37 @@ pub async fn start_upstream_with(fixtures: PathBuf) -> Upstream {
     let mock = MockUpstream::new(MockConfig {
         fixtures_dir: Some(fixtures),
     });
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(mock.clone().serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (stopper, stopped) = Stopper::new();
+    tokio::spawn(mock.clone().serve(listener, stopped));
     Upstream {
         mock,
         base: format!("http://{addr}"),
-        stop: Some(tx),
+        _stopper: stopper,
     }
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+/// A stand-in HTTP server built from an axum router (an MCP server, a webhook recorder, an
+/// upstream scripted by request headers) on a free 127.0.0.1 port; it stops when dropped.
+/// For answers no well-behaved server gives, use [`raw::RawUpstream`].
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    _stopper: Stopper,
+}
+
+/// Serves `app` until the returned [`Served`] is dropped.
+pub async fn serve_router(app: axum::Router) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stopper, stopped) = Stopper::new();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await;
+    });
+    Served {
+        base: format!("http://{addr}"),
+        _stopper: stopper,
     }
 }
 
@@ -217,7 +263,7 @@ pub struct Proxy {
     pub url: String,
     pub addr: std::net::SocketAddr,
     pub state: Arc<AppState>,
-    stop: Option<oneshot::Sender<()>>,
+    stopper: Stopper,
     done: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -257,26 +303,43 @@ pub fn otlp_env(rx: &OtlpReceiver, protocol: &str) -> Vec<(String, String)> {
     ])
 }
 
+/// Telemetry off entirely, as environment pairs for the binary ([`bin::start`]).
+pub const NO_TELEMETRY: &[(&str, &str)] = &[
+    ("OTEL_TRACES_EXPORTER", "none"),
+    ("OTEL_METRICS_EXPORTER", "none"),
+];
+
 /// Telemetry off entirely (for proxy-only tests).
 pub fn no_telemetry() -> Vec<(String, String)> {
-    env(&[
-        ("OTEL_TRACES_EXPORTER", "none"),
-        ("OTEL_METRICS_EXPORTER", "none"),
-    ])
+    env(NO_TELEMETRY)
+}
+
+/// Owned environment pairs ([`otlp_env`], [`no_telemetry`]) as the borrowed pairs
+/// [`bin::start`] and [`bin::command`] take.
+pub fn env_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// The scripted upstream and a proxy in front of it with telemetry off.
 pub async fn plain_proxy() -> (Upstream, Proxy) {
     let up = start_upstream().await;
-    let proxy = start_proxy(
-        &up.base,
+    let proxy = untraced_proxy(&up.base).await;
+    (up, proxy)
+}
+
+/// A proxy in front of the upstream at `upstream_base`, with telemetry off.
+pub async fn untraced_proxy(upstream_base: &str) -> Proxy {
+    start_proxy(
+        upstream_base,
         ProxyOpts {
             env: no_telemetry(),
             ..Default::default()
         },
     )
-    .await;
-    (up, proxy)
+    .await
 }
 
 /// The scripted upstream, an OTLP receiver, and a proxy exporting to it over `protocol`,
@@ -320,23 +383,22 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
         Some(a) => Some(TcpListener::bind(a).await.unwrap()),
         None => None,
     };
-    let telemetry = Telemetry::start(&config, &envmap);
-    let state = AppState::new(config, telemetry).expect("app state");
+    let shared = llmtap::state::SharedState::from_config(&config);
+    let telemetry = Telemetry::start(&config, &envmap, shared.clone());
+    let hasher = llmtap::request::PromptHasher::from_env(&envmap);
+    let state = AppState::new(config, telemetry, shared, hasher).expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
+    let (stopper, stopped) = Stopper::new();
     let st = state.clone();
     let done = tokio::spawn(async move {
-        let _ = llmtap::serve(listener, metrics_listener, st, async move {
-            let _ = rx.await;
-        })
-        .await;
+        let _ = llmtap::serve(listener, metrics_listener, st, stopped).await;
     });
     Proxy {
         url: format!("http://{addr}"),
         addr,
         state,
-        stop: Some(tx),
+        stopper,
         done: Some(done),
     }
 }
@@ -344,25 +406,15 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
 impl Proxy {
     /// Graceful stop: drains, flushes telemetry, and waits for it (bounded).
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.stopper.stop();
         if let Some(d) = self.done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), d).await;
         }
     }
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
 pub fn client() -> reqwest::Client {
-    llmtap::upstream::install_crypto_provider();
+    llmtap::vocab::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

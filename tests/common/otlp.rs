@@ -419,6 +419,15 @@ pub fn latest_points(points: &[MetricView]) -> Vec<MetricView> {
     order.into_iter().filter_map(|k| best.remove(&k)).collect()
 }
 
+/// The span whose `gen_ai.response.id` is `id` (the id the SDK saw); fails the test with
+/// every span otherwise.
+pub fn span_with_response_id<'a>(spans: &'a [SpanView], id: &str) -> &'a SpanView {
+    spans
+        .iter()
+        .find(|s| s.str_attr("gen_ai.response.id") == Some(id))
+        .unwrap_or_else(|| panic!("no span with response id {id}:\n{}", spans_json(spans)))
+}
+
 /// Pretty JSON of spans, for assertion messages and notes.
 pub fn spans_json(spans: &[SpanView]) -> String {
     let v: Vec<serde_json::Value> = spans.iter().map(SpanView::to_json).collect();

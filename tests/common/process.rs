@@ -2,6 +2,7 @@
 //! so a server's workers or a browser's renderers never outlive the test (an nginx master
 //! killed alone left its worker listening, orphaned, after every run).
 
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -63,13 +64,50 @@ pub fn stop_group(pgid: u32, grace: Duration, mut reap: impl FnMut()) {
     reap();
 }
 
-/// A third-party server or browser started with [`own_group`]: on drop its group gets
-/// SIGTERM, 3 s to stop, then SIGKILL.
+/// The process guard every test uses for what it starts (llmtap as [`super::bin::Proc`],
+/// servers, browsers), started with [`own_group`]: on drop its group gets SIGTERM, 3 s to
+/// stop, then SIGKILL.
 pub struct Service(pub Child);
 
 impl Service {
     pub fn spawn(cmd: &mut Command) -> std::io::Result<Service> {
         own_group(cmd).spawn().map(Service)
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, `libc::SIGHUP`, ...) to the process itself, not its
+    /// group; fails the test when it cannot be sent.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child this guard owns; no memory is involved.
+        let sent = unsafe { libc::kill(self.0.id() as libc::pid_t, signal) == 0 };
+        assert!(sent, "signal {signal} to {}", self.0.id());
+    }
+
+    /// Waits (bounded by `timeout`) until a GET of `url` answers 2xx; fails the test, with
+    /// the text of `log`, when the process exits first or the time runs out. `what` names
+    /// the process in the message.
+    pub async fn wait_ready(&mut self, what: &str, url: &str, timeout: Duration, log: &Path) {
+        let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let client = super::client();
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                panic!("{what} exited ({status}):\n{}", log_text());
+            }
+            let ready = client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} not ready at {url} in {timeout:?}:\n{}",
+                log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
