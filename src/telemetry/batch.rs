@@ -206,9 +206,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
 
+    /// Every batch a probe was given, in order.
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
     /// Records every batch it gets; fails when told to.
     struct Probe {
-        batches: Arc<Mutex<Vec<Vec<u32>>>>,
+        batches: Batches,
         fail: Arc<AtomicBool>,
     }
 
@@ -231,10 +234,7 @@ mod tests {
         }
     }
 
-    /// The batches a probe saw, shared with the test.
-    type Seen = Arc<Mutex<Vec<Vec<u32>>>>;
-
-    fn probe() -> (Probe, Seen, Arc<AtomicBool>) {
+    fn probe() -> (Probe, Batches, Arc<AtomicBool>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let fail = Arc::new(AtomicBool::new(false));
         let p = Probe {
