@@ -13,7 +13,6 @@
 //! ```
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use llmtap::dialect::{Dialect, OpenAiChat, StreamWatcher};
@@ -62,18 +61,8 @@ fn events(stream: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// Runs `stream` (a whole stream through fresh state) enough times for `iters` chunks and
-/// returns the time those `iters` chunks took.
-fn per_chunk(iters: u64, chunks: usize, mut stream: impl FnMut()) -> Duration {
-    let streams = iters.div_ceil(chunks as u64).max(1);
-    let start = Instant::now();
-    for _ in 0..streams {
-        stream();
-    }
-    start
-        .elapsed()
-        .mul_f64(iters as f64 / (streams * chunks as u64) as f64)
-}
+mod support;
+use support::per_item as per_chunk;
 
 /// The usage stripper the relay puts on a stream llmtap injected `include_usage` into.
 fn stripper() -> EventStripper {

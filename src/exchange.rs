@@ -354,8 +354,25 @@ impl<'a> Exchange<'a> {
         let strip_key =
             upstream.config.provider == Provider::Gemini && upstream.config.api_key.is_some();
         let query = forwarded_query(self.parts.uri.query(), strip_key);
+        let url = upstream_url(base, &target.upstream_path, query.as_deref())?;
+        if let Some(signing) = &upstream.config.aws_signing {
+            // llmtap's own AWS credentials (only behind client keys, which were checked): the
+            // client's credential and signature headers are dropped and replaced.
+            let bytes = match &body {
+                OutBody::Whole(b) => Some(&b[..]),
+                OutBody::Streamed(_) => None,
+            };
+            crate::sigv4::sign(
+                signing,
+                &self.parts.method,
+                &url,
+                &mut headers,
+                bytes,
+                std::time::SystemTime::now(),
+            );
+        }
         let outgoing = Outgoing {
-            url: upstream_url(base, &target.upstream_path, query.as_deref())?,
+            url,
             headers,
             inject,
             original,

@@ -20,6 +20,7 @@ pub mod mock;
 pub mod path;
 pub mod respond;
 pub mod route;
+pub mod sigv4;
 pub mod state;
 pub mod stream;
 pub mod telemetry;

@@ -7,7 +7,9 @@
 //! gateway's credential. The rules, in order:
 //!
 //! 1. Percent-encodings are checked: `%2F` and `%5C` (an encoded `/` or `\`, any case) are
-//!    refused, as are a raw `\` (URL parsers read it as `/`), control characters raw or
+//!    refused (except `%2F` inside the model id of Bedrock's `/model/{modelId}/...`, kept
+//!    encoded: the AWS SDKs encode an ARN's `/` there, and Bedrock reads the segment as one
+//!    id, never as a path), as are a raw `\` (URL parsers read it as `/`), control characters raw or
 //!    encoded (`%00` included), an encoded `%` that encodes again (`%252e`: a second decode
 //!    somewhere would make it a dot), a `%` not followed by two hex digits, and bytes that
 //!    do not decode to UTF-8 (overlong forms such as `%C0%AE` for `.`).
@@ -75,6 +77,12 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     // UTF-8 check); `out` is the path with only unreserved characters decoded.
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut decoded: Vec<u8> = Vec::with_capacity(bytes.len());
+    // Bedrock's model id segment, where an encoded `/` is part of an ARN.
+    let model_id = raw.strip_prefix("/model/").map(|rest| {
+        let start = "/model/".len();
+        (start, start + rest.find('/').unwrap_or(rest.len()))
+    });
+    let in_model_id = |i: usize| model_id.is_some_and(|(s, e)| (s..e).contains(&i));
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -87,6 +95,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             };
             let v = h * 16 + l;
             match v {
+                b'/' if in_model_id(i) => out.extend_from_slice(b"%2F"),
                 b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                 v if is_control(v) => return Err(PathError::ControlCharacter),
                 v if is_unreserved(v) => out.push(v),
@@ -195,6 +204,16 @@ mod tests {
             ok("/openai/deployments/gpt/chat/completions"),
             "/openai/deployments/gpt/chat/completions"
         );
+        // Bedrock model ids: `:` stays encoded, an ARN's encoded `/` too (that segment only).
+        assert_eq!(
+            ok("/model/arn%3aaws%3abedrock%3aus-east-1%3a1%3ainference-profile%2fus.m%3A0/converse"),
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.m%3A0/converse"
+        );
+        assert_eq!(
+            normalize("/model/m/a%2Fb"),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(normalize("/v1/a%2Fb"), Err(PathError::EncodedSeparator));
         // Raw non-ASCII text is kept (the URL parser encodes it).
         assert_eq!(ok("/v1/models/é"), "/v1/models/é");
         // Found by the property test: a raw '?' must not end the path for the URL parser.

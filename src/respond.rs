@@ -135,6 +135,7 @@ pub(crate) fn relay(
     }
     let watched_encoding = if decoder.is_some() { "" } else { &encoding };
     record.response_started(status.as_u16(), &content_type, watched_encoding);
+    record.response_headers(&headers);
     // Hide the injection's effects, as the dialect that injected says; an encoding we cannot
     // decode is relayed untouched.
     let usage_injection = record

@@ -31,11 +31,14 @@ use std::path::Path;
 /// - `mock` (the scripted upstream the demo and the tests run) imports nothing from the
 ///   crate, and no part of the proxy may depend on a test double: it sits beside `ui`, as a
 ///   surface only the entry points compose.
+/// - `sigv4` (AWS SigV4 signing and the credentials it reads at load) imports nothing from the
+///   crate; the config holds its signing settings and the exchange signs with them: it sits
+///   with `config`.
 /// - `proxy`, `app`, `exchange`, `respond` and `vocab` name modules being created for issue 25
 ///   (the app state, the request's phases, the relay; the shared vocabulary).
 const LAYERS: &[(&str, &[&str])] = &[
     ("vocabulary", &["vocab", "logfmt"]),
-    ("config", &["config"]),
+    ("config", &["config", "sigv4"]),
     ("dialects and streams", &["dialect", "stream"]),
     ("telemetry and shared state", &["telemetry", "state"]),
     (

@@ -74,6 +74,12 @@ impl Config {
                     .map_err(|m| err(format!("upstreams[{i}].api_key_env: {m}")))?;
                 u.api_key = Some(key);
             }
+            if let Some(s) = &u.aws_sigv4 {
+                u.aws_signing = Some(
+                    aws_signing(s, &u.base_url, env)
+                        .map_err(|m| err(format!("upstreams[{i}].aws_sigv4: {m}")))?,
+                );
+            }
         }
         Ok(cfg)
     }
@@ -123,6 +129,12 @@ impl Config {
                 return Err(err(format!(
                     "upstreams[{i}].name: duplicate upstream name {:?}",
                     u.name
+                )));
+            }
+            // llmtap's own AWS credentials sign for whoever reaches it: only behind client keys.
+            if u.aws_signing.is_some() && self.auth.is_none() {
+                return Err(err(format!(
+                    "upstreams[{i}].aws_sigv4: signs with llmtap's own AWS credentials, so it needs client keys (auth.keys) to check who is asking"
                 )));
             }
         }
@@ -246,6 +258,32 @@ impl Config {
 const MAX_UI_CALLS: usize = 1_000_000;
 
 /// serde_norway's messages span lines; a config error is one.
+/// The signing settings of an `aws_sigv4:` section: its region (else the base URL's, else
+/// `AWS_REGION` / `AWS_DEFAULT_REGION`) and llmtap's AWS credentials (`crate::sigv4`).
+fn aws_signing(
+    s: &super::AwsSigv4Config,
+    base_url: &str,
+    env: &dyn Env,
+) -> Result<crate::sigv4::AwsSigning, String> {
+    let host = reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|b| b.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let region = s
+        .region
+        .clone()
+        .or_else(|| crate::sigv4::region_from_host(&host))
+        .or_else(|| env.get("AWS_REGION"))
+        .or_else(|| env.get("AWS_DEFAULT_REGION"))
+        .ok_or("no region (set region, use a bedrock-runtime.{region}.amazonaws.com base_url, or AWS_REGION)")?;
+    let credentials = crate::sigv4::credentials_from(|k| env.get(k), s.profile.as_deref())?;
+    Ok(crate::sigv4::AwsSigning {
+        region,
+        service: s.service.clone().unwrap_or_else(|| "bedrock".to_owned()),
+        credentials,
+    })
+}
+
 fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string()
         .split_whitespace()

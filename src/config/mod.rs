@@ -122,6 +122,29 @@ pub struct UpstreamConfig {
     /// Price overrides for this upstream; `None` means the global table applies.
     #[serde(default)]
     pub prices: Option<Vec<Price>>,
+    /// `aws_sigv4:` sign this upstream's requests with AWS SigV4 (see `crate::sigv4`).
+    #[serde(default)]
+    pub aws_sigv4: Option<AwsSigv4Config>,
+    /// The signing settings with llmtap's own AWS credentials, resolved at load from
+    /// `aws_sigv4`. Never logged (see `AwsCredentials`).
+    #[serde(skip)]
+    pub aws_signing: Option<crate::sigv4::AwsSigning>,
+}
+
+/// `aws_sigv4:` on an upstream (Bedrock in gateway mode).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSigv4Config {
+    /// Default: from a `bedrock-runtime.{region}.amazonaws.com` base URL, else `AWS_REGION`,
+    /// else `AWS_DEFAULT_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The signing name; default `bedrock`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The shared credentials file's profile; default `AWS_PROFILE`, else `default`.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// Streams get usage unless an upstream says otherwise.
@@ -141,6 +164,8 @@ impl UpstreamConfig {
             inject_usage: inject_usage_default(),
             timeouts: Timeouts::default(),
             prices: None,
+            aws_sigv4: None,
+            aws_signing: None,
         }
     }
 }

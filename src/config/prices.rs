@@ -10,8 +10,11 @@ use super::Price;
 /// (ai.google.dev/gemini-api/docs/pricing; prompts up to 200k tokens, where a model has two
 /// tiers). Anthropic bills cache reads at 0.1x and 5-minute cache writes at 1.25x the input
 /// price; Gemini bills cached tokens at 0.1x (0.25x for 2.0 models) and thinking tokens as
-/// output, which is where llmtap counts them. Override or extend them under `metrics.prices`
-/// in the config file.
+/// output, which is where llmtap counts them. Amazon Bedrock rows (model ids as Bedrock names
+/// them, with or without a cross-region prefix such as `us.`) are its on-demand prices in US
+/// East (N. Virginia) per aws.amazon.com/bedrock/pricing, read 2026-12-07: Claude costs there
+/// what it costs at Anthropic, Nova bills cached input at 0.25x. Override or extend them
+/// under `metrics.prices` in the config file.
 pub fn default_prices() -> Vec<Price> {
     let p = |model: &str, input: f64, cached: f64, output: f64| Price {
         model: model.to_string(),
@@ -59,5 +62,16 @@ pub fn default_prices() -> Vec<Price> {
         p("gemini-2.5-flash*", 0.30, 0.03, 2.50),
         p("gemini-2.0-flash*", 0.10, 0.025, 0.40),
         p("gemini-embedding-001*", 0.15, 0.15, 0.0),
+        // Amazon Bedrock: the model id, optionally behind a region prefix or an ARN.
+        p("*amazon.nova-micro*", 0.035, 0.00875, 0.14),
+        p("*amazon.nova-lite*", 0.06, 0.015, 0.24),
+        p("*amazon.nova-pro*", 0.80, 0.20, 3.20),
+        claude("*anthropic.claude-sonnet-4*", 3.00, 15.00),
+        claude("*anthropic.claude-3-7-sonnet*", 3.00, 15.00),
+        claude("*anthropic.claude-haiku-4-5*", 1.00, 5.00),
+        claude("*anthropic.claude-3-5-haiku*", 0.80, 4.00),
+        p("*meta.llama3-3-70b*", 0.72, 0.72, 0.72),
+        p("*meta.llama3-2-1b*", 0.10, 0.10, 0.10),
+        p("*amazon.titan-embed-text-v2*", 0.02, 0.02, 0.0),
     ]
 }

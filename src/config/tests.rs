@@ -338,6 +338,9 @@ fn documented_keys() -> Vec<(&'static str, Value)> {
         ("upstreams[].prices[].cached_input", json!(0.1)),
         ("upstreams[].prices[].cache_write_input", json!(0.7)),
         ("upstreams[].prices[].output", json!(0.9)),
+        ("upstreams[].aws_sigv4.region", json!("us-east-1")),
+        ("upstreams[].aws_sigv4.service", json!("bedrock")),
+        ("upstreams[].aws_sigv4.profile", json!("gateway")),
         ("routes[].model", json!("gpt-*")),
         ("routes[].upstream", json!("default")),
         ("default_upstream", json!("default")),
@@ -615,4 +618,29 @@ fn llmtap_configs(file: &Path, text: &str) -> Vec<String> {
         }
     }
     configs
+}
+
+#[test]
+fn aws_sigv4_needs_client_keys_and_credentials() {
+    let creds = env(&[
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ]);
+    let up = "upstreams:\n  - name: b\n    base_url: https://bedrock-runtime.eu-west-3.amazonaws.com\n    provider: bedrock\n    aws_sigv4: {}\n";
+    let e = load_yaml(up, &creds).unwrap_err().to_string();
+    assert!(e.contains("auth.keys"), "{e}");
+    let keys = "auth:\n  keys:\n    - sha256: \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n      tenant: t\n";
+    let cfg = load_yaml(&format!("{up}{keys}"), &creds).unwrap();
+    let s = cfg.upstreams[0].aws_signing.as_ref().unwrap();
+    assert_eq!(
+        (s.region.as_str(), s.service.as_str()),
+        ("eu-west-3", "bedrock")
+    );
+    assert_eq!(s.credentials.access_key_id, "AKID");
+    assert_eq!(cfg.upstreams[0].provider.semconv_name(), "aws.bedrock");
+    let none = env(&[("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/creds")]);
+    let e = load_yaml(&format!("{up}{keys}"), &none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("aws_sigv4"), "{e}");
 }

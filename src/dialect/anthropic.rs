@@ -367,7 +367,7 @@ fn error(v: &Value, s: &mut ResponseSummary) {
 
 /// Per-stream state: the tool call of each content block index.
 #[derive(Default)]
-struct MessagesReader {
+pub(super) struct MessagesReader {
     blocks: Vec<(u64, usize)>,
 }
 

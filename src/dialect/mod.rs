@@ -10,6 +10,7 @@
 //! Adding an API is one new file implementing [`Dialect`] plus one line in [`DIALECTS`].
 
 mod anthropic;
+mod bedrock;
 mod body;
 mod gemini;
 mod ollama;
@@ -30,6 +31,7 @@ use crate::vocab::summary::{FeedOutcome, ResponseSummary};
 use body::json_object;
 
 pub use anthropic::{AnthropicMessages, VertexAnthropic};
+pub use bedrock::{BEDROCK_CONVERSE, BEDROCK_INVOKE, EXCEPTIONS as BEDROCK_EXCEPTIONS};
 pub use gemini::{GEMINI_API, VERTEX_GEMINI};
 pub use ollama::OllamaNative;
 pub use openai_chat::OpenAiChat;
@@ -44,6 +46,8 @@ pub static DIALECTS: &[&dyn Dialect] = &[
     &GEMINI_API,
     &VERTEX_GEMINI,
     &VertexAnthropic,
+    &BEDROCK_CONVERSE,
+    &BEDROCK_INVOKE,
 ];
 
 /// A path prefix APIs are served under on llmtap's side, and how a path under it goes
@@ -198,7 +202,14 @@ pub trait Dialect: Sync + std::fmt::Debug {
         None
     }
 
-    /// A watcher for a streamed response (`text/event-stream` or NDJSON).
+    /// Facts a response carries in its headers rather than its body (AWS: the error type in
+    /// `x-amzn-ErrorType`, the request id, InvokeModel's token counts), read when the headers
+    /// arrive. Where the body says something too, the body's word wins.
+    fn header_summary(&self, _status: u16, _headers: &http::HeaderMap) -> Option<ResponseSummary> {
+        None
+    }
+
+    /// A watcher for a streamed response (`text/event-stream`, NDJSON, or AWS event stream).
     fn stream_watcher(&self, count_only: bool) -> Box<dyn StreamWatcher>;
 
     /// The summary of a whole (non-streamed) response body, success or error.

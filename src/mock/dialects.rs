@@ -20,14 +20,18 @@ use super::wire::{self, hash_json, Reply, ReplyBody, CREATED, EVENT_STREAM, NDJS
 const MAX_TOOL_CALLS: usize = 2;
 
 /// What the mock answers: text pieces, or calls of offered tools (name, arguments).
-enum Plan {
+pub(super) enum Plan {
     Text(Vec<String>),
     Tools(Vec<(String, String)>),
 }
 
 /// Tool results in the last turn get the final answer; offered tools get called; otherwise a
 /// text reply.
-fn plan(has_results: usize, offered: Vec<(String, Option<Value>)>, shape: &Shape) -> Plan {
+pub(super) fn plan(
+    has_results: usize,
+    offered: Vec<(String, Option<Value>)>,
+    shape: &Shape,
+) -> Plan {
     if has_results > 0 {
         let sentence = format!(
             "Got {has_results} tool result{}; here is the final answer from the llmtap mock.",
@@ -49,7 +53,7 @@ fn plan(has_results: usize, offered: Vec<(String, Option<Value>)>, shape: &Shape
     Plan::Text(reply_pieces(&REPLY_WORDS, count))
 }
 
-fn text_chars(v: &Value) -> usize {
+pub(super) fn text_chars(v: &Value) -> usize {
     match v {
         Value::String(s) => s.chars().count(),
         Value::Array(a) => a.iter().map(text_chars).sum(),

@@ -11,6 +11,9 @@
 //!   which need an `api-version` query parameter and answer with the deployment as the model.
 //! - Gemini paths (Developer API and Vertex AI, see the `gemini` submodule), which name the
 //!   model in the path and answer errors in Google's shape.
+//! - Amazon Bedrock paths `/model/{modelId}/{converse,converse-stream,invoke,
+//!   invoke-with-response-stream}` (see the `bedrock` submodule), streams in AWS's binary
+//!   event stream, errors in Bedrock's shape.
 //! - Control paths for tests that run the binary: `GET /mock/requests`, `GET /mock/events`,
 //!   `POST /mock/clear`. These are not recorded.
 //!
@@ -24,6 +27,7 @@
 //! `embeddings` embeddings and models, `scenario` the scenario names, knobs, errors and
 //! replay, `stream` the scripted response bodies and their cancellation guard.
 
+mod bedrock;
 mod chat;
 mod dialects;
 mod embeddings;
@@ -256,6 +260,8 @@ enum Endpoint {
     Ollama(dialects::OllamaEndpoint),
     /// Google's Gemini API (the model is in the path).
     Gemini(gemini::GeminiCall),
+    /// Amazon Bedrock Runtime (the model is in the path).
+    Bedrock(bedrock::BedrockCall),
 }
 
 /// A classified request path; `deployment` is set for Azure paths.
@@ -266,6 +272,12 @@ struct Target {
 }
 
 fn classify(method: &Method, path: &str, query: Option<&str>) -> Result<Target, Reply> {
+    if let Some(call) = bedrock::classify(method, path) {
+        return Ok(Target {
+            endpoint: Endpoint::Bedrock(call?),
+            deployment: None,
+        });
+    }
     if let Some(call) = gemini::classify(method, path) {
         return Ok(Target {
             endpoint: Endpoint::Gemini(call?),
@@ -407,6 +419,7 @@ impl AppState {
                     | Endpoint::Messages
                     | Endpoint::Ollama(_)
                     | Endpoint::Gemini(_)
+                    | Endpoint::Bedrock(_)
             )
         });
         let json = if has_body && !body_free {
@@ -417,6 +430,10 @@ impl AppState {
         let path_model = match &target {
             Some(Target {
                 endpoint: Endpoint::Gemini(call),
+                ..
+            }) => Some(call.model.clone()),
+            Some(Target {
+                endpoint: Endpoint::Bedrock(call),
                 ..
             }) => Some(call.model.clone()),
             _ => deployment.clone(),
@@ -474,6 +491,14 @@ impl AppState {
                     ..
                 }),
             ) => gemini::error(kind.reply(model, false).status, &format!("models/{model}")),
+            // And the AWS SDKs, Bedrock's.
+            (
+                Scenario::Error(kind),
+                Some(Target {
+                    endpoint: Endpoint::Bedrock(_),
+                    ..
+                }),
+            ) => bedrock::error(kind.reply(model, false).status),
             (Scenario::Error(kind), _) => kind.reply(model, deployment.is_some()),
             (Scenario::Echo, _) => scenario::echo(call),
             (Scenario::Replay, _) => {
@@ -502,6 +527,9 @@ impl AppState {
                     Endpoint::Messages => dialects::messages(&json, model, &shape),
                     Endpoint::Ollama(e) => dialects::ollama(e, &json, model, &shape),
                     Endpoint::Gemini(g) => gemini::answer(&g, &json, call.query.as_deref(), &shape),
+                    Endpoint::Bedrock(b) => {
+                        bedrock::answer(&b, &json, &shape, scenario == Scenario::MidstreamError)
+                    }
                     Endpoint::ListModels => embeddings::list_models(),
                     Endpoint::GetModel(id) => embeddings::get_model(&id),
                 }
@@ -552,13 +580,24 @@ impl AppState {
         if gzipped {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        for (name, value) in extra_headers {
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
         let id = request_id.unwrap_or(fallback_id);
+        for (name, value) in extra_headers {
+            let value = if value == wire::REQUEST_ID_HEADER_VALUE {
+                let m = wire::mix(id);
+                HeaderValue::from_str(&format!(
+                    "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                    id >> 32,
+                    (id >> 16) & 0xffff,
+                    id & 0xffff,
+                    m >> 48,
+                    m & 0xffff_ffff_ffff
+                ))
+                .unwrap_or(HeaderValue::from_static("mock"))
+            } else {
+                HeaderValue::from_static(value)
+            };
+            headers.insert(HeaderName::from_static(name), value);
+        }
         if let Ok(value) = HeaderValue::from_str(&format!("req_mock{id:016x}")) {
             headers.insert(HeaderName::from_static("x-request-id"), value);
         }

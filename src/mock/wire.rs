@@ -32,6 +32,9 @@ pub(crate) const MODEL_SNAPSHOT: &str = "2024-07-18";
 pub(crate) const JSON: &str = "application/json";
 pub(crate) const EVENT_STREAM: &str = "text/event-stream; charset=utf-8";
 pub(crate) const NDJSON: &str = "application/x-ndjson";
+/// A reply header with this value is sent with the reply's request id as a UUID (AWS's
+/// `x-amzn-RequestId`), derived like `x-request-id`.
+pub(crate) const REQUEST_ID_HEADER_VALUE: &str = "{request-id}";
 
 /// Headers OpenAI puts on every response; fixed values keep responses byte-identical.
 /// A reply that sets one of these itself (429 sets the remaining count to 0) wins.

@@ -116,6 +116,35 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_model_ids_with_region_prefixes_and_arns() {
+        let prices = default_prices();
+        for (model, row) in [
+            ("us.amazon.nova-micro-v1:0", "*amazon.nova-micro*"),
+            ("amazon.nova-pro-v1:0", "*amazon.nova-pro*"),
+            (
+                "arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0",
+                "*anthropic.claude-sonnet-4*",
+            ),
+            ("meta.llama3-2-1b-instruct-v1:0", "*meta.llama3-2-1b*"),
+        ] {
+            assert_eq!(find_price(&prices, None, Some(model)).unwrap().model, row, "{model}");
+        }
+        // Nova Micro: 1M input of which 400k cached, 1M output.
+        let p = find_price(&prices, None, Some("us.amazon.nova-micro-v1:0")).unwrap();
+        let c = compute(
+            p,
+            &Usage {
+                input_tokens: Some(1_000_000),
+                cache_read_input_tokens: Some(400_000),
+                output_tokens: Some(1_000_000),
+                ..Default::default()
+            },
+        );
+        assert!((c.input - (0.6 * 0.035 + 0.4 * 0.00875)).abs() < 1e-12);
+        assert!((c.output - 0.14).abs() < 1e-12);
+    }
+
+    #[test]
     fn gemini_cached_and_thinking_tokens() {
         let prices = default_prices();
         let p = find_price(&prices, Some("gemini-2.5-flash"), None).unwrap();

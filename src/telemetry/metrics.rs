@@ -237,7 +237,8 @@ fn meter(provider: &SdkMeterProvider) -> Meter {
 }
 
 /// `error.type` as metrics carry it, bounded whatever upstreams send: llmtap's own values
-/// and the known upstream codes ([`sc::KNOWN_UPSTREAM_ERROR_CODES`], matched without regard
+/// and the known upstream codes ([`sc::KNOWN_UPSTREAM_ERROR_CODES`] and Bedrock's
+/// [`crate::dialect::BEDROCK_EXCEPTIONS`], matched without regard
 /// to case) as they are; a numeric code as it is (an HTTP status); any other code becomes the
 /// response's HTTP status, or `stream_error` inside a stream that started fine.
 pub fn bounded_error_type(error: &str, status: Option<u16>) -> String {
@@ -246,6 +247,7 @@ pub fn bounded_error_type(error: &str, status: Option<u16>) -> String {
     }
     if let Some(known) = sc::KNOWN_UPSTREAM_ERROR_CODES
         .iter()
+        .chain(crate::dialect::BEDROCK_EXCEPTIONS)
         .find(|k| k.eq_ignore_ascii_case(error))
     {
         return (*known).to_string();

@@ -91,6 +91,9 @@ pub struct RequestRecord {
     last_chunk_at: Option<Instant>,
     /// The stream watcher takes events framed by the relay.
     events_in: bool,
+    /// What the response headers said, for the dialects that read them
+    /// ([`Dialect::header_summary`]): merged under the body's summary at the end.
+    header_summary: Option<ResponseSummary>,
     finished: bool,
 }
 
@@ -134,6 +137,7 @@ impl RequestRecord {
             observer: Observer::None,
             last_chunk_at: None,
             events_in: false,
+            header_summary: None,
             finished: false,
         }
     }
@@ -169,6 +173,14 @@ impl RequestRecord {
         } else {
             Observer::Json(Vec::new())
         };
+    }
+
+    /// Called with the upstream's response headers, after [`Self::response_started`]: what
+    /// the dialect reads from them.
+    pub fn response_headers(&mut self, headers: &http::HeaderMap) {
+        if let (Some(d), Some(status)) = (self.dialect, self.status) {
+            self.header_summary = d.header_summary(status, headers);
+        }
     }
 
     /// Watches a copy of bytes on their way to the client. Never fails the relay.
@@ -276,6 +288,10 @@ impl RequestRecord {
             (Observer::Json(buf), Some(d)) if !buf.is_empty() => d.summarize_body(&buf),
             _ => ResponseSummary::default(),
         };
+        let mut response = response;
+        if let Some(h) = self.header_summary.take() {
+            under_headers(&mut response, h);
+        }
         if self.error.is_none() {
             let watched = self
                 .dialect
@@ -456,8 +472,29 @@ fn classify_outcome(
     None
 }
 
-/// Response content types that are streams: SSE, and NDJSON (Ollama's native API).
+/// Response content types that are streams: SSE, NDJSON (Ollama's native API), and AWS's
+/// binary event stream (Bedrock).
 pub fn is_stream(content_type: &str) -> bool {
     content_type.starts_with("text/event-stream")
         || content_type.starts_with("application/x-ndjson")
+        || content_type.starts_with("application/vnd.amazon.eventstream")
+}
+
+/// Fills what the body left unsaid from the headers' summary: the id, the usage, and the
+/// error's code and type (a body error keeps its message).
+fn under_headers(body: &mut ResponseSummary, headers: ResponseSummary) {
+    if body.id.is_none() {
+        body.id = headers.id;
+    }
+    if body.usage.is_none() {
+        body.usage = headers.usage;
+    }
+    match (&mut body.error, headers.error) {
+        (Some(e), Some(h)) if e.code.is_none() => {
+            e.code = h.code;
+            e.kind = e.kind.take().or(h.kind);
+        }
+        (None, Some(h)) => body.error = Some(h),
+        _ => {}
+    }
 }

@@ -101,6 +101,11 @@ pub const LLMTAP_UPSTREAM: &str = "llmtap.upstream";
 /// when `metrics.tenant_attribute` is on.
 pub const LLMTAP_TENANT: &str = "llmtap.tenant";
 pub const LLMTAP_CHUNK_COUNT: &str = "llmtap.response.chunk_count";
+/// True when llmtap stopped reading a stream it relayed on unchanged (a frame or event it
+/// could not parse: a bad event-stream CRC, an impossible length, an event that is not JSON).
+pub const LLMTAP_RESPONSE_PARSE_FAILED: &str = "llmtap.response.parse_failed";
+/// The call's latency as the provider measured it, in ms (Bedrock's `metrics.latencyMs`).
+pub const LLMTAP_RESPONSE_PROVIDER_LATENCY: &str = "llmtap.response.provider_latency_ms";
 pub const LLMTAP_USAGE_INJECTED: &str = "llmtap.usage.injected";
 pub const LLMTAP_USAGE_INJECTION_REFUSED: &str = "llmtap.usage.injection_refused";
 /// True when token counts were estimated by llmtap (no usage from the upstream); on spans,
@@ -251,4 +256,5 @@ pub const KNOWN_UPSTREAM_ERROR_CODES: &[&str] = &[
     "UNIMPLEMENTED",
     // Gemini's `promptFeedback.blockReason`: a prompt refused before any candidate.
     "prompt_blocked",
+    // Amazon Bedrock's modelled errors: `crate::dialect::BEDROCK_EXCEPTIONS`, matched too.
 ];

@@ -362,12 +362,21 @@ pub fn inference_attributes(
     }
     if f.streaming {
         a.push(KeyValue::new(sc::LLMTAP_CHUNK_COUNT, r.chunk_count as i64));
+        if r.parse_failed {
+            a.push(KeyValue::new(sc::LLMTAP_RESPONSE_PARSE_FAILED, true));
+        }
         if let Some(t) = f.first_chunk_at {
             a.push(KeyValue::new(
                 sc::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
                 t.saturating_duration_since(f.started).as_secs_f64(),
             ));
         }
+    }
+    if let Some(ms) = f.response.provider_latency_ms {
+        a.push(KeyValue::new(
+            sc::LLMTAP_RESPONSE_PROVIDER_LATENCY,
+            ms.min(i64::MAX as u64) as i64,
+        ));
     }
     let usage = token_usage(f);
     usage_attributes(&usage, cx, &mut a);

@@ -25,6 +25,8 @@ pub enum Provider {
     /// Google Vertex AI (`{location}-aiplatform.googleapis.com`).
     #[value(alias = "vertex_ai")]
     VertexAi,
+    /// Amazon Bedrock Runtime (`bedrock-runtime.{region}.amazonaws.com`).
+    Bedrock,
 }
 
 impl Provider {
@@ -39,6 +41,7 @@ impl Provider {
             Provider::OpenaiCompatible => "openai_compatible",
             Provider::Gemini => "gemini",
             Provider::VertexAi => "vertex_ai",
+            Provider::Bedrock => "bedrock",
         }
     }
 
@@ -53,6 +56,7 @@ impl Provider {
             Provider::OpenaiCompatible => "openai_compatible",
             Provider::Gemini => "gcp.gemini",
             Provider::VertexAi => "gcp.vertex_ai",
+            Provider::Bedrock => "aws.bedrock",
         }
     }
 }

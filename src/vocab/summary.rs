@@ -138,6 +138,9 @@ pub struct ResponseSummary {
     /// float array, or base64 of little-endian f32s), Ollama's `embeddings[0]` (`/api/embed`)
     /// or `embedding` (legacy `/api/embeddings`).
     pub embedding_dimensions: Option<u64>,
+    /// The call's latency as the provider measured it, in milliseconds: Bedrock's
+    /// `metrics.latencyMs` (Converse) or `invocationLatency` (InvokeModel streams).
+    pub provider_latency_ms: Option<u64>,
 }
 
 /// What one feed of a stream watcher brought.
