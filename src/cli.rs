@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    check, CompatProfile, Config, ConfigError, Env, LogFormat, McpServerConfig, Provider,
-    UpstreamConfig,
+    check, CompatProfile, Config, ConfigError, Env, LogFormat, McpServerConfig, UpstreamConfig,
 };
+use crate::vocab::provider::Provider;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -21,11 +21,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::vocab::provider::Provider;
 #[cfg(test)]
 pub(crate) use load::test_env;
 pub use load::{load_yaml, ConfigError, Env, ProcessEnv};
-// Until every user imports it from the vocabulary.
-pub use crate::vocab::provider::Provider;
 
 /// A GenAI backend whose own attribute names are added next to the `gen_ai.*` ones
 /// (`telemetry.compat`); see `telemetry::compat` for the names and where each comes from.

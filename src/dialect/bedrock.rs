@@ -22,10 +22,10 @@
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::config::Provider;
-use crate::vocab::prompt::PromptHasher;
-use crate::vocab::request::{tool_descriptions, RequestContent, RequestInfo};
 use crate::stream::eventstream::{EventStreamDecoder, Frame};
+use crate::vocab::prompt::PromptHasher;
+use crate::vocab::provider::Provider;
+use crate::vocab::request::{tool_descriptions, RequestContent, RequestInfo};
 use crate::vocab::summary::{FeedOutcome, ResponseSummary, Usage};
 
 use super::anthropic::{AnthropicMessages, MessagesReader};

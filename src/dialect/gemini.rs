@@ -26,8 +26,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::Provider;
 use crate::vocab::prompt::PromptHasher;
+use crate::vocab::provider::Provider;
 use crate::vocab::request::{RequestContent, RequestInfo};
 use crate::vocab::summary::{FeedOutcome, ResponseSummary, Usage};
 

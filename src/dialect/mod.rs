@@ -21,10 +21,10 @@ mod watch;
 
 use serde_json::{Map, Value};
 
-use crate::config::Provider;
 use crate::stream::strip::StripRule;
 use crate::vocab::operation::Operation;
 use crate::vocab::prompt::PromptHasher;
+use crate::vocab::provider::Provider;
 use crate::vocab::request::RequestInfo;
 use crate::vocab::summary::{FeedOutcome, ResponseSummary};
 

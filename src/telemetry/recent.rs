@@ -419,7 +419,7 @@ mod tests {
             protocol_version: None,
             server: Arc::new(crate::vocab::provider::UpstreamInfo {
                 name: "tools".into(),
-                provider: crate::config::Provider::OpenaiCompatible,
+                provider: crate::vocab::provider::Provider::OpenaiCompatible,
                 address: Arc::from(""),
                 port: 0,
             }),

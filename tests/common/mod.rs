@@ -373,7 +373,7 @@ pub async fn start_proxy(upstream_base: &str, opts: ProxyOpts) -> Proxy {
             .unwrap_or_else(|e| panic!("test config: {e}")),
         None => Config::with_upstream(
             &format!("{upstream_base}/v1"),
-            llmtap::config::Provider::Openai,
+            llmtap::vocab::provider::Provider::Openai,
         ),
     };
     config.shutdown_timeout = Duration::from_secs(5);
