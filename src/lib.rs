@@ -4,29 +4,29 @@
 //! `app()` builds the whole service as an axum `Router`, so tests start the real thing
 //! in-process; `serve()` adds the listener, graceful shutdown and the telemetry flush.
 
-pub mod app;
+pub(crate) mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dialect;
 pub mod error;
-pub mod exchange;
-pub mod inbound;
-pub mod injection;
-pub mod listen;
+pub(crate) mod exchange;
+pub(crate) mod inbound;
+pub(crate) mod injection;
+pub(crate) mod listen;
 pub mod logfmt;
 pub mod mcp;
 pub mod mock;
-pub mod path;
-pub mod respond;
-pub mod route;
-pub mod sigv4;
+pub(crate) mod path;
+pub(crate) mod respond;
+pub(crate) mod route;
+pub(crate) mod sigv4;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
-pub mod tls;
-pub mod ui;
-pub mod upstream;
+pub(crate) mod tls;
+pub(crate) mod ui;
+pub(crate) mod upstream;
 pub mod vocab;
 
 use std::future::Future;

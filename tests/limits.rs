@@ -734,7 +734,11 @@ async fn shared_state_keys_tool_calls_by_tenant_and_survives_a_tool_result_flood
         "{metrics}"
     );
     eprintln!("tool-result flood: (RSS, peak) KB after each request {rss:?}");
-    let grew_mb = rss[3].0.saturating_sub(rss[0].0) / 1024;
+    // The baseline is the larger of the first two samples: whether the allocator has given
+    // the first request's pages back when the first sample is taken depends on timing (a
+    // run measured 54 MB after the first request and 152 MB, flat, after each later one).
+    let base = rss[0].0.max(rss[1].0);
+    let grew_mb = rss[3].0.saturating_sub(base) / 1024;
     let peak_mb = rss[3].1 / 1024;
     // Flat after warm-up (measured: within 3 MB), and a peak (measured about 160 MB) far
     // below the unbounded 500 MB of two such requests.
