@@ -103,7 +103,7 @@ pub fn end_time(f: &FinishedRequest) -> SystemTime {
 }
 
 /// The call's `gen_ai.conversation.id` before it is cut for the span: the one its headers
-/// gave (see `inbound::session_id`), else the one in its body (the Responses API's
+/// gave (see `exchange::session_id`), else the one in its body (the Responses API's
 /// `conversation` / `previous_response_id`). Never a generated id.
 pub fn conversation_id(f: &FinishedRequest) -> Option<&str> {
     let from_body = f
