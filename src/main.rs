@@ -12,7 +12,8 @@ use llmtap::{AppState, Telemetry};
 use tokio::net::TcpListener;
 
 // glibc malloc was a fifth of llmtap's CPU per request under load; mimalloc cut CPU per
-// non-streamed request by 17-20% in bench/run (BENCHMARKS.md).
+// non-streamed request by 17-20% in bench/run (BENCHMARKS.md). Built without transparent
+// huge pages (Cargo.toml's `no_thp`): they doubled the idle RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
