@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 // glibc malloc was a fifth of llmtap's CPU per request under load; mimalloc cut CPU per
 // non-streamed request by 17-20% in bench/run (BENCHMARKS.md). Built without transparent
 // huge pages (Cargo.toml's `no_thp`): they doubled the idle RSS.
+// `--features system-allocator` leaves the C allocator in place, so heap profilers that
+// interpose malloc (valgrind massif, heaptrack) see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
