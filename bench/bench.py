@@ -10,6 +10,10 @@
         Holds N streams open at once (raw asyncio sockets) against an upstream that takes
         (K-1)*D ms per stream; prints completed/failed, peak concurrency and the proxy's peak
         RSS (VmRSS sampled from /proc/PID/status) as one JSON line.
+    peer-check      --url URL --body FILE [--model M] [--header 'K: V'] [--paced] --label L
+        One request through a peer gateway before it is measured: a non-streamed answer must
+        carry the fixture's completion, a streamed one the upstream's text and [DONE], and
+        (--paced, against paced-upstream) arrive in many reads spread over the pacing.
     report          --results FILE --out FILE.md
         Turns bench/run's JSON lines into the markdown table (also printed).
 
@@ -110,7 +114,7 @@ async def paced_upstream(args):
 
 # ------------------------------------------------------------------------------ HTTP client bits
 
-def request_bytes(url, body, headers=()):
+def request_bytes(url, body, headers=(), key="sk-bench"):
     m = re.match(r"http://([^/:]+):(\d+)(/.*)", url)
     if not m:
         raise SystemExit(f"bad url {url}")
@@ -118,7 +122,7 @@ def request_bytes(url, body, headers=()):
     if host not in ("127.0.0.1", "localhost"):
         raise SystemExit("bench clients only talk to 127.0.0.1")
     head = (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-            f"authorization: Bearer sk-bench\r\ncontent-length: {len(body)}\r\n"
+            f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n"
             + "".join(f"{k}: {v}\r\n" for k, v in headers)
             + "connection: close\r\n\r\n")
     return host, port, head.encode() + body
@@ -217,6 +221,111 @@ async def paced_client(args):
                       errors[0] if errors else None,
                       "p50_us": pct(delays, 50), "p90_us": pct(delays, 90),
                       "p99_us": pct(delays, 99), "max_us": max(delays) if delays else None}))
+
+
+# ------------------------------------------------------------------------------- peer check
+
+def fixture_content():
+    with open(os.path.join(HERE, "fixtures", "chat.json")) as f:
+        return json.load(f)["choices"][0]["message"]["content"]
+
+
+async def peer_exchange(url, body, headers, key):
+    """One POST; (status, [(monotonic ns, decoded body bytes) per read])."""
+    host, port, req = request_bytes(url, body, headers, key)
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(req)
+    reads = []
+    try:
+        status, chunked = await read_head(reader)
+        dec = Chunked(chunked)
+        for _ in range(100_000):
+            data = await reader.read(65536)
+            if not data:
+                break
+            reads.append((time.monotonic_ns(), dec.feed(data)))
+            if dec.done:
+                break
+    finally:
+        writer.close()
+    return status, reads
+
+
+def check_stream(reads, paced):
+    """Problems with a streamed answer: the content deltas must add up to the upstream's text,
+    end with [DONE], and (paced) arrive over many reads spread like the upstream's pacing."""
+    events, buf = [], b""
+    for at, data in reads:
+        buf += data
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            events.append((at, event.strip()))
+    text, content_reads, saw_done = "", [], False
+    for at, event in events:
+        if event == b"data: [DONE]":
+            saw_done = True
+            continue
+        if not event.startswith(b"data: {"):
+            continue
+        try:
+            j = json.loads(event[6:])
+        except ValueError:
+            return [f"an event is not JSON: {event[:120]!r}"], 0
+        for ch in j.get("choices") or []:
+            piece = (ch.get("delta") or {}).get("content")
+            if piece:
+                text += piece
+                content_reads.append(at)
+    want = "".join(f" word{i}" for i in range(20)) if paced else fixture_content()
+    problems = []
+    if text != want:
+        problems.append(f"content {text[:80]!r} is not the upstream's {want[:80]!r}")
+    if not saw_done:
+        problems.append("no data: [DONE]")
+    spread_ms = (content_reads[-1] - content_reads[0]) / 1e6 if content_reads else 0
+    if paced:
+        # The upstream writes a chunk every 10 ms (190 ms from the first content chunk to the
+        # last): a relay that buffers delivers them in one or two reads at the end.
+        if len(set(content_reads)) < 10 or spread_ms < 100:
+            problems.append(f"not streamed: {len(content_reads)} content chunks arrived in "
+                            f"{len(set(content_reads))} reads over {spread_ms:.0f} ms "
+                            "(the upstream spaced them 10 ms apart)")
+    return problems, spread_ms
+
+
+async def peer_check(args):
+    """Checks one answer through a peer before it is measured; prints one JSON line and exits
+    non-zero when the answer is wrong."""
+    with open(args.body) as f:
+        req = json.load(f)
+    if args.model:
+        req["model"] = args.model
+    headers = [tuple(h.split(":", 1)) for h in args.header]
+    headers = [(k.strip(), v.strip()) for k, v in headers]
+    streamed = bool(req.get("stream"))
+    problems, spread_ms = [], 0.0
+    try:
+        status, reads = await asyncio.wait_for(
+            peer_exchange(args.url, json.dumps(req).encode(), headers, args.key), args.timeout)
+    except Exception as e:  # noqa: BLE001 - reported as the check's failure
+        status, reads, problems = 0, [], [f"request failed: {e!r}"]
+    body = b"".join(d for _, d in reads)
+    if not problems and status != 200:
+        problems.append(f"status {status}: {body[:200]!r}")
+    elif not problems and streamed:
+        problems, spread_ms = check_stream(reads, args.paced)
+    elif not problems:
+        try:
+            got = json.loads(body)["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            got = None
+        if got != fixture_content():
+            problems.append(f"not the fixture's completion: {body[:200]!r}")
+    print(json.dumps({"type": "peer_check", "label": args.label,
+                      "kind": "stream" if streamed else "json", "paced": args.paced,
+                      "ok": not problems, "reads": len(reads), "spread_ms": round(spread_ms, 1),
+                      "problems": problems}))
+    return 0 if not problems else 1
 
 
 # ---------------------------------------------------------------------------- 10,000 streams
@@ -458,17 +567,20 @@ def report(args):
     else:
         targets.append(("SSE parse + record update per typical chunk (criterion)", "≤ 2 µs",
                         "not run here (BENCH_CRITERION=1 runs it)", "n/a"))
-    if any(c["target"] == "litellm" for c in cells):
+    peers = [r for r in rows if r["type"] == "peer"]
+    measured = [r["name"] for r in peers if r["measured"]]
+    if measured:
         parts = []
-        for kind in ("json", "stream"):
-            for n in (1, 32, 256):
-                r = ratio(cpu_us(cell("litellm", kind, n)), cpu_us(cell("llmtap", kind, n)))
-                parts.append(f"{kind}@{n}: {f(r, '{:.0f}')}×")
-        targets.append(("LiteLLM proxy ÷ llmtap, CPU per request", "report it",
-                        ", ".join(parts), "reported"))
+        for name in measured:
+            rs = [f"{kind}@32 {f(ratio(cpu_us(cell(name, kind, 32)), cpu_us(cell('llmtap', kind, 32))), '{:.1f}')}×"
+                  for kind in ("json", "stream")]
+            parts.append(f"{name}: {', '.join(rs)}")
+        targets.append(("each peer ÷ llmtap, CPU per request (same run; see Peers)", "report it",
+                        "; ".join(parts), "reported"))
     else:
-        targets.append(("LiteLLM proxy ÷ llmtap, CPU per request", "report it",
-                        "not run (BENCH_LITELLM=1 runs it)", "n/a"))
+        targets.append(("each peer ÷ llmtap, CPU per request", "report it",
+                        "not run (BENCH_PEERS=1 runs them)" if not peers else
+                        "no peer measured (see Peers)", "n/a"))
 
     one = [(k, cpu_us(cell("llmtap-1-thread", k, 32)), cpu_us(cell("llmtap", k, 32)))
            for k in ("json", "stream")]
@@ -485,6 +597,7 @@ def report(args):
         w("| " + " | ".join(t) + " |")
 
     scaling(w, cells, cell, cpu_us, ratio, f, paired, streams, per_stream)
+    peers_table(w, rows, cell, rps, cpu_us, ratio, f)
 
     w("\n### Every cell\n")
     w("CPU is the process tree's utime+stime from /proc (nginx: master + workers) during the "
@@ -507,8 +620,9 @@ def report(args):
     for r in rows:
         if r["type"] == "telemetry":
             w(f"- {r['target']}: {r['sink_requests']} OTLP export requests "
-              f"({r['sink_bytes'] / 1e6:.1f} MB) reached the receiver; llmtap counted "
-              f"{r['requests_total']} requests, telemetry dropped: {r['dropped'] or 'none'}.")
+              f"({r['sink_bytes'] / 1e6:.1f} MB) reached the receiver"
+              + (f"; llmtap counted {r['requests_total']} requests, telemetry dropped: "
+                 f"{r['dropped'] or 'none'}." if r.get("requests_total") is not None else "."))
     for r in rows:
         if r["type"] == "rss":
             w(f"- RSS {r['target']} {r['phase']}: {r['rss_kb'] / 1024:.1f} MB"
@@ -526,6 +640,48 @@ def report(args):
     with open(args.out, "w") as fh:
         fh.write(text)
     print(text)
+
+
+def peers_table(w, rows, cell, rps, cpu_us, ratio, f):
+    """The peer gateways next to llmtap's cells of the same kind and connections, in the same
+    run: CPU per request and its ratio to llmtap's, req/s, latency, RSS, what each exported."""
+    peers = [r for r in rows if r["type"] == "peer"]
+    if not peers:
+        return
+    sink = {r["target"]: r for r in rows if r["type"] == "telemetry"}
+    w("\n### Peers\n")
+    w("Each peer in front of the same canned upstream, in the same run as llmtap (full "
+      "telemetry), after its checks passed. CPU is the peer's whole process tree; ÷ llmtap "
+      "compares with llmtap's cell of the same request and connections.\n")
+    w("| gateway | request | conns | req/s | p50 | p99 | errors | CPU/req | ÷ llmtap CPU | "
+      "÷ llmtap req/s | RSS |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    names = ["llmtap"] + [p["name"] for p in peers if p["measured"]]
+    for name in names:
+        for kind in ("json", "stream"):
+            for conns in (1, 32):
+                c, l = cell(name, kind, conns), cell("llmtap", kind, conns)
+                if not c:
+                    continue
+                mine = name == "llmtap"
+                w(f"| {name} | {kind} | {conns} | {f(rps(c))} | {c['p50_us']:.0f} µs | "
+                  f"{c['p99_us']:.0f} µs | {sum(c['errors'].values())} | {f(cpu_us(c))} µs | "
+                  f"{'' if mine else f(ratio(cpu_us(c), cpu_us(l)), '{:.1f}×')} | "
+                  f"{'' if mine else f(ratio(rps(c), rps(l)), '{:.3f}×')} | "
+                  f"{c['rss_kb'] / 1024:.1f} MB |")
+    w("")
+    for p in peers:
+        t = sink.get(p["name"])
+        exported = (f" {t['sink_requests']} OTLP export requests ({t['sink_bytes'] / 1e6:.2f} MB) "
+                    "reached the receiver during its cells." if t else "")
+        state = "measured" if p["measured"] else f"**not measured**: {p['why']}"
+        w(f"- {p['name']} {p['version']}: {state}. Telemetry: {p['telemetry']}.{exported}")
+    for r in rows:
+        if r["type"] == "peer_check":
+            w(f"- check {r['label']} {r['kind']}{' (paced upstream)' if r['paced'] else ''}: "
+              + ("ok" if r["ok"] else "FAILED: " + "; ".join(r["problems"]))
+              + (f", content over {r['reads']} reads in {r['spread_ms']:.0f} ms"
+                 if r["kind"] == "stream" and r["paced"] else ""))
 
 
 def scaling(w, cells, cell, cpu_us, ratio, f, paired, streams, per_stream):
@@ -618,6 +774,16 @@ def main():
     s.add_argument("--pid", type=int)
     s.add_argument("--label", default="target",
                    help="'target' for the open-streams target row, 'scale' for the scaling table")
+    s = sub.add_parser("peer-check")
+    s.add_argument("--url", required=True)
+    s.add_argument("--body", required=True, help="request JSON file (its stream flag decides)")
+    s.add_argument("--model", help="replaces the body's model")
+    s.add_argument("--header", action="append", default=[], help="'name: value', repeatable")
+    s.add_argument("--key", default="sk-bench", help="bearer token")
+    s.add_argument("--paced", action="store_true",
+                   help="the upstream is paced-upstream: the chunks must arrive spread out")
+    s.add_argument("--timeout", type=float, default=30)
+    s.add_argument("--label", required=True)
     s = sub.add_parser("report")
     s.add_argument("--results", required=True)
     s.add_argument("--out", required=True)
@@ -628,6 +794,8 @@ def main():
         asyncio.run(paced_client(args))
     elif args.cmd == "streams-client":
         asyncio.run(streams_client(args))
+    elif args.cmd == "peer-check":
+        return asyncio.run(peer_check(args))
     else:
         report(args)
 

@@ -10,14 +10,26 @@ end
 local reqs = {}
 local n = 0
 
+-- The headers both requests carry: the JSON content type, the key, and any extra
+-- "Name: value" lines in $BENCH_HEADERS (a peer gateway's routing headers).
+local function headers(extra)
+  local h = { ["Content-Type"] = "application/json",
+              ["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "sk-bench") }
+  for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+    if name then
+      h[name] = value
+    end
+  end
+  for k, v in pairs(extra) do
+    h[k] = v
+  end
+  return h
+end
+
 function init(args)
-  local key = "Bearer " .. (os.getenv("BENCH_API_KEY") or "sk-bench")
-  reqs[1] = wrk.format("POST", wrk.path,
-    { ["Content-Type"] = "application/json", ["Authorization"] = key },
-    slurp(assert(os.getenv("BENCH_BODY"))))
-  reqs[2] = wrk.format("POST", wrk.path,
-    { ["Content-Type"] = "application/json", ["Authorization"] = key,
-      ["x-bench-kind"] = "stream" },
+  reqs[1] = wrk.format("POST", wrk.path, headers({}), slurp(assert(os.getenv("BENCH_BODY"))))
+  reqs[2] = wrk.format("POST", wrk.path, headers({ ["x-bench-kind"] = "stream" }),
     slurp(assert(os.getenv("BENCH_BODY_STREAM"))))
 end
 

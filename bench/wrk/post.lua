@@ -1,5 +1,5 @@
 -- wrk script for bench/run: POSTs one fixed body (file in $BENCH_BODY) with the bench
--- headers, and prints the results as one JSON line ("WRK_JSON {...}") for the report.
+-- headers (plus any in $BENCH_HEADERS), and prints the results as one JSON line ("WRK_JSON {...}") for the report.
 -- No response() hook: it would slow wrk down for every response.
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
@@ -15,6 +15,13 @@ wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "sk-b
 local kind = os.getenv("BENCH_KIND")
 if kind and kind ~= "" then
   wrk.headers["x-bench-kind"] = kind
+end
+-- Extra headers a peer gateway needs (Portkey's routing headers): "Name: value" lines.
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 function done(summary, latency, requests)
