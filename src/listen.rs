@@ -139,6 +139,13 @@ pub fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
+    // A connection known to speak HTTP/1 skips the version sniff: the auto builder reads the
+    // first bytes itself and hands them back through a wrapper, which splits the first
+    // request across two reads and makes hyper grow its 8 KB read buffer to 16 KB, for the
+    // connection's life (massif: the largest allocation per open stream; BENCHMARKS.md,
+    // issue 27). Upgrades are never relayed (`Upgrade` is hop-by-hop), so neither builder
+    // serves them.
+    let http1_only = builder.clone().http1_only();
     async move {
         let graceful = GracefulShutdown::new();
         loop {
@@ -155,27 +162,33 @@ pub fn serve(
             };
             let _ = tcp.set_nodelay(true);
             let service = TowerToHyperService::new(router.clone());
-            let builder = builder.clone();
+            let (builder, http1_only) = (builder.clone(), http1_only.clone());
             let watcher = graceful.watcher();
             let mut stop = stop.clone();
             let tls = tls.clone();
             threads.spawn(tcp, move |tcp| async move {
                 // hyper's header timer starts once it knows the protocol, which needs the
                 // first bytes: a connection that sends none is closed here.
-                let mut first = [0u8; 1];
-                tokio::select! {
+                let mut first = [0u8; H2_PREFACE.len()];
+                let peeked = tokio::select! {
                     r = tokio::time::timeout(limits.header_read_timeout, tcp.peek(&mut first)) => {
-                        if !matches!(r, Ok(Ok(n)) if n > 0) {
-                            return;
+                        match r {
+                            Ok(Ok(n)) if n > 0 => n,
+                            _ => return,
                         }
                     }
                     _ = stop.wait_for(|v| *v) => return,
-                }
+                };
                 match tls {
                     None => {
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                            .into_owned();
+                        // Bytes that cannot begin HTTP/2's preface are HTTP/1; anything else
+                        // (h2c, or too few bytes to tell) goes through the auto builder.
+                        let b = if surely_http1(&first[..peeked]) {
+                            &http1_only
+                        } else {
+                            &builder
+                        };
+                        let conn = b.serve_connection(TokioIo::new(tcp), service).into_owned();
                         let _ = watcher.watch(conn).await;
                     }
                     Some(acceptor) => {
@@ -186,8 +199,13 @@ pub fn serve(
                             // A failed or stalled handshake: nothing to answer.
                             return;
                         };
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        // ALPN settled the protocol for `http/1.1`; `h2` or none: sniff.
+                        let b = match stream.get_ref().1.alpn_protocol() {
+                            Some(b"http/1.1") => &http1_only,
+                            _ => &builder,
+                        };
+                        let conn = b
+                            .serve_connection(TokioIo::new(stream), service)
                             .into_owned();
                         let _ = watcher.watch(conn).await;
                     }
@@ -197,6 +215,14 @@ pub fn serve(
         drop(listener);
         graceful.shutdown().await;
     }
+}
+
+/// The first bytes of every HTTP/2 connection without TLS (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection's first bytes cannot begin HTTP/2's preface (`PRI * ...`).
+fn surely_http1(first: &[u8]) -> bool {
+    !H2_PREFACE.starts_with(first)
 }
 
 /// Accept errors: a connection that failed before it was accepted is nothing to wait for;
@@ -211,4 +237,20 @@ async fn accept_failed(e: std::io::Error) {
     }
     tracing::warn!(error = %e, "accept failed; retrying in 1 s");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_bytes_tell_http1_from_h2c() {
+        assert!(surely_http1(b"POST /v1/chat/completions HTTP/1.1\r\n"));
+        assert!(surely_http1(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"));
+        assert!(surely_http1(b"PROPFIND / HTTP/1.1\r\n"));
+        // Too few bytes to tell, or the preface itself: the auto builder decides.
+        assert!(!surely_http1(b"P"));
+        assert!(!surely_http1(b"PRI * HT"));
+        assert!(!surely_http1(H2_PREFACE));
+    }
 }
