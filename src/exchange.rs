@@ -74,7 +74,7 @@ struct Exchange<'a> {
     parts: http::request::Parts,
     /// Becomes the span, the metrics, the access line and the live view's entry.
     record: RequestRecord,
-    /// Set by [`Exchange::route`].
+    /// Set by [`Exchange::route`]; read through [`routed`].
     target: Option<Target>,
     /// The client key's concurrency slot, held until the response body ends.
     permit: Option<OwnedSemaphorePermit>,
@@ -110,16 +110,23 @@ impl OutBody {
     }
 }
 
-/// The request as it goes upstream ([`Exchange::rewrite`]); its body travels beside it,
-/// since a streamed body can be sent only once.
+/// The request as it goes upstream ([`Exchange::rewrite`]).
 struct Outgoing {
     url: reqwest::Url,
+    body: OutBody,
     headers: reqwest::header::HeaderMap,
     /// The body carries the injected `stream_options`.
     inject: bool,
-    /// With an injection: the client's own body and headers, for the one retry when the
-    /// upstream refuses the injected parameter.
-    original: Option<(Bytes, reqwest::header::HeaderMap)>,
+    /// With an injection: what the one retry sends when the upstream refuses it.
+    retry: Option<Retry>,
+}
+
+/// The client's own request, kept for the one retry without the injected parameter (only
+/// requests llmtap rewrote keep one, so the others move their URL into the send).
+struct Retry {
+    body: Bytes,
+    headers: reqwest::header::HeaderMap,
+    url: reqwest::Url,
     refusal_key: RefusalKey,
 }
 
@@ -129,15 +136,10 @@ impl<'a> Exchange<'a> {
         self.authorize().await?;
         let read = self.read_request(body).await?;
         let upstream = self.choose_upstream()?;
-        let (mut outgoing, body) = self.rewrite(upstream, read)?;
-        let first = self.send(upstream, &mut outgoing, body).await?;
-        self.retry_refused(upstream, outgoing, first).await
-    }
-
-    fn target(&self) -> &Target {
-        self.target
-            .as_ref()
-            .expect("the route phase runs before every other phase")
+        let out = self.rewrite(upstream, read)?;
+        let first = self.send(upstream, out.url, out.headers, out.body).await?;
+        self.retry_refused(upstream, out.inject, out.retry, first)
+            .await
     }
 
     /// Phase 1: the normalised path (routed and forwarded in that form only, so the path
@@ -207,7 +209,7 @@ impl<'a> Exchange<'a> {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ProxyError::BodyTooLarge { limit });
         }
-        let target = self.target.clone().expect("routed");
+        let target = routed(&self.target);
         let capture = self.s.telemetry.capture_content();
         let (body, parsed) = match (target.operation, target.dialect) {
             (Some(op), Some(d)) => {
@@ -274,34 +276,28 @@ impl<'a> Exchange<'a> {
     /// the upstream refused it lately, or the body was read leniently and would need
     /// re-serializing), the upstream's headers and credential, trace context on inference
     /// calls, and the URL under the upstream's base.
-    fn rewrite(
-        &mut self,
-        upstream: &Upstream,
-        read: ReadRequest,
-    ) -> Result<(Outgoing, OutBody), ProxyError> {
+    fn rewrite(&mut self, upstream: &Upstream, read: ReadRequest) -> Result<Outgoing, ProxyError> {
         let s = self.s;
-        let target = self.target().clone();
+        let target = routed(&self.target);
         let info = self.record.request.as_ref();
-        let refusal_key = RefusalKey::new(
-            &upstream.config.name,
-            target
-                .path_model
-                .as_deref()
-                .filter(|_| target.azure_deployment),
-            injection::api_version(self.parts.uri.query()),
-            info.and_then(|i| i.model.as_deref()),
-        );
         let ReadRequest {
             mut body,
             obj,
             lenient,
         } = read;
         let mut inject = false;
-        let mut original_body = None;
-        // A body that is not a JSON object (`obj` is None) is never rewritten.
-        if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op), Some(dialect)) =
-            (&body, &obj, info, target.operation, target.dialect)
-        {
+        // The client's own body and the refusal key, when the body is rewritten.
+        let mut original = None;
+        // A body that is not a JSON object (`obj` is None) is never rewritten, nor is a
+        // request that is not a stream: usage injection asks for a stream's usage.
+        if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op), Some(dialect), true) = (
+            &body,
+            &obj,
+            info,
+            target.operation,
+            target.dialect,
+            info.is_some_and(|i| i.stream == Some(true)),
+        ) {
             let wants = i.include_usage == Some(true);
             // A leniently read body is only ever spliced, never re-serialized: the values
             // the lenient reading replaced must reach the upstream as the client wrote them.
@@ -310,11 +306,20 @@ impl<'a> Exchange<'a> {
                 .usage_injection(op)
                 .filter(|_| upstream.config.inject_usage && !wants && !rewrites);
             if let Some(usage_injection) = usage_injection {
+                let refusal_key = RefusalKey::new(
+                    &upstream.config.name,
+                    target
+                        .path_model
+                        .as_deref()
+                        .filter(|_| target.azure_deployment),
+                    injection::api_version(self.parts.uri.query()),
+                    i.model.as_deref(),
+                );
                 if s.refusals.refused(&refusal_key) {
-                    self.record.injection_refused = i.stream == Some(true);
+                    self.record.injection_refused = true;
                 } else if let Some(rewritten) = usage_injection.rewrite(bytes, obj) {
                     inject = true;
-                    original_body = Some(bytes.clone());
+                    original = Some((bytes.clone(), refusal_key));
                     body = OutBody::Whole(Bytes::from(rewritten));
                 }
             }
@@ -335,7 +340,9 @@ impl<'a> Exchange<'a> {
                     .inject(&self.record.trace, sampled, &mut headers);
             }
         }
-        let original = original_body.map(|b| (b, headers.clone()));
+        // Only a rewritten request can be retried: it alone keeps its headers before the
+        // rewrite's own ones.
+        let retry_headers = original.as_ref().map(|_| headers.clone());
         if inject {
             // The usage the injection brings must be taken out again before the client sees
             // it, which needs the stream's text: ask for it uncompressed.
@@ -371,26 +378,33 @@ impl<'a> Exchange<'a> {
                 std::time::SystemTime::now(),
             );
         }
-        let outgoing = Outgoing {
+        let retry = original
+            .zip(retry_headers)
+            .map(|((body, refusal_key), headers)| Retry {
+                body,
+                headers,
+                url: url.clone(),
+                refusal_key,
+            });
+        Ok(Outgoing {
             url,
+            body,
             headers,
             inject,
-            original,
-            refusal_key,
-        };
-        Ok((outgoing, body))
+            retry,
+        })
     }
 
     /// Phase 6: one request upstream within the first-byte timeout.
     async fn send(
         &mut self,
         upstream: &Upstream,
-        out: &mut Outgoing,
+        url: reqwest::Url,
+        headers: reqwest::header::HeaderMap,
         body: OutBody,
     ) -> Result<reqwest::Response, ProxyError> {
         let body = body.into_reqwest(self.s.config.max_body_bytes);
-        let headers = std::mem::take(&mut out.headers);
-        send(upstream, &self.parts.method, &out.url, headers, body).await
+        send(upstream, &self.parts.method, url, headers, body).await
     }
 
     /// Phase 7: a 4xx to a request llmtap changed: if it names the injected parameter, the
@@ -399,14 +413,13 @@ impl<'a> Exchange<'a> {
     async fn retry_refused(
         &mut self,
         upstream: &Upstream,
-        out: Outgoing,
+        inject: bool,
+        retry: Option<Retry>,
         resp: reqwest::Response,
     ) -> Result<UpstreamResponse, ProxyError> {
         let timeouts = &upstream.config.timeouts;
-        let Some((original, client_headers)) =
-            out.original.filter(|_| resp.status().is_client_error())
-        else {
-            return Ok(UpstreamResponse::new(resp, out.inject, timeouts));
+        let Some(retry) = retry.filter(|_| resp.status().is_client_error()) else {
+            return Ok(UpstreamResponse::new(resp, inject, timeouts));
         };
         let status = resp.status();
         let resp_headers = resp.headers().clone();
@@ -426,11 +439,11 @@ impl<'a> Exchange<'a> {
                 headers: resp_headers,
                 body: replay(read, rest),
                 content_length,
-                inject: out.inject,
+                inject,
                 timeouts: timeouts.clone(),
             });
         }
-        let key = out.refusal_key;
+        let key = retry.refusal_key;
         if self.s.refusals.remember(key.clone()) {
             tracing::info!(
                 upstream = %key.upstream,
@@ -444,13 +457,21 @@ impl<'a> Exchange<'a> {
         let resp = send(
             upstream,
             &self.parts.method,
-            &out.url,
-            client_headers,
-            reqwest::Body::from(original),
+            retry.url,
+            retry.headers,
+            reqwest::Body::from(retry.body),
         )
         .await?;
         Ok(UpstreamResponse::new(resp, false, timeouts))
     }
+}
+
+/// The route phase's target: it runs before every other phase. A free function over the
+/// field (not a method), so a phase can borrow it while it changes the record.
+fn routed(target: &Option<Target>) -> &Target {
+    target
+        .as_ref()
+        .expect("the route phase runs before every other phase")
 }
 
 /// Reads an inference request's whole body within `body_read_timeout`, or until the shutdown
@@ -535,13 +556,13 @@ fn forwarded_query(query: Option<&str>, strip_key: bool) -> Option<std::borrow::
 async fn send(
     upstream: &upstream::Upstream,
     method: &http::Method,
-    url: &reqwest::Url,
+    url: reqwest::Url,
     headers: reqwest::header::HeaderMap,
     body: reqwest::Body,
 ) -> Result<reqwest::Response, ProxyError> {
     let send = upstream
         .client()
-        .request(method.clone(), url.clone())
+        .request(method.clone(), url)
         .headers(headers)
         .body(body)
         .send();
