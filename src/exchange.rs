@@ -24,9 +24,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
-use futures_util::{StreamExt, TryStreamExt};
-use http_body_util::BodyExt;
+use futures_util::StreamExt;
+use http_body_util::{BodyDataStream, BodyExt};
+use hyper::body::Incoming;
 use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -34,10 +34,10 @@ use crate::app::AppState;
 use crate::dialect;
 use crate::error::{error_chain, ProxyError};
 use crate::injection::{self, RefusalKey, MAX_REFUSAL_BODY};
-use crate::respond::{self, HoldPermit, UpstreamResponse};
+use crate::respond::{self, HoldPermit, UpstreamBody, UpstreamResponse};
 use crate::route::{self, Target};
 use crate::telemetry::record::{RequestFacts, RequestRecord};
-use crate::upstream::{self, Upstream, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
+use crate::upstream::{self, RequestBody, Upstream, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
 use crate::vocab::limits::{self, Limit};
 use crate::vocab::provider::Provider;
 use crate::vocab::request::RequestInfo;
@@ -97,24 +97,20 @@ enum OutBody {
 }
 
 impl OutBody {
-    /// The body for reqwest; a streamed one still stops at `limit` bytes.
-    fn into_reqwest(self, limit: usize) -> reqwest::Body {
+    /// The body as sent upstream; a streamed one still stops at `limit` bytes.
+    fn into_body(self, limit: usize) -> RequestBody {
         match self {
-            OutBody::Whole(b) => reqwest::Body::from(b),
-            OutBody::Streamed(b) => reqwest::Body::wrap_stream(
-                http_body_util::Limited::new(b, limit)
-                    .into_data_stream()
-                    .map_err(|e| std::io::Error::other(e.to_string())),
-            ),
+            OutBody::Whole(b) => RequestBody::whole(b),
+            OutBody::Streamed(b) => RequestBody::Streamed(http_body_util::Limited::new(b, limit)),
         }
     }
 }
 
 /// The request as it goes upstream ([`Exchange::rewrite`]).
 struct Outgoing {
-    url: reqwest::Url,
+    uri: http::Uri,
     body: OutBody,
-    headers: reqwest::header::HeaderMap,
+    headers: HeaderMap,
     /// The body carries the injected `stream_options`.
     inject: bool,
     /// With an injection: what the one retry sends when the upstream refuses it.
@@ -125,8 +121,8 @@ struct Outgoing {
 /// requests llmtap rewrote keep one, so the others move their URL into the send).
 struct Retry {
     body: Bytes,
-    headers: reqwest::header::HeaderMap,
-    url: reqwest::Url,
+    headers: HeaderMap,
+    uri: http::Uri,
     refusal_key: RefusalKey,
 }
 
@@ -137,7 +133,7 @@ impl<'a> Exchange<'a> {
         let read = self.read_request(body).await?;
         let upstream = self.choose_upstream()?;
         let out = self.rewrite(upstream, read)?;
-        let first = self.send(upstream, out.url, out.headers, out.body).await?;
+        let first = self.send(upstream, out.uri, out.headers, out.body).await?;
         self.retry_refused(upstream, out.inject, out.retry, first)
             .await
     }
@@ -378,16 +374,17 @@ impl<'a> Exchange<'a> {
                 std::time::SystemTime::now(),
             );
         }
+        let uri = to_uri(&url, &upstream.config.name)?;
         let retry = original
             .zip(retry_headers)
             .map(|((body, refusal_key), headers)| Retry {
                 body,
                 headers,
-                url: url.clone(),
+                uri: uri.clone(),
                 refusal_key,
             });
         Ok(Outgoing {
-            url,
+            uri,
             body,
             headers,
             inject,
@@ -399,12 +396,12 @@ impl<'a> Exchange<'a> {
     async fn send(
         &mut self,
         upstream: &Upstream,
-        url: reqwest::Url,
-        headers: reqwest::header::HeaderMap,
+        uri: http::Uri,
+        headers: HeaderMap,
         body: OutBody,
-    ) -> Result<reqwest::Response, ProxyError> {
-        let body = body.into_reqwest(self.s.config.max_body_bytes);
-        send(upstream, &self.parts.method, url, headers, body).await
+    ) -> Result<http::Response<Incoming>, ProxyError> {
+        let body = body.into_body(self.s.config.max_body_bytes);
+        send(upstream, &self.parts.method, uri, headers, body).await
     }
 
     /// Phase 7: a 4xx to a request llmtap changed: if it names the injected parameter, the
@@ -415,17 +412,20 @@ impl<'a> Exchange<'a> {
         upstream: &Upstream,
         inject: bool,
         retry: Option<Retry>,
-        resp: reqwest::Response,
+        resp: http::Response<Incoming>,
     ) -> Result<UpstreamResponse, ProxyError> {
         let timeouts = &upstream.config.timeouts;
         let Some(retry) = retry.filter(|_| resp.status().is_client_error()) else {
             return Ok(UpstreamResponse::new(resp, inject, timeouts));
         };
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
-        let content_length = resp.content_length();
-        let (read, rest) =
-            read_prefix(resp.bytes_stream().boxed(), MAX_REFUSAL_BODY, timeouts.idle).await;
+        let (parts, body) = resp.into_parts();
+        let content_length = http_body::Body::size_hint(&body).exact();
+        let (read, rest) = read_prefix(
+            BodyDataStream::new(body).boxed(),
+            MAX_REFUSAL_BODY,
+            timeouts.idle,
+        )
+        .await;
         // Whether the body names what the dialect's rewrite added.
         let refused = self
             .record
@@ -435,8 +435,8 @@ impl<'a> Exchange<'a> {
             .is_some_and(|i| i.refused(&read));
         if rest.is_some() || !refused {
             return Ok(UpstreamResponse {
-                status,
-                headers: resp_headers,
+                status: parts.status,
+                headers: parts.headers,
                 body: replay(read, rest),
                 content_length,
                 inject,
@@ -448,7 +448,7 @@ impl<'a> Exchange<'a> {
             tracing::info!(
                 upstream = %key.upstream,
                 scope = limits::cut(&key.scope),
-                status = status.as_u16(),
+                status = parts.status.as_u16(),
                 "upstream refused the injected stream_options; resending the client's body, and not injecting here for the next hour (usage is estimated)"
             );
         }
@@ -457,9 +457,9 @@ impl<'a> Exchange<'a> {
         let resp = send(
             upstream,
             &self.parts.method,
-            retry.url,
+            retry.uri,
             retry.headers,
-            reqwest::Body::from(retry.body),
+            RequestBody::whole(retry.body),
         )
         .await?;
         Ok(UpstreamResponse::new(resp, false, timeouts))
@@ -513,11 +513,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
 /// checked once more: the result must still lie under the base's path. Only the path is
 /// parsed here, so the host cannot change; this guards against any disagreement between our
 /// normalisation and the URL parser's (`..`, `%2e%2e`, `\`).
-fn upstream_url(
-    base: &reqwest::Url,
-    path: &str,
-    query: Option<&str>,
-) -> Result<reqwest::Url, ProxyError> {
+fn upstream_url(base: &url::Url, path: &str, query: Option<&str>) -> Result<url::Url, ProxyError> {
     let leaves = || ProxyError::BadPath(crate::path::PathError::LeavesBase);
     if !path.starts_with('/') {
         return Err(leaves());
@@ -552,27 +548,36 @@ fn forwarded_query(query: Option<&str>, strip_key: bool) -> Option<std::borrow::
     (!kept.is_empty()).then(|| kept.join("&").into())
 }
 
+/// The URL as the client sends it. The URL parser's output is a valid URI; should the two
+/// parsers ever disagree, the request cannot be sent (as reqwest, which converted the same
+/// way, answered).
+fn to_uri(url: &url::Url, upstream: &str) -> Result<http::Uri, ProxyError> {
+    http::Uri::try_from(url.as_str()).map_err(|e| ProxyError::UpstreamUnreachable {
+        upstream: upstream.to_string(),
+        detail: format!("the upstream URL is not a valid URI: {e}"),
+    })
+}
+
 /// Sends one request upstream within the first-byte timeout.
 async fn send(
     upstream: &upstream::Upstream,
     method: &http::Method,
-    url: reqwest::Url,
-    headers: reqwest::header::HeaderMap,
-    body: reqwest::Body,
-) -> Result<reqwest::Response, ProxyError> {
-    let send = upstream
-        .client()
-        .request(method.clone(), url)
-        .headers(headers)
-        .body(body)
-        .send();
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: RequestBody,
+) -> Result<http::Response<Incoming>, ProxyError> {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let send = upstream.with_client(|c| c.request(req));
     let timeouts = &upstream.config.timeouts;
     match tokio::time::timeout(timeouts.first_byte, send).await {
         Err(_) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.config.name.clone(),
             secs: timeouts.first_byte.as_secs_f64(),
         }),
-        Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout {
+        Ok(Err(e)) if connect_timed_out(&e) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.config.name.clone(),
             secs: timeouts.connect.as_secs_f64(),
         }),
@@ -584,7 +589,17 @@ async fn send(
     }
 }
 
-type UpstreamBody = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+/// Whether the connect timeout ended the attempt (somewhere in the error's causes).
+fn connect_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<upstream::ConnectTimeout>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
 
 /// Reads up to `max` bytes of `body` (each read within `idle`). Returns what was read and,
 /// when the body did not end within `max` (or stalled, or failed), the rest still to relay.
@@ -698,8 +713,8 @@ fn session_id(headers: &HeaderMap, configured: Option<&str>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> reqwest::Url {
-        reqwest::Url::parse(s).unwrap()
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
     }
 
     #[test]
