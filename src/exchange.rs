@@ -24,9 +24,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
-use futures_util::{StreamExt, TryStreamExt};
-use http_body_util::BodyExt;
+use futures_util::StreamExt;
+use http_body_util::{BodyDataStream, BodyExt};
+use hyper::body::Incoming;
 use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -34,10 +34,10 @@ use crate::app::AppState;
 use crate::dialect;
 use crate::error::{error_chain, ProxyError};
 use crate::injection::{self, RefusalKey, MAX_REFUSAL_BODY};
-use crate::respond::{self, HoldPermit, UpstreamResponse};
+use crate::respond::{self, HoldPermit, UpstreamBody, UpstreamResponse};
 use crate::route::{self, Target};
 use crate::telemetry::record::{RequestFacts, RequestRecord};
-use crate::upstream::{self, Upstream, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
+use crate::upstream::{self, RequestBody, Upstream, PROMPT_TEMPLATE_HEADER, PROMPT_VERSION_HEADER};
 use crate::vocab::limits::{self, Limit};
 use crate::vocab::provider::Provider;
 use crate::vocab::request::RequestInfo;
@@ -74,7 +74,7 @@ struct Exchange<'a> {
     parts: http::request::Parts,
     /// Becomes the span, the metrics, the access line and the live view's entry.
     record: RequestRecord,
-    /// Set by [`Exchange::route`].
+    /// Set by [`Exchange::route`]; read through [`routed`].
     target: Option<Target>,
     /// The client key's concurrency slot, held until the response body ends.
     permit: Option<OwnedSemaphorePermit>,
@@ -97,29 +97,32 @@ enum OutBody {
 }
 
 impl OutBody {
-    /// The body for reqwest; a streamed one still stops at `limit` bytes.
-    fn into_reqwest(self, limit: usize) -> reqwest::Body {
+    /// The body as sent upstream; a streamed one still stops at `limit` bytes.
+    fn into_body(self, limit: usize) -> RequestBody {
         match self {
-            OutBody::Whole(b) => reqwest::Body::from(b),
-            OutBody::Streamed(b) => reqwest::Body::wrap_stream(
-                http_body_util::Limited::new(b, limit)
-                    .into_data_stream()
-                    .map_err(|e| std::io::Error::other(e.to_string())),
-            ),
+            OutBody::Whole(b) => RequestBody::whole(b),
+            OutBody::Streamed(b) => RequestBody::Streamed(http_body_util::Limited::new(b, limit)),
         }
     }
 }
 
-/// The request as it goes upstream ([`Exchange::rewrite`]); its body travels beside it,
-/// since a streamed body can be sent only once.
+/// The request as it goes upstream ([`Exchange::rewrite`]).
 struct Outgoing {
-    url: reqwest::Url,
-    headers: reqwest::header::HeaderMap,
+    uri: http::Uri,
+    body: OutBody,
+    headers: HeaderMap,
     /// The body carries the injected `stream_options`.
     inject: bool,
-    /// With an injection: the client's own body and headers, for the one retry when the
-    /// upstream refuses the injected parameter.
-    original: Option<(Bytes, reqwest::header::HeaderMap)>,
+    /// With an injection: what the one retry sends when the upstream refuses it.
+    retry: Option<Retry>,
+}
+
+/// The client's own request, kept for the one retry without the injected parameter (only
+/// requests llmtap rewrote keep one, so the others move their URL into the send).
+struct Retry {
+    body: Bytes,
+    headers: HeaderMap,
+    uri: http::Uri,
     refusal_key: RefusalKey,
 }
 
@@ -129,15 +132,10 @@ impl<'a> Exchange<'a> {
         self.authorize().await?;
         let read = self.read_request(body).await?;
         let upstream = self.choose_upstream()?;
-        let (mut outgoing, body) = self.rewrite(upstream, read)?;
-        let first = self.send(upstream, &mut outgoing, body).await?;
-        self.retry_refused(upstream, outgoing, first).await
-    }
-
-    fn target(&self) -> &Target {
-        self.target
-            .as_ref()
-            .expect("the route phase runs before every other phase")
+        let out = self.rewrite(upstream, read)?;
+        let first = self.send(upstream, out.uri, out.headers, out.body).await?;
+        self.retry_refused(upstream, out.inject, out.retry, first)
+            .await
     }
 
     /// Phase 1: the normalised path (routed and forwarded in that form only, so the path
@@ -207,7 +205,7 @@ impl<'a> Exchange<'a> {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ProxyError::BodyTooLarge { limit });
         }
-        let target = self.target.clone().expect("routed");
+        let target = routed(&self.target);
         let capture = self.s.telemetry.capture_content();
         let (body, parsed) = match (target.operation, target.dialect) {
             (Some(op), Some(d)) => {
@@ -274,34 +272,28 @@ impl<'a> Exchange<'a> {
     /// the upstream refused it lately, or the body was read leniently and would need
     /// re-serializing), the upstream's headers and credential, trace context on inference
     /// calls, and the URL under the upstream's base.
-    fn rewrite(
-        &mut self,
-        upstream: &Upstream,
-        read: ReadRequest,
-    ) -> Result<(Outgoing, OutBody), ProxyError> {
+    fn rewrite(&mut self, upstream: &Upstream, read: ReadRequest) -> Result<Outgoing, ProxyError> {
         let s = self.s;
-        let target = self.target().clone();
+        let target = routed(&self.target);
         let info = self.record.request.as_ref();
-        let refusal_key = RefusalKey::new(
-            &upstream.config.name,
-            target
-                .path_model
-                .as_deref()
-                .filter(|_| target.azure_deployment),
-            injection::api_version(self.parts.uri.query()),
-            info.and_then(|i| i.model.as_deref()),
-        );
         let ReadRequest {
             mut body,
             obj,
             lenient,
         } = read;
         let mut inject = false;
-        let mut original_body = None;
-        // A body that is not a JSON object (`obj` is None) is never rewritten.
-        if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op), Some(dialect)) =
-            (&body, &obj, info, target.operation, target.dialect)
-        {
+        // The client's own body and the refusal key, when the body is rewritten.
+        let mut original = None;
+        // A body that is not a JSON object (`obj` is None) is never rewritten, nor is a
+        // request that is not a stream: usage injection asks for a stream's usage.
+        if let (OutBody::Whole(bytes), Some(obj), Some(i), Some(op), Some(dialect), true) = (
+            &body,
+            &obj,
+            info,
+            target.operation,
+            target.dialect,
+            info.is_some_and(|i| i.stream == Some(true)),
+        ) {
             let wants = i.include_usage == Some(true);
             // A leniently read body is only ever spliced, never re-serialized: the values
             // the lenient reading replaced must reach the upstream as the client wrote them.
@@ -310,11 +302,20 @@ impl<'a> Exchange<'a> {
                 .usage_injection(op)
                 .filter(|_| upstream.config.inject_usage && !wants && !rewrites);
             if let Some(usage_injection) = usage_injection {
+                let refusal_key = RefusalKey::new(
+                    &upstream.config.name,
+                    target
+                        .path_model
+                        .as_deref()
+                        .filter(|_| target.azure_deployment),
+                    injection::api_version(self.parts.uri.query()),
+                    i.model.as_deref(),
+                );
                 if s.refusals.refused(&refusal_key) {
-                    self.record.injection_refused = i.stream == Some(true);
+                    self.record.injection_refused = true;
                 } else if let Some(rewritten) = usage_injection.rewrite(bytes, obj) {
                     inject = true;
-                    original_body = Some(bytes.clone());
+                    original = Some((bytes.clone(), refusal_key));
                     body = OutBody::Whole(Bytes::from(rewritten));
                 }
             }
@@ -335,7 +336,9 @@ impl<'a> Exchange<'a> {
                     .inject(&self.record.trace, sampled, &mut headers);
             }
         }
-        let original = original_body.map(|b| (b, headers.clone()));
+        // Only a rewritten request can be retried: it alone keeps its headers before the
+        // rewrite's own ones.
+        let retry_headers = original.as_ref().map(|_| headers.clone());
         if inject {
             // The usage the injection brings must be taken out again before the client sees
             // it, which needs the stream's text: ask for it uncompressed.
@@ -371,26 +374,34 @@ impl<'a> Exchange<'a> {
                 std::time::SystemTime::now(),
             );
         }
-        let outgoing = Outgoing {
-            url,
+        let uri = to_uri(&url, &upstream.config.name)?;
+        let retry = original
+            .zip(retry_headers)
+            .map(|((body, refusal_key), headers)| Retry {
+                body,
+                headers,
+                uri: uri.clone(),
+                refusal_key,
+            });
+        Ok(Outgoing {
+            uri,
+            body,
             headers,
             inject,
-            original,
-            refusal_key,
-        };
-        Ok((outgoing, body))
+            retry,
+        })
     }
 
     /// Phase 6: one request upstream within the first-byte timeout.
     async fn send(
         &mut self,
         upstream: &Upstream,
-        out: &mut Outgoing,
+        uri: http::Uri,
+        headers: HeaderMap,
         body: OutBody,
-    ) -> Result<reqwest::Response, ProxyError> {
-        let body = body.into_reqwest(self.s.config.max_body_bytes);
-        let headers = std::mem::take(&mut out.headers);
-        send(upstream, &self.parts.method, &out.url, headers, body).await
+    ) -> Result<http::Response<Incoming>, ProxyError> {
+        let body = body.into_body(self.s.config.max_body_bytes);
+        send(upstream, &self.parts.method, uri, headers, body).await
     }
 
     /// Phase 7: a 4xx to a request llmtap changed: if it names the injected parameter, the
@@ -399,20 +410,22 @@ impl<'a> Exchange<'a> {
     async fn retry_refused(
         &mut self,
         upstream: &Upstream,
-        out: Outgoing,
-        resp: reqwest::Response,
+        inject: bool,
+        retry: Option<Retry>,
+        resp: http::Response<Incoming>,
     ) -> Result<UpstreamResponse, ProxyError> {
         let timeouts = &upstream.config.timeouts;
-        let Some((original, client_headers)) =
-            out.original.filter(|_| resp.status().is_client_error())
-        else {
-            return Ok(UpstreamResponse::new(resp, out.inject, timeouts));
+        let Some(retry) = retry.filter(|_| resp.status().is_client_error()) else {
+            return Ok(UpstreamResponse::new(resp, inject, timeouts));
         };
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
-        let content_length = resp.content_length();
-        let (read, rest) =
-            read_prefix(resp.bytes_stream().boxed(), MAX_REFUSAL_BODY, timeouts.idle).await;
+        let (parts, body) = resp.into_parts();
+        let content_length = http_body::Body::size_hint(&body).exact();
+        let (read, rest) = read_prefix(
+            BodyDataStream::new(body).boxed(),
+            MAX_REFUSAL_BODY,
+            timeouts.idle,
+        )
+        .await;
         // Whether the body names what the dialect's rewrite added.
         let refused = self
             .record
@@ -422,20 +435,20 @@ impl<'a> Exchange<'a> {
             .is_some_and(|i| i.refused(&read));
         if rest.is_some() || !refused {
             return Ok(UpstreamResponse {
-                status,
-                headers: resp_headers,
+                status: parts.status,
+                headers: parts.headers,
                 body: replay(read, rest),
                 content_length,
-                inject: out.inject,
+                inject,
                 timeouts: timeouts.clone(),
             });
         }
-        let key = out.refusal_key;
+        let key = retry.refusal_key;
         if self.s.refusals.remember(key.clone()) {
             tracing::info!(
                 upstream = %key.upstream,
                 scope = limits::cut(&key.scope),
-                status = status.as_u16(),
+                status = parts.status.as_u16(),
                 "upstream refused the injected stream_options; resending the client's body, and not injecting here for the next hour (usage is estimated)"
             );
         }
@@ -444,13 +457,21 @@ impl<'a> Exchange<'a> {
         let resp = send(
             upstream,
             &self.parts.method,
-            &out.url,
-            client_headers,
-            reqwest::Body::from(original),
+            retry.uri,
+            retry.headers,
+            RequestBody::whole(retry.body),
         )
         .await?;
         Ok(UpstreamResponse::new(resp, false, timeouts))
     }
+}
+
+/// The route phase's target: it runs before every other phase. A free function over the
+/// field (not a method), so a phase can borrow it while it changes the record.
+fn routed(target: &Option<Target>) -> &Target {
+    target
+        .as_ref()
+        .expect("the route phase runs before every other phase")
 }
 
 /// Reads an inference request's whole body within `body_read_timeout`, or until the shutdown
@@ -492,11 +513,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
 /// checked once more: the result must still lie under the base's path. Only the path is
 /// parsed here, so the host cannot change; this guards against any disagreement between our
 /// normalisation and the URL parser's (`..`, `%2e%2e`, `\`).
-fn upstream_url(
-    base: &reqwest::Url,
-    path: &str,
-    query: Option<&str>,
-) -> Result<reqwest::Url, ProxyError> {
+fn upstream_url(base: &url::Url, path: &str, query: Option<&str>) -> Result<url::Url, ProxyError> {
     let leaves = || ProxyError::BadPath(crate::path::PathError::LeavesBase);
     if !path.starts_with('/') {
         return Err(leaves());
@@ -531,27 +548,36 @@ fn forwarded_query(query: Option<&str>, strip_key: bool) -> Option<std::borrow::
     (!kept.is_empty()).then(|| kept.join("&").into())
 }
 
+/// The URL as the client sends it. The URL parser's output is a valid URI; should the two
+/// parsers ever disagree, the request cannot be sent (as reqwest, which converted the same
+/// way, answered).
+fn to_uri(url: &url::Url, upstream: &str) -> Result<http::Uri, ProxyError> {
+    http::Uri::try_from(url.as_str()).map_err(|e| ProxyError::UpstreamUnreachable {
+        upstream: upstream.to_string(),
+        detail: format!("the upstream URL is not a valid URI: {e}"),
+    })
+}
+
 /// Sends one request upstream within the first-byte timeout.
 async fn send(
     upstream: &upstream::Upstream,
     method: &http::Method,
-    url: &reqwest::Url,
-    headers: reqwest::header::HeaderMap,
-    body: reqwest::Body,
-) -> Result<reqwest::Response, ProxyError> {
-    let send = upstream
-        .client()
-        .request(method.clone(), url.clone())
-        .headers(headers)
-        .body(body)
-        .send();
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: RequestBody,
+) -> Result<http::Response<Incoming>, ProxyError> {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let send = upstream.with_client(|c| c.request(req));
     let timeouts = &upstream.config.timeouts;
     match tokio::time::timeout(timeouts.first_byte, send).await {
         Err(_) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.config.name.clone(),
             secs: timeouts.first_byte.as_secs_f64(),
         }),
-        Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout {
+        Ok(Err(e)) if connect_timed_out(&e) => Err(ProxyError::UpstreamTimeout {
             upstream: upstream.config.name.clone(),
             secs: timeouts.connect.as_secs_f64(),
         }),
@@ -563,7 +589,17 @@ async fn send(
     }
 }
 
-type UpstreamBody = BoxStream<'static, Result<Bytes, reqwest::Error>>;
+/// Whether the connect timeout ended the attempt (somewhere in the error's causes).
+fn connect_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<upstream::ConnectTimeout>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
 
 /// Reads up to `max` bytes of `body` (each read within `idle`). Returns what was read and,
 /// when the body did not end within `max` (or stalled, or failed), the rest still to relay.
@@ -677,8 +713,8 @@ fn session_id(headers: &HeaderMap, configured: Option<&str>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> reqwest::Url {
-        reqwest::Url::parse(s).unwrap()
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
     }
 
     #[test]

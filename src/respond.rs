@@ -74,13 +74,16 @@ pub(crate) fn own_error(e: ProxyError, mut record: RequestRecord) -> Response {
     resp
 }
 
+/// An upstream response body as a stream of data chunks (trailers are not relayed).
+pub(crate) type UpstreamBody = BoxStream<'static, Result<Bytes, hyper::Error>>;
+
 /// An upstream response whose body is still to be relayed.
 pub(crate) struct UpstreamResponse {
     pub(crate) status: http::StatusCode,
-    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) headers: http::HeaderMap,
     /// The body as it comes; its first bytes may already have been read (a 4xx checked for
     /// a refused injection) and are replayed in front.
-    pub(crate) body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    pub(crate) body: UpstreamBody,
     pub(crate) content_length: Option<u64>,
     pub(crate) inject: bool,
     pub(crate) timeouts: crate::config::Timeouts,
@@ -88,15 +91,17 @@ pub(crate) struct UpstreamResponse {
 
 impl UpstreamResponse {
     pub(crate) fn new(
-        resp: reqwest::Response,
+        resp: http::Response<hyper::body::Incoming>,
         inject: bool,
         timeouts: &crate::config::Timeouts,
     ) -> Self {
+        let (parts, body) = resp.into_parts();
         UpstreamResponse {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            content_length: resp.content_length(),
-            body: resp.bytes_stream().boxed(),
+            status: parts.status,
+            headers: parts.headers,
+            // What `Content-Length` declared (HTTP/1.1) or the stream's length (HTTP/2).
+            content_length: http_body::Body::size_hint(&body).exact(),
+            body: http_body_util::BodyDataStream::new(body).boxed(),
             inject,
             timeouts: timeouts.clone(),
         }
@@ -162,7 +167,7 @@ pub(crate) fn relay(
     response
 }
 
-fn header_str(h: &reqwest::header::HeaderMap, name: header::HeaderName) -> String {
+fn header_str(h: &http::HeaderMap, name: header::HeaderName) -> String {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()

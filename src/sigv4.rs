@@ -204,7 +204,7 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
 pub fn sign(
     signing: &AwsSigning,
     method: &Method,
-    url: &reqwest::Url,
+    url: &url::Url,
     headers: &mut HeaderMap,
     body: Option<&[u8]>,
     now: SystemTime,
@@ -418,7 +418,7 @@ mod tests {
         let mut signing = suite();
         signing.service = "bedrock".into();
         signing.credentials.session_token = Some("tok".into());
-        let url = reqwest::Url::parse(
+        let url = url::Url::parse(
             "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-micro-v1%3A0/converse",
         )
         .unwrap();

@@ -1,53 +1,173 @@
-//! HTTP clients for the upstreams (one pooled client per upstream, since the connect timeout
-//! is per client), and the header rules of a transparent proxy.
+//! HTTP clients for the upstreams (one pooled client per upstream and serving thread, since
+//! the connect timeout is per upstream), and the header rules of a transparent proxy.
 
+mod client;
+
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+pub(crate) use client::{ConnectTimeout, RequestBody, UpstreamClient};
 
 use crate::config::{Config, UpstreamConfig};
 use crate::vocab::provider::{Provider, UpstreamInfo};
 
-pub struct Upstream {
+/// A client type an upstream can hold: the LLM upstreams' [`UpstreamClient`], or reqwest's
+/// for the MCP servers. Each serving thread builds its own from settings made (and so
+/// checked) once at start-up.
+pub trait ThreadClient: Clone + Send + Sync + 'static {
+    /// What one upstream's clients are built from.
+    type Settings: Send + Sync + 'static;
+    fn settings(
+        upstream: &UpstreamConfig,
+        base: &url::Url,
+        tls: &Tls,
+    ) -> Result<Self::Settings, String>;
+    fn build(settings: &Self::Settings) -> Result<Self, String>;
+}
+
+impl ThreadClient for UpstreamClient {
+    type Settings = client::Settings;
+
+    fn settings(
+        upstream: &UpstreamConfig,
+        base: &url::Url,
+        tls: &Tls,
+    ) -> Result<client::Settings, String> {
+        client::Settings::new(base, upstream.timeouts.connect, || tls.configs())
+    }
+
+    fn build(settings: &client::Settings) -> Result<UpstreamClient, String> {
+        Ok(UpstreamClient::new(settings))
+    }
+}
+
+/// The MCP servers' client: reqwest, with the settings the upstreams had before they moved
+/// to [`UpstreamClient`].
+impl ThreadClient for reqwest::Client {
+    type Settings = (std::time::Duration, Vec<reqwest::Certificate>);
+
+    fn settings(
+        upstream: &UpstreamConfig,
+        _base: &url::Url,
+        tls: &Tls,
+    ) -> Result<Self::Settings, String> {
+        let roots = tls
+            .extra_roots
+            .iter()
+            .map(|c| reqwest::Certificate::from_der(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ca_file: {e}"))?;
+        Ok((upstream.timeouts.connect, roots))
+    }
+
+    fn build((connect, roots): &Self::Settings) -> Result<reqwest::Client, String> {
+        reqwest::Client::builder()
+            .connect_timeout(*connect)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            // The proxy forwards what the client sent; it never follows redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY and NO_PROXY from the environment apply (egress gateways).
+            .tls_certs_merge(roots.iter().cloned())
+            .build()
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The TLS trust of one set of upstreams: the `ca_file` roots, and the TLS settings built
+/// from them (with the system's roots) the first time an upstream needs them.
+pub struct Tls {
+    extra_roots: Vec<CertificateDer<'static>>,
+    configs: OnceLock<Result<Arc<client::TlsConfigs>, String>>,
+}
+
+impl Tls {
+    fn new(ca_file: Option<&std::path::Path>) -> Result<Tls, String> {
+        let extra_roots = match ca_file {
+            Some(path) => {
+                let pem =
+                    std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Tls {
+            extra_roots,
+            configs: OnceLock::new(),
+        })
+    }
+
+    fn configs(&self) -> Result<Arc<client::TlsConfigs>, String> {
+        self.configs
+            .get_or_init(|| client::TlsConfigs::new(&self.extra_roots).map(Arc::new))
+            .clone()
+    }
+}
+
+pub struct Upstream<C: ThreadClient = UpstreamClient> {
     pub config: UpstreamConfig,
     /// The client built (and so checked) at start-up. Each thread builds its own with the
-    /// same settings on first use ([`Upstream::client`]); this one is the fallback.
-    client: reqwest::Client,
-    make_client: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
+    /// same settings on first use ([`Upstream::with_client`]); this one is the fallback.
+    client: C,
+    settings: C::Settings,
     /// Tells this upstream's clients apart in each thread's cache.
     id: usize,
     pub info: Arc<UpstreamInfo>,
     /// `base_url` parsed once: requests join their path onto it instead of parsing a URL
     /// string each time (two URL parses were ~9% of a non-streamed request's instructions).
-    pub base: reqwest::Url,
+    pub base: url::Url,
     /// `scheme://host[:port]` of the base, for APIs served from the origin (Ollama's `/api`).
-    pub origin: reqwest::Url,
+    pub origin: url::Url,
 }
 
-pub struct Upstreams {
-    by_name: HashMap<String, Arc<Upstream>>,
+/// The configured upstreams, by name.
+pub struct Upstreams<C: ThreadClient = UpstreamClient> {
+    by_name: HashMap<String, Arc<Upstream<C>>>,
 }
+
+/// The MCP servers (`mcp_servers`): upstreams that keep reqwest's client.
+pub type McpServer = Upstream<reqwest::Client>;
+pub type McpServers = Upstreams<reqwest::Client>;
 
 static NEXT_UPSTREAM_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-impl Upstream {
-    /// This thread's client for the upstream (a cheap handle). Each serving thread keeps its
-    /// own connection pool: a pooled connection is driven by a task on the thread that opened
-    /// it, so a request from another thread would hand every chunk across threads both ways.
-    pub fn client(&self) -> reqwest::Client {
-        thread_local! {
-            static CLIENTS: std::cell::RefCell<HashMap<usize, reqwest::Client>> =
-                std::cell::RefCell::new(HashMap::new());
-        }
+thread_local! {
+    /// Each serving thread's clients, by upstream id (unique across client types).
+    static CLIENTS: std::cell::RefCell<HashMap<usize, Box<dyn Any>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+impl<C: ThreadClient> Upstream<C> {
+    /// Runs `f` with this thread's client for the upstream. Each serving thread keeps its
+    /// own connection pool: a pooled connection is driven by a task on the thread that
+    /// opened it, so a request from another thread would hand every chunk across threads
+    /// both ways.
+    pub fn with_client<R>(&self, f: impl FnOnce(&C) -> R) -> R {
         CLIENTS.with(|c| {
-            c.borrow_mut()
-                .entry(self.id)
+            let mut clients = c.borrow_mut();
+            let client = clients.entry(self.id).or_insert_with(|| {
                 // The settings were checked at start-up; should a build fail anyway, the
                 // start-up client (shared pool) still works.
-                .or_insert_with(|| (self.make_client)().unwrap_or_else(|_| self.client.clone()))
-                .clone()
+                Box::new(C::build(&self.settings).unwrap_or_else(|_| self.client.clone()))
+            });
+            match client.downcast_ref::<C>() {
+                Some(client) => f(client),
+                None => f(&self.client),
+            }
         })
+    }
+
+    /// This thread's client for the upstream (a cheap handle).
+    pub fn client(&self) -> C {
+        self.with_client(C::clone)
     }
 }
 
@@ -55,10 +175,12 @@ impl Upstreams {
     pub fn new(config: &Config) -> Result<Upstreams, String> {
         Upstreams::build(&config.upstreams, config.ca_file.as_deref())
     }
+}
 
+impl McpServers {
     /// Clients for the configured MCP servers (`mcp_servers`), keyed by server name: each is
     /// an upstream whose base URL is the server's endpoint, with the default timeouts.
-    pub fn for_mcp(config: &Config) -> Result<Upstreams, String> {
+    pub fn for_mcp(config: &Config) -> Result<McpServers, String> {
         let list: Vec<UpstreamConfig> = config
             .mcp_servers
             .iter()
@@ -75,38 +197,21 @@ impl Upstreams {
             .collect();
         Upstreams::build(&list, config.ca_file.as_deref())
     }
+}
 
+impl<C: ThreadClient> Upstreams<C> {
     fn build(
         upstreams: &[UpstreamConfig],
         ca_file: Option<&std::path::Path>,
-    ) -> Result<Upstreams, String> {
+    ) -> Result<Upstreams<C>, String> {
         crate::vocab::crypto::install_crypto_provider();
-        let extra_roots = match ca_file {
-            Some(path) => {
-                let pem =
-                    std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-            }
-            None => Vec::new(),
-        };
+        let tls = Tls::new(ca_file)?;
         let mut by_name = HashMap::new();
         for u in upstreams {
-            let (connect, roots) = (u.timeouts.connect, extra_roots.clone());
-            let make_client = move || {
-                reqwest::Client::builder()
-                    .connect_timeout(connect)
-                    .pool_idle_timeout(std::time::Duration::from_secs(90))
-                    .pool_max_idle_per_host(256)
-                    .tcp_nodelay(true)
-                    // The proxy forwards what the client sent; it never follows redirects.
-                    .redirect(reqwest::redirect::Policy::none())
-                    // HTTP(S)_PROXY and NO_PROXY from the environment apply (egress gateways).
-                    .tls_certs_merge(roots.iter().cloned())
-                    .build()
-            };
-            let client = make_client().map_err(|e| format!("upstream {}: {e}", u.name))?;
-            let url = reqwest::Url::parse(&u.base_url).map_err(|e| e.to_string())?;
+            let url = url::Url::parse(&u.base_url).map_err(|e| e.to_string())?;
+            let settings =
+                C::settings(u, &url, &tls).map_err(|e| format!("upstream {}: {e}", u.name))?;
+            let client = C::build(&settings).map_err(|e| format!("upstream {}: {e}", u.name))?;
             let mut origin = url.clone();
             origin.set_path("");
             origin.set_query(None);
@@ -121,7 +226,7 @@ impl Upstreams {
                 Arc::new(Upstream {
                     config: u.clone(),
                     client,
-                    make_client: Box::new(make_client),
+                    settings,
                     id: NEXT_UPSTREAM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     info: Arc::new(info),
                     base: url,
@@ -132,7 +237,7 @@ impl Upstreams {
         Ok(Upstreams { by_name })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream<C>>> {
         self.by_name.get(name)
     }
 }

@@ -419,3 +419,34 @@ async fn a_client_reading_slowly_holds_the_upstream_back() {
     );
     drop(stream);
 }
+
+/// The upstream connection's read buffer is 4 KB (`READ_BUF_SIZE` in
+/// src/upstream/client.rs): a response head of 3 KB is relayed, one of 6 KB is a 502 that
+/// says why, as nginx's default `proxy_buffer_size` answers it.
+#[tokio::test]
+async fn an_upstream_response_head_must_fit_in_four_kilobytes() {
+    let up = RawUpstream::start(std::sync::Arc::new(|_, body: &[u8]| {
+        let big = String::from_utf8_lossy(body).contains("\"big\"");
+        let body = r#"{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#;
+        let padding = "p".repeat(if big { 6000 } else { 3000 });
+        Reply {
+            head: format!(
+                "{}\r\ncontent-length: {}\r\nx-padding: {padding}",
+                common::raw::json_head(),
+                body.len()
+            ),
+            parts: vec![Part::Data(body.as_bytes().to_vec())],
+        }
+    }))
+    .await;
+    let proxy = untraced_proxy(&up.base).await;
+    let chat = |model: &str| serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, text) = chat_text(&proxy.url, chat("small"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("chat.completion"), "{text}");
+    let (status, text) = chat_text(&proxy.url, chat("big"), &[]).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("upstream_unreachable"), "{text}");
+    assert!(text.contains("message head is too large"), "{text}");
+    proxy.stop().await;
+}

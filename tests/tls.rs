@@ -1,5 +1,7 @@
 //! TLS both ways (issue 19 §4): HTTPS upstreams against a real rustls server with a CA made
-//! in the test, and llmtap's own inbound TLS with a SIGHUP reload that drops no connection.
+//! in the test (HTTP/2 where the server offers it), upstreams reached through an egress proxy
+//! from the environment, and llmtap's own inbound TLS with a SIGHUP reload that drops no
+//! connection.
 
 mod common;
 
@@ -54,11 +56,15 @@ fn test_pki() -> TestPki {
 }
 
 /// Accepts TCP connections and completes the TLS handshake (bounded); failed handshakes
-/// (a client that does not trust us) are skipped.
+/// (a client that does not trust us) are skipped. Records each connection's ALPN protocol.
 struct TlsListener {
     tcp: tokio::net::TcpListener,
     tls: tokio_rustls::TlsAcceptor,
+    alpn: Negotiated,
 }
+
+/// The ALPN protocol each accepted connection negotiated (`None`: none).
+type Negotiated = Arc<std::sync::Mutex<Vec<Option<Vec<u8>>>>>;
 
 impl axum::serve::Listener for TlsListener {
     type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
@@ -71,6 +77,8 @@ impl axum::serve::Listener for TlsListener {
             };
             let handshake = self.tls.accept(tcp);
             if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                let protocol = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                self.alpn.lock().unwrap().push(protocol);
                 return (tls, addr);
             }
         }
@@ -83,9 +91,19 @@ impl axum::serve::Listener for TlsListener {
 
 /// The scripted upstream behind TLS with `pki`'s server certificate; its `https://` base.
 async fn start_tls_upstream(pki: &TestPki) -> (llmtap::mock::MockUpstream, String) {
+    let (mock, base, _) = start_tls_upstream_offering(pki, &[]).await;
+    (mock, base)
+}
+
+/// [`start_tls_upstream`] offering `alpn` (serving HTTP/2 and HTTP/1.1 alike), and what each
+/// connection negotiated.
+async fn start_tls_upstream_offering(
+    pki: &TestPki,
+    alpn: &[&[u8]],
+) -> (llmtap::mock::MockUpstream, String, Negotiated) {
     use tokio_rustls::rustls;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
@@ -94,18 +112,22 @@ async fn start_tls_upstream(pki: &TestPki) -> (llmtap::mock::MockUpstream, Strin
             tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(pki.server_key.clone().into()),
         )
         .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
+    let negotiated = Negotiated::default();
     let listener = TlsListener {
         tcp,
         tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        alpn: negotiated.clone(),
     };
     let mock = llmtap::mock::MockUpstream::new(llmtap::mock::MockConfig::default());
     let router = mock.router();
     tokio::spawn(async move {
+        // axum's server speaks HTTP/2 to a client that starts with its preface.
         let _ = axum::serve(listener, router).await;
     });
-    (mock, format!("https://{addr}"))
+    (mock, format!("https://{addr}"), negotiated)
 }
 
 async fn proxy_with_ca(upstream: &str, ca_file: std::path::PathBuf) -> Proxy {
@@ -160,6 +182,165 @@ async fn an_https_upstream_signed_by_the_ca_file_works_and_a_wrong_ca_is_a_clear
         2,
         "the upstream saw the refused call"
     );
+}
+
+#[tokio::test]
+async fn an_https_upstream_that_offers_http2_by_alpn_is_spoken_to_in_http2() {
+    let dir = TempDir::new("tls-h2");
+    let pki = test_pki();
+    let (mock, base, negotiated) = start_tls_upstream_offering(&pki, &[b"h2", b"http/1.1"]).await;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let proxy = proxy_with_ca(&base, ca).await;
+    let (status, text) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("chat.completion"));
+    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, text) = chat_text(&proxy.url, stream, &[]).await;
+    assert_eq!(status, 200);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(mock.requests().len(), 2);
+    // Every connection llmtap opened (one per serving thread that took a request) is HTTP/2.
+    let negotiated = negotiated.lock().unwrap().clone();
+    assert!(
+        !negotiated.is_empty() && negotiated.iter().all(|p| p.as_deref() == Some(b"h2")),
+        "llmtap did not negotiate HTTP/2: {negotiated:?}"
+    );
+    proxy.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Egress proxies from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY)
+// ---------------------------------------------------------------------------------------
+
+/// A minimal egress proxy: CONNECT tunnels and absolute-form requests, each connection
+/// piped to where it asks to go. Records the request head's first line and its
+/// `Proxy-Authorization` of each connection.
+async fn start_egress_proxy() -> (String, Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                // The head, bounded; whatever follows it is the body or the tunnel's bytes.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match client.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let first = text.lines().next().unwrap_or_default().to_string();
+                let auth = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("proxy-authorization: "))
+                    .or_else(|| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix("Proxy-Authorization: "))
+                    })
+                    .map(str::to_string);
+                log.lock().unwrap().push((first.clone(), auth));
+                let mut parts = first.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let to = match method {
+                    "CONNECT" => target.to_string(),
+                    _ => target
+                        .strip_prefix("http://")
+                        .and_then(|rest| rest.split('/').next())
+                        .unwrap_or_default()
+                        .to_string(),
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&to).await else {
+                    return;
+                };
+                if method == "CONNECT" {
+                    let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+                    if client.write_all(ok).await.is_err() {
+                        return;
+                    }
+                } else if upstream.write_all(&head).await.is_err() {
+                    // Absolute form as received: the scripted upstream's server reads it.
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (format!("http://user:secret@{addr}"), seen)
+}
+
+#[tokio::test]
+async fn upstream_connections_go_through_the_environments_proxy_unless_no_proxy_says_not() {
+    let dir = TempDir::new("egress-proxy");
+    let log = dir.path().join("llmtap.log");
+    // "user:secret", as a proxy's basic credentials.
+    let basic = "Basic dXNlcjpzZWNyZXQ=".to_string();
+    let (proxy_url, seen) = start_egress_proxy().await;
+    let mut env = NO_TELEMETRY.to_vec();
+    env.extend([("NO_PROXY", ""), ("HTTP_PROXY", proxy_url.as_str())]);
+
+    // An http upstream through HTTP_PROXY: absolute-form requests to the proxy, with the
+    // proxy's credentials.
+    let up = start_upstream().await;
+    let v1 = format!("{}/v1", up.base);
+    let args = ["--upstream", v1.as_str()];
+    let (llmtap, base) = bin::start(&args, &env, &log).await;
+    let (status, text) = chat_text(&base, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let host = up.base.trim_start_matches("http://");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![(
+            format!("POST http://{host}/v1/chat/completions HTTP/1.1"),
+            Some(basic.clone())
+        )]
+    );
+    drop(llmtap);
+
+    // NO_PROXY naming the upstream's host: straight there.
+    seen.lock().unwrap().clear();
+    let mut bypass = env.clone();
+    bypass.retain(|(k, _)| *k != "NO_PROXY");
+    bypass.push(("NO_PROXY", "127.0.0.1"));
+    let (llmtap, base) = bin::start(&args, &bypass, &log).await;
+    let (status, _) = chat_text(&base, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(up.mock.requests().len(), 2);
+    drop(llmtap);
+
+    // An https upstream through HTTPS_PROXY: a CONNECT tunnel with the proxy's credentials,
+    // TLS to the upstream inside it (its CA from --ca-file).
+    let pki = test_pki();
+    let (mock, tls_base) = start_tls_upstream(&pki).await;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let mut tls_env = NO_TELEMETRY.to_vec();
+    tls_env.extend([("NO_PROXY", ""), ("HTTPS_PROXY", proxy_url.as_str())]);
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let tls_v1 = format!("{tls_base}/v1");
+    let args = ["--upstream", tls_v1.as_str(), "--ca-file", ca_arg.as_str()];
+    let (llmtap, base) = bin::start(&args, &tls_env, &log).await;
+    let (status, text) = chat_text(&base, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let tls_host = tls_base.trim_start_matches("https://");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![(format!("CONNECT {tls_host} HTTP/1.1"), Some(basic))]
+    );
+    assert_eq!(mock.requests().len(), 1);
+    drop(llmtap);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ use crate::error::{error_chain, ProxyError};
 use crate::stream::tee::{BodyWatcher, Relay};
 use crate::telemetry::mcp::McpOperation;
 use crate::telemetry::propagation::TraceParent;
-use crate::upstream::{Upstream, Upstreams};
+use crate::upstream::{McpServer as Upstream, McpServers as Upstreams};
 use crate::vocab::error_type::ErrorType;
 use watch::McpExchange;
 

@@ -134,9 +134,10 @@ impl<S, W> Relay<S, W> {
     }
 }
 
-impl<S, W> Stream for Relay<S, W>
+impl<S, E, W> Stream for Relay<S, W>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
     W: BodyWatcher,
 {
     type Item = Result<Bytes, RelayError>;
