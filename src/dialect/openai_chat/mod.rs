@@ -8,6 +8,7 @@
 
 mod request;
 mod response;
+mod scan;
 #[cfg(test)]
 mod tests;
 mod usage;
