@@ -12,17 +12,29 @@
 
 use crate::dialect::scan::Cursor;
 
+use super::usage::{UsageMember, UsageShape};
+
 use super::wire::{
     ChoiceWire, CompletionTokensDetailsWire, Count, CustomToolWire, FunctionWire, InlineSeq,
     MessageWire, PromptTokensDetailsWire, ResponseWire, Str, ToolCallWire, UsageWire,
 };
 
-/// The wire of a chunk or body, or `None` when serde must decide.
-pub(super) fn response(json: &[u8]) -> Option<ResponseWire<'_>> {
+/// The wire of a chunk or body, or `None` when serde must decide; with it, the chunk's
+/// [`UsageShape`] (what the usage stripper would scan for), read on the way.
+pub(super) fn response(json: &[u8]) -> Option<(ResponseWire<'_>, UsageShape)> {
     let mut c = Cursor::new(json);
     let mut w = ResponseWire::default();
     let mut seen = Seen::default();
+    let mut shape = UsageShape {
+        choices: None,
+        usage: UsageMember::Absent,
+        usage_span: None,
+    };
+    // The comma after the previous member, if there was one.
+    let mut comma_before = None;
     c.object(|c, key| {
+        // The key's opening quote (keys have no escapes, so it is just before the key).
+        let key_start = key.as_ptr() as usize - json.as_ptr() as usize - 1;
         match key {
             b"id" => w.id = seen.once(0, c, str)?,
             b"model" => w.model = seen.once(1, c, str)?,
@@ -42,9 +54,38 @@ pub(super) fn response(json: &[u8]) -> Option<ResponseWire<'_>> {
             b"data" => seen.once(11, c, |c| c.null()?.then_some(()))?,
             _ => c.skip()?,
         }
+        let value_end = c.pos();
+        let next = c.peek()?;
+        let after = c.pos();
+        if key == b"usage" {
+            // As `usage::usage_shape` cuts it: the member with its comma.
+            shape.usage = match w.usage {
+                Some(_) => UsageMember::Object,
+                None => UsageMember::Null,
+            };
+            shape.usage_span = Some(match (next, comma_before) {
+                (b',', _) => key_start..ws_end(json, after + 1),
+                (b'}', Some(comma)) => comma..value_end,
+                (b'}', None) => key_start..value_end,
+                _ => return None,
+            });
+        }
+        comma_before = (next == b',').then_some(after);
         Some(())
     })?;
-    c.at_end().then_some(w)
+    shape.choices = w
+        .choices
+        .as_ref()
+        .map(|items| usize::from(items.first.is_some()) + items.rest.len());
+    c.at_end().then_some((w, shape))
+}
+
+/// The offset of the first non-whitespace byte at or after `i`.
+fn ws_end(json: &[u8], i: usize) -> usize {
+    i + json[i..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count()
 }
 
 /// Which of a struct's members were read: serde refuses a member given twice.
@@ -286,16 +327,27 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
 
+    use super::super::usage::usage_shape;
     use super::super::wire::parse_with_serde;
     use super::*;
     use crate::stream::fixtures_for_tests as fixtures;
     use crate::stream::sse::SseParser;
 
     /// The scanner against serde on one text: whatever the scanner reads, serde reads the
-    /// same; whatever serde refuses, the scanner refuses. Returns whether the scanner answered.
+    /// same; whatever serde refuses, the scanner refuses; the usage shape read on the way is
+    /// the stripper's own scan's. Returns whether the scanner answered.
     fn agrees(data: &[u8]) -> bool {
         let scanned = response(data);
-        match (&scanned, parse_with_serde(data)) {
+        if let Some((_, shape)) = &scanned {
+            let own = usage_shape(data);
+            assert_eq!(
+                Some(shape),
+                own.as_ref(),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        match (scanned.as_ref().map(|(w, _)| w), parse_with_serde(data)) {
             (Some(s), Ok(reference)) => {
                 assert_eq!(s, &reference, "{}", String::from_utf8_lossy(data))
             }

@@ -13,6 +13,18 @@ use serde::Deserialize;
 
 use crate::vocab::summary::{floor_char_boundary, UpstreamError, ERROR_MESSAGE_CAP};
 
+/// A stream chunk, read as [`parse_response`] reads it; when the scanner read it, the chunk's
+/// usage shape is left for the usage stripper, which sees the same event next.
+pub(super) fn parse_chunk(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
+    if json.trim_ascii_start().first() == Some(&b'{') {
+        if let Some((wire, shape)) = super::scan::response(json) {
+            super::usage::remember(json, shape);
+            return Ok(wire);
+        }
+    }
+    parse_response(json)
+}
+
 pub(super) fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
     // serde also reads a struct from an array of its fields in order; a body that isn't an
     // object is not a response.
@@ -20,7 +32,7 @@ pub(super) fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json
         return Err(serde::de::Error::custom("not a JSON object"));
     }
     match super::scan::response(json) {
-        Some(wire) => Ok(wire),
+        Some((wire, _)) => Ok(wire),
         None => parse_with_serde(json),
     }
 }
