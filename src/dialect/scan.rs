@@ -102,18 +102,16 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A key: printable ASCII without escapes (every key these APIs define).
+    /// A key: ASCII without escapes or control bytes (every key these APIs define).
     fn key(&mut self) -> Option<&'a [u8]> {
         if self.peek()? != b'"' {
             return None;
         }
         let start = self.pos + 1;
-        let len = self.data.get(start..)?.iter().position(|&b| b == b'"')?;
+        let len = find_special(self.data.get(start..)?)?;
         let key = &self.data[start..start + len];
-        if key
-            .iter()
-            .any(|&b| b == b'\\' || !(0x20..0x80).contains(&b))
-        {
+        // The first special byte must be the closing quote (no escape, no control byte).
+        if self.data[start + len] != b'"' || !key.is_ascii() {
             return None;
         }
         self.pos = start + len + 1;

@@ -20,7 +20,9 @@ use super::wire::{
 };
 
 /// The wire of a chunk or body, or `None` when serde must decide; with it, the chunk's
-/// [`UsageShape`] (what the usage stripper would scan for), read on the way.
+/// [`UsageShape`] (what the usage stripper would scan for), read on the way. Every struct is
+/// filled where it lies (the wire's structs are large: moving them per member cost more than
+/// reading them).
 pub(super) fn response(json: &[u8]) -> Option<(ResponseWire<'_>, UsageShape)> {
     let mut c = Cursor::new(json);
     let mut w = ResponseWire::default();
@@ -36,22 +38,28 @@ pub(super) fn response(json: &[u8]) -> Option<(ResponseWire<'_>, UsageShape)> {
         // The key's opening quote (keys have no escapes, so it is just before the key).
         let key_start = key.as_ptr() as usize - json.as_ptr() as usize - 1;
         match key {
-            b"id" => w.id = seen.once(0, c, str)?,
-            b"model" => w.model = seen.once(1, c, str)?,
-            b"system_fingerprint" => w.system_fingerprint = seen.once(2, c, str)?,
-            b"service_tier" => w.service_tier = seen.once(3, c, str)?,
-            b"object" => w.object = seen.once(4, c, str)?,
-            b"type" => w.kind = seen.once(5, c, str)?,
-            b"message" => w.message = seen.once(6, c, str)?,
-            b"code" => w.code = seen.once(7, c, str)?,
-            b"choices" => w.choices = seen.once(8, c, |c| seq(c, choice))?,
-            b"usage" => w.usage = seen.once(9, c, |c| opt(c, usage))?,
+            b"id" => str(c, seen.once(0, &mut w.id)?)?,
+            b"model" => str(c, seen.once(1, &mut w.model)?)?,
+            b"system_fingerprint" => str(c, seen.once(2, &mut w.system_fingerprint)?)?,
+            b"service_tier" => str(c, seen.once(3, &mut w.service_tier)?)?,
+            b"object" => str(c, seen.once(4, &mut w.object)?)?,
+            b"type" => str(c, seen.once(5, &mut w.kind)?)?,
+            b"message" => str(c, seen.once(6, &mut w.message)?)?,
+            b"code" => str(c, seen.once(7, &mut w.code)?)?,
+            b"choices" => seq(c, seen.once(8, &mut w.choices)?, choice)?,
+            b"usage" => opt(c, seen.once(9, &mut w.usage)?, usage)?,
             // No error, as chunks say it: anything else goes through serde's reading.
-            b"error" => seen.once(10, c, |c| match c.peek()? {
-                b'n' | b'f' if c.literal()? => Some(()),
-                _ => None,
-            })?,
-            b"data" => seen.once(11, c, |c| c.null()?.then_some(()))?,
+            b"error" => {
+                seen.once(10, &mut ())?;
+                match c.peek()? {
+                    b'n' | b'f' if c.literal()? => {}
+                    _ => return None,
+                }
+            }
+            b"data" => {
+                seen.once(11, &mut ())?;
+                c.null()?.then_some(())?;
+            }
             _ => c.skip()?,
         }
         let value_end = c.pos();
@@ -93,231 +101,211 @@ fn ws_end(json: &[u8], i: usize) -> usize {
 struct Seen(u32);
 
 impl Seen {
-    fn once<'a, T>(
-        &mut self,
-        bit: u32,
-        c: &mut Cursor<'a>,
-        read: impl FnOnce(&mut Cursor<'a>) -> Option<T>,
-    ) -> Option<T> {
+    /// `slot` for member `bit`, or `None` when that member was read already.
+    #[inline]
+    fn once<'s, T>(&mut self, bit: u32, slot: &'s mut T) -> Option<&'s mut T> {
         if self.0 & (1 << bit) != 0 {
             return None;
         }
         self.0 |= 1 << bit;
-        read(c)
+        Some(slot)
     }
 }
 
 /// [`Str`]: a string; null, a boolean, an array or an object read as absent. Numbers (which
 /// serde renders as text) are left to serde.
-fn str<'a>(c: &mut Cursor<'a>) -> Option<Str<'a>> {
-    match c.peek()? {
-        b'"' => Some(Str(Some(c.string()?))),
-        b'[' | b'{' => c.skip().map(|()| Str(None)),
-        b'-' | b'0'..=b'9' => None,
-        _ => c.literal()?.then_some(Str(None)),
-    }
+#[inline]
+fn str<'a>(c: &mut Cursor<'a>, slot: &mut Str<'a>) -> Option<()> {
+    slot.0 = match c.peek()? {
+        b'"' => Some(c.string()?),
+        b'[' | b'{' => {
+            c.skip()?;
+            None
+        }
+        b'-' | b'0'..=b'9' => return None,
+        _ => {
+            c.literal()?.then_some(())?;
+            None
+        }
+    };
+    Some(())
 }
 
 /// [`Count`]: a plain integer, or a string holding one; null, a boolean, an array or an
 /// object read as absent. Other numbers are left to serde.
-fn count(c: &mut Cursor<'_>) -> Option<Count> {
-    match c.peek()? {
-        b'"' => Some(Count(c.string()?.trim().parse().ok())),
-        b'0'..=b'9' => c.plain_u64().map(|n| Count(Some(n))),
-        b'-' => None,
-        b'[' | b'{' => c.skip().map(|()| Count(None)),
-        _ => c.literal()?.then_some(Count(None)),
-    }
+fn count(c: &mut Cursor<'_>, slot: &mut Count) -> Option<()> {
+    slot.0 = match c.peek()? {
+        b'"' => c.string()?.trim().parse().ok(),
+        b'0'..=b'9' => Some(c.plain_u64()?),
+        b'-' => return None,
+        b'[' | b'{' => {
+            c.skip()?;
+            None
+        }
+        _ => {
+            c.literal()?.then_some(())?;
+            None
+        }
+    };
+    Some(())
 }
 
-/// `Option<T>` of a struct: null, or an object read by `read`.
-fn opt<'a, T>(
+/// `Option<T>` of a struct: null, or an object read into a default `T` by `read`.
+fn opt<'a, T: Default>(
     c: &mut Cursor<'a>,
-    read: impl FnOnce(&mut Cursor<'a>) -> Option<T>,
-) -> Option<Option<T>> {
+    slot: &mut Option<T>,
+    read: impl FnOnce(&mut Cursor<'a>, &mut T) -> Option<()>,
+) -> Option<()> {
     match c.peek()? {
-        b'n' => c.literal()?.then_some(None),
-        b'{' => read(c).map(Some),
+        b'n' => {
+            c.literal()?.then_some(())?;
+            *slot = None;
+            Some(())
+        }
+        b'{' => read(c, slot.insert(T::default())),
         _ => None,
     }
 }
 
-/// `Option<InlineSeq<T>>`: null, or an array of objects each read by `read`.
-fn seq<'a, T>(
+/// `Option<InlineSeq<T>>`: null, or an array of objects each read into a default `T`.
+fn seq<'a, T: Default>(
     c: &mut Cursor<'a>,
-    mut read: impl FnMut(&mut Cursor<'a>) -> Option<T>,
-) -> Option<Option<InlineSeq<T>>> {
+    slot: &mut Option<InlineSeq<T>>,
+    mut read: impl FnMut(&mut Cursor<'a>, &mut T) -> Option<()>,
+) -> Option<()> {
     if c.peek()? == b'n' {
-        return c.literal()?.then_some(None);
+        c.literal()?.then_some(())?;
+        *slot = None;
+        return Some(());
     }
-    let mut items = InlineSeq {
+    let items = slot.insert(InlineSeq {
         first: None,
         rest: Vec::new(),
-    };
+    });
     c.array(|c| {
-        let item = read(c)?;
-        match items.first {
-            None => items.first = Some(item),
-            Some(_) => items.rest.push(item),
-        }
-        Some(())
-    })?;
-    Some(Some(items))
-}
-
-fn choice<'a>(c: &mut Cursor<'a>) -> Option<ChoiceWire<'a>> {
-    let mut w = ChoiceWire::default();
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            b"index" => w.index = seen.once(0, c, count)?,
-            b"delta" => w.delta = seen.once(1, c, |c| opt(c, message))?,
-            b"message" => w.message = seen.once(2, c, |c| opt(c, message))?,
-            b"text" => w.text = seen.once(3, c, str)?,
-            b"finish_reason" => w.finish_reason = seen.once(4, c, str)?,
-            _ => c.skip()?,
-        }
-        Some(())
-    })?;
-    Some(w)
-}
-
-fn message<'a>(c: &mut Cursor<'a>) -> Option<MessageWire<'a>> {
-    let mut w = MessageWire::default();
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            b"content" => w.content = seen.once(0, c, str)?,
-            b"reasoning_content" => w.reasoning_content = seen.once(1, c, str)?,
-            b"reasoning" => w.reasoning = seen.once(2, c, str)?,
-            b"refusal" => w.refusal = seen.once(3, c, str)?,
-            b"tool_calls" => w.tool_calls = seen.once(4, c, |c| seq(c, tool_call))?,
-            _ => c.skip()?,
-        }
-        Some(())
-    })?;
-    Some(w)
-}
-
-fn tool_call<'a>(c: &mut Cursor<'a>) -> Option<ToolCallWire<'a>> {
-    let mut w = ToolCallWire::default();
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            b"index" => w.index = seen.once(0, c, count)?,
-            b"id" => w.id = seen.once(1, c, str)?,
-            b"type" => w.kind = seen.once(2, c, str)?,
-            b"function" => {
-                w.function = seen.once(3, c, |c| {
-                    opt(c, |c| {
-                        let (name, arguments) = name_and(c, b"arguments")?;
-                        Some(FunctionWire { name, arguments })
-                    })
-                })?
+        let item = match &mut items.first {
+            None => items.first.insert(T::default()),
+            Some(_) => {
+                items.rest.push(T::default());
+                items.rest.last_mut()?
             }
-            b"custom" => {
-                w.custom = seen.once(4, c, |c| {
-                    opt(c, |c| {
-                        let (name, input) = name_and(c, b"input")?;
-                        Some(CustomToolWire { name, input })
-                    })
-                })?
-            }
-            _ => c.skip()?,
-        }
-        Some(())
-    })?;
-    Some(w)
+        };
+        read(c, item)
+    })
+}
+
+fn choice<'a>(c: &mut Cursor<'a>, w: &mut ChoiceWire<'a>) -> Option<()> {
+    let mut seen = Seen::default();
+    c.object(|c, key| match key {
+        b"index" => count(c, seen.once(0, &mut w.index)?),
+        b"delta" => opt(c, seen.once(1, &mut w.delta)?, message),
+        b"message" => opt(c, seen.once(2, &mut w.message)?, message),
+        b"text" => str(c, seen.once(3, &mut w.text)?),
+        b"finish_reason" => str(c, seen.once(4, &mut w.finish_reason)?),
+        _ => c.skip(),
+    })
+}
+
+fn message<'a>(c: &mut Cursor<'a>, w: &mut MessageWire<'a>) -> Option<()> {
+    let mut seen = Seen::default();
+    c.object(|c, key| match key {
+        b"content" => str(c, seen.once(0, &mut w.content)?),
+        b"reasoning_content" => str(c, seen.once(1, &mut w.reasoning_content)?),
+        b"reasoning" => str(c, seen.once(2, &mut w.reasoning)?),
+        b"refusal" => str(c, seen.once(3, &mut w.refusal)?),
+        b"tool_calls" => seq(c, seen.once(4, &mut w.tool_calls)?, tool_call),
+        _ => c.skip(),
+    })
+}
+
+fn tool_call<'a>(c: &mut Cursor<'a>, w: &mut ToolCallWire<'a>) -> Option<()> {
+    let mut seen = Seen::default();
+    c.object(|c, key| match key {
+        b"index" => count(c, seen.once(0, &mut w.index)?),
+        b"id" => str(c, seen.once(1, &mut w.id)?),
+        b"type" => str(c, seen.once(2, &mut w.kind)?),
+        b"function" => opt(
+            c,
+            seen.once(3, &mut w.function)?,
+            |c, f: &mut FunctionWire<'a>| name_and(c, b"arguments", &mut f.name, &mut f.arguments),
+        ),
+        b"custom" => opt(
+            c,
+            seen.once(4, &mut w.custom)?,
+            |c, f: &mut CustomToolWire<'a>| name_and(c, b"input", &mut f.name, &mut f.input),
+        ),
+        _ => c.skip(),
+    })
 }
 
 /// A tool's `name` and its `other` text member (`arguments`, or a custom tool's `input`).
-fn name_and<'a>(c: &mut Cursor<'a>, other: &[u8]) -> Option<(Str<'a>, Str<'a>)> {
-    let (mut name, mut text) = (Str::default(), Str::default());
+fn name_and<'a>(
+    c: &mut Cursor<'a>,
+    other: &[u8],
+    name: &mut Str<'a>,
+    text: &mut Str<'a>,
+) -> Option<()> {
     let mut seen = Seen::default();
     c.object(|c, key| {
         if key == b"name" {
-            name = seen.once(0, c, str)?;
+            str(c, seen.once(0, name)?)
         } else if key == other {
-            text = seen.once(1, c, str)?;
+            str(c, seen.once(1, text)?)
         } else {
-            c.skip()?;
+            c.skip()
         }
-        Some(())
-    })?;
-    Some((name, text))
+    })
 }
 
-fn usage(c: &mut Cursor<'_>) -> Option<UsageWire> {
-    let mut w = UsageWire::default();
+fn usage(c: &mut Cursor<'_>, w: &mut UsageWire) -> Option<()> {
     let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            b"prompt_tokens" => w.prompt_tokens = seen.once(0, c, count)?,
-            b"completion_tokens" => w.completion_tokens = seen.once(1, c, count)?,
-            b"prompt_tokens_details" => {
-                w.prompt_tokens_details = seen.once(2, c, |c| {
-                    opt(c, |c| {
-                        let [cached_tokens, text_tokens, image_tokens, audio_tokens] = counts(
-                            c,
-                            [
-                                b"cached_tokens",
-                                b"text_tokens",
-                                b"image_tokens",
-                                b"audio_tokens",
-                            ],
-                        )?;
-                        Some(PromptTokensDetailsWire {
-                            cached_tokens,
-                            text_tokens,
-                            image_tokens,
-                            audio_tokens,
-                        })
-                    })
-                })?
-            }
-            b"completion_tokens_details" => {
-                w.completion_tokens_details = seen.once(3, c, |c| {
-                    opt(c, |c| {
-                        let [reasoning_tokens, text_tokens, image_tokens, audio_tokens] = counts(
-                            c,
-                            [
-                                b"reasoning_tokens",
-                                b"text_tokens",
-                                b"image_tokens",
-                                b"audio_tokens",
-                            ],
-                        )?;
-                        Some(CompletionTokensDetailsWire {
-                            reasoning_tokens,
-                            text_tokens,
-                            image_tokens,
-                            audio_tokens,
-                        })
-                    })
-                })?
-            }
-            b"cache_creation_input_tokens" => {
-                w.cache_creation_input_tokens = seen.once(4, c, count)?
-            }
-            _ => c.skip()?,
+    c.object(|c, key| match key {
+        b"prompt_tokens" => count(c, seen.once(0, &mut w.prompt_tokens)?),
+        b"completion_tokens" => count(c, seen.once(1, &mut w.completion_tokens)?),
+        b"prompt_tokens_details" => opt(
+            c,
+            seen.once(2, &mut w.prompt_tokens_details)?,
+            |c, d: &mut PromptTokensDetailsWire| {
+                counts(
+                    c,
+                    [
+                        (b"cached_tokens", &mut d.cached_tokens),
+                        (b"text_tokens", &mut d.text_tokens),
+                        (b"image_tokens", &mut d.image_tokens),
+                        (b"audio_tokens", &mut d.audio_tokens),
+                    ],
+                )
+            },
+        ),
+        b"completion_tokens_details" => opt(
+            c,
+            seen.once(3, &mut w.completion_tokens_details)?,
+            |c, d: &mut CompletionTokensDetailsWire| {
+                counts(
+                    c,
+                    [
+                        (b"reasoning_tokens", &mut d.reasoning_tokens),
+                        (b"text_tokens", &mut d.text_tokens),
+                        (b"image_tokens", &mut d.image_tokens),
+                        (b"audio_tokens", &mut d.audio_tokens),
+                    ],
+                )
+            },
+        ),
+        b"cache_creation_input_tokens" => {
+            count(c, seen.once(4, &mut w.cache_creation_input_tokens)?)
         }
-        Some(())
-    })?;
-    Some(w)
+        _ => c.skip(),
+    })
 }
 
-/// An object of counts: the members named by `keys`, in that order.
-fn counts<const N: usize>(c: &mut Cursor<'_>, keys: [&[u8]; N]) -> Option<[Count; N]> {
-    let mut out: [Count; N] = std::array::from_fn(|_| Count::default());
+/// An object of counts: each member named in `slots` read into its slot.
+fn counts<const N: usize>(c: &mut Cursor<'_>, mut slots: [(&[u8], &mut Count); N]) -> Option<()> {
     let mut seen = Seen::default();
-    c.object(|c, key| {
-        match keys.iter().position(|k| *k == key) {
-            Some(i) => out[i] = seen.once(i as u32, c, count)?,
-            None => c.skip()?,
-        }
-        Some(())
-    })?;
-    Some(out)
+    c.object(|c, key| match slots.iter().position(|(k, _)| *k == key) {
+        Some(i) => count(c, seen.once(i as u32, &mut *slots[i].1)?),
+        None => c.skip(),
+    })
 }
 
 #[cfg(test)]
