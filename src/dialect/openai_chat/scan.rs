@@ -6,7 +6,7 @@
 //!
 //! Anything outside those shapes (a number where a string is read, a fraction in a count, an
 //! `error` object, an embeddings `data` list, duplicate members, escapes in keys) answers
-//! `None`, and [`parse_response`](super::wire::parse_response) asks serde instead; see the
+//! `None`, and [`parse_response`] asks serde instead; see the
 //! cursor's contract in [`crate::dialect::scan`]. The oracle tests hold the two to the same
 //! result over every recorded event and over mutations of them.
 
@@ -15,9 +15,29 @@ use crate::dialect::scan::Cursor;
 use super::usage::{UsageMember, UsageShape};
 
 use super::wire::{
-    ChoiceWire, CompletionTokensDetailsWire, Count, CustomToolWire, FunctionWire, InlineSeq,
-    MessageWire, PromptTokensDetailsWire, ResponseWire, Str, ToolCallWire, UsageWire,
+    parse_with_serde, ChoiceWire, CompletionTokensDetailsWire, Count, CustomToolWire, FunctionWire,
+    InlineSeq, MessageWire, PromptTokensDetailsWire, ResponseWire, Str, ToolCallWire, UsageWire,
 };
+
+/// A chunk or body: scanned, else read by serde (which also gives the error).
+pub(super) fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
+    match response(json) {
+        Some((wire, _)) => Ok(wire),
+        None => parse_with_serde(json),
+    }
+}
+
+/// A stream chunk, read as [`parse_response`] reads it; when the scanner read it, the chunk's
+/// usage shape is left for the usage stripper, which sees the same event next.
+pub(super) fn parse_chunk(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
+    match response(json) {
+        Some((wire, shape)) => {
+            super::usage::remember(json, shape);
+            Ok(wire)
+        }
+        None => parse_with_serde(json),
+    }
+}
 
 /// The wire of a chunk or body, or `None` when serde must decide; with it, the chunk's
 /// [`UsageShape`] (what the usage stripper would scan for), read on the way. Every struct is
@@ -316,7 +336,6 @@ mod tests {
     use serde_json::Value;
 
     use super::super::usage::usage_shape;
-    use super::super::wire::parse_with_serde;
     use super::*;
     use crate::stream::fixtures_for_tests as fixtures;
     use crate::stream::sse::SseParser;

@@ -13,33 +13,14 @@ use serde::Deserialize;
 
 use crate::vocab::summary::{floor_char_boundary, UpstreamError, ERROR_MESSAGE_CAP};
 
-/// A stream chunk, read as [`parse_response`] reads it; when the scanner read it, the chunk's
-/// usage shape is left for the usage stripper, which sees the same event next.
-pub(super) fn parse_chunk(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
-    if json.trim_ascii_start().first() == Some(&b'{') {
-        if let Some((wire, shape)) = super::scan::response(json) {
-            super::usage::remember(json, shape);
-            return Ok(wire);
-        }
-    }
-    parse_response(json)
-}
-
-pub(super) fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
+/// The reference reading of the wire (what [`scan`](super::scan) leaves to serde, and what the
+/// oracle tests hold the scanner to).
+pub(super) fn parse_with_serde(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
     // serde also reads a struct from an array of its fields in order; a body that isn't an
     // object is not a response.
     if json.trim_ascii_start().first() != Some(&b'{') {
         return Err(serde::de::Error::custom("not a JSON object"));
     }
-    match super::scan::response(json) {
-        Some((wire, _)) => Ok(wire),
-        None => parse_with_serde(json),
-    }
-}
-
-/// The reference reading of the wire, for what the scanner leaves to serde (and for the
-/// oracle tests that hold the scanner to it).
-pub(super) fn parse_with_serde(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
     serde_json::from_slice(json)
 }
 
