@@ -6,9 +6,9 @@
 //!
 //! Anything outside those shapes (a number where a string is read, a fraction in a count, an
 //! `error` object, an embeddings `data` list, duplicate members, escapes in keys) answers
-//! `None`, and [`parse_response`] asks serde instead; see the
-//! cursor's contract in [`crate::dialect::scan`]. The oracle tests hold the two to the same
-//! result over every recorded event and over mutations of them.
+//! `None`, and [`parse_response`] asks serde instead; see the cursor's contract in
+//! [`crate::dialect::scan`]. The oracle tests hold the two to the same result over every
+//! recorded event and body, generated objects, and recorded chunks with bytes mutated.
 
 use crate::dialect::scan::Cursor;
 
