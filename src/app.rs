@@ -38,7 +38,8 @@ pub struct AppState {
 
 impl AppState {
     /// The proxy's shared state. `shared` is the same Redis handle telemetry was started with
-    /// (or `None`); `prompt_hasher` keys `llmtap.prompt.hash` (`PromptHasher::from_secret_or_random`).
+    /// (or `None`); `prompt_hasher` keys `llmtap.prompt.hash` (`PromptHasher::from_secret_or_random`),
+    /// and is made [`unexported`](crate::vocab::prompt::PromptHasher::unexported) when spans are off.
     pub fn new(
         config: Config,
         telemetry: Telemetry,
@@ -64,6 +65,12 @@ impl AppState {
                 );
             }
         }
+        // The span is the prompt hash's only consumer: with spans off, no HMAC per request.
+        let prompt_hasher = if telemetry.enabled() {
+            prompt_hasher
+        } else {
+            prompt_hasher.unexported()
+        };
         let tls = match &config.tls() {
             Some(f) => Some(Arc::new(crate::tls::ServerCert::load(&f.cert, &f.key)?)),
             None => None,

@@ -85,7 +85,7 @@ impl Dialect for AnthropicMessages {
             }
         }
         if let Some(m) = obj.get("messages") {
-            info.prompt_hash = Some(hasher.prompt_hash(&(m, obj.get("system"))));
+            info.prompt_hash = hasher.prompt_hash(&(m, obj.get("system")));
         }
         if capture {
             info.content = Some(content(obj, &system));

@@ -339,7 +339,7 @@ fn converse_request(obj: &Map<String, Value>, capture: bool, hasher: &PromptHash
         }
     }
     if let Some(m) = obj.get("messages") {
-        info.prompt_hash = Some(hasher.prompt_hash(&(m, obj.get("system"))));
+        info.prompt_hash = hasher.prompt_hash(&(m, obj.get("system")));
     }
     if capture {
         info.content = Some(converse_content(obj, &system));
@@ -433,7 +433,7 @@ fn family_request(obj: &Map<String, Value>, op: Operation, hasher: &PromptHasher
     if op == Operation::Embeddings {
         info.dimensions = pick_i(&["dimensions", "embeddingDimension"]);
     }
-    info.prompt_hash = Some(hasher.prompt_hash(obj));
+    info.prompt_hash = hasher.prompt_hash(obj);
     info
 }
 

@@ -208,7 +208,7 @@ fn request_facts(
                     .and_then(Value::as_i64);
             }
         }
-        info.prompt_hash = Some(hasher.prompt_hash(&requests));
+        info.prompt_hash = hasher.prompt_hash(&requests);
         return info;
     }
     if let Some(g) = field(obj, "generationConfig", "generation_config").and_then(Value::as_object)
@@ -261,7 +261,7 @@ fn request_facts(
     }
     info.tool_results = tool_results(contents.map(Vec::as_slice).unwrap_or_default());
     if let Some(c) = obj.get("contents") {
-        info.prompt_hash = Some(hasher.prompt_hash(&(c, system)));
+        info.prompt_hash = hasher.prompt_hash(&(c, system));
     }
     if capture {
         info.content = Some(content(obj, &system_text));

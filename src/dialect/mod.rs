@@ -17,6 +17,7 @@ mod ollama;
 mod openai_chat;
 mod openai_responses;
 pub mod parts;
+mod scan;
 mod watch;
 
 use serde_json::{Map, Value};

@@ -82,7 +82,7 @@ impl Dialect for OllamaNative {
         };
         let prompt = obj.get(prompt_key).or_else(|| obj.get("prompt"));
         if let Some(p) = prompt {
-            info.prompt_hash = Some(hasher.prompt_hash(p));
+            info.prompt_hash = hasher.prompt_hash(p);
         }
         match prompt {
             Some(Value::Array(items)) if op == Operation::Chat => {

@@ -87,7 +87,7 @@ impl Dialect for OpenAiResponses {
             _ => {}
         }
         if let Some(input) = obj.get("input") {
-            info.prompt_hash = Some(hasher.prompt_hash(&(input, &instructions)));
+            info.prompt_hash = hasher.prompt_hash(&(input, &instructions));
         }
         if capture {
             info.content = Some(content(obj, instructions.as_deref()));

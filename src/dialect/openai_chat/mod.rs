@@ -3,11 +3,13 @@
 //! OpenAI API reference, "Chat", "Completions", "Embeddings".
 //!
 //! - [`request`]: what a request body says;
-//! - [`response`] over [`wire`]: what a streamed or whole response says (the hot path);
+//! - [`response`] over [`wire`]: what a streamed or whole response says (the hot path), read by
+//!   [`scan`] where it can and by serde where the scanner is not sure;
 //! - [`usage`]: `stream_options.include_usage`, asked for on streams and hidden again.
 
 mod request;
 mod response;
+mod scan;
 #[cfg(test)]
 mod tests;
 mod usage;

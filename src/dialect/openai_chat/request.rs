@@ -69,7 +69,7 @@ pub(super) fn facts(
         Operation::Embeddings => "input",
     };
     if let Some(prompt) = obj.get(prompt_key) {
-        info.prompt_hash = Some(hasher.prompt_hash(prompt));
+        info.prompt_hash = hasher.prompt_hash(prompt);
         match prompt {
             Value::Array(items) if op == Operation::Chat => {
                 info.message_count = items.len() as u64;

@@ -16,7 +16,8 @@ use crate::vocab::summary::{
     MAX_CHOICES, MAX_TOOL_CALLS,
 };
 
-use super::wire::{cap_string, parse_response, ChoiceWire, ResponseWire, ToolCallWire, UsageWire};
+use super::scan::{parse_chunk, parse_response};
+use super::wire::{cap_string, ChoiceWire, ResponseWire, ToolCallWire, UsageWire};
 
 /// Reads one stream's events. Tool-call deltas are matched to their call per choice, so the
 /// reader keeps each call's choice index beside the summary's list.
@@ -38,7 +39,7 @@ impl RawEventReader for ChatReader {
             summary.saw_done = true;
             return false;
         }
-        match parse_response(data) {
+        match parse_chunk(data) {
             Ok(wire) => self.apply(summary, wire, event, count_only),
             Err(_) if event == Some("error") => {
                 // A plain-text error event is still an error, not garbage.

@@ -10,8 +10,9 @@
 //!   otherwise a usage object on a later chunk (a finish chunk that always carries usage, as
 //!   some servers send whatever the request says) is left alone.
 //!
-//! The chunk scan here runs on every event of an injected stream, after the record has parsed
-//! the same event with serde, so it reads the top level only and never allocates.
+//! The chunk scan here runs on every event of an injected stream that the record's reader did
+//! not already scan (the reader leaves each chunk's shape behind for it), so it reads the top
+//! level only and never allocates.
 
 use std::ops::Range;
 
@@ -100,7 +101,7 @@ enum UsageMode {
 
 impl StripRule for UsageMode {
     fn verdict(&mut self, data: &[u8]) -> Verdict {
-        let Some(shape) = usage_shape(data) else {
+        let Some(shape) = remembered(data).or_else(|| usage_shape(data)) else {
             return Verdict::Keep;
         };
         let has_choices = shape.choices.is_some_and(|n| n > 0);
@@ -122,19 +123,57 @@ impl StripRule for UsageMode {
     }
 }
 
+/// Longest event whose shape is remembered for the stripper (chunks are a few hundred bytes).
+const REMEMBERED_MAX: usize = 4096;
+
+thread_local! {
+    /// The last chunk the stream reader scanned on this thread, and its [`UsageShape`]. The
+    /// relay hands each event to the record's reader and then, on the same thread, to the
+    /// stripper: the stripper finds the shape here instead of scanning the chunk a second
+    /// time. Keyed by the chunk's bytes (a copy, compared whole), so a stale or foreign entry
+    /// can only miss, never answer for another chunk.
+    static REMEMBERED: std::cell::RefCell<(Vec<u8>, Option<UsageShape>)> =
+        const { std::cell::RefCell::new((Vec::new(), None)) };
+}
+
+/// Keeps `shape` as the shape of `data` for the stripper that sees the same event next.
+pub(super) fn remember(data: &[u8], shape: UsageShape) {
+    REMEMBERED.with_borrow_mut(|(bytes, kept)| {
+        bytes.clear();
+        if data.len() <= REMEMBERED_MAX {
+            bytes.extend_from_slice(data);
+            *kept = Some(shape);
+        } else {
+            *kept = None;
+        }
+    });
+}
+
+/// The remembered shape of `data`, if the reader's last chunk was these very bytes; taken,
+/// so each scan serves one verdict.
+fn remembered(data: &[u8]) -> Option<UsageShape> {
+    REMEMBERED.with_borrow_mut(|(bytes, kept)| {
+        if kept.is_some() && bytes.as_slice() == data {
+            kept.take()
+        } else {
+            None
+        }
+    })
+}
+
 /// How a chunk carries usage, for the stripper: the number of `choices` (`None` when the
 /// member is absent), the kind of its top-level `usage` member, and the byte range that cuts
 /// that member out together with its adjoining comma (whitespace around the colon tolerated):
 /// `data[..r.start]` + `data[r.end..]` is the chunk without it, never re-serialized.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct UsageShape {
-    choices: Option<usize>,
-    usage: UsageMember,
-    usage_span: Option<Range<usize>>,
+pub(super) struct UsageShape {
+    pub(super) choices: Option<usize>,
+    pub(super) usage: UsageMember,
+    pub(super) usage_span: Option<Range<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UsageMember {
+pub(super) enum UsageMember {
     Absent,
     Null,
     Object,
@@ -147,7 +186,7 @@ enum UsageMember {
 /// same event with serde: a second serde pass here (a probe for `choices`) and a third, byte
 /// at a time, for `usage` were about a quarter of a stream's instructions.
 #[must_use]
-fn usage_shape(data: &[u8]) -> Option<UsageShape> {
+pub(super) fn usage_shape(data: &[u8]) -> Option<UsageShape> {
     let mut i = skip_ws(data, 0);
     if data.get(i) != Some(&b'{') {
         return None;
@@ -376,6 +415,21 @@ mod tests {
             assert!(shape(bad).is_none(), "{bad}");
         }
     }
+    #[test]
+    fn a_remembered_shape_answers_only_for_the_same_bytes_once() {
+        let chunk = br#"{"choices":[{"index":0}],"usage":null}"#;
+        let shape = usage_shape(chunk).unwrap();
+        remember(chunk, shape.clone());
+        assert_eq!(
+            remembered(br#"{"choices":[{"index":1}],"usage":null}"#),
+            None
+        );
+        assert_eq!(remembered(chunk), Some(shape.clone()));
+        assert_eq!(remembered(chunk), None, "taken");
+        remember(&[b' '; REMEMBERED_MAX + 1], shape);
+        assert_eq!(remembered(&[b' '; REMEMBERED_MAX + 1]), None);
+    }
+
     #[test]
     fn injection_splices_and_keeps_the_rest() {
         let body = br#"{"model":"m","stream":true,"messages":[]}"#;

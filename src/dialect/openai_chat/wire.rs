@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use crate::vocab::summary::{floor_char_boundary, UpstreamError, ERROR_MESSAGE_CAP};
 
-pub(super) fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
+/// The reference reading of the wire (what [`scan`](super::scan) leaves to serde, and what the
+/// oracle tests hold the scanner to).
+pub(super) fn parse_with_serde(json: &[u8]) -> Result<ResponseWire<'_>, serde_json::Error> {
     // serde also reads a struct from an array of its fields in order; a body that isn't an
     // object is not a response.
     if json.trim_ascii_start().first() != Some(&b'{') {
@@ -23,7 +25,8 @@ pub(super) fn parse_response(json: &[u8]) -> Result<ResponseWire<'_>, serde_json
 }
 
 /// A chunk, a whole response, or an error body.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct ResponseWire<'a> {
     #[serde(borrow, default)]
     pub(super) id: Str<'a>,
@@ -53,7 +56,8 @@ pub(super) struct ResponseWire<'a> {
     pub(super) data: FirstVectorLen,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct ChoiceWire<'a> {
     #[serde(default)]
     pub(super) index: Count,
@@ -68,7 +72,8 @@ pub(super) struct ChoiceWire<'a> {
     pub(super) finish_reason: Str<'a>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct MessageWire<'a> {
     #[serde(borrow, default)]
     pub(super) content: Str<'a>,
@@ -84,7 +89,8 @@ pub(super) struct MessageWire<'a> {
     pub(super) tool_calls: Option<InlineSeq<ToolCallWire<'a>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct ToolCallWire<'a> {
     #[serde(default)]
     pub(super) index: Count,
@@ -99,7 +105,8 @@ pub(super) struct ToolCallWire<'a> {
     pub(super) custom: Option<CustomToolWire<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct FunctionWire<'a> {
     #[serde(borrow, default)]
     pub(super) name: Str<'a>,
@@ -107,7 +114,8 @@ pub(super) struct FunctionWire<'a> {
     pub(super) arguments: Str<'a>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct CustomToolWire<'a> {
     #[serde(borrow, default)]
     pub(super) name: Str<'a>,
@@ -115,7 +123,8 @@ pub(super) struct CustomToolWire<'a> {
     pub(super) input: Str<'a>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct UsageWire {
     #[serde(default)]
     pub(super) prompt_tokens: Count,
@@ -129,7 +138,8 @@ pub(super) struct UsageWire {
     pub(super) cache_creation_input_tokens: Count,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct PromptTokensDetailsWire {
     #[serde(default)]
     pub(super) cached_tokens: Count,
@@ -141,7 +151,8 @@ pub(super) struct PromptTokensDetailsWire {
     pub(super) audio_tokens: Count,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct CompletionTokensDetailsWire {
     #[serde(default)]
     pub(super) reasoning_tokens: Count,
@@ -157,6 +168,7 @@ pub(super) struct CompletionTokensDetailsWire {
 /// text (error codes), null and any other type read as `None`. Providers disagree on types
 /// often enough that one odd field must not cost us the whole chunk.
 #[derive(Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct Str<'a>(pub(super) Option<Cow<'a, str>>);
 
 impl Str<'_> {
@@ -213,6 +225,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 /// A token count read leniently: integers, integral floats and numeric strings count; null,
 /// negative numbers and anything else read as `None`.
 #[derive(Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct Count(pub(super) Option<u64>);
 
 impl<'de> Deserialize<'de> for Count {
@@ -257,6 +270,7 @@ impl<'de> Deserialize<'de> for Count {
 
 /// A JSON array whose first element is stored inline: `choices` and `tool_calls` nearly always
 /// have one element, and this keeps the per-chunk parse free of allocation.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct InlineSeq<T> {
     pub(super) first: Option<T>,
     pub(super) rest: Vec<T>,
@@ -295,6 +309,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for InlineSeq<T> {
 /// (counted, not kept) or base64 of little-endian f32s (4 bytes a dimension). Anything else
 /// is skipped and reads as `None`, never failing the parse.
 #[derive(Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(super) struct FirstVectorLen(pub(super) Option<u64>);
 
 #[derive(Deserialize)]
