@@ -21,6 +21,7 @@ pub mod propagation;
 pub mod recent;
 pub mod record;
 pub mod semconv;
+pub mod series;
 pub mod settings;
 pub mod spans;
 pub mod tools;
