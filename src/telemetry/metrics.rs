@@ -562,7 +562,8 @@ impl Instruments {
         };
         let s = self.series.get(key);
         let duration = f.ended.saturating_duration_since(f.started).as_secs_f64();
-        self.requests.add(1, &s.with_error);
+        let b = &s.bound;
+        b.requests.add(&self.requests, &s.with_error, 1);
 
         let ttfc = f
             .first_chunk_at
@@ -577,35 +578,37 @@ impl Instruments {
         };
         match &self.gen_ai {
             GenAi::Standard(i) => {
-                i.duration.record(duration, &s.with_error);
+                b.duration.record(&i.duration, &s.with_error, duration);
                 if let Some(t) = ttfc {
-                    i.ttfc.record(t, &s.base);
+                    b.ttfc.record(&i.ttfc, &s.base, t);
                 }
                 for gap in gaps {
-                    i.per_chunk.record(f64::from(*gap), &s.base);
+                    b.per_chunk.record(&i.per_chunk, &s.base, f64::from(*gap));
                 }
                 if let Some((u, _)) = standard {
-                    if let Some(n) = u.input_tokens {
-                        i.tokens.record(n, &s.tokens[0]);
-                    }
-                    if let Some(n) = u.output_tokens {
-                        i.tokens.record(n, &s.tokens[1]);
+                    for (k, n) in [u.input_tokens, u.output_tokens].into_iter().enumerate() {
+                        if let Some(n) = n {
+                            b.tokens[k].record(&i.tokens, &s.tokens[k], n);
+                        }
                     }
                 }
             }
             GenAi::Latest(i) if op == Operation::Embeddings => {
-                i.embeddings_duration.record(duration, &s.with_error);
+                b.duration
+                    .record(&i.embeddings_duration, &s.with_error, duration);
                 if let Some(n) = standard.and_then(|(u, _)| u.input_tokens) {
-                    i.embeddings_input_tokens.record(n, &s.flagged);
+                    b.embeddings_tokens
+                        .record(&i.embeddings_input_tokens, &s.flagged, n);
                 }
             }
             GenAi::Latest(i) => {
-                i.inference_duration.record(duration, &s.with_error);
+                b.duration
+                    .record(&i.inference_duration, &s.with_error, duration);
                 if let Some(t) = ttfc {
-                    i.ttfc.record(t, &s.base);
+                    b.ttfc.record(&i.ttfc, &s.base, t);
                 }
                 for gap in gaps {
-                    i.per_chunk.record(f64::from(*gap), &s.base);
+                    b.per_chunk.record(&i.per_chunk, &s.base, f64::from(*gap));
                 }
                 // Recorded for every inference operation, failed ones included: 0 when no
                 // usage came, with the modality `unknown` (OpenAI-shaped usage is not broken
@@ -613,16 +616,23 @@ impl Instruments {
                 let none = Usage::default();
                 let u = standard.map(|(u, _)| u).unwrap_or(&none);
                 let n = |v: Option<u64>| v.unwrap_or(0);
-                i.usage_input.add(n(u.input_tokens), &s.counted);
-                i.usage_output.add(n(u.output_tokens), &s.counted);
-                i.usage_cache_read
-                    .add(n(u.cache_read_input_tokens), &s.counted);
-                i.usage_cache_write
-                    .add(n(u.cache_write_input_tokens), &s.counted);
-                i.usage_reasoning
-                    .add(n(u.reasoning_output_tokens), &s.counted);
-                i.input_tokens.record(n(u.input_tokens), &s.per_op);
-                i.output_tokens.record(n(u.output_tokens), &s.per_op);
+                let usage = [
+                    (&i.usage_input, u.input_tokens),
+                    (&i.usage_output, u.output_tokens),
+                    (&i.usage_cache_read, u.cache_read_input_tokens),
+                    (&i.usage_cache_write, u.cache_write_input_tokens),
+                    (&i.usage_reasoning, u.reasoning_output_tokens),
+                ];
+                for (k, (counter, v)) in usage.into_iter().enumerate() {
+                    b.usage[k].add(counter, &s.counted, n(v));
+                }
+                let per_op = [
+                    (&i.input_tokens, u.input_tokens),
+                    (&i.output_tokens, u.output_tokens),
+                ];
+                for (k, (histogram, v)) in per_op.into_iter().enumerate() {
+                    b.per_op_tokens[k].record(histogram, &s.per_op, n(v));
+                }
             }
         }
         self.record_cost(f, &usage, standard, &s);
@@ -673,25 +683,27 @@ impl Instruments {
         standard: Option<(&Usage, bool)>,
         s: &SeriesAttributes,
     ) {
-        let (usage, counter) = match (standard, usage) {
-            (Some((u, _)), _) => (u, &self.cost),
-            (None, TokenUsage::Estimated(u)) => (u, &self.cost_estimated),
+        let (usage, counter, slots) = match (standard, usage) {
+            (Some((u, _)), _) => (u, &self.cost, &s.bound.cost),
+            (None, TokenUsage::Estimated(u)) => (u, &self.cost_estimated, &s.bound.cost_estimated),
             (None, _) => return,
         };
         match self.prices.price_for(f) {
             Some(price) => {
                 let c = cost::compute(price, usage);
                 let billed = [
-                    (&s.cost[0], c.input, usage.input_tokens),
-                    (&s.cost[1], c.output, usage.output_tokens),
+                    (c.input, usage.input_tokens),
+                    (c.output, usage.output_tokens),
                 ];
-                // Embeddings have no output tokens: no output cost series for them.
-                for (a, v, _) in billed.into_iter().filter(|(_, _, n)| n.is_some()) {
-                    counter.add(v, a);
+                for (k, (v, tokens)) in billed.into_iter().enumerate() {
+                    // Embeddings have no output tokens: no output cost series for them.
+                    if tokens.is_some() {
+                        slots[k].add(counter, &s.cost[k], v);
+                    }
                 }
             }
             None => {
-                self.unpriced.add(1, &s.base);
+                s.bound.unpriced.add(&self.unpriced, &s.base, 1);
                 let name = f.request_model().unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {

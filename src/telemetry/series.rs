@@ -1,12 +1,14 @@
 //! The attribute sets of an inference request's metric points, built once per series and
 //! reused: a request of a series seen before costs one map lookup instead of a dozen
-//! `Vec<KeyValue>`s. The values are already bounded (models, tenants and copied attributes
+//! `Vec<KeyValue>`s, and its instruments are bound to those sets ([`Bound`]), so the SDK
+//! does not hash the set again on every measurement. The values are already bounded (models, tenants and copied attributes
 //! through `metrics::Bounded`, `error.type` through `bounded_error_type`), and so is the
 //! cache: past [`MAX_CACHED`] series a request's sets are built for it alone, as before.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram};
 use opentelemetry::{Key, KeyValue};
 
 use super::semconv as sc;
@@ -32,7 +34,7 @@ pub struct SeriesKey {
 }
 
 /// The sets one series' points carry, in the order the instruments were always given them.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct SeriesAttributes {
     /// Operation, provider, address, port, models, copied attributes, tenant.
     pub base: Vec<KeyValue>,
@@ -51,6 +53,66 @@ pub struct SeriesAttributes {
     pub cost: [Vec<KeyValue>; 2],
     /// `llmtap.tenant`, for the conversation counters.
     pub tenant: Option<KeyValue>,
+    /// The instruments this series recorded into, bound to its sets.
+    pub bound: Bound,
+}
+
+/// An instrument bound to one of a series' sets on its first measurement. A bound instrument
+/// writes straight to its data point (the SDK resolves the set once, at binding); binding
+/// only when a measurement comes keeps an instrument that never sees the series from
+/// exporting a zero point for it (cumulative collection exports every bound set).
+pub struct Slot<B>(OnceLock<B>);
+
+impl<B> Default for Slot<B> {
+    fn default() -> Slot<B> {
+        Slot(OnceLock::new())
+    }
+}
+
+impl<B> std::fmt::Debug for Slot<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Slot(bound)"
+        } else {
+            "Slot(unbound)"
+        })
+    }
+}
+
+impl<T> Slot<BoundCounter<T>> {
+    pub fn add(&self, counter: &Counter<T>, attributes: &[KeyValue], value: T) {
+        self.0.get_or_init(|| counter.bind(attributes)).add(value);
+    }
+}
+
+impl<T> Slot<BoundHistogram<T>> {
+    pub fn record(&self, histogram: &Histogram<T>, attributes: &[KeyValue], value: T) {
+        self.0
+            .get_or_init(|| histogram.bind(attributes))
+            .record(value);
+    }
+}
+
+/// Every (instrument, set) pair an inference series records into. The operation is part of
+/// the series, so `duration` is whichever duration histogram the operation records.
+#[derive(Debug, Default)]
+pub struct Bound {
+    pub requests: Slot<BoundCounter<u64>>,
+    pub duration: Slot<BoundHistogram<f64>>,
+    pub ttfc: Slot<BoundHistogram<f64>>,
+    pub per_chunk: Slot<BoundHistogram<f64>>,
+    /// v1.41.1's token histogram, input and output.
+    pub tokens: [Slot<BoundHistogram<u64>>; 2],
+    /// genai `main`: input, output, cache read, cache write, reasoning counters.
+    pub usage: [Slot<BoundCounter<u64>>; 5],
+    /// genai `main`: per-operation input and output token histograms.
+    pub per_op_tokens: [Slot<BoundHistogram<u64>>; 2],
+    pub embeddings_tokens: Slot<BoundHistogram<u64>>,
+    /// `llmtap.cost` input and output.
+    pub cost: [Slot<BoundCounter<f64>>; 2],
+    /// `llmtap.cost.estimated` input and output.
+    pub cost_estimated: [Slot<BoundCounter<f64>>; 2],
+    pub unpriced: Slot<BoundCounter<u64>>,
 }
 
 impl SeriesAttributes {
@@ -130,6 +192,7 @@ impl SeriesAttributes {
             base,
             with_error,
             tenant,
+            bound: Bound::default(),
         }
     }
 }
@@ -187,7 +250,11 @@ mod tests {
         let cache = SeriesCache::default();
         let a = cache.get(key("m"));
         assert!(Arc::ptr_eq(&a, &cache.get(key("m"))));
-        assert_eq!(*a, SeriesAttributes::new(&key("m")));
+        let fresh = SeriesAttributes::new(&key("m"));
+        assert_eq!(
+            (&a.base, &a.with_error, &a.cost),
+            (&fresh.base, &fresh.with_error, &fresh.cost)
+        );
         assert!(!Arc::ptr_eq(&a, &cache.get(key("n"))));
         for i in 0..MAX_CACHED + 10 {
             cache.get(key(&format!("model-{i}")));
@@ -235,5 +302,58 @@ mod tests {
             ]
         );
         assert_eq!(s.cost[0][2].value.as_str(), "", "an unknown model is empty");
+    }
+
+    /// A bound slot's points are those the plain instrument records for the same set, with
+    /// cumulative and delta collection, over rounds with and without measurements.
+    #[test]
+    fn bound_slots_record_what_unbound_instruments_do() {
+        use super::super::metrics::{provider, SharedReader};
+        use opentelemetry::metrics::MeterProvider as _;
+        use opentelemetry_sdk::metrics::Temporality;
+        let (meters, delta, cumulative) = provider(
+            opentelemetry_sdk::Resource::builder_empty().build(),
+            Some(Temporality::Delta),
+            true,
+        );
+        let (delta, cumulative) = (delta.unwrap(), cumulative.unwrap());
+        let m = meters.meter("test");
+        let (bound_c, plain_c) = (
+            m.u64_counter("bound_c").build(),
+            m.u64_counter("plain_c").build(),
+        );
+        let bound_h = m.f64_histogram("bound_h").build();
+        let plain_h = m.f64_histogram("plain_h").build();
+        let attrs = [KeyValue::new("b", "2"), KeyValue::new("a", "1")];
+        let (c, h) = (Slot::default(), Slot::default());
+        // The points of `bound_*`, renamed, and of `plain_*`.
+        let points = |r: &SharedReader| {
+            let text = super::super::prometheus::render(&r.collect().unwrap());
+            let of = |prefix: &str| -> Vec<String> {
+                text.lines()
+                    .filter(|l| l.contains(prefix))
+                    .map(|l| l.replace(prefix, "x_"))
+                    .collect()
+            };
+            (of("bound_"), of("plain_"))
+        };
+        for (round, values) in [vec![1u64, 5, 7], vec![2], vec![]].into_iter().enumerate() {
+            for v in values {
+                c.add(&bound_c, &attrs, v);
+                plain_c.add(v, &attrs);
+                h.record(&bound_h, &attrs, v as f64 / 10.0);
+                plain_h.record(v as f64 / 10.0, &attrs);
+            }
+            for (name, r) in [("delta", &delta), ("cumulative", &cumulative)] {
+                let (bound, plain) = points(r);
+                assert_eq!(bound, plain, "{name}, round {round}");
+                if round < 2 || name == "cumulative" {
+                    assert!(
+                        bound.iter().any(|l| l.contains("a=\"1\"")),
+                        "{name} {round}: {bound:?}"
+                    );
+                }
+            }
+        }
     }
 }
