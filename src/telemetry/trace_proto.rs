@@ -17,7 +17,7 @@ use opentelemetry::trace::{SpanContext, SpanId, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encoded_len_varint, key_len, WireType};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`: the exporter always says whether the
@@ -109,6 +109,23 @@ struct ScopeGroup<'a> {
 }
 
 // ----------------------------------------------------------------------------- wire helpers
+
+/// A varint. Nearly every key and length here is under 128: one byte, written without
+/// prost's loop (a call per varint that LTO leaves out of line).
+#[inline(always)]
+fn encode_varint(v: u64, out: &mut Vec<u8>) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        prost::encoding::encode_varint(v, out);
+    }
+}
+
+/// A field key: the field number and wire type as one varint (prost's layout).
+#[inline(always)]
+fn encode_key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+    encode_varint(u64::from(tag << 3 | wire_type as u32), out);
+}
 
 /// A length-delimited field: key, length, body.
 fn message_len(tag: u32, body: usize) -> usize {
