@@ -5,7 +5,7 @@
 //! per attribute key and value, a `Vec` per list), then prost encodes that tree, asking each
 //! nested message for its length at every level above it. Here each span's length is worked
 //! out once and the bytes are written in one pass, with no intermediate tree: the same bytes
-//! (a golden test compares them with opentelemetry-proto's encoding), about a third of the
+//! (a golden test compares them with opentelemetry-proto's encoding), a quarter of the
 //! instructions (BENCHMARKS.md, "Issue 27: export and metrics").
 //!
 //! What is written, and what proto3 leaves out (empty strings and bytes, zero numbers and
