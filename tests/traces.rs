@@ -530,6 +530,77 @@ async fn shutdown_flushes_queued_spans_and_compressed_bodies_are_read() {
     );
 }
 
+/// Spans over http/protobuf are encoded and sent by llmtap, metrics still by the SDK's
+/// exporter: both reach the collector with the same headers (its User-Agent, the content
+/// type, gzip, the configured ones), the body's length apart, and the same resource.
+#[tokio::test]
+async fn span_exports_carry_the_headers_and_resource_of_the_sdk_exporter() {
+    for gzip in [false, true] {
+        let mut extra = vec![
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-tenant=acme,authorization=Bearer%20t0k",
+            ),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+        ];
+        if gzip {
+            extra.push(("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"));
+        }
+        let (_up, rx, proxy) = start_traced("http/protobuf", None, &extra).await;
+        let hi = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        let (status, _) = chat_text(&proxy.url, hi, &[]).await;
+        assert_eq!(status, 200);
+        proxy.stop().await;
+        let requests = rx.requests();
+        let headers = |signal: &str| {
+            let r = requests
+                .iter()
+                .find(|r| r.signal == signal && r.accepted)
+                .unwrap_or_else(|| panic!("no accepted {signal} export: {requests:#?}"));
+            let mut h: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k != "content-length")
+                .cloned()
+                .collect();
+            h.sort();
+            h
+        };
+        let traces = headers("traces");
+        assert_eq!(traces, headers("metrics"), "gzip {gzip}");
+        for (k, v) in [
+            ("x-tenant", "acme"),
+            ("authorization", "Bearer t0k"),
+            ("content-type", "application/x-protobuf"),
+        ] {
+            assert!(
+                traces.contains(&(k.to_string(), v.to_string())),
+                "{k}: {traces:?}"
+            );
+        }
+        assert!(traces
+            .iter()
+            .any(|(k, v)| k == "user-agent" && v.starts_with("OTel-OTLP-Exporter-Rust/")));
+        let spans = rx.spans();
+        assert_eq!(spans.len(), 1, "{}", spans_json(&spans));
+        let metrics = rx.metrics();
+        for key in [
+            "service.name",
+            "service.version",
+            "deployment.environment",
+            "telemetry.sdk.language",
+        ] {
+            let span_value = spans[0].resource_attr(key).map(|v| v.to_json());
+            assert!(span_value.is_some(), "{key}");
+            assert_eq!(
+                span_value,
+                metrics[0].resource_attr(key).map(|v| v.to_json()),
+                "{key}"
+            );
+        }
+    }
+}
+
 /// Issue 30, point 3: with `content_max_chars: 300`, a conversation whose first message is
 /// 1,500 characters and whose last is "and the last question" keeps its question. Short
 /// messages stay whole, the long one takes what remains, every message keeps its role and

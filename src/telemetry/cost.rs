@@ -1,7 +1,8 @@
 //! Estimated cost in USD from a price table (USD per million tokens, by model glob).
 //! Cost is only ever computed from a known price: no price, no number.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 
 use crate::config::{Config, Price};
 use crate::vocab::summary::Usage;
@@ -10,10 +11,45 @@ use crate::vocab::text::glob_match;
 use super::record::FinishedRequest;
 
 /// The configured prices: the global table and the upstreams that have their own.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PriceTable {
     global: Vec<Price>,
     per_upstream: HashMap<String, Vec<Price>>,
+    /// The last lookups and what they found: a request's price is asked for by its metrics,
+    /// its span and the live view, and glob matching down a table of ~100 patterns is the
+    /// expensive part.
+    recent: Mutex<VecDeque<Lookup>>,
+}
+
+/// Lookups remembered (most recent first).
+const RECENT_LOOKUPS: usize = 8;
+
+/// One remembered lookup: its arguments, and the index of the price found in the table they
+/// select.
+#[derive(Debug)]
+struct Lookup {
+    upstream: Option<String>,
+    response_model: Option<String>,
+    request_model: Option<String>,
+    found: Option<usize>,
+}
+
+impl Lookup {
+    fn is(&self, upstream: Option<&str>, response: Option<&str>, request: Option<&str>) -> bool {
+        self.upstream.as_deref() == upstream
+            && self.response_model.as_deref() == response
+            && self.request_model.as_deref() == request
+    }
+}
+
+impl Clone for PriceTable {
+    fn clone(&self) -> PriceTable {
+        PriceTable {
+            global: self.global.clone(),
+            per_upstream: self.per_upstream.clone(),
+            recent: Mutex::default(),
+        }
+    }
 }
 
 impl PriceTable {
@@ -25,6 +61,7 @@ impl PriceTable {
                 .iter()
                 .filter_map(|u| Some((u.name.clone(), u.prices.clone()?)))
                 .collect(),
+            recent: Mutex::default(),
         }
     }
 
@@ -46,7 +83,26 @@ impl PriceTable {
         let table = upstream
             .and_then(|u| self.per_upstream.get(u))
             .unwrap_or(&self.global);
-        find_price(table, response_model, request_model)
+        let Ok(mut recent) = self.recent.lock() else {
+            return find_price(table, response_model, request_model);
+        };
+        if let Some(l) = recent
+            .iter()
+            .find(|l| l.is(upstream, response_model, request_model))
+        {
+            return l.found.map(|i| &table[i]);
+        }
+        let found = find_index(table, response_model, request_model);
+        if recent.len() == RECENT_LOOKUPS {
+            recent.pop_back();
+        }
+        recent.push_front(Lookup {
+            upstream: upstream.map(str::to_owned),
+            response_model: response_model.map(str::to_owned),
+            request_model: request_model.map(str::to_owned),
+            found,
+        });
+        found.map(|i| &table[i])
     }
 }
 
@@ -63,10 +119,19 @@ pub fn find_price<'p>(
     response_model: Option<&str>,
     request_model: Option<&str>,
 ) -> Option<&'p Price> {
+    find_index(prices, response_model, request_model).map(|i| &prices[i])
+}
+
+/// [`find_price`]'s answer as an index into `prices`.
+fn find_index(
+    prices: &[Price],
+    response_model: Option<&str>,
+    request_model: Option<&str>,
+) -> Option<usize> {
     [response_model, request_model]
         .into_iter()
         .flatten()
-        .find_map(|m| prices.iter().find(|p| glob_match(&p.model, m)))
+        .find_map(|m| prices.iter().position(|p| glob_match(&p.model, m)))
 }
 
 /// Input tokens read from the cache are billed at the cached price and those written to it
@@ -165,6 +230,54 @@ mod tests {
         let want_in = (12.0 * 0.30 + 2048.0 * 0.03) / 1e6;
         assert!((c.input - want_in).abs() < 1e-12, "{c:?}");
         assert!((c.output - 28.0 * 2.50 / 1e6).abs() < 1e-12, "{c:?}");
+    }
+
+    #[test]
+    fn remembered_lookups_answer_as_the_table_does() {
+        let mut config = Config::with_upstream(
+            "http://127.0.0.1:1/v1",
+            crate::vocab::provider::Provider::Openai,
+        );
+        config.upstreams[0].prices = Some(vec![Price {
+            model: "gpt-4o*".into(),
+            input: 9.0,
+            cached_input: None,
+            cache_write_input: None,
+            output: 9.0,
+        }]);
+        let own = config.upstreams[0].name.clone();
+        let table = PriceTable::new(&config);
+        // Round after round, past the number remembered, each answer is the uncached one.
+        let asks = [
+            (
+                Some(own.as_str()),
+                Some("gpt-4o-2024-08-06"),
+                Some("gpt-4o"),
+            ),
+            (None, Some("gpt-4o-2024-08-06"), Some("gpt-4o")),
+            (None, None, Some("gpt-4o-mini")),
+            (None, Some("llama-3-70b"), None),
+            (Some("elsewhere"), None, Some("claude-haiku-4-5")),
+            (Some(own.as_str()), None, Some("claude-haiku-4-5")),
+        ];
+        for round in 0..3 {
+            for (i, &(u, resp, req)) in asks.iter().chain(&asks).enumerate() {
+                let plain = u
+                    .and_then(|u| table.per_upstream.get(u))
+                    .unwrap_or(&table.global);
+                let want = find_price(plain, resp, req).map(|p| (p.model.clone(), p.input));
+                let got = table.find(u, resp, req).map(|p| (p.model.clone(), p.input));
+                assert_eq!(got, want, "round {round}, ask {i}");
+            }
+        }
+        assert_eq!(
+            table
+                .find(Some(&own), None, Some("gpt-4o"))
+                .map(|p| p.input),
+            Some(9.0),
+            "the upstream's own table"
+        );
+        assert!(table.recent.lock().unwrap().len() <= RECENT_LOOKUPS);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
 use super::batch::{BatchSink, Batcher};
+use super::otlp_http::HttpSpanExporter;
 use super::settings::{OtlpTarget, Protocol, Settings, Temporality};
 
 pub(super) fn protocol(p: Protocol) -> opentelemetry_otlp::Protocol {
@@ -72,6 +73,25 @@ pub fn with_tls<B: WithTonicConfig>(b: B, t: &OtlpTarget) -> Result<B, String> {
     Ok(b.with_tls_config(tls))
 }
 
+/// Where spans for `t` go: over `http/protobuf`, llmtap's own encoder and POST
+/// ([`HttpSpanExporter`]); over gRPC and `http/json`, the SDK's OTLP exporter.
+pub fn otlp_span_sink(t: &OtlpTarget, resource: &Resource) -> Result<SpanSink, String> {
+    let health = ExportHealth::new("traces", &t.endpoint);
+    if t.protocol == Protocol::HttpProtobuf {
+        let gzip = compression(t).is_some();
+        let exporter = HttpSpanExporter::new(t, http_client(t)?, gzip, resource)?;
+        return Ok(SpanSink::OtlpHttp {
+            exporter: Box::new(exporter),
+            health,
+        });
+    }
+    Ok(SpanSink::Otlp {
+        exporter: Box::new(otlp_span_exporter(t, resource)?),
+        health,
+    })
+}
+
+/// The SDK's span exporter for `t` (any protocol; llmtap uses it for gRPC and `http/json`).
 pub fn otlp_span_exporter(
     t: &OtlpTarget,
     resource: &Resource,
@@ -177,6 +197,12 @@ pub fn sdk_temporality(t: Temporality) -> SdkTemporality {
 
 /// Where finished spans go.
 pub enum SpanSink {
+    /// OTLP `http/protobuf`, encoded and sent by llmtap.
+    OtlpHttp {
+        exporter: Box<HttpSpanExporter>,
+        health: ExportHealth,
+    },
+    /// OTLP over gRPC or `http/json`, through the SDK's exporter.
     Otlp {
         exporter: Box<opentelemetry_otlp::SpanExporter>,
         health: ExportHealth,
@@ -184,18 +210,13 @@ pub enum SpanSink {
     Console,
 }
 
-impl SpanSink {
-    pub fn otlp(exporter: opentelemetry_otlp::SpanExporter, endpoint: &str) -> SpanSink {
-        SpanSink::Otlp {
-            exporter: Box::new(exporter),
-            health: ExportHealth::new("traces", endpoint),
-        }
-    }
-}
-
 impl BatchSink<SpanData> for SpanSink {
     async fn export(&self, batch: Vec<SpanData>, timeout: Duration) -> Result<(), ()> {
         match self {
+            SpanSink::OtlpHttp { exporter, health } => {
+                let res = tokio::time::timeout(timeout, exporter.export(&batch)).await;
+                health.report(flatten(res, timeout))
+            }
             SpanSink::Otlp { exporter, health } => {
                 let res = tokio::time::timeout(timeout, exporter.export(batch)).await;
                 health.report(flatten(res, timeout))

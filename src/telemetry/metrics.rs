@@ -20,6 +20,7 @@ use opentelemetry_sdk::Resource;
 use super::cost;
 use super::record::FinishedRequest;
 use super::semconv as sc;
+use super::series::{SeriesAttributes, SeriesCache, SeriesKey};
 use super::spans::{self, token_usage, TokenUsage};
 use crate::config::Config;
 use crate::vocab::error_type::ErrorType;
@@ -189,6 +190,8 @@ pub struct Instruments {
     prices: cost::PriceTable,
     warned_unpriced: Mutex<HashSet<String>>,
     report_estimated: bool,
+    /// Attribute sets per inference series, built once.
+    series: SeriesCache,
 }
 
 /// The MCP client metrics, and the bounds on the request-made values they carry.
@@ -518,6 +521,7 @@ impl Instruments {
             prices: cost::PriceTable::new(config),
             warned_unpriced: Mutex::new(HashSet::new()),
             report_estimated: config.telemetry.report_estimated_usage,
+            series: SeriesCache::default(),
         }
     }
 
@@ -528,54 +532,39 @@ impl Instruments {
     /// Records one finished inference request into every instrument it touches.
     pub fn record(&self, f: &FinishedRequest) {
         let Some(op) = f.operation else { return };
-        let req_model = self.model(f.request_model());
-        let resp_model = self.model(f.response.model.as_deref());
-        let mut base = vec![KeyValue::new(sc::GEN_AI_OPERATION_NAME, op.name())];
-        if let Some(u) = &f.upstream {
-            base.push(KeyValue::new(
-                sc::GEN_AI_PROVIDER_NAME,
-                f.provider().semconv_name(),
-            ));
-            // server.port is conditionally required wherever server.address is set.
-            base.push(KeyValue::new(sc::SERVER_ADDRESS, u.address.clone()));
-            base.push(KeyValue::new(sc::SERVER_PORT, u.port as i64));
-        }
-        if let Some(m) = &req_model {
-            base.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, m.clone()));
-        }
-        if let Some(m) = &resp_model {
-            base.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, m.clone()));
-        }
-        for (k, v) in &f.metric_attributes {
-            if let Some((key, b)) = self.extra.get(k) {
-                base.push(KeyValue::new(key.clone(), b.value(v)));
-            }
-        }
-        let tenant = match (&self.tenants, &f.tenant) {
-            (Some(b), Some(t)) => Some(KeyValue::new(sc::LLMTAP_TENANT, b.value(t))),
-            _ => None,
-        };
-        base.extend(tenant.clone());
-        let mut with_error = base.clone();
-        if let Some(e) = &f.error {
-            with_error.push(KeyValue::new(
-                sc::ERROR_TYPE,
-                bounded_error_type(e, f.status),
-            ));
-        }
-        let duration = f.ended.saturating_duration_since(f.started).as_secs_f64();
-        self.requests.add(1, &with_error);
-
         let usage = token_usage(f);
         let standard = usage.standard(self.report_estimated);
-        // Points made from an estimate say so (only when estimates are reported as usage).
-        let flagged = |attrs: &[KeyValue]| {
-            let mut a = attrs.to_vec();
-            if standard.is_some_and(|(_, estimated)| estimated) {
-                a.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
-            }
-            a
+        let req_model = self.model(f.request_model());
+        let resp_model = self.model(f.response.model.as_deref());
+        let key = SeriesKey {
+            operation: op.name(),
+            upstream: f.upstream.as_ref().map(|u| {
+                let provider = f.provider().semconv_name();
+                (provider, u.address.clone(), u.port)
+            }),
+            request_model: req_model,
+            response_model: resp_model,
+            extra: f
+                .metric_attributes
+                .iter()
+                .filter_map(|(k, v)| {
+                    let (key, b) = self.extra.get(k)?;
+                    Some((key.clone(), b.value(v)))
+                })
+                .collect(),
+            tenant: match (&self.tenants, &f.tenant) {
+                (Some(b), Some(t)) => Some(b.value(t)),
+                _ => None,
+            },
+            error: f.error.as_deref().map(|e| bounded_error_type(e, f.status)),
+            // Points made from an estimate say so (only when estimates are reported as usage).
+            estimated: standard.is_some_and(|(_, estimated)| estimated),
         };
+        let s = self.series.get(key);
+        let duration = f.ended.saturating_duration_since(f.started).as_secs_f64();
+        let b = &s.bound;
+        b.requests.add(&self.requests, &s.with_error, 1);
+
         let ttfc = f
             .first_chunk_at
             .filter(|_| f.streaming && f.error.is_none())
@@ -589,64 +578,65 @@ impl Instruments {
         };
         match &self.gen_ai {
             GenAi::Standard(i) => {
-                i.duration.record(duration, &with_error);
+                b.duration.record(&i.duration, &s.with_error, duration);
                 if let Some(t) = ttfc {
-                    i.ttfc.record(t, &base);
+                    b.ttfc.record(&i.ttfc, &s.base, t);
                 }
                 for gap in gaps {
-                    i.per_chunk.record(f64::from(*gap), &base);
+                    b.per_chunk.record(&i.per_chunk, &s.base, f64::from(*gap));
                 }
                 if let Some((u, _)) = standard {
-                    let typed = |t: &'static str| {
-                        let mut a = flagged(&base);
-                        a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
-                        a
-                    };
-                    if let Some(n) = u.input_tokens {
-                        i.tokens.record(n, &typed("input"));
-                    }
-                    if let Some(n) = u.output_tokens {
-                        i.tokens.record(n, &typed("output"));
+                    for (k, n) in [u.input_tokens, u.output_tokens].into_iter().enumerate() {
+                        if let Some(n) = n {
+                            b.tokens[k].record(&i.tokens, &s.tokens[k], n);
+                        }
                     }
                 }
             }
             GenAi::Latest(i) if op == Operation::Embeddings => {
-                i.embeddings_duration.record(duration, &with_error);
+                b.duration
+                    .record(&i.embeddings_duration, &s.with_error, duration);
                 if let Some(n) = standard.and_then(|(u, _)| u.input_tokens) {
-                    i.embeddings_input_tokens.record(n, &flagged(&base));
+                    b.embeddings_tokens
+                        .record(&i.embeddings_input_tokens, &s.flagged, n);
                 }
             }
             GenAi::Latest(i) => {
-                i.inference_duration.record(duration, &with_error);
+                b.duration
+                    .record(&i.inference_duration, &s.with_error, duration);
                 if let Some(t) = ttfc {
-                    i.ttfc.record(t, &base);
+                    b.ttfc.record(&i.ttfc, &s.base, t);
                 }
                 for gap in gaps {
-                    i.per_chunk.record(f64::from(*gap), &base);
+                    b.per_chunk.record(&i.per_chunk, &s.base, f64::from(*gap));
                 }
                 // Recorded for every inference operation, failed ones included: 0 when no
                 // usage came, with the modality `unknown` (OpenAI-shaped usage is not broken
                 // down by modality).
                 let none = Usage::default();
                 let u = standard.map(|(u, _)| u).unwrap_or(&none);
-                let mut counted = flagged(&base);
-                counted.push(KeyValue::new(sc::GEN_AI_TOKEN_MODALITY, "unknown"));
                 let n = |v: Option<u64>| v.unwrap_or(0);
-                i.usage_input.add(n(u.input_tokens), &counted);
-                i.usage_output.add(n(u.output_tokens), &counted);
-                i.usage_cache_read
-                    .add(n(u.cache_read_input_tokens), &counted);
-                i.usage_cache_write
-                    .add(n(u.cache_write_input_tokens), &counted);
-                i.usage_reasoning
-                    .add(n(u.reasoning_output_tokens), &counted);
-                let per_op = flagged(&with_error);
-                i.input_tokens.record(n(u.input_tokens), &per_op);
-                i.output_tokens.record(n(u.output_tokens), &per_op);
+                let usage = [
+                    (&i.usage_input, u.input_tokens),
+                    (&i.usage_output, u.output_tokens),
+                    (&i.usage_cache_read, u.cache_read_input_tokens),
+                    (&i.usage_cache_write, u.cache_write_input_tokens),
+                    (&i.usage_reasoning, u.reasoning_output_tokens),
+                ];
+                for (k, (counter, v)) in usage.into_iter().enumerate() {
+                    b.usage[k].add(counter, &s.counted, n(v));
+                }
+                let per_op = [
+                    (&i.input_tokens, u.input_tokens),
+                    (&i.output_tokens, u.output_tokens),
+                ];
+                for (k, (histogram, v)) in per_op.into_iter().enumerate() {
+                    b.per_op_tokens[k].record(histogram, &s.per_op, n(v));
+                }
             }
         }
-        self.record_cost(f, &usage, standard, &base, &req_model, &resp_model);
-        self.record_conversation(f, standard, tenant);
+        self.record_cost(f, &usage, standard, &s);
+        self.record_conversation(f, standard, s.tenant.clone());
     }
 
     /// The `llmtap.conversation.*` counters, for a call that carries a conversation id: one
@@ -691,48 +681,29 @@ impl Instruments {
         f: &FinishedRequest,
         usage: &TokenUsage,
         standard: Option<(&Usage, bool)>,
-        base: &[KeyValue],
-        req_model: &Option<Arc<str>>,
-        resp_model: &Option<Arc<str>>,
+        s: &SeriesAttributes,
     ) {
-        let (usage, counter, flag) = match (standard, usage) {
-            (Some((u, estimated)), _) => (u, &self.cost, estimated),
-            (None, TokenUsage::Estimated(u)) => (u, &self.cost_estimated, false),
+        let (usage, counter, slots) = match (standard, usage) {
+            (Some((u, _)), _) => (u, &self.cost, &s.bound.cost),
+            (None, TokenUsage::Estimated(u)) => (u, &self.cost_estimated, &s.bound.cost_estimated),
             (None, _) => return,
         };
         match self.prices.price_for(f) {
             Some(price) => {
                 let c = cost::compute(price, usage);
-                let mut cost_attrs = vec![];
-                if f.upstream.is_some() {
-                    cost_attrs.push(KeyValue::new(
-                        sc::GEN_AI_PROVIDER_NAME,
-                        f.provider().semconv_name(),
-                    ));
-                }
-                let text = |m: &Option<Arc<str>>| m.clone().unwrap_or_else(|| Arc::from(""));
-                cost_attrs.push(KeyValue::new(sc::GEN_AI_REQUEST_MODEL, text(req_model)));
-                cost_attrs.push(KeyValue::new(sc::GEN_AI_RESPONSE_MODEL, text(resp_model)));
-                if flag {
-                    cost_attrs.push(KeyValue::new(sc::LLMTAP_USAGE_ESTIMATED, true));
-                }
-                // Cost per tenant is what a shared gateway is asked for first.
-                if let (Some(b), Some(t)) = (&self.tenants, &f.tenant) {
-                    cost_attrs.push(KeyValue::new(sc::LLMTAP_TENANT, b.value(t)));
-                }
                 let billed = [
-                    ("input", c.input, usage.input_tokens),
-                    ("output", c.output, usage.output_tokens),
+                    (c.input, usage.input_tokens),
+                    (c.output, usage.output_tokens),
                 ];
-                // Embeddings have no output tokens: no output cost series for them.
-                for (t, v, _) in billed.into_iter().filter(|(_, _, n)| n.is_some()) {
-                    let mut a = cost_attrs.clone();
-                    a.push(KeyValue::new(sc::GEN_AI_TOKEN_TYPE, t));
-                    counter.add(v, &a);
+                for (k, (v, tokens)) in billed.into_iter().enumerate() {
+                    // Embeddings have no output tokens: no output cost series for them.
+                    if tokens.is_some() {
+                        slots[k].add(counter, &s.cost[k], v);
+                    }
                 }
             }
             None => {
-                self.unpriced.add(1, base);
+                s.bound.unpriced.add(&self.unpriced, &s.base, 1);
                 let name = f.request_model().unwrap_or("").to_string();
                 if let Ok(mut w) = self.warned_unpriced.lock() {
                     if w.len() < 1000 && w.insert(name.clone()) {

@@ -14,15 +14,18 @@ pub mod export;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod otlp_http;
 pub mod output_tools;
 pub mod prometheus;
 pub mod propagation;
 pub mod recent;
 pub mod record;
 pub mod semconv;
+pub mod series;
 pub mod settings;
 pub mod spans;
 pub mod tools;
+pub mod trace_proto;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -145,8 +148,8 @@ impl Telemetry {
                 events = EventPipeline::start(&settings, &resource);
             }
             if let Some(t) = &settings.traces_otlp {
-                match export::otlp_span_exporter(t, &resource) {
-                    Ok(e) => span_sinks.push(SpanSink::otlp(e, &t.endpoint)),
+                match export::otlp_span_sink(t, &resource) {
+                    Ok(sink) => span_sinks.push(sink),
                     Err(e) => tracing::warn!(error = %e, "OTLP span exporter not started"),
                 }
             }
