@@ -108,11 +108,29 @@ async fn boto3_bedrock_runtime_gets_spans_tool_spans_and_metrics_over_tls() {
     assert_eq!(sdk["auth"], json!([format!("Bearer {API_KEY}")]), "{sdk}");
 
     // plain, stream, 2 tool-loop calls, invoke stream, Llama, throttled, midstream, ARN: 9.
+    // boto3 may retry the throttled call (one more span), so the count alone can be reached
+    // before a span the assertions need: wait for every response id the SDK saw as well.
+    let ids: Vec<String> = [
+        "plain",
+        "stream",
+        "invoke",
+        "llama",
+        "throttled",
+        "midstream",
+        "arn",
+    ]
+    .iter()
+    .filter_map(|k| sdk[*k]["id"].as_str().map(str::to_string))
+    .collect();
     let spans = rx
         .wait_for_spans(
             |s| {
                 s.iter().filter(|s| s.name.starts_with("chat ")).count() >= 9
                     && s.iter().any(|s| s.name.starts_with("execute_tool "))
+                    && ids.iter().all(|id| {
+                        s.iter()
+                            .any(|s| s.str_attr("gen_ai.response.id") == Some(id.as_str()))
+                    })
             },
             Duration::from_secs(20),
         )
