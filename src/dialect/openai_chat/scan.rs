@@ -417,7 +417,14 @@ mod tests {
                 );
             }
         }
-        assert!(chat > 200 && fast * 10 > chat * 9, "{fast} of {chat}");
+        // Our own recordings hold 163 chat events; the shared providers' add more (their
+        // absence is reported, or a failure under CI, by `shared_dir`).
+        let least = if fixtures::shared_dir().is_some() {
+            200
+        } else {
+            150
+        };
+        assert!(chat > least && fast * 10 > chat * 9, "{fast} of {chat}");
         for (name, body) in recorded_bodies() {
             agrees(&body);
             let chat_body = name.contains("openai-chat-text");
