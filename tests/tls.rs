@@ -142,6 +142,18 @@ async fn proxy_with_ca(upstream: &str, ca_file: std::path::PathBuf) -> Proxy {
     .await
 }
 
+/// A plain and a streamed chat call through the proxy at `url` both succeed whole.
+async fn a_plain_and_a_streamed_call_go_through(url: &str) {
+    let (status, text) = chat_text(url, hi("gpt-4o-mini"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("chat.completion"));
+    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, text) = chat_text(url, stream, &[]).await;
+    assert_eq!(status, 200);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
 #[tokio::test]
 async fn an_https_upstream_signed_by_the_ca_file_works_and_a_wrong_ca_is_a_clear_502() {
     let dir = TempDir::new("tls-upstream");
@@ -152,14 +164,7 @@ async fn an_https_upstream_signed_by_the_ca_file_works_and_a_wrong_ca_is_a_clear
 
     // Trusted through --ca-file: plain and streamed calls go through.
     let proxy = proxy_with_ca(&base, good_ca).await;
-    let (status, text) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[]).await;
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains("chat.completion"));
-    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
-        "messages": [{"role": "user", "content": "Hi"}]});
-    let (status, text) = chat_text(&proxy.url, stream, &[]).await;
-    assert_eq!(status, 200);
-    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    a_plain_and_a_streamed_call_go_through(&proxy.url).await;
     assert_eq!(mock.requests().len(), 2);
     proxy.stop().await;
 
@@ -192,14 +197,7 @@ async fn an_https_upstream_that_offers_http2_by_alpn_is_spoken_to_in_http2() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let proxy = proxy_with_ca(&base, ca).await;
-    let (status, text) = chat_text(&proxy.url, hi("gpt-4o-mini"), &[]).await;
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains("chat.completion"));
-    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
-        "messages": [{"role": "user", "content": "Hi"}]});
-    let (status, text) = chat_text(&proxy.url, stream, &[]).await;
-    assert_eq!(status, 200);
-    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    a_plain_and_a_streamed_call_go_through(&proxy.url).await;
     assert_eq!(mock.requests().len(), 2);
     // Every connection llmtap opened (one per serving thread that took a request) is HTTP/2.
     let negotiated = negotiated.lock().unwrap().clone();
